@@ -17,6 +17,7 @@ and token counts) and a ``_COMPLETE`` marker written last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class TokenShards:
         docs = []
         for s in self.shards:
             bounds = [*map(int, s.doc_starts), len(s.tokens)]
-            docs.extend(np.asarray(s.tokens[a:b], dtype=np.int64) for a, b in zip(bounds[:-1], bounds[1:]))
+            docs.extend(np.asarray(s.tokens[a:b], dtype=np.int64) for a, b in itertools.pairwise(bounds))
         return docs
 
 
