@@ -56,7 +56,7 @@ class ModelConfig:
 # Named shapes, from CPU tests to cluster plans. vocab_size is replaced by the tokenizer's at train time.
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=4, ffn_dim=704, max_seq_len=256),
-    "20m": ModelConfig(dim=384, n_layers=8, n_heads=6, n_kv_heads=2, ffn_dim=1024, max_seq_len=512),
+    "20m": ModelConfig(dim=512, n_layers=6, n_heads=8, n_kv_heads=4, ffn_dim=1408, max_seq_len=512),
     "124m": ModelConfig(vocab_size=50304, dim=768, n_layers=12, n_heads=12, n_kv_heads=12, ffn_dim=2048,
                         max_seq_len=1024),
     "350m": ModelConfig(vocab_size=50304, dim=1024, n_layers=24, n_heads=16, n_kv_heads=16, ffn_dim=2816,
