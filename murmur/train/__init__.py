@@ -1,0 +1,1 @@
+"""Pretraining: the trainer, data order, parallelism, checkpoints, optimizer and metrics."""
