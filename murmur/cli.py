@@ -99,7 +99,7 @@ def data_tokenize(
 # ---------------------------------------------------------------- tokenizer
 @tokenizer_app.command("train")
 def tokenizer_train(
-    src: Annotated[list[Path], typer.Argument(help="Clean posts Parquet file(s).")],
+    src: Annotated[Path, typer.Argument(help="Clean posts Parquet file.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output tokenizer directory.")],
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.")] = 8192,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of TokenizerConfig knobs.")] = None,
@@ -110,7 +110,7 @@ def tokenizer_train(
     from murmur.tokenizer import TokenizerConfig, train_tokenizer
 
     cfg = cfgmod.load(TokenizerConfig, config, [f"vocab_size={vocab_size}", *(overrides or [])])
-    tok = train_tokenizer(src, out, cfg)
+    tok = train_tokenizer([src], out, cfg)
     typer.echo(f"tokenizer with {tok.vocab_size:,} tokens written to {out}")
 
 
