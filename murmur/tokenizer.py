@@ -175,7 +175,8 @@ def new_tokenizer() -> Tokenizer:
     return tok
 
 
-def _special_added_tokens() -> list[AddedToken]:
+def special_added_tokens() -> list[AddedToken]:
+    """The 16 special tokens as ``AddedToken``s, in id order (for building a tokenizer by hand)."""
     return [AddedToken(s, special=True, normalized=False) for s in SPECIAL_TOKENS]
 
 
@@ -277,7 +278,7 @@ def train_tokenizer(paths: Sequence[Path] | Path, out_dir: Path,
                         yield chosen.to_pylist()
 
     trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=_special_added_tokens(),
+        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=special_added_tokens(),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=console.is_terminal)
     inner = new_tokenizer()
     inner.train_from_iterator(texts(), trainer, length=expected)
