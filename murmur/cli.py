@@ -125,6 +125,76 @@ def tokenizer_eval(
     print_eval(eval_tokenizer(tokenizer, src))
 
 
+# ---------------------------------------------------------------- train, generate, plot
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of TrainConfig knobs (configs/*.toml).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=200 optim.lr=1e-3).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in the out directory.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and print the run's size; no data, no training.")] = False,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
+) -> None:
+    """Pretrain a model on token shards: checkpoints, metrics.jsonl, and the final model in the out directory."""
+    from murmur import config as cfgmod
+    from murmur.train.config import TrainConfig
+
+    if knobs:
+        for key, default, help_ in cfgmod.describe(TrainConfig):
+            typer.echo(f"{key:<28} {default:<14} {help_}")
+        return
+    cfg = cfgmod.load(TrainConfig, config, [*(overrides or []), *(["resume=true"] if resume else [])])
+    if dry_run:
+        import json
+
+        from murmur.train.trainer import dry_run as plan
+
+        typer.echo(json.dumps(plan(cfg), indent=2))
+        return
+    from murmur.train.trainer import train
+
+    result = train(cfg)
+    if result.interrupted:
+        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
+    else:
+        bpb = f", {result.val_bpb:.3f} bits/byte" if result.val_bpb is not None else ""
+        typer.echo(f"trained {result.steps} steps: val loss {result.val_loss:.4f}{bpb}; model in {result.run_dir}")
+
+
+@app.command("generate")
+def generate_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory (a finished `murmur train` run).")],
+    prompt: Annotated[str | None, typer.Argument(help="Start of the post (read from stdin when left out).")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most new tokens per sample.")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; higher = more varied.")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", help="Sample among the k most likely tokens (0 = all).")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling: smallest set with this probability.")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible samples.")] = None,
+    num: Annotated[int, typer.Option("-n", "--num", help="Number of samples.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Continue a prompt as a post with a trained model (stops at the end of the post)."""
+    from murmur.generate import run_generate
+
+    if prompt is None:
+        prompt = "" if sys.stdin.isatty() else sys.stdin.read()
+    for i, text in enumerate(run_generate(model, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                          top_p=top_p, seed=seed, num=num, device=device)):
+        if num > 1:
+            typer.echo(f"--- sample {i + 1}")
+        typer.echo(text)
+
+
+@app.command("plot")
+def plot_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory with metrics.jsonl.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="PNG to write (default: RUN_DIR/training.png).")] = None,
+) -> None:
+    """Draw train/val loss and throughput curves of a training run to a PNG."""
+    from murmur.plot import plot_run
+
+    typer.echo(str(plot_run(run_dir, out)))
+
+
 # ---------------------------------------------------------------- demo
 @app.command("demo")
 def demo(

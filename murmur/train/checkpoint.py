@@ -1,0 +1,240 @@
+"""Training checkpoints (torch.distributed.checkpoint) and the consolidated inference model.
+
+A training checkpoint is a directory ``<run>/checkpoints/step_XXXXXXXX/`` holding
+
+- the model and optimizer state, saved with ``torch.distributed.checkpoint`` (DCP) from
+  ``get_state_dict`` so the same code saves and reshards FSDP/TP-sharded states later;
+- ``trainer_state.pt``: step, schedule, RNG states, model config, tokens seen;
+- ``_COMPLETE``, written last. A directory without it is ignored (and cleaned up).
+
+It is built under a temporary name and renamed into place, so a crash mid-save never leaves a
+checkpoint that looks complete. Only the newest ``keep_last`` are kept.
+
+The inference model is ``model.safetensors`` (murmur parameter names, tied weights stored once) +
+``config.json`` (the ModelConfig) + ``tokenizer/``; ``murmur.generate.load_model`` reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+import re
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
+
+from murmur.errors import CheckpointError
+from murmur.generate import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
+from murmur.io import COMPLETE_MARKER, atomic_dir, atomic_path, is_complete, write_json
+from murmur.model import ModelConfig
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+# Fields that change the parameters' shapes or meaning; a checkpoint must agree on all of them.
+SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "tie_embeddings")
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+def _barrier() -> None:
+    if _distributed():
+        dist.barrier()
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step_{step:08d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and p.is_dir() and is_complete(p) and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run touches, to restore on resume."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def _dcp_quiet() -> Iterator[None]:
+    """DCP warns that it runs in one process when no process group exists; that is intended here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        yield
+
+
+def save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict[str, Any], keep_last: int = 2) -> Path:
+    """Save model + optimizer (DCP) and ``trainer_state`` as checkpoint ``step``; prune old ones.
+
+    Every process calls this (each writes its shards); process 0 writes the trainer state and
+    the marker, then renames the directory into place.
+    """
+    final = checkpoint_path(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp")
+    if _rank() == 0:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    _barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    with _dcp_quiet():
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
+    if _rank() == 0:
+        torch.save({**trainer_state, "step": step}, tmp / STATE_FILE)
+        with open(tmp / COMPLETE_MARKER, "w") as f:
+            f.write("ok\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        prune_checkpoints(run_dir, keep_last)
+    _barrier()
+    return final
+
+
+def prune_checkpoints(run_dir: str | os.PathLike[str], keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` complete checkpoints, and any unfinished ones."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return
+    complete = list_checkpoints(run_dir)
+    for _, p in complete[: max(len(complete) - max(keep_last, 1), 0)]:
+        shutil.rmtree(p, ignore_errors=True)
+    keep = {p for _, p in complete}
+    for p in root.iterdir():
+        if p.is_dir() and p not in keep and (p.name.endswith(".tmp") or not is_complete(p)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def read_trainer_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The small state beside a checkpoint's tensors (step, schedule, RNG, model config)."""
+    path = Path(path)
+    if not is_complete(path) or not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"{path}: not a complete checkpoint (no {COMPLETE_MARKER} or {STATE_FILE})")
+    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def check_model_config(path: str | os.PathLike[str], saved: dict[str, Any], current: ModelConfig) -> None:
+    """Refuse a checkpoint written by a model of another shape, naming the fields that differ."""
+    cur = dataclasses.asdict(current.resolved())
+    diff = [f"{k}={saved.get(k)!r} (this run: {cur[k]!r})" for k in SHAPE_FIELDS if saved.get(k) != cur[k]]
+    if diff:
+        raise CheckpointError(f"{path}: checkpoint is from a model of another shape: {', '.join(diff)}; "
+                              "use the same model settings or a new out directory")
+
+
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    model_cfg: ModelConfig) -> dict[str, Any]:
+    """Load a checkpoint into ``model`` (and ``optimizer``); returns its trainer state."""
+    path = Path(path)
+    state = read_trainer_state(path)
+    check_model_config(path, state.get("model_config", {}), model_cfg)
+    try:
+        with _dcp_quiet():
+            _load_states(path, model, optimizer)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a corrupt or foreign checkpoint: one actionable line
+        raise CheckpointError(f"{path}: could not load checkpoint: {str(e).splitlines()[0]}") from None
+    return state
+
+
+def _load_states(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    if optimizer is None:
+        model_sd = get_model_state_dict(model)
+        sd = {"model": model_sd}
+        dcp.load(sd, checkpoint_id=path, no_dist=not _distributed())
+        set_model_state_dict(model, sd["model"])
+        return
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    sd = {"model": model_sd, "optim": optim_sd}
+    dcp.load(sd, checkpoint_id=path, no_dist=not _distributed())
+    set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole (unsharded) model state on CPU, with tied weights stored once."""
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and cfg.tie_embeddings:
+        sd.pop("output.weight", None)
+    return {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+
+
+def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, model_cfg: ModelConfig,
+                         tokenizer_dir: str | os.PathLike[str] | None) -> Path:
+    """Write model.safetensors + config.json (+ a copy of the tokenizer) into ``out_dir``.
+
+    Each file is written atomically; config.json comes last, so a directory with both files
+    holds a complete model.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    sd = full_model_state(model)
+    if _rank() != 0:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).unlink(missing_ok=True)
+    if tokenizer_dir:
+        with atomic_dir(out / TOKENIZER_DIR) as d:
+            for p in Path(tokenizer_dir).iterdir():
+                if p.is_file() and p.name != COMPLETE_MARKER:
+                    shutil.copy2(p, d / p.name)
+    with atomic_path(out / MODEL_FILE) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt", "murmur": "model"})
+    write_json(out / CONFIG_FILE, dataclasses.asdict(model_cfg.resolved()))
+    return out

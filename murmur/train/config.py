@@ -1,0 +1,115 @@
+"""The training config: one frozen dataclass per section, loaded from TOML plus ``key=value`` overrides.
+
+This module imports no torch, so ``murmur --help`` and config checks stay instant. A run writes the
+resolved config to ``<out>/config.toml``; loading that file again repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from murmur.config import knob
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """A named model shape plus field overrides (unset fields keep the preset's value)."""
+
+    preset: str = knob("tiny", "Named shape from murmur.model.PRESETS (tiny, 20m, 124m, 350m, 1b, 8b, 70b).")
+    vocab_size: int | None = knob(None, "Vocabulary size; unset = the tokenizer's (set larger to pad for speed).")
+    dim: int | None = knob(None, "Hidden size.")
+    n_layers: int | None = knob(None, "Transformer blocks.")
+    n_heads: int | None = knob(None, "Query heads.")
+    n_kv_heads: int | None = knob(None, "Key/value heads (grouped-query attention).")
+    head_dim: int | None = knob(None, "Size of one head.")
+    ffn_dim: int | None = knob(None, "SwiGLU hidden size.")
+    max_seq_len: int | None = knob(None, "Longest context the model is built for.")
+    rope_theta: float | None = knob(None, "RoPE base frequency.")
+    norm_eps: float | None = knob(None, "RMSNorm epsilon.")
+    tie_embeddings: bool | None = knob(None, "Share input embedding and output projection.")
+    init_std: float | None = knob(None, "Std of the normal weight init.")
+
+    def overrides(self) -> dict[str, object]:
+        """The ModelConfig fields this section sets explicitly."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "preset" and getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class DataSection:
+    shards: str = knob("", "Token shard directory (from `murmur data tokenize`).")
+    tokenizer: str = knob("", "Tokenizer directory (samples, bits per byte, copied into the final model).")
+    seq_len: int = knob(256, "Tokens per training window (at most the model's max_seq_len).")
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = knob(3e-4, "Peak learning rate.")
+    betas: list[float] = knob([0.9, 0.95], "AdamW betas.")
+    eps: float = knob(1e-8, "AdamW epsilon.")
+    weight_decay: float = knob(0.1, "Decoupled weight decay, applied to matrices (2-D parameters) only.")
+    grad_clip: float = knob(1.0, "Clip the global gradient norm to this (0 = off).")
+
+
+@dataclass(frozen=True)
+class ScheduleSection:
+    kind: Literal["cosine", "wsd"] = knob("cosine", "cosine (warmup + cosine decay) or wsd (warmup-stable-decay).")
+    warmup: int = knob(100, "Linear warmup steps.")
+    min_lr_ratio: float = knob(0.1, "Final learning rate as a fraction of the peak.")
+    decay_frac: float = knob(0.2, "wsd only: fraction of the steps spent in the final linear decay.")
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    micro_batch: int = knob(8, "Windows per forward/backward pass on one process.")
+    tokens_per_step: int = knob(0, "Target tokens per optimizer step (0 = one micro-batch per process); "
+                                   "sets gradient accumulation.")
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    every: int = knob(100, "Evaluate validation loss every N steps (0 = only at the end).")
+    batches: int = knob(20, "Micro-batches of validation windows per evaluation.")
+    samples: int = knob(2, "Posts sampled from <|doc|> and logged at each evaluation (0 = none).")
+    sample_tokens: int = knob(48, "Maximum tokens per sampled post.")
+    temperature: float = knob(0.8, "Sampling temperature for the logged posts.")
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    every: int = knob(500, "Save a training checkpoint every N steps (0 = only at the end and on signals).")
+    keep_last: int = knob(2, "Keep the newest K checkpoints (older ones are deleted).")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a pretraining run needs; see docs/training.md."""
+
+    out: str = knob("runs/run", "Run directory: config, metrics, checkpoints and the final model.")
+    steps: int = knob(1000, "Optimizer steps to train for.")
+    seed: int = knob(0, "Seed for the weights, the data order and the samples.")
+    dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "auto = bf16 autocast on CUDA and bf16-capable CPUs, "
+                                                          "else fp32.")
+    compile: bool = knob(False, "torch.compile the model (slow to start; faster steps).")
+    device: str = knob("auto", "auto, cpu, cuda or cuda:N.")
+    log_every: int = knob(10, "Log a line (and a metrics.jsonl record) every N steps.")
+    resume: bool = knob(False, "Continue from the newest complete checkpoint in `out`.")
+    tensorboard: bool = knob(False, "Also write TensorBoard events to <out>/tb (needs the tensorboard package).")
+    model: ModelSection = knob(ModelSection(), "Model shape.")
+    data: DataSection = knob(DataSection(), "Training data.")
+    optim: OptimSection = knob(OptimSection(), "AdamW settings.")
+    schedule: ScheduleSection = knob(ScheduleSection(), "Learning-rate schedule.")
+    batch: BatchSection = knob(BatchSection(), "Batch size and gradient accumulation.")
+    eval: EvalSection = knob(EvalSection(), "Validation and samples.")
+    checkpoint: CheckpointSection = knob(CheckpointSection(), "Training checkpoints.")
+
+
+def grad_accum_steps(cfg: TrainConfig, world_size: int = 1) -> int:
+    """Micro-batches per process per step so one step sees about ``batch.tokens_per_step`` tokens."""
+    per_pass = cfg.batch.micro_batch * cfg.data.seq_len * world_size
+    if cfg.batch.tokens_per_step <= 0:
+        return 1
+    return max(1, math.ceil(cfg.batch.tokens_per_step / per_pass))
