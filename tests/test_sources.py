@@ -384,19 +384,41 @@ def test_compressed_inputs_read_the_same(tmp_path, kind, comp):
     args, kw = _write_one(kind, tmp_path / "plain")
     ingest(args, tmp_path / "plain.parquet", progress=False, **kw)
     args, kw = _write_one(kind, tmp_path / "packed")
-    for a in args:
-        p = Path(a)
-        for f in [x for x in (p.rglob("*.js") if p.is_dir() else [p])]:
+    src = Path(args[0])
+    if src.is_dir():  # an archive folder: tweets.js.gz beside account.js.gz
+        for f in list(src.rglob("*.js")):
             write_compressed(f, comp)
-    if not Path(args[0]).is_dir():
-        args = [args[0] + "." + comp]
+    else:
+        args = [str(write_compressed(src, comp))]
     ingest(args, tmp_path / "packed.parquet", progress=False, **kw)
     plain, packed = rows_of(tmp_path / "plain.parquet"), rows_of(tmp_path / "packed.parquet")
     assert len(plain) >= 2
-    assert [r["source"] + "." + comp for r in plain] == [r["source"] for r in packed] or kind == "archive"
-    drop = ("source",) if kind == "archive" else ("source", "post_id")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in plain] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in packed]
+    assert [r["source"] + "." + comp for r in plain] == [r["source"] for r in packed]
+    for a, b in zip(plain, packed, strict=True):
+        if "#" in a["post_id"]:  # generated ids name the file
+            assert b["post_id"] == a["post_id"].replace("#", f".{comp}#")
+        assert {k: v for k, v in a.items() if k not in ("source", "post_id")} == \
+            {k: v for k, v in b.items() if k not in ("source", "post_id")}
+
+
+def test_json_array_tsv_and_map_beside_api_pages(tmp_path):
+    (tmp_path / "rows.json").write_text(json.dumps([{"content": "from an array", "user": {"id_str": "9"}},
+                                                    {"content": "second"}], indent=2))
+    (tmp_path / "t.tsv").write_text("msg\tid\nhello\t5\n")
+    write_api(tmp_path / "api")
+    (tmp_path / "_COMPLETE").write_text("ok")
+    stats = ingest([str(tmp_path)], tmp_path / "out" / "o.parquet", mapping=parse_mapping("text=msg"),
+                   progress=False)
+    rows = rows_of(tmp_path / "out" / "o.parquet")
+    got = {r["source"]: r for r in rows}
+    assert got["csv:t.tsv"]["text"] == "hello" and got["csv:t.tsv"]["post_id"] == "5"
+    # --map applies to generic tables: API pages stay API, and a JSON file without the column is passed over
+    assert {r["reply_to"] for r in rows if r["source"] == "x-api:api/page.json"} == {None, "1785000000000000001"}
+    assert "rows.json: no column 'msg'" in stats.not_read and not any("_COMPLETE" in n for n in stats.not_read)
+    stats = ingest([str(tmp_path / "rows.json")], tmp_path / "o2.parquet", progress=False)
+    rows = rows_of(tmp_path / "o2.parquet")
+    assert [(r["post_id"], r["author_id"], r["text"]) for r in rows] == [
+        ("rows.json#2", "9", "from an array"), ("rows.json#8", None, "second")]  # n = line of the object
 
 
 # ---------------------------------------------------------------- many files, workers, row groups

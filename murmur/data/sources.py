@@ -28,6 +28,7 @@ import difflib
 import glob
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -53,7 +54,7 @@ from murmur.data.readers.common import (
 )
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import InputError
-from murmur.io import atomic_path, open_binary, open_text, strip_compression_suffix
+from murmur.io import COMPLETE_MARKER, atomic_path, open_binary, open_text, strip_compression_suffix
 from murmur.progress import Progress
 
 FORMATS = ("auto", "x-archive", "x-api", "csv", "jsonl", "parquet", "text")
@@ -67,6 +68,9 @@ _EXTENSIONS = {
     "parquet": (".parquet", ".pq"),
     "text": (".txt", ".text"),
 }
+
+
+_ACCOUNT_RE = re.compile(r"^account(-part\d+)?\.js$", re.IGNORECASE)
 
 
 def normalize_format(fmt: str) -> str:
@@ -216,6 +220,8 @@ def plan(sources: list[str], fmt: str = "auto", mapping: dict[str, str] | None =
         if real in seen:
             passed.append((idx, f"{label}: already read"))
             return
+        if not explicit and (path.name == COMPLETE_MARKER or _ACCOUNT_RE.match(strip_compression_suffix(path.name))):
+            return  # murmur's own completion marker; account.js is read with the tweets.js beside it
         kind = _kind_by_name(path.name, fmt, explicit)
         if kind is None and explicit:
             kind = _sniff(path)
@@ -314,7 +320,7 @@ def read_task(task: FileTask, batch_size: int, report: FileReport) -> Iterator[p
     except NoPostsHere as e:
         if not task.soft or report.posts:
             raise
-        report.not_read = str(e)
+        report.not_read = e.short
 
 
 def iter_batches(path: str | os.PathLike[str], fmt: str = "auto", mapping: dict[str, str] | None = None,
@@ -352,7 +358,7 @@ class IngestStats:
     def add(self, task: FileTask, report: FileReport) -> None:
         """Merge one file's report."""
         if report.not_read is not None:
-            self.not_read.append(f"{task.label}: {report.not_read.split(': ', 1)[-1]}")
+            self.not_read.append(f"{task.label}: {report.not_read}")
             return
         self.files += 1
         self.posts += report.posts
@@ -389,8 +395,14 @@ class IngestStats:
         if self.nulled:
             lines.append(f"  left empty: {with_first(self.nulled)}")
         if self.not_read:
-            shown = "; ".join(self.not_read[:5]) + ("; ..." if len(self.not_read) > 5 else "")
-            lines.append(f"  not read: {len(self.not_read)} file{'s' * (len(self.not_read) != 1)} ({shown})")
+            why: Counter = Counter()
+            first: dict[str, str] = {}
+            for item in self.not_read:
+                label, _, reason = item.partition(": ")
+                why[reason] += 1
+                first.setdefault(reason, label)
+            shown = "; ".join(f"{r} {n:,} (first: {first[r]})" for r, n in why.most_common())
+            lines.append(f"  not read: {len(self.not_read):,} file{'s' * (len(self.not_read) != 1)}: {shown}")
         for note in self.notes[:5]:
             lines.append(f"  note: {note}")
         if len(self.notes) > 5:

@@ -33,8 +33,13 @@ class NoPostsHere(InputError):
     """The file is readable but holds no posts at all (no text column, not tweet data).
 
     Fatal for a file named on the command line; inside a directory walk the file is noted and skipped
-    (a world's ``truth/*.parquet`` or ``world.json`` sit beside the posts).
+    (a world's ``truth/*.parquet`` or ``world.json`` sit beside the posts). ``short`` is the reason
+    shown for such a skipped file.
     """
+
+    def __init__(self, message: str, path: object | None = None, short: str | None = None):
+        super().__init__(message, path)
+        self.short = short or message
 
 
 @dataclass
@@ -113,50 +118,51 @@ def _epoch_us(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int, offset_
     return (_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s) * 1_000_000 + us
 
 
+_archive_day_cache: dict[str, int] = {}
+
+
 def parse_x_archive_time(s: str) -> int:
     """``Wed Oct 10 20:19:24 +0000 2018`` (X archive / API v1.1) -> microseconds since the epoch (UTC).
 
-    Sliced by position: about 20x faster than ``datetime.strptime`` on this format.
+    Sliced by position, with the (date, offset) part cached: about 10x faster than ``datetime.strptime``.
     """
     if len(s) == 30 and s[3] == " " and s[7] == " " and s[10] == " " and s[13] == ":" and s[19] == " ":
-        tz = s[20:25]
-        off = (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60) * (-1 if tz[0] == "-" else 1)
-        return _epoch_us(int(s[26:30]), _MONTHS[s[4:7]], int(s[8:10]), int(s[11:13]), int(s[14:16]),
-                         int(s[17:19]), 0, off)
+        key = s[4:10] + s[19:30]  # "Oct 10 +0000 2018"
+        base = _archive_day_cache.get(key)
+        if base is None:
+            tz = s[20:25]
+            if tz[0] not in "+-" or not tz[1:].isdigit():
+                raise ValueError(f"bad UTC offset in {s!r}")
+            off = (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60) * (-1 if tz[0] == "-" else 1)
+            month = _MONTHS.get(s[4:7])
+            if month is None:
+                raise ValueError(f"no such month in {s!r}")
+            base = _days(int(s[26:30]), month, int(s[8:10])) * 86400 - off
+            if len(_archive_day_cache) < 1_000_000:
+                _archive_day_cache[key] = base
+        h, mi, sec = int(s[11:13]), int(s[14:16]), int(s[17:19])
+        if not (0 <= h < 24 and 0 <= mi < 60 and 0 <= sec < 61):
+            raise ValueError(f"no such time in {s!r}")
+        return (base + h * 3600 + mi * 60 + sec) * 1_000_000
     dt = datetime.strptime(s, "%a %b %d %H:%M:%S %z %Y")
     return (dt - _EPOCH) // _ONE_US
 
 
 _ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=_UTC) - _EPOCH
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_fromiso = datetime.fromisoformat
 
 
 def parse_iso_time(s: str) -> int:
     """ISO 8601 (``2024-05-01T12:34:56.000Z``, offsets, or a bare date) -> microseconds since the epoch.
 
-    A time without an offset is taken as UTC. The common X API shape is parsed by position.
+    A time without an offset is taken as UTC. ``datetime.fromisoformat`` (C, accepts ``Z`` since
+    Python 3.11) does the parsing.
     """
-    if len(s) >= 19 and s[4] == "-" and s[7] == "-" and s[10] in "T " and s[13] == ":" and s[16] == ":":
-        rest = s[19:]
-        us = 0
-        if rest[:1] in (".", ","):
-            i = 1
-            while i < len(rest) and rest[i].isdigit():
-                i += 1
-            frac = rest[1:i]
-            if not frac:
-                raise ValueError(f"bad fraction of a second in {s!r}")
-            us = int(frac[:6].ljust(6, "0"))
-            rest = rest[i:]
-        if rest in ("", "Z", "z", "+00:00", "+0000"):
-            off = 0
-        elif len(rest) in (5, 6) and rest[0] in "+-" and rest[1:3].isdigit():
-            mins = rest[-2:]
-            off = (int(rest[1:3]) * 3600 + int(mins) * 60) * (-1 if rest[0] == "-" else 1)
-        else:
-            raise ValueError(f"bad UTC offset in {s!r}")
-        return _epoch_us(int(s[0:4]), int(s[5:7]), int(s[8:10]), int(s[11:13]), int(s[14:16]),
-                         int(s[17:19]), us, off)
-    return datetime_us(datetime.fromisoformat(s))
+    dt = _fromiso(s)
+    if dt.tzinfo is None:
+        return (dt - _EPOCH_NAIVE) // _ONE_US
+    return (dt - _EPOCH) // _ONE_US
 
 
 def datetime_us(dt: datetime | date) -> int:
@@ -245,11 +251,11 @@ def unescape_x(text: str) -> str:
 
 def to_id(v: Any) -> str | None:
     """An identifier as a string (``12.0`` from a float column -> ``"12"``); empty -> None."""
-    if v is None:
-        return None
-    if isinstance(v, str):
+    if type(v) is str:
         v = v.strip()
         return v or None
+    if v is None:
+        return None
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
@@ -262,7 +268,7 @@ def to_id(v: Any) -> str | None:
 
 def to_count(v: Any) -> int | None:
     """A like/repost/reply count: ints, digit strings (X archives store ``"3"``); ValueError if unreadable."""
-    if v is None or isinstance(v, int) and not isinstance(v, bool):
+    if v is None or type(v) is int:
         return v
     if isinstance(v, str):
         s = v.strip().replace(",", "").replace("_", "")

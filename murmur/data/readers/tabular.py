@@ -90,6 +90,9 @@ def resolve_columns(columns: list[str], mapping: dict[str, str], where: str,
             out[fld] = lower[col.lower()]
         elif allow_paths and "." in col:
             out[fld] = col
+        elif fld == "text":  # in a directory walk: a file that is not one of the mapped tables
+            raise NoPostsHere(f"column {col!r} (mapped to text) not found; columns: {found or '(none)'}",
+                              where, short=f"no column {col!r}")
         else:
             raise InputError(f"column {col!r} (mapped to {fld}) not found; columns: {found or '(none)'}",
                              where, field=fld)
@@ -105,7 +108,7 @@ def resolve_columns(columns: list[str], mapping: dict[str, str], where: str,
                 break
     if "text" not in out:
         raise NoPostsHere(f"no text column (columns: {found or '(none)'}); name it with --map text=COLUMN",
-                          where)
+                          where, short="no text column")
     return out
 
 
@@ -240,11 +243,9 @@ def iter_json_rows(values: Iterator[tuple[Any, int]], where: str, label: str, fm
                     yield row
                 continue
             if mode is None:
-                if fmt == "x-api":
-                    mode = "x-api"
-                elif fmt == "jsonl" or mapping:
-                    mode = "jsonl"
-                else:
+                if fmt in ("x-api", "jsonl"):
+                    mode = fmt
+                else:  # --map does not change this: it applies to generic records only
                     mode = "x-api" if from_page or looks_like_api_tweet(item) else "jsonl"
                 report.reader = mode
                 if mode == "jsonl":

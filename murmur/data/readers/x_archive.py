@@ -70,7 +70,7 @@ def _skip_prefix(f: IO[str], where: str, expect: tuple[str, ...]) -> tuple[str, 
     kind = stripped[len(_YTD):eq].strip().split(".")[0]
     if kind not in expect:
         raise NoPostsHere(f"holds X archive {kind!r} data, not posts; pass the archive folder, its zip or "
-                          "data/tweets.js", where)
+                          "data/tweets.js", where, short=f"X archive {kind!r} data")
     return stripped[eq + 1:], lead_lines + 1 + stripped[:eq].count("\n"), kind
 
 
@@ -178,7 +178,8 @@ def iter_archive_zip(path: Path, label: str, report: FileReport) -> Iterator[tup
         members = sorted((n for n in names if _is_data_member(n) and TWEETS_NAME_RE.match(n.rsplit("/", 1)[-1])),
                          key=_member_key)
         if not members:
-            raise NoPostsHere("no data/tweets.js inside; is this an X account archive?", str(path))
+            raise NoPostsHere("no data/tweets.js inside; is this an X account archive?", str(path),
+                              short="zip without data/tweets.js")
         for member in members:
             folder = member.rsplit("/", 1)[0]
             author_id = None
