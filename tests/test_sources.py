@@ -519,6 +519,11 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], dict, str]]:
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("readme.txt", "hello")
     cases.append(("zip without tweets", [str(z)], {}, r"notarchive\.zip: no data/tweets\.js inside"))
+    bz = tmp_path / "badutf8.zip"
+    with zipfile.ZipFile(bz, "w") as zf:
+        zf.writestr("arch/data/tweets.js", b'window.YTD.tweets.part0 = [\n{"tweet": {"full_text": "caf\xe9"}}\n]')
+    cases.append(("zip member encoding", [str(bz)], {},
+                  r"badutf8\.zip/arch/data/tweets\.js:2: not valid UTF-8 \(byte offset 56\)"))
     acc = folder / "data" / "account.js"
     cases.append(("account.js alone", [str(acc)], {}, r"account\.js: holds X archive 'account' data"))
     allskip = tmp_path / "allskip.jsonl"
