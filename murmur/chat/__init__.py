@@ -1,0 +1,1 @@
+"""Chat: the conversation format (``template``) and, later, supervised fine-tuning on it."""
