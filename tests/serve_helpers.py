@@ -19,15 +19,16 @@ CORPUS = [
 ] * 20
 
 
-def make_tokenizer(out_dir: Path, vocab_size: int = 400) -> MurmurTokenizer:
+def make_tokenizer(out_dir: Path, vocab_size: int = 400, extra: list[str] | None = None) -> MurmurTokenizer:
     """A byte-level BPE trained in well under a second on an English-only corpus, so emoji and CJK
-    text falls apart into single-byte tokens (what the UTF-8 streaming tests need)."""
+    text falls apart into single-byte tokens (what the UTF-8 streaming tests need). ``extra`` texts
+    are added to the corpus 50 times each, so their words become single tokens."""
     from tokenizers import pre_tokenizers
 
     inner = new_tokenizer()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=special_added_tokens(),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    inner.train_from_iterator(CORPUS, trainer)
+    inner.train_from_iterator(CORPUS + (extra or []) * 50, trainer)
     return save_tokenizer(inner, Path(out_dir))
 
 
