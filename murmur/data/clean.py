@@ -1,0 +1,500 @@
+"""``murmur data clean``: normalise, scrub PII, identify language, filter spam, remove duplicates.
+
+Input and output are Parquet files in ``POST_SCHEMA``. The output holds the kept posts with their
+cleaned ``text`` and a filled ``lang``, **in input order**; every other column is carried through
+unchanged (the ``hashtags``/``mentions``/``urls`` lists included: they are metadata for search and
+ads, not training text). A ``stats.json`` records what was dropped and why.
+
+Each post goes through these steps; the first that drops it names its one reason, in this order:
+
+1. normalise the text (``normalize.normalize_text``: HTML entities, NFC, control characters,
+   whitespace; line breaks kept)
+2. ``retweet``: the text starts with ``RT @user``
+3. URLs -> ``<url>``, PII -> ``<email>``/``<phone>``/``<card>``, mentions -> ``@user``
+   (``normalize.clean_text``; scrubbed posts are counted, not dropped)
+4. quality rules (``quality.py``): ``too_short``, ``spam_pattern``, ``mostly_tags``,
+   ``repeated_chars``, ``too_many_emoji``, ``all_caps``
+5. ``language``: the identified language is not in ``allowed_langs`` (``langid.py``). It runs after
+   the quality rules because it is the expensive step and because a two-word post would otherwise be
+   blamed on its language. A ``lang`` already in the input is used according to ``source_lang``:
+   ``fallback`` (default) trusts the identifier and uses the source label only when the identifier
+   is unsure ("und"); X's own labels are decent but often "und"/"qme"/"zxx" and absent from other
+   sources, so one identifier gives consistent labels while the source still helps on short posts.
+   ``prefer`` uses a real source label as is (and is faster); ``ignore`` never looks at it.
+6. ``duplicate`` / ``near_duplicate`` (``dedup.py``): the same dedup key, or a shared MinHash LSH
+   band, as an earlier post (earlier ``created_at``, then smaller ``post_id``); the earliest is kept.
+
+**Parallelism and determinism.** Steps 1-5 and the dedup hashes are per-post work: the input is read
+in batches of ``batch_size`` rows and each batch is processed by a worker process (``--workers``);
+results come back in batch order. Step 6 needs every post, in time order: it runs once in the main
+process over the compact hashes of all surviving posts, with stable sorts. The output is therefore
+identical for any number of workers (and any batch size).
+
+**Streaming.** Posts are read in batches; the survivors of steps 1-5 go to a temporary Parquet
+file beside the output, and a second pass copies the kept ones to the output. What stays in memory
+for the whole run is the dedup index: ~80 bytes of hashes per surviving post plus its timestamp and
+``post_id`` (see ``dedup.py``). Both the output and ``stats.json`` are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from murmur.config import knob, to_dict
+from murmur.data import dedup as dd
+from murmur.data.langid import DEFAULT_LANGUAGES, UND, LanguageIdentifier, is_language_code
+from murmur.data.normalize import (
+    PII_CARD,
+    PII_EMAIL,
+    PII_PHONE,
+    clean_text,
+    fold_key,
+    is_retweet,
+    normalize_text,
+)
+from murmur.data.quality import DEFAULT_SPAM_PATTERNS, QualityRules, quality_reason, strip_tags
+from murmur.data.schema import POST_SCHEMA
+from murmur.errors import ConfigError, InputError
+from murmur.io import atomic_path, write_json
+from murmur.progress import Progress, log
+
+RETWEET, LANGUAGE, DUPLICATE, NEAR_DUPLICATE = "retweet", "language", "duplicate", "near_duplicate"
+REASONS = (RETWEET, "too_short", "spam_pattern", "mostly_tags", "repeated_chars", "too_many_emoji", "all_caps",
+           LANGUAGE, DUPLICATE, NEAR_DUPLICATE)
+"""Every drop reason, in the order the checks run (a post gets the first that applies)."""
+
+_LEGACY_CODES = {"in": "id", "iw": "he", "ji": "yi", "jw": "jv"}
+_OUTPUT_ROW_GROUP = 65536
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Knobs of ``murmur data clean`` (``key=value`` on the command line, or a TOML file)."""
+
+    keep_newlines: bool = knob(True, "keep line breaks (at most one blank line); false folds them to spaces")
+    unescape_html: bool = knob(True, "turn HTML entities such as &amp; &lt; &gt; back into characters")
+    drop_retweets: bool = knob(True, "drop classic retweets (text starting with 'RT @user')")
+    url_mode: Literal["keep", "placeholder", "remove"] = knob("placeholder", "URLs: keep, replace by <url>, or remove")
+    mention_mode: Literal["keep", "placeholder", "remove"] = knob(
+        "placeholder", "@mentions: keep, replace by @user, or remove")
+    scrub_pii: bool = knob(True, "replace e-mails, phone numbers and card numbers by <email> <phone> <card>")
+    allowed_langs: list[str] = knob(["en", "es"], "languages to keep (BCP-47 primary codes; empty keeps all)")
+    source_lang: Literal["fallback", "prefer", "ignore"] = knob(
+        "fallback", "an input lang: used when the identifier is unsure, used first, or ignored")
+    langid_backend: Literal["py3langid", "lingua"] = knob("py3langid", "language identifier package")
+    langid_languages: list[str] = knob(list(DEFAULT_LANGUAGES), "candidate languages of the identifier")
+    min_lang_confidence: float = knob(0.3, "below this top probability the language is 'und'")
+    min_chars: int = knob(10, "too_short: fewer visible characters once URLs/mentions/hashtags are removed")
+    min_words: int = knob(3, "too_short: fewer words once URLs/mentions/hashtags are removed")
+    max_tag_ratio: float = knob(0.5, "mostly_tags: more than this share of words are hashtags/mentions/links")
+    max_char_run: int = knob(6, "repeated_chars: a character repeated more than this many times in a row (0: off)")
+    max_emoji: int = knob(10, "too_many_emoji: more emoji than this (0: no count limit)")
+    max_emoji_ratio: float = knob(0.5, "too_many_emoji: emoji make up more than this share of visible characters")
+    caps_min_letters: int = knob(12, "all_caps: only posts with at least this many cased letters (0: off)")
+    max_caps_ratio: float = knob(0.9, "all_caps: more than this share of cased letters are upper case")
+    spam_patterns: list[str] = knob(list(DEFAULT_SPAM_PATTERNS), "spam_pattern: regular expressions, case-insensitive")
+    exact_dedup: bool = knob(True, "drop posts whose dedup key equals an earlier post's")
+    near_dedup: bool = knob(True, "drop posts that share a MinHash LSH band with an earlier post")
+    near_dup_threshold: float = knob(0.8, "Jaccard similarity the LSH banding is tuned for")
+    minhash_perms: int = knob(128, "MinHash permutations")
+    shingle_size: int = knob(5, "characters per shingle for near-dedup")
+    minhash_seed: int = knob(1, "seed of the MinHash permutations")
+    fold_digits: bool = knob(True, "dedup key folds every number to 0 (templated posts become duplicates)")
+    batch_size: int = knob(8192, "posts per work unit (the output does not depend on it)")
+
+    def __post_init__(self) -> None:
+        import re
+
+        checks = [
+            (0.0 < self.near_dup_threshold < 1.0, "near_dup_threshold must be between 0 and 1"),
+            (self.minhash_perms >= 4, "minhash_perms must be at least 4"),
+            (self.shingle_size >= 1, "shingle_size must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (0.0 <= self.min_lang_confidence <= 1.0, "min_lang_confidence must be between 0 and 1"),
+            (min(self.min_chars, self.min_words, self.max_char_run, self.max_emoji, self.caps_min_letters) >= 0,
+             "counts must not be negative"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for pattern in self.spam_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"spam_patterns: {pattern!r} is not a valid regular expression: {e}") from None
+
+    def quality_rules(self) -> QualityRules:
+        return QualityRules(min_chars=self.min_chars, min_words=self.min_words, max_tag_ratio=self.max_tag_ratio,
+                            max_char_run=self.max_char_run, max_emoji=self.max_emoji,
+                            max_emoji_ratio=self.max_emoji_ratio, caps_min_letters=self.caps_min_letters,
+                            max_caps_ratio=self.max_caps_ratio, spam_patterns=tuple(self.spam_patterns))
+
+
+@dataclass
+class CleanResult:
+    """What a clean run did: counts by drop reason, PII scrubbed, languages of the kept posts."""
+
+    src: Path
+    out: Path
+    stats_path: Path
+    posts_in: int
+    kept: int
+    dropped_by_reason: dict[str, int]
+    scrubbed: dict[str, int]
+    languages: dict[str, int]
+    seconds: float
+
+    @property
+    def dropped(self) -> int:
+        return self.posts_in - self.kept
+
+    def describe(self) -> str:
+        pct = 100.0 * self.kept / self.posts_in if self.posts_in else 0.0
+        return (f"kept {self.kept:,} of {self.posts_in:,} posts ({pct:.1f}%) in {self.seconds:.1f}s -> {self.out}; "
+                f"stats in {self.stats_path}")
+
+    def print_table(self) -> None:
+        """A table on the terminal: posts in, dropped by reason, kept, with percentages."""
+        from rich.console import Console
+        from rich.table import Table
+
+        def pct(n: int) -> str:
+            return f"{100.0 * n / self.posts_in:.1f}%" if self.posts_in else "-"
+
+        table = Table(title=f"murmur data clean: {self.src.name}", title_justify="left")
+        table.add_column("")
+        table.add_column("posts", justify="right")
+        table.add_column("share", justify="right")
+        table.add_row("posts in", f"{self.posts_in:,}", pct(self.posts_in), style="bold")
+        for reason in REASONS:
+            n = self.dropped_by_reason.get(reason, 0)
+            table.add_row(f"  dropped: {reason}", f"{n:,}", pct(n), style=None if n else "dim")
+        table.add_row("kept", f"{self.kept:,}", pct(self.kept), style="bold green")
+        table.add_row("  PII scrubbed (kept posts)", f"{self.scrubbed.get('posts', 0):,}", pct(self.scrubbed.get("posts", 0)))
+        console = Console()
+        console.print(table)
+        langs = ", ".join(f"{k} {v:,}" for k, v in list(self.languages.items())[:8])
+        rate = self.posts_in / max(self.seconds, 1e-9)
+        console.print(f"languages kept: {langs or '-'}\n{self.seconds:.1f}s ({rate:,.0f} posts/s); "
+                      f"output {self.out}, stats {self.stats_path}")
+
+
+# ---------------------------------------------------------------- per-batch work (in worker processes)
+
+@dataclass
+class _BatchResult:
+    n_in: int
+    reasons: Counter
+    identified: Counter
+    kept: pa.RecordBatch
+    exact: np.ndarray | None
+    bands: np.ndarray | None
+    pii: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+
+
+def _source_code(code: str | None) -> str | None:
+    """A real language code from the input's lang column, reduced to its primary subtag, or None."""
+    if not is_language_code(code):
+        return None
+    primary = code.strip().split("-")[0].lower()  # type: ignore[union-attr]
+    return _LEGACY_CODES.get(primary, primary)
+
+
+class _Worker:
+    """Everything one process needs for steps 1-5 and the dedup hashes, built once."""
+
+    def __init__(self, cfg: CleanConfig):
+        self.cfg = cfg
+        self.rules = cfg.quality_rules()
+        self.allowed = {c.lower() for c in cfg.allowed_langs}
+        self.langid = LanguageIdentifier(cfg.langid_backend, cfg.langid_languages, cfg.min_lang_confidence)
+        self.minhasher = dd.MinHasher(num_perm=cfg.minhash_perms, threshold=cfg.near_dup_threshold,
+                                      shingle_size=cfg.shingle_size, seed=cfg.minhash_seed) \
+            if cfg.near_dedup else None
+
+    def languages(self, contents: list[str], sources: list[str | None]) -> list[str]:
+        """The language of each post, from its words (``contents``) and the input's lang column."""
+        cfg = self.cfg
+        out: list[str | None] = [None] * len(contents)
+        todo = []
+        for i, src in enumerate(sources):
+            if cfg.source_lang == "prefer" and (code := _source_code(src)) is not None:
+                out[i] = code
+            else:
+                todo.append(i)
+        if todo:
+            found = self.langid.identify([contents[i] for i in todo])
+            for i, (code, _) in zip(todo, found, strict=True):
+                if code == UND and cfg.source_lang == "fallback":
+                    code = _source_code(sources[i]) or UND
+                out[i] = code
+        return out  # type: ignore[return-value]
+
+    def process(self, batch: pa.RecordBatch) -> _BatchResult:
+        cfg = self.cfg
+        reasons: Counter = Counter()
+        rows, cleaned, contents, piis = [], [], [], []
+        for i, raw in enumerate(batch.column("text").to_pylist()):
+            text = normalize_text(raw or "", keep_newlines=cfg.keep_newlines, unescape_html=cfg.unescape_html)
+            if cfg.drop_retweets and is_retweet(text):
+                reasons[RETWEET] += 1
+                continue
+            text, pii = clean_text(text, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
+            stripped = strip_tags(text)
+            reason = quality_reason(text, self.rules, stripped)
+            if reason is not None:
+                reasons[reason] += 1
+                continue
+            rows.append(i)
+            cleaned.append(text)
+            contents.append(stripped[0])
+            piis.append(pii)
+
+        sources = batch.column("lang").to_pylist()
+        langs = self.languages(contents, [sources[i] for i in rows])
+        identified = Counter(langs)
+        keep = [j for j, code in enumerate(langs) if not self.allowed or code in self.allowed]
+        reasons[LANGUAGE] += len(rows) - len(keep)
+        rows = [rows[j] for j in keep]
+        cleaned = [cleaned[j] for j in keep]
+        contents = [contents[j] for j in keep]
+        langs = [langs[j] for j in keep]
+        pii_arr = np.array([piis[j] for j in keep], dtype=np.uint8)
+
+        kept = batch.take(pa.array(rows, type=pa.int64()))
+        kept = kept.set_column(POST_SCHEMA.get_field_index("text"), POST_SCHEMA.field("text"),
+                               pa.array(cleaned, type=pa.string()))
+        kept = kept.set_column(POST_SCHEMA.get_field_index("lang"), POST_SCHEMA.field("lang"),
+                               pa.array(langs, type=pa.string()))
+        exact = bands = None
+        if cfg.exact_dedup or cfg.near_dedup:
+            keys = [fold_key(c, cfg.fold_digits) for c in contents]  # == normalize.dedup_key(text)
+            exact = dd.exact_hashes(keys) if cfg.exact_dedup else None
+            bands = self.minhasher.keys_for(keys) if self.minhasher is not None else None
+        return _BatchResult(batch.num_rows, reasons, identified, kept, exact, bands, pii_arr)
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(worker: _Worker) -> None:
+    global _WORKER
+    _WORKER = worker
+
+
+def _process_in_worker(batch: pa.RecordBatch) -> _BatchResult:
+    assert _WORKER is not None
+    return _WORKER.process(batch)
+
+
+def _process_all(batches: Iterator[pa.RecordBatch], cfg: CleanConfig, workers: int) -> Iterator[_BatchResult]:
+    """Results of every batch, in batch order, computed here or by ``workers`` processes."""
+    worker = _Worker(cfg)  # built once here (model loading takes ~1 s) and sent to the workers
+    if workers <= 1:
+        for batch in batches:
+            yield worker.process(batch)
+        return
+    # spawn, not fork: forking a process that runs pyarrow's thread pools can deadlock
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(worker,))
+    try:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.submit(_process_in_worker, batch))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- input
+
+def _open_input(src: Path) -> pq.ParquetFile:
+    if not src.exists():
+        raise InputError("file not found", path=src)
+    if src.is_dir():
+        raise InputError("is a directory; give the posts Parquet file from `murmur data ingest`", path=src)
+    try:
+        pf = pq.ParquetFile(src)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"not a readable Parquet file ({e})", path=src) from None
+    names = pf.schema_arrow.names
+    for required in ("text", "post_id"):
+        if required not in names:
+            raise InputError(f"no {required!r} column (columns: {', '.join(names)}); expected the post schema",
+                             path=src, field=required)
+    if pf.metadata.num_rows == 0:
+        raise InputError("no posts in the file", path=src)
+    return pf
+
+
+def _conform(batch: pa.RecordBatch, src: Path) -> pa.RecordBatch:
+    """The batch in POST_SCHEMA: columns in order, missing optional ones as nulls, types cast."""
+    columns = []
+    for f in POST_SCHEMA:
+        idx = batch.schema.get_field_index(f.name)
+        if idx < 0:
+            columns.append(pa.nulls(batch.num_rows, f.type))
+            continue
+        col = batch.column(idx)
+        if not col.type.equals(f.type):
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise InputError(f"cannot read as {f.type} ({e})", path=src, field=f.name) from None
+        columns.append(col)
+    return pa.RecordBatch.from_arrays(columns, schema=POST_SCHEMA)
+
+
+# ---------------------------------------------------------------- the stage
+
+def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1,
+          stats_path: Path | None = None) -> CleanResult:
+    """Clean the posts in ``src`` into ``out``; write counts to ``stats_path`` (default ``<out dir>/stats.json``)."""
+    src, out = Path(src), Path(out)
+    cfg = cfg or CleanConfig()
+    stats_path = Path(stats_path) if stats_path is not None else out.parent / "stats.json"
+    if src.resolve() == out.resolve():
+        raise InputError("the output must not overwrite the input", path=src)
+    start = time.perf_counter()
+    pf = _open_input(src)
+    total = pf.metadata.num_rows
+    workers = max(1, int(workers))
+
+    reasons: Counter = Counter()
+    identified: Counter = Counter()
+    exact_parts, band_parts, pii_parts, time_parts, id_parts, lang_parts = [], [], [], [], [], []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".survivors.parquet", dir=out.parent)
+    os.close(fd)
+    survivors_path = Path(tmp_name)
+    try:
+        # pass 1: steps 1-5 and the dedup hashes, batch by batch
+        batches = (_conform(b, src) for b in pf.iter_batches(batch_size=cfg.batch_size))
+        with pq.ParquetWriter(survivors_path, POST_SCHEMA, compression="zstd") as writer, \
+                Progress("clean", total=total, unit="posts") as progress:
+            for res in _process_all(batches, cfg, workers):
+                reasons.update(res.reasons)
+                identified.update(res.identified)
+                writer.write_batch(res.kept)
+                if res.exact is not None:
+                    exact_parts.append(res.exact)
+                if res.bands is not None:
+                    band_parts.append(res.bands)
+                pii_parts.append(res.pii)
+                time_parts.append(res.kept.column("created_at"))
+                id_parts.append(res.kept.column("post_id"))
+                lang_parts.append(res.kept.column("lang"))
+                progress.advance(res.n_in)
+
+        # step 6: duplicates, in time order over every survivor
+        n_surv = sum(len(p) for p in pii_parts)
+        decision = np.zeros(n_surv, dtype=np.int8)
+        if n_surv and (cfg.exact_dedup or cfg.near_dedup):
+            order = time_order(pa.chunked_array(time_parts, type=POST_SCHEMA.field("created_at").type),
+                               pa.chunked_array(id_parts, type=pa.string()))
+            exact = np.concatenate(exact_parts) if exact_parts else None
+            bands = np.concatenate(band_parts) if band_parts else None
+            decision = dd.decide(order, exact, bands)
+        reasons[DUPLICATE] += int((decision == dd.DUPLICATE).sum())
+        reasons[NEAR_DUPLICATE] += int((decision == dd.NEAR_DUPLICATE).sum())
+        keep = decision == dd.KEEP
+
+        # pass 2: copy the kept survivors to the output
+        with atomic_path(out) as tmp_out:
+            _write_kept(survivors_path, keep, tmp_out, cfg.batch_size)
+    finally:
+        survivors_path.unlink(missing_ok=True)
+
+    pii = np.concatenate(pii_parts) if pii_parts else np.zeros(0, np.uint8)
+    pii_kept = pii[keep]
+    scrubbed = {"posts": int((pii_kept != 0).sum()), "email": int((pii_kept & PII_EMAIL != 0).sum()),
+                "phone": int((pii_kept & PII_PHONE != 0).sum()), "card": int((pii_kept & PII_CARD != 0).sum())}
+    langs_kept: Counter = Counter()
+    if n_surv:
+        all_langs = pa.chunked_array(lang_parts, type=pa.string()).filter(pa.array(keep))
+        for item in pc.value_counts(all_langs).to_pylist():
+            langs_kept[item["values"]] = item["counts"]
+    seconds = time.perf_counter() - start
+    kept = int(keep.sum())
+    result = CleanResult(src=src, out=out, stats_path=stats_path, posts_in=total, kept=kept,
+                         dropped_by_reason={r: int(reasons.get(r, 0)) for r in REASONS}, scrubbed=scrubbed,
+                         languages=_by_count(langs_kept), seconds=seconds)
+    write_json(stats_path, {
+        "src": str(src), "out": str(out),
+        "posts_in": total, "kept": kept, "dropped": total - kept,
+        "dropped_by_reason": result.dropped_by_reason,
+        "reason_order": list(REASONS),
+        "scrubbed": scrubbed,
+        "languages": result.languages,
+        "languages_identified": _by_count(identified),
+        "seconds": round(seconds, 3),
+        "posts_per_second": round(total / max(seconds, 1e-9), 1),
+        "workers": workers,
+        "config": to_dict(cfg),
+    })
+    log(f"clean: {result.describe()}")
+    return result
+
+
+def time_order(created_at: pa.ChunkedArray | pa.Array, post_id: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Positions from earliest to latest: by ``created_at``, then ``post_id``; missing timestamps last."""
+    table = pa.table({"t": created_at, "id": post_id})
+    try:  # pyarrow >= 25 takes the null placement per key
+        idx = pc.sort_indices(table, sort_keys=[("t", "ascending", "at_end"), ("id", "ascending", "at_end")])
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        idx = pc.sort_indices(table, sort_keys=[("t", "ascending"), ("id", "ascending")], null_placement="at_end")
+    return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int) -> None:
+    """Copy the rows of ``survivors`` whose ``keep`` flag is set, in order, in row groups of 64k."""
+    pf = pq.ParquetFile(survivors)
+    offset = 0
+    buffered: list[pa.RecordBatch] = []
+    buffered_rows = 0
+    with pq.ParquetWriter(target, POST_SCHEMA, compression="zstd") as writer:
+        for batch in pf.iter_batches(batch_size=batch_size):
+            mask = keep[offset:offset + batch.num_rows]
+            offset += batch.num_rows
+            if mask.all():
+                part = batch
+            else:
+                part = batch.filter(pa.array(mask))
+            if part.num_rows:
+                buffered.append(part)
+                buffered_rows += part.num_rows
+            if buffered_rows >= _OUTPUT_ROW_GROUP:
+                writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA),
+                                   row_group_size=_OUTPUT_ROW_GROUP)
+                buffered, buffered_rows = [], 0
+        if buffered:
+            writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA), row_group_size=_OUTPUT_ROW_GROUP)
+
+
+def _by_count(counter: Counter) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def load_stats(path: Path) -> dict[str, Any]:
+    """Read a ``stats.json`` written by ``clean``."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+

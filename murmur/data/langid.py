@@ -1,0 +1,216 @@
+"""Language identification of short, noisy posts.
+
+Two backends, both real language-ID packages that ship their models:
+
+- ``py3langid`` (default): langid.py's naive Bayes over byte n-grams. Measured on 190 hand-written
+  posts with hashtags, emoji, typos and missing accents (``benchmarks/bench_langid.py``) it is as
+  accurate as lingua's high-accuracy mode on ordinary posts (98.5%) and much faster. murmur runs
+  py3langid's own model but not its per-post Python loop: ``_Py3Batch`` walks the byte n-gram
+  automaton for a whole batch at once with numpy and scores all posts together, which gives the
+  same languages (probabilities equal to ~1e-6) about 10x faster.
+- ``lingua``: lingua-language-detector in high-accuracy mode, restricted to the same candidate
+  languages. Better on posts of two to four words (95% against 87%), about 5x slower; for corpora
+  where that matters more than throughput.
+
+Both are restricted to a candidate set of languages (``DEFAULT_LANGUAGES``: the ones common on
+social networks). Without it, a short English post comes out as Nigerian Pidgin or Maltese and a
+Portuguese one as Galician; with it, those confusions go away, while a post in a language outside
+the set either falls below the confidence threshold or lands on its nearest neighbour in the set.
+
+The result is a BCP-47 code ("en", "es", "pt"...), or ``"und"`` when the text has no letters or the
+top probability is below ``min_confidence``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from murmur.errors import ConfigError
+
+UND = "und"
+Backend = Literal["py3langid", "lingua"]
+
+DEFAULT_LANGUAGES = [
+    "en", "es", "pt", "fr", "de", "it", "nl", "ca", "tr", "id", "ms", "ja", "ko", "zh", "ar", "fa", "ur",
+    "hi", "bn", "ru", "uk", "pl", "sv", "da", "no", "fi", "el", "he", "th", "vi", "tl", "ro", "hu", "cs",
+]
+
+MAX_CHARS = 1000
+"""Only the first this many characters of a post are used (long note posts would only cost time)."""
+
+_STRIP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])@\w+", re.IGNORECASE)
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def langid_text(text: str) -> str:
+    """What the identifier sees: URLs, mentions and placeholders taken out, ``#`` dropped from hashtags."""
+    if "<" in text or "@" in text or "://" in text or "www." in text:
+        text = _STRIP_RE.sub(" ", text)
+    return text.replace("#", " ") if "#" in text else text
+
+
+class LanguageIdentifier:
+    """Identify the language of many short texts; build once per process (loading takes ~0.5 s)."""
+
+    def __init__(self, backend: Backend = "py3langid", languages: Sequence[str] = tuple(DEFAULT_LANGUAGES),
+                 min_confidence: float = 0.3):
+        self.backend, self.languages, self.min_confidence = backend, list(languages), min_confidence
+        self._py3: _Py3Batch | None = None
+        self._lingua = None
+        if backend == "py3langid":
+            self._py3 = _py3_model(tuple(self.languages))
+        elif backend == "lingua":
+            self._lingua = _lingua_detector(tuple(self.languages))
+        else:
+            raise ConfigError(f"langid_backend: {backend!r} is not one of 'py3langid', 'lingua'")
+
+    def __getstate__(self) -> dict:
+        # the py3langid arrays travel to worker processes (faster than loading the model there);
+        # lingua's detector cannot be pickled and is rebuilt
+        return {**self.__dict__, "_lingua": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.backend == "lingua":
+            self._lingua = _lingua_detector(tuple(self.languages))
+
+    def identify(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """(code, confidence) for each text, in order; ``("und", 0.0)`` for a text without letters.
+
+        The answer for a text depends on that text alone, never on the rest of the batch.
+        """
+        out: list[tuple[str, float]] = [(UND, 0.0)] * len(texts)
+        todo = [i for i, t in enumerate(texts) if _LETTER_RE.search(t)]
+        if self._py3 is not None:
+            found = self._py3.classify([texts[i][:MAX_CHARS] for i in todo])
+        else:
+            found = [self._lingua_one(texts[i][:MAX_CHARS]) for i in todo]
+        for i, (code, conf) in zip(todo, found, strict=True):
+            out[i] = (code if conf >= self.min_confidence else UND, conf)
+        return out
+
+    def identify_one(self, text: str) -> tuple[str, float]:
+        return self.identify([text])[0]
+
+    def _lingua_one(self, text: str) -> tuple[str, float]:
+        values = self._lingua.compute_language_confidence_values(text)  # type: ignore[union-attr]
+        if not values:
+            return UND, 0.0
+        return values[0].language.iso_code_639_1.name.lower(), float(values[0].value)
+
+
+@functools.lru_cache(maxsize=4)
+def _py3_model(languages: tuple[str, ...]) -> _Py3Batch:
+    """py3langid's model restricted to ``languages``, loaded once per process (~1 s)."""
+    from py3langid.langid import MODEL_FILE
+    from py3langid.langid import LanguageIdentifier as _Py3
+
+    model = _Py3.from_model_file(MODEL_FILE, norm_probs=True)
+    if languages:
+        try:
+            model.set_languages(list(languages))
+        except ValueError as e:
+            known = ", ".join(sorted(set(model.nb_classes)))
+            raise ConfigError(f"langid_languages: {e} (py3langid knows {known})") from None
+    return _Py3Batch(model)
+
+
+@functools.lru_cache(maxsize=2)
+def _lingua_detector(languages: tuple[str, ...]) -> object:
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    if languages:
+        codes = []
+        for code in languages:
+            iso = getattr(IsoCode639_1, code.upper(), None)
+            if iso is None:
+                raise ConfigError(f"langid_languages: lingua does not know language {code!r}")
+            codes.append(iso)
+        builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+    else:
+        builder = LanguageDetectorBuilder.from_all_languages()
+    return builder.with_preloaded_language_models().build()
+
+
+class _Py3Batch:
+    """py3langid's classifier (``norm_probs=True``) vectorised over a batch of texts.
+
+    py3langid walks a byte automaton over each text in Python, counts the n-gram features it meets,
+    and scores ``log1p(count) @ P(feature | language) + prior``, softmaxed at temperature
+    ``sqrt(bytes)``. Here the automaton advances every text of the batch one byte per numpy step,
+    the (text, feature) counts come from one sort, and the scores from one weighted ``bincount`` per
+    language. Every text is scored from its own features in a fixed order, so its answer does not
+    depend on the batch it came in.
+    """
+
+    def __init__(self, model: object):
+        def as_np(arr: object, dtype: type) -> np.ndarray:
+            return np.frombuffer(arr, dtype=np.dtype(arr.typecode)).astype(dtype)  # type: ignore[attr-defined]
+
+        self.classes = list(model.nb_classes)  # type: ignore[attr-defined]
+        self.nextmove = as_np(model.tk_nextmove, np.int32)  # type: ignore[attr-defined]
+        self.rowbase = as_np(model.tk_row, np.int32) << 8  # type: ignore[attr-defined]
+        self.output = np.asarray(model.tk_output, dtype=np.int32)  # type: ignore[attr-defined]
+        self.ptc_t = np.ascontiguousarray(np.asarray(model.nb_ptc, dtype=np.float32).T)  # type: ignore[attr-defined]
+        self.prior = np.asarray(model.nb_pc, dtype=np.float32)  # type: ignore[attr-defined]
+        self.alias_pairs = list(getattr(model, "_alias_pairs", []))
+
+    def classify(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        n = len(texts)
+        if n == 0:
+            return []
+        n_classes, n_features = self.ptc_t.shape
+        enc = [(t.lower() if t.isupper() else t).encode("utf-8", "surrogatepass") for t in texts]
+        lens = np.fromiter(map(len, enc), dtype=np.int64, count=n)
+        flat = np.frombuffer(b"".join(enc), dtype=np.uint8)
+        order = np.argsort(-lens, kind="stable")  # longest first: the active texts are a prefix
+        slens, sstarts = lens[order], (np.cumsum(lens) - lens)[order]
+        active = np.searchsorted(-slens, -np.arange(int(slens[0])), side="left")  # texts longer than t
+        state = np.zeros(n, dtype=np.int32)
+        rows, feats = [], []
+        for t, k in enumerate(active.tolist()):
+            s = self.nextmove[self.rowbase[state[:k]] + flat[sstarts[:k] + t]]
+            state[:k] = s
+            f = self.output[s]
+            hit = np.flatnonzero(f >= 0)
+            if len(hit):
+                rows.append(hit)
+                feats.append(f[hit])
+        scores = np.zeros((n, n_classes), dtype=np.float32)
+        has = np.zeros(n, dtype=bool)
+        if rows:
+            key = np.sort(np.concatenate(rows).astype(np.int64) * n_features + np.concatenate(feats))
+            first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            counts = np.diff(np.r_[first, len(key)])
+            row, feat = key[first] // n_features, key[first] % n_features
+            weight = np.log1p(counts.astype(np.float32))
+            for c in range(n_classes):
+                scores[:, c] = np.bincount(row, weights=self.ptc_t[c][feat] * weight, minlength=n)
+            has[row] = True
+        scores = np.where(has[:, None], scores + self.prior, np.float32(0.0))
+        scores *= (1.0 / np.sqrt(np.maximum(slens, 1))).astype(np.float32)[:, None]
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores /= scores.sum(axis=1, keepdims=True)
+        for i, j in self.alias_pairs:  # script aliases share one label, as in py3langid
+            scores[:, i] += scores[:, j]
+            scores[:, j] = 0.0
+        best = scores.argmax(axis=1)
+        conf = scores[np.arange(n), best]
+        out: list[tuple[str, float]] = [(UND, 0.0)] * n
+        for pos, i in enumerate(order.tolist()):
+            out[i] = (self.classes[best[pos]], float(conf[pos]))
+        return out
+
+
+def is_language_code(code: str | None) -> bool:
+    """A usable language label from a source (X uses "und", "qme", "qht", "zxx"... for "no language")."""
+    if not code:
+        return False
+    code = code.strip().lower()
+    return code not in (UND, "zxx", "mis", "mul") and not (len(code) == 3 and code.startswith("q")) \
+        and code.replace("-", "").isalpha() and 2 <= len(code.split("-")[0]) <= 3

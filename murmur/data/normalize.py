@@ -1,0 +1,299 @@
+"""Text normalisation, URL and mention handling, and PII scrubbing: small pure functions on one post.
+
+What ``murmur data clean`` does to the text of every post, in this order:
+
+1. ``normalize_text``: HTML entities that X escapes (``&amp;``, ``&lt;``, ``&gt;``...) unescaped,
+   Unicode NFC, control and invisible format characters removed (zero-width space, BOM, bidi
+   overrides, lone surrogates; the zero-width joiner and variation selectors stay because emoji
+   sequences need them), every run of spaces and tabs folded to one space, line breaks kept
+   (``\\r\\n`` and Unicode line separators become ``\\n``, at most one blank line in a row, no
+   spaces around a line break) and the ends stripped. Line breaks are kept because they carry the
+   structure of a post (lists, verse, sign-offs) that a model drafting posts should learn;
+   ``keep_newlines=False`` folds them to spaces too.
+2. URLs (``http(s)://...`` and ``www....``) become ``<url>``, are removed, or stay.
+3. PII: e-mail addresses -> ``<email>``, card-like numbers (13 to 19 digits, spaces or dashes
+   allowed, Luhn checksum valid) -> ``<card>``, phone numbers -> ``<phone>``. URLs are protected
+   while this runs, so digits inside a link are never touched.
+4. ``@mentions`` become ``@user``, are removed, or stay. A run of several placeholders of one kind
+   in a row (the ``@a @b @c`` that opens a reply) collapses to one.
+
+The placeholders are plain text that reads naturally (``<url>``, ``@user``, ``<email>``,
+``<phone>``, ``<card>``): a model trained on them learns "a link goes here" without memorising
+t.co hashes, handles or phone numbers, and a tokenizer can keep each as one token.
+
+Phone numbers are found by shape and then checked, to avoid false positives on years (``2024``,
+``2019 2020 2021``), scores (``2-1``), times (``10:30``), dates (``2024-03-15``), prices (``$1,299``,
+``1.299.000``), hashtags (``#web3``) and round numbers (``100 000 000``). A candidate is a run
+of digit groups joined by single spaces, dots or dashes, with an optional ``+country`` prefix or
+``(area)`` code. It is a phone number when it has 8-15 digits after ``+`` or ``00``; otherwise
+9-11 digits in groups of two or more digits (the first group may be shorter), or 9-11 digits
+in a single unbroken run; and it is not a list of years or thousands grouped by dots/commas or
+ending in ``000``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import Literal
+
+URL_PLACEHOLDER = "<url>"
+MENTION_PLACEHOLDER = "@user"
+EMAIL_PLACEHOLDER = "<email>"
+PHONE_PLACEHOLDER = "<phone>"
+CARD_PLACEHOLDER = "<card>"
+PLACEHOLDERS = (URL_PLACEHOLDER, MENTION_PLACEHOLDER, EMAIL_PLACEHOLDER, PHONE_PLACEHOLDER, CARD_PLACEHOLDER)
+
+Mode = Literal["keep", "placeholder", "remove"]
+
+# ---------------------------------------------------------------- normalisation
+
+# C0/C1 controls except \t \n \r (handled as whitespace), invisible format characters, lone surrogates.
+_CONTROL_RE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+_NEWLINE_RE = re.compile("\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+_HSPACE_RE = re.compile(r"[^\S\n]+")
+_SPACED_NL_RE = re.compile(r" ?\n ?")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+_ANY_SPACE_RE = re.compile(r"\s+")
+
+
+def normalize_text(text: str, keep_newlines: bool = True, unescape_html: bool = True) -> str:
+    """NFC, HTML entities unescaped, control/invisible characters removed, whitespace folded."""
+    if unescape_html and "&" in text:
+        text = html.unescape(text)
+    if not text.isprintable():  # controls, tabs, line breaks, unusual spaces or format characters
+        text = _CONTROL_RE.sub("", text)
+        if keep_newlines:
+            text = _HSPACE_RE.sub(" ", _NEWLINE_RE.sub("\n", text))
+            if "\n" in text:
+                text = _BLANK_LINES_RE.sub("\n\n", _SPACED_NL_RE.sub("\n", text))
+        else:
+            text = _ANY_SPACE_RE.sub(" ", text)
+    elif "  " in text:
+        text = _HSPACE_RE.sub(" ", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text.strip()
+
+
+_RETWEET_RE = re.compile(r"RT\s*@\w+", re.IGNORECASE)
+
+
+def is_retweet(text: str) -> bool:
+    """True for a classic retweet: the text starts with ``RT @user``."""
+    return _RETWEET_RE.match(text) is not None
+
+
+# ---------------------------------------------------------------- URLs and mentions
+
+URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_URL_TRAIL = ".,;:!?)]}'\u2026"
+MENTION_RE = re.compile(r"(?<![\w@.&+-])@\w+")
+
+
+def _url_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of URLs, trailing punctuation excluded (``see https://x.co/a.`` keeps its full stop)."""
+    spans = []
+    for m in URL_RE.finditer(text):
+        start, end = m.span()
+        while end > start and text[end - 1] in _URL_TRAIL:
+            if text[end - 1] == ")" and text.count("(", start, end) >= text.count(")", start, end):
+                break  # a balanced parenthesis belongs to the URL (wikipedia links)
+            end -= 1
+        spans.append((start, end))
+    return spans
+
+
+def replace_mentions(text: str, mode: Mode) -> tuple[str, int]:
+    """Replace ``@handle`` by ``@user`` (or remove it); returns the new text and how many were found."""
+    if "@" not in text or mode == "keep":
+        return text, (len(MENTION_RE.findall(text)) if "@" in text else 0)
+    new, n = MENTION_RE.subn(MENTION_PLACEHOLDER if mode == "placeholder" else "", text)
+    return new, n
+
+
+# ---------------------------------------------------------------- PII
+
+EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+
+# Not preceded by a word character, hashtag, currency, mention, path, decimal point, thousands
+# separator, colon (times), plus or dash (ranges); not followed by more of a word or a decimal.
+_NUM_BEFORE = r"(?<![\w#$€£¥@/.,:+\-])"
+_NUM_AFTER = r"(?![\w%°$€£¥]|[.,:/]\d)"
+CARD_RE = re.compile(_NUM_BEFORE + r"\d(?:[ -]?\d){12,18}" + _NUM_AFTER)
+PHONE_RE = re.compile(
+    _NUM_BEFORE
+    + r"(?:\+ ?\d{1,3}[ .-]?)?"      # +country code
+    + r"(?:\(\d{1,4}\)[ .-]?)?"      # (area) code
+    + r"\d+(?:[ .-]\d+)*"            # digit groups joined by single separators
+    + _NUM_AFTER)
+_DIGIT_RE = re.compile(r"\d")
+_GROUP_RE = re.compile(r"\d+")
+_MAYBE_NUMBER_RE = re.compile(r"\d[\d ().+-]{6,}\d")
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum that every payment card number satisfies."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def is_card_number(candidate: str) -> bool:
+    """13-19 digits (spaces/dashes allowed) passing the Luhn check."""
+    digits = "".join(_GROUP_RE.findall(candidate))
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+def is_phone_number(candidate: str) -> bool:
+    """Whether a digit run found by ``PHONE_RE`` is shaped like a phone number (see module doc)."""
+    groups = _GROUP_RE.findall(candidate)
+    digits = sum(len(g) for g in groups)
+    stripped = candidate.lstrip()
+    if stripped.startswith("+") or stripped.startswith("00"):
+        return 8 <= digits <= 15
+    if not 9 <= digits <= 11:
+        return False
+    if len(groups) == 1:
+        return True
+    if "(" not in candidate and any(len(g) < 2 for g in groups[1:]):
+        return False  # "9 10 11 12 13", "1 2 3 4 5 6 7 8 9"
+    if all(len(g) == 4 and g[:2] in ("19", "20") for g in groups):
+        return False  # "2019 2020 2021"
+    if all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3:
+        seps = set(re.sub(r"\d", "", candidate))
+        if seps & {".", ","} or groups[-1] == "000":
+            return False  # thousands: "1.234.567.890", "100 000 000"
+    return True
+
+
+def _sub_checked(pattern: re.Pattern[str], check, placeholder: str, text: str) -> tuple[str, int]:
+    count = 0
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal count
+        if check(m.group()):
+            count += 1
+            return placeholder
+        return m.group()
+
+    return pattern.sub(repl, text), count
+
+
+def scrub_emails(text: str) -> tuple[str, int]:
+    """E-mail addresses -> ``<email>``; returns the text and the number replaced."""
+    if "@" not in text:
+        return text, 0
+    return EMAIL_RE.subn(EMAIL_PLACEHOLDER, text)
+
+
+def scrub_cards(text: str) -> tuple[str, int]:
+    """Luhn-valid 13-19 digit numbers -> ``<card>``."""
+    return _sub_checked(CARD_RE, is_card_number, CARD_PLACEHOLDER, text)
+
+
+def scrub_phones(text: str) -> tuple[str, int]:
+    """Phone numbers (international and local formats) -> ``<phone>``."""
+    return _sub_checked(PHONE_RE, is_phone_number, PHONE_PLACEHOLDER, text)
+
+
+PII_EMAIL, PII_PHONE, PII_CARD = 1, 2, 4
+
+
+def scrub_pii(text: str) -> tuple[str, int]:
+    """Scrub e-mails, card numbers and phone numbers; returns the text and a bit mask of what was found."""
+    found = 0
+    if "@" in text:
+        text, n = scrub_emails(text)
+        found |= PII_EMAIL if n else 0
+    if _MAYBE_NUMBER_RE.search(text):
+        text, n = scrub_cards(text)
+        found |= PII_CARD if n else 0
+        text, n = scrub_phones(text)
+        found |= PII_PHONE if n else 0
+    return text, found
+
+
+# ---------------------------------------------------------------- one post
+
+def _collapse(text: str, placeholder: str) -> str:
+    pattern = re.escape(placeholder)
+    return re.sub(f"{pattern}(?:\\s+{pattern})+", placeholder, text)
+
+
+def _tidy(text: str) -> str:
+    """Fold the spaces that removals leave behind, keeping line breaks."""
+    text = _HSPACE_RE.sub(" ", text)
+    if "\n" in text:
+        text = _BLANK_LINES_RE.sub("\n\n", _SPACED_NL_RE.sub("\n", text))
+    return text.strip()
+
+
+def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "placeholder",
+               scrub: bool = True) -> tuple[str, int]:
+    """URLs, PII and mentions of an already normalised post; returns the text and the PII bit mask.
+
+    URLs are cut out first so that nothing inside a link is scrubbed or taken for a mention.
+    """
+    if ("http" in text or "www." in text or "HTTP" in text or "WWW." in text) and (spans := _url_spans(text)):
+        pieces, urls, last = [], [], 0
+        for start, end in spans:
+            pieces.append(text[last:start])
+            urls.append(text[start:end])
+            last = end
+        pieces.append(text[last:])
+    else:
+        pieces, urls = [text], []
+    found = 0
+    out = []
+    for i, piece in enumerate(pieces):
+        if scrub:
+            piece, f = scrub_pii(piece)
+            found |= f
+        piece, _ = replace_mentions(piece, mention_mode)
+        out.append(piece)
+        if i < len(urls):
+            out.append(urls[i] if url_mode == "keep" else (URL_PLACEHOLDER if url_mode == "placeholder" else ""))
+    text = "".join(out)
+    changed = (url_mode != "keep" and urls) or (mention_mode != "keep" and "@" in text) or found
+    if changed:
+        if url_mode == "placeholder" and len(urls) > 1:
+            text = _collapse(text, URL_PLACEHOLDER)
+        if mention_mode == "placeholder" and text.count(MENTION_PLACEHOLDER) > 1:
+            text = _collapse(text, MENTION_PLACEHOLDER)
+        text = _tidy(text)
+    return text, found
+
+
+# ---------------------------------------------------------------- dedup key
+
+_KEY_DROP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])[@#]\w+",
+                          re.IGNORECASE)
+_NON_WORD_RE = re.compile(r"[\W_]+")
+_DIGITS_RE = re.compile(r"\d+")
+
+
+def fold_key(content: str, fold_digits: bool = True) -> str:
+    """Lowercase, fold digit runs to ``0``, punctuation/emoji/whitespace runs to one space."""
+    text = content.lower()
+    if fold_digits:
+        text = _DIGITS_RE.sub("0", text)
+    return _NON_WORD_RE.sub(" ", text).strip()
+
+
+def dedup_key(text: str, fold_digits: bool = True) -> str:
+    """The text two posts must share to count as duplicates.
+
+    Lowercased; URLs, mentions, hashtags and placeholders dropped (two posts that differ only in a
+    link, a handle or the hashtags appended to them are the same post); punctuation, emoji and
+    whitespace folded to single spaces; every digit run folded to ``0`` when ``fold_digits``
+    (templated posts such as "Daily reminder #123" then collapse onto one).
+    """
+    return fold_key(_KEY_DROP_RE.sub(" ", text), fold_digits)

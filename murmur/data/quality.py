@@ -1,0 +1,170 @@
+r"""Spam and quality heuristics: each rule is one small check with its own drop reason.
+
+The rules run on the cleaned text (URLs, mentions and PII already turned into placeholders) in
+this order, and the first that fires names the reason a post is dropped:
+
+``too_short``       fewer than ``min_chars`` visible characters or ``min_words`` words once URLs,
+                    mentions, hashtags and placeholders are taken out ("lol", "#tbt @bob").
+``spam_pattern``    a known bot/spam pattern matches (crypto giveaways, "click here", "follow back",
+                    "DM me for promo", templated "Daily reminder #123" posts...; a list of regular
+                    expressions in ``CleanConfig.spam_patterns``, matched case-insensitively and with
+                    ASCII meanings of ``\w`` and ``\b``, which is twice as fast).
+``mostly_tags``     hashtags, mentions and links make up more than ``max_tag_ratio`` of the words
+                    (words: tokens with a letter or digit, plus the tags themselves).
+``repeated_chars``  one character (not a digit or a space) repeated more than ``max_char_run``
+                    times in a row ("!!!!!!!!", "loooooool", seven identical emoji).
+``too_many_emoji``  more than ``max_emoji`` emoji, or emoji making up more than ``max_emoji_ratio``
+                    of the visible characters. Emoji are counted as pictographic code points; skin
+                    tone modifiers, joiners and variation selectors do not count, a flag counts two.
+``all_caps``        at least ``caps_min_letters`` cased letters, of which more than ``max_caps_ratio``
+                    are upper case ("BREAKING NEWS EVERYONE MUST SEE THIS").
+
+A threshold of 0 (or 1.0 for a ratio) turns its rule off.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TOO_SHORT = "too_short"
+SPAM_PATTERN = "spam_pattern"
+MOSTLY_TAGS = "mostly_tags"
+REPEATED_CHARS = "repeated_chars"
+TOO_MANY_EMOJI = "too_many_emoji"
+ALL_CAPS = "all_caps"
+REASONS = (TOO_SHORT, SPAM_PATTERN, MOSTLY_TAGS, REPEATED_CHARS, TOO_MANY_EMOJI, ALL_CAPS)
+
+DEFAULT_SPAM_PATTERNS = [
+    r"\b(?:crypto|bitcoin|btc|eth|usdt|nft|airdrop)\b.{0,80}\bgiveaway",
+    r"\bgiveaway\b.{0,80}\b(?:crypto|bitcoin|btc|eth|usdt|nft)\b",
+    r"\bfree (?:crypto|bitcoin|btc|eth|usdt|nfts?|followers|likes)\b",
+    r"\b(?:click|tap) (?:here|the link|this link|link in (?:my )?bio)\b",
+    r"\bhaz (?:click|clic) (?:aqu[ií]|en el enlace)",
+    r"\b(?:follow ?back|f4f|follow ?(?:4|for) ?follow|s[ií]gueme y te sigo)\b",
+    r"\bdm (?:me )?(?:for|4) (?:promo|promotion|collab|collaboration|paid|business|shout ?outs?|rates)\b",
+    r"\b(?:earn|make) \$?\d[\d,.]*k? ?(?:\$|usd|dollars)? ?(?:a|per|every) (?:day|week|hour)\b",
+    r"\b(?:buy|get) (?:cheap |real |instant )?(?:followers|likes|retweets)\b",
+    r"^(?:daily|hourly|weekly) (?:reminder|post|update|tweet) #?\d+",
+]
+
+_TAG_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])[@#]\w+", re.IGNORECASE)
+_WORD_TOKEN_RE = re.compile(r"\S*\w\S*")
+_EMOJI_RE = re.compile(
+    "[\U0001F000-\U0001F3FA\U0001F400-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u2190-\u21FF]")
+
+
+@dataclass(frozen=True)
+class QualityRules:
+    """Thresholds of the quality rules (see the module doc); 0 turns a count rule off."""
+
+    min_chars: int = 10
+    min_words: int = 3
+    max_tag_ratio: float = 0.5
+    max_char_run: int = 6
+    max_emoji: int = 10
+    max_emoji_ratio: float = 0.5
+    caps_min_letters: int = 12
+    max_caps_ratio: float = 0.9
+    spam_patterns: tuple[str, ...] = tuple(DEFAULT_SPAM_PATTERNS)
+
+    def __post_init__(self) -> None:
+        # ASCII semantics for \w and \b make the alternation of patterns ~2x faster
+        spam = _compile_patterns(self.spam_patterns)
+        run = re.compile(r"([^\d\s])\1{" + str(self.max_char_run) + ",}") if self.max_char_run > 0 else None
+        object.__setattr__(self, "_spam", spam)
+        object.__setattr__(self, "_run", run)
+
+
+def _compile_patterns(patterns: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
+    """One regex for many: ``\\b(?:a|b)|c`` instead of ``\\ba|\\bb|c`` (same matches, ~2x faster in ``re``)."""
+    if not patterns:
+        return None
+    factor = [p.startswith("\\b") and not _top_level_bar(p) for p in patterns]
+    bounded = [p[2:] for p, f in zip(patterns, factor, strict=True) if f]
+    other = [p for p, f in zip(patterns, factor, strict=True) if not f]
+    parts = ([r"\b(?:" + "|".join(f"(?:{p})" for p in bounded) + ")"] if bounded else []) + [f"(?:{p})" for p in other]
+    return re.compile("|".join(parts), re.IGNORECASE | re.ASCII)
+
+
+def _top_level_bar(pattern: str) -> bool:
+    """Whether ``pattern`` has an alternation ``|`` outside any group or character class."""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "]" or pattern[i + 1:i + 3] == "^]":
+                i += 2 if pattern[i + 1] == "]" else 3  # a leading ] is a literal
+                continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def strip_tags(text: str) -> tuple[str, int]:
+    """The words of a post (URLs, mentions, hashtags and placeholders taken out) and how many were taken."""
+    if "#" in text or "@" in text or "<" in text or "://" in text or "www." in text:
+        return _TAG_RE.subn(" ", text)
+    return text, 0
+
+
+def content_text(text: str) -> str:
+    """The words of a post, spaces folded."""
+    return " ".join(strip_tags(text)[0].split())
+
+
+def count_emoji(text: str) -> int:
+    """Pictographic code points (skin-tone modifiers, joiners and variation selectors excluded)."""
+    return len(_EMOJI_RE.findall(text)) if not text.isascii() else 0
+
+
+def tag_ratio(text: str) -> float:
+    """Hashtags, mentions, links and placeholders as a share of them plus the words (tokens with a letter or digit)."""
+    content, tags = strip_tags(text)
+    return tags / max(1, tags + len(_WORD_TOKEN_RE.findall(content)))
+
+
+def caps_ratio(text: str) -> tuple[int, float]:
+    """(number of cased letters, share of them in upper case)."""
+    upper = sum(map(str.isupper, text))
+    cased = upper + sum(map(str.islower, text))
+    return cased, (upper / cased if cased else 0.0)
+
+
+def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | None = None) -> str | None:
+    """The first quality rule ``text`` fails (a reason string), or None when the post passes.
+
+    ``stripped`` is ``strip_tags(text)`` when the caller already has it.
+    """
+    content, tags = stripped if stripped is not None else strip_tags(text)
+    visible = len(content) - content.count(" ") - content.count("\n")
+    n_words = len(_WORD_TOKEN_RE.findall(content))
+    if visible < rules.min_chars or n_words < rules.min_words:
+        return TOO_SHORT
+    if rules._spam is not None and rules._spam.search(text):  # type: ignore[attr-defined]
+        return SPAM_PATTERN
+    if tags and tags / (tags + n_words) > rules.max_tag_ratio:
+        return MOSTLY_TAGS
+    if rules._run is not None and rules._run.search(text):  # type: ignore[attr-defined]
+        return REPEATED_CHARS
+    emoji = count_emoji(text)
+    if emoji and ((rules.max_emoji > 0 and emoji > rules.max_emoji) or emoji / max(1, visible) > rules.max_emoji_ratio):
+        return TOO_MANY_EMOJI
+    if rules.caps_min_letters > 0 and rules.max_caps_ratio < 1.0 and not content.islower():
+        upper = sum(map(str.isupper, content))
+        if upper >= rules.caps_min_letters * rules.max_caps_ratio:
+            cased, ratio = caps_ratio(content)
+            if cased >= rules.caps_min_letters and ratio > rules.max_caps_ratio:
+                return ALL_CAPS
+    return None
