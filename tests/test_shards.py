@@ -95,7 +95,8 @@ def test_manifest(posts, tok_dir, shards):
         assert s["bytes"] == sum(len(t.encode()) for t in texts)
         assert s["tokens"] == sum(x["tokens"] for x in s["shards"]) == TokenShards(shards, split).num_tokens
     loaded = ShardManifest.load(shards)
-    assert loaded.splits["train"].docs == m["splits"]["train"]["docs"]
+    assert loaded.train_docs == m["splits"]["train"]["docs"] and loaded.val_tokens == m["splits"]["val"]["tokens"]
+    assert m["tokenizer"] == str(tok_dir.resolve()) and m["source"] == str(posts.resolve())
     assert "train" in loaded.describe() and "bytes/token" in loaded.describe()
 
 

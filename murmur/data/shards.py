@@ -91,6 +91,22 @@ class ShardManifest:
                    {k: SplitInfo(v["shards"], v["tokens"], v["docs"], v["bytes"]) for k, v in m["splits"].items()},
                    int(m.get("skipped_posts", 0)))
 
+    @property
+    def train_tokens(self) -> int:
+        return self.splits["train"].tokens
+
+    @property
+    def val_tokens(self) -> int:
+        return self.splits["val"].tokens
+
+    @property
+    def train_docs(self) -> int:
+        return self.splits["train"].docs
+
+    @property
+    def val_docs(self) -> int:
+        return self.splits["val"].docs
+
     def describe(self) -> str:
         lines = [f"token shards in {self.path} ({self.dtype}, vocab {self.vocab_size:,}):"]
         for name, s in self.splits.items():
@@ -269,11 +285,12 @@ def tokenize_to_shards(src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConf
 
 
 def _manifest_json(m: ShardManifest, cfg: ShardConfig, src: Path, tokenizer_dir: Path) -> dict[str, Any]:
-    """The manifest: nothing in it depends on timing or the number of workers."""
+    """The manifest: nothing in it depends on timing or the number of workers. Paths are absolute, so
+    the trainer finds the tokenizer from any working directory."""
     return {
         "format": FORMAT, "version": 1, "vocab_size": m.vocab_size, "dtype": m.dtype,
-        "doc_token_id": m.doc_token_id, "tokenizer_sha256": m.tokenizer_sha256, "tokenizer": str(tokenizer_dir),
-        "source": str(src), "val_fraction": m.val_fraction, "tokens_per_shard": cfg.tokens_per_shard,
+        "doc_token_id": m.doc_token_id, "tokenizer_sha256": m.tokenizer_sha256,
+        "tokenizer": str(tokenizer_dir.resolve()), "source": str(src.resolve()), "val_fraction": m.val_fraction, "tokens_per_shard": cfg.tokens_per_shard,
         "skipped_posts": m.skipped_posts,
         "splits": {name: {"shards": s.shards, "tokens": s.tokens, "docs": s.docs, "bytes": s.bytes}
                    for name, s in m.splits.items()},
