@@ -251,18 +251,19 @@ def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "
         pieces.append(text[last:])
     else:
         pieces, urls = [text], []
-    found = 0
+    found = mentions = 0
     out = []
     for i, piece in enumerate(pieces):
         if scrub:
             piece, f = scrub_pii(piece)
             found |= f
-        piece, _ = replace_mentions(piece, mention_mode)
+        piece, n = replace_mentions(piece, mention_mode)
+        mentions += n
         out.append(piece)
         if i < len(urls):
             out.append(urls[i] if url_mode == "keep" else (URL_PLACEHOLDER if url_mode == "placeholder" else ""))
     text = "".join(out)
-    changed = (url_mode != "keep" and urls) or (mention_mode != "keep" and "@" in text) or found
+    changed = (url_mode != "keep" and urls) or (mention_mode != "keep" and mentions) or found
     if changed:
         if url_mode == "placeholder" and len(urls) > 1:
             text = _collapse(text, URL_PLACEHOLDER)
