@@ -2,8 +2,8 @@
 
 MFU = (model FLOPs per token x tokens/s) / peak FLOP/s. Model FLOPs come from
 ``murmur.model.flops_per_token`` (6N + attention, no recomputation counted). The peak is the
-vendor's dense bf16 figure for known GPUs, and on a CPU a matmul measured once on this machine
-(per CPU model, thread count, dtype and torch version) and cached in ``~/.cache/murmur/``.
+vendor's dense bf16 figure for known GPUs; on a CPU, one core's matmul peak measured once on this
+machine (per CPU model, dtype and torch version; cached in ``~/.cache/murmur/``) times the threads.
 
 Records go to ``metrics.jsonl`` (one JSON object a line, a ``kind`` of train, eval, sample or
 event, and the ``step``), and to TensorBoard when asked for and installed.
@@ -69,25 +69,33 @@ def cache_dir() -> Path:
     return Path(base) / "murmur"
 
 
-def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
-    """Best FLOP/s of an n x n matmul on this CPU over about ``seconds`` (the practical peak)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    for _ in range(2):
+def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best FLOP/s of one core on an n x n matmul, over many short bursts for about ``seconds``.
+
+    One thread and short bursts make the figure robust on a busy machine: the best burst is one
+    the scheduler let run undisturbed, which is what the core can do.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(n, n).to(dtype)
+        b = torch.randn(n, n).to(dtype)
         a @ b
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        t = time.perf_counter()
-        for _ in range(4):
+        best = 0.0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
             a @ b
-        best = max(best, 4 * 2 * n ** 3 / (time.perf_counter() - t))
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    finally:
+        torch.set_num_threads(threads)
     return best
 
 
 def cpu_peak_flops(dtype: torch.dtype = torch.float32) -> float:
-    """This CPU's measured matmul peak for ``dtype``, measured on first use and cached."""
-    key = f"{cpu_model_name()}|threads={torch.get_num_threads()}|{dtype}|torch={torch.__version__}"
+    """This CPU's matmul peak for ``dtype`` at the current thread count: one core's measured peak
+    (measured on first use, cached per CPU model, dtype and torch version) times the threads."""
+    key = f"{cpu_model_name()}|{dtype}|torch={torch.__version__}|per-core"
     path = cache_dir() / "cpu_peak_flops.json"
     try:
         table = json.loads(path.read_text())
@@ -99,7 +107,7 @@ def cpu_peak_flops(dtype: torch.dtype = torch.float32) -> float:
             write_json(path, table)
         except OSError:
             pass
-    return float(table[key])
+    return float(table[key]) * torch.get_num_threads()
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:

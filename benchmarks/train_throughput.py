@@ -1,0 +1,247 @@
+"""Training throughput: murmur's model vs transformers' LlamaForCausalLM, same config, weights and batch.
+
+Both models are built from one ModelConfig, share identical weights, see identical batches, train
+with the same AdamW (fused where the device has it; the murmur trainer's choice), under the same
+autocast dtype, and compute the same fp32 cross-entropy over all positions. Each variant (eager,
+and with --compile also ``torch.compile``) runs ``--repeats`` times, interleaved, so a burst of load
+on a shared machine hits both; the report gives medians and the median of per-round ratios.
+
+    python benchmarks/train_throughput.py                 # CPU: tiny and 20m, eager
+    python benchmarks/train_throughput.py --compile       # + torch.compile for both models
+    python benchmarks/train_throughput.py --write-docs    # write the section of docs/benchmarks.md
+
+On CUDA the defaults become the 124m and 1b presets in bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from murmur.model import ModelConfig, Transformer, flops_per_token, preset  # noqa: E402
+from murmur.train.config import OptimSection  # noqa: E402
+from murmur.train.metrics import cpu_model_name, gpu_peak_flops, peak_flops  # noqa: E402
+from murmur.train.optim import build_optimizer  # noqa: E402
+from murmur.train.trainer import autocast, resolve_dtype  # noqa: E402
+
+SECTION_START = "<!-- train_throughput:start -->"
+SECTION_END = "<!-- train_throughput:end -->"
+
+
+# ---------------------------------------------------------------- the two models
+def hf_model(cfg: ModelConfig, ours: Transformer):
+    """transformers' Llama from the same config, loaded with ``ours``'s weights (HF names)."""
+    import transformers
+
+    c = cfg.resolved()
+    hf_cfg = transformers.LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim, num_hidden_layers=c.n_layers,
+        num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim,
+        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings,
+        rope_theta=c.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
+        attention_bias=False, mlp_bias=False, attn_implementation="sdpa", use_cache=False)
+    with torch.device(next(ours.parameters()).device):
+        hf = transformers.LlamaForCausalLM(hf_cfg)
+    sd = {"model.embed_tokens.weight": ours.tok_embeddings.weight, "model.norm.weight": ours.norm.weight}
+    if not c.tie_embeddings:
+        sd["lm_head.weight"] = ours.output.weight
+    for i, b in ours.layers.items():
+        p = f"model.layers.{i}."
+        sd.update({
+            p + "self_attn.q_proj.weight": b.attention.wq.weight, p + "self_attn.k_proj.weight": b.attention.wk.weight,
+            p + "self_attn.v_proj.weight": b.attention.wv.weight, p + "self_attn.o_proj.weight": b.attention.wo.weight,
+            p + "mlp.gate_proj.weight": b.feed_forward.w1.weight, p + "mlp.up_proj.weight": b.feed_forward.w3.weight,
+            p + "mlp.down_proj.weight": b.feed_forward.w2.weight,
+            p + "input_layernorm.weight": b.attention_norm.weight,
+            p + "post_attention_layernorm.weight": b.ffn_norm.weight,
+        })
+    hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
+    return hf
+
+
+def murmur_loss(model):
+    return lambda x, y: model(x, y)
+
+
+def hf_loss(model):
+    def loss(x, y):
+        logits = model(input_ids=x).logits
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+    return loss
+
+
+# ---------------------------------------------------------------- timing
+@dataclass
+class Variant:
+    name: str  # "murmur" or "transformers"
+    compiled: bool
+    step: object  # callable: one optimizer step
+    results: list[float]
+
+
+def make_step(model, loss_fn, device, dtype):
+    opt = build_optimizer(model, OptimSection(lr=1e-4), device)
+
+    def step(x, y):
+        with autocast(device, dtype):
+            loss = loss_fn(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
+def time_steps(step, batches, device) -> float:
+    """Seconds per step over ``batches`` (after the caller's warm-up)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for x, y in batches:
+        loss = step(x, y)
+    float(loss)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / len(batches)
+
+
+def bench_model(name: str, batch: int, seq: int, steps: int, repeats: int, compile_too: bool, device: torch.device,
+                dtype: torch.dtype, vocab: int) -> dict:
+    cfg = preset(name, vocab_size=vocab, max_seq_len=max(seq, preset(name).max_seq_len))
+    torch.manual_seed(0)
+    with torch.device(device):
+        ours = Transformer(cfg)
+    theirs = hf_model(cfg, ours)
+    theirs.train()
+    gen = torch.Generator().manual_seed(0)
+    data = [torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device) for _ in range(steps)]
+    batches = [(d[:, :-1], d[:, 1:]) for d in data]
+    variants = []
+    for compiled in ([False, True] if compile_too else [False]):
+        for label, model, loss_fn in (("murmur", ours, murmur_loss), ("transformers", theirs, hf_loss)):
+            fn = torch.compile(model) if compiled else model
+            variants.append(Variant(label, compiled, make_step(model, loss_fn(fn), device, dtype), []))
+    for v in variants:  # warm-up (and compilation)
+        t = time.perf_counter()
+        for x, y in batches[:3]:
+            v.step(x, y)
+        print(f"  warm-up {v.name}{' compiled' if v.compiled else ''}: {time.perf_counter() - t:.1f}s", flush=True)
+    for r in range(repeats):
+        for v in variants:
+            v.results.append(batch * seq / time_steps(v.step, batches, device))
+        print(f"  round {r + 1}: " + ", ".join(f"{v.name}{'+c' if v.compiled else ''} {v.results[-1]:,.0f} tok/s"
+                                              for v in variants), flush=True)
+    peak = peak_flops(device, dtype)
+    fpt = flops_per_token(cfg, seq)
+    rows = {}
+    for v in variants:
+        med = statistics.median(v.results)
+        rows[(v.name, v.compiled)] = {"tok_s": med, "mfu": med * fpt / peak if peak else None, "runs": v.results}
+    ratios = {}
+    by = {(v.name, v.compiled): v for v in variants}
+    for compiled in ([False, True] if compile_too else [False]):
+        a, b = by[("murmur", compiled)].results, by[("transformers", compiled)].results
+        ratios[compiled] = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    if compile_too:  # best murmur setting vs the transformers model as users run it (eager)
+        a, b = by[("murmur", True)].results, by[("transformers", False)].results
+        ratios["compiled_vs_eager"] = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    params = sum(p.numel() for p in ours.parameters())
+    return {"preset": name, "params": params, "batch": batch, "seq": seq, "rows": rows, "ratios": ratios}
+
+
+# ---------------------------------------------------------------- report
+def machine() -> dict:
+    cuda = torch.cuda.is_available()
+    return {"cpu": cpu_model_name(), "cores": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if cuda else None,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def markdown(results: list[dict], info: dict, dtype: torch.dtype, steps: int, repeats: int) -> str:
+    import transformers
+
+    dev = info["gpu"] or f"CPU: {info['cpu']}, {info['cores']} threads"
+    lines = [
+        SECTION_START,
+        "## Training throughput: murmur vs transformers' LlamaForCausalLM",
+        "",
+        f"`python benchmarks/train_throughput.py` on {dev}; torch {info['torch']}, transformers "
+        f"{transformers.__version__}, Python {info['python']}, {info['date']}. Same config, weights and batches; "
+        f"fused AdamW + grad clipping for both; autocast {str(dtype).removeprefix('torch.')}; fp32 cross-entropy "
+        f"over all positions. Median of {repeats} interleaved rounds of {steps} steps each (the machine is shared, "
+        "so rounds vary); ratio = median of per-round ratios.",
+        "",
+        "| preset | params | batch x seq | variant | murmur tok/s | transformers tok/s | ratio | murmur MFU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for compiled in sorted({c for (_, c) in r["rows"]}):
+            ours, theirs = r["rows"][("murmur", compiled)], r["rows"][("transformers", compiled)]
+            mfu = f"{ours['mfu']:.1%}" if ours["mfu"] is not None else "n/a"
+            lines.append(f"| {r['preset']} | {r['params'] / 1e6:.1f}M | {r['batch']} x {r['seq']} | "
+                         f"{'compiled' if compiled else 'eager'} | {ours['tok_s']:,.0f} | {theirs['tok_s']:,.0f} | "
+                         f"{r['ratios'][compiled]:.2f}x | {mfu} |")
+        if "compiled_vs_eager" in r["ratios"]:
+            lines.append(f"| {r['preset']} | | | murmur compiled vs transformers eager | | | "
+                         f"{r['ratios']['compiled_vs_eager']:.2f}x | |")
+    lines.append("")
+    lines.append(SECTION_END)
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n\nMeasured in the same run as " \
+        "a peer, on the machine named in each section.\n"
+    if SECTION_START in text and SECTION_END in text:
+        head, rest = text.split(SECTION_START, 1)
+        tail = rest.split(SECTION_END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--presets", default="124m,1b" if cuda else "tiny,20m")
+    ap.add_argument("--batch", type=int, default=8 if cuda else 8)
+    ap.add_argument("--seq", type=int, default=1024 if cuda else 128)
+    ap.add_argument("--vocab", type=int, default=32768 if cuda else 8192)
+    ap.add_argument("--steps", type=int, default=20 if cuda else 5, help="timed steps per round")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
+    ap.add_argument("--write-docs", action="store_true", help="write the section of docs/benchmarks.md")
+    args = ap.parse_args()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = resolve_dtype(args.dtype, device)
+    info = machine()
+    if cuda and gpu_peak_flops(info["gpu"]) is None:
+        print(f"note: no known peak for {info['gpu']}; MFU left out")
+    results = []
+    for name in args.presets.split(","):
+        print(f"{name}: batch {args.batch} x {args.seq}, {dtype}, {device}", flush=True)
+        results.append(bench_model(name, args.batch, args.seq, args.steps, args.repeats, args.compile or cuda,
+                                   device, dtype, args.vocab))
+    section = markdown(results, info, dtype, args.steps, args.repeats)
+    print(section)
+    if args.write_docs:
+        write_section(ROOT / "docs" / "benchmarks.md", section)
+
+
+if __name__ == "__main__":
+    main()
