@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
 import json
 import re
@@ -20,7 +21,8 @@ from murmur.errors import ConfigError
 from murmur.io import is_complete
 
 CFG = WorldConfig(users=200, seed=0)
-ARCHIVE_TIME = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} \+0000 \d{4}$")
+ARCHIVE_TIME = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} "
+                          r"\+0000 \d{4}$")
 API_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$")
 
 
@@ -60,8 +62,9 @@ def world(worlds):
     text = {i: d["note_tweet"]["text"] if "note_tweet" in d else d["text"] for i, d in api.items()}
     text.update({i: t["full_text"] for i, (_, t) in archive.items()})
     return {"root": root, "summary": summary, "api": api, "api_users": api_users, "pages": pages,
-            "archive": archive, "accounts": accounts, "posts": posts, "by_id": {p["post_id"]: p for p in posts},
-            "users": users, "user_by_id": {u["user_id"]: u for u in users}, "follows": follows, "text": text}
+            "archive": archive, "accounts": accounts, "posts": posts,
+            "by_id": {p["post_id"]: p for p in posts}, "users": users,
+            "user_by_id": {u["user_id"]: u for u in users}, "follows": follows, "text": text}
 
 
 def _archives(root: Path) -> dict[str, dict[str, str]]:
@@ -72,7 +75,8 @@ def _archives(root: Path) -> dict[str, dict[str, str]]:
             with zipfile.ZipFile(entry) as zf:
                 out[entry.stem] = {n: zf.read(n).decode("utf-8") for n in zf.namelist()}
         else:
-            out[entry.name] = {f"data/{f.name}": f.read_text(encoding="utf-8") for f in (entry / "data").iterdir()}
+            out[entry.name] = {f"data/{f.name}": f.read_text(encoding="utf-8")
+                               for f in (entry / "data").iterdir()}
     return out
 
 
@@ -163,9 +167,10 @@ def test_api_pages_parse_and_carry_all_fields(world):
     pages, users = world["pages"], world["user_by_id"]
     for f in sorted((world["root"] / "api").iterdir()):
         assert f.name.startswith("posts-") and f.name.endswith(".jsonl.gz")
-        for line in io.TextIOWrapper(__import__("gzip").open(f), encoding="utf-8"):
+        for line in io.TextIOWrapper(gzip.open(f), encoding="utf-8"):
             # Written as compact JSON, exactly what json.dumps would write.
-            assert line.rstrip("\n") == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
+            canonical = json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
+            assert line.rstrip("\n") == canonical
     for i, page in enumerate(pages):
         assert set(page) == {"data", "includes", "meta"}
         assert page["meta"]["result_count"] == len(page["data"]) <= CFG.posts_per_page
@@ -319,7 +324,8 @@ def test_posts_use_their_topic_vocabulary(world):
 def test_follow_graph_has_homophily_and_popular_accounts(world):
     users = world["user_by_id"]
     interests = {u["user_id"]: set(u["interests"]) for u in world["users"] if u["kind"] == "human"}
-    edges = [(f["src"], f["dst"]) for f in world["follows"] if f["src"] in interests and f["dst"] in interests]
+    edges = [(f["src"], f["dst"]) for f in world["follows"]
+             if f["src"] in interests and f["dst"] in interests]
     shared = sum(bool(interests[s] & interests[d]) for s, d in edges) / len(edges)
     ids = sorted(interests)
     pairs = [(ids[i], ids[(i * 7919 + 13) % len(ids)]) for i in range(len(ids))]
@@ -344,8 +350,8 @@ def test_bad_config_is_rejected(tmp_path):
 
 
 def test_uncompressed_api_files(tmp_path):
-    s = generate_world(tmp_path / "w", WorldConfig(users=40, archive_users=2, compress=False, posts_per_page=10,
-                                                   pages_per_file=5), progress=False)
+    cfg = WorldConfig(users=40, archive_users=2, compress=False, posts_per_page=10, pages_per_file=5)
+    s = generate_world(tmp_path / "w", cfg, progress=False)
     files = sorted((tmp_path / "w" / "api").iterdir())
     assert all(f.name.endswith(".jsonl") for f in files)
     pages = [p for f in files for p in read_api_pages(f)]

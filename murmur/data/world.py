@@ -73,20 +73,24 @@ deliberate duplicates are separate posts with their own ids).
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import gzip
 import io
+import itertools
 import json
 import math
+import queue
 import random
 import re
+import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -111,7 +115,9 @@ _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 # Share of a day's posts in each UTC hour: quiet at night, peaks at lunch and in the evening.
 _HOURLY = (3, 2, 1.5, 1, 1, 1.5, 2.5, 4, 5, 5.5, 6, 6.5, 7, 6.5, 6, 6, 6, 6.5, 7.5, 8, 8, 7, 5.5, 4)
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_ENTITY_RE = re.compile(r"(?<![\w&#@$])(?:#(\w+)|@(\w{1,15})\b|\$([A-Z]{1,6})\b)|(https://t\.co/[0-9A-Za-z]{10})")
+# Hashtags, @mentions, $CASHTAGS (not inside a word or an email address) and t.co links.
+_ENTITY_RE = re.compile(r"(?<![\w&#@$])(?:#(\w+)|@(\w{1,15})\b|\$([A-Z]{1,6})\b)"
+                        r"|(https://t\.co/[0-9A-Za-z]{10})")
 _ES_FIXES = ((" de el ", " del "), (" a el ", " al "))
 _NOTE_LIMIT = 280
 _URL_HOLE, _MENTION_HOLE = "\x00", "\x01"
@@ -184,7 +190,8 @@ class WorldSummary:
             f"  languages  {langs}",
             f"  archives   {self.archives:,} accounts ({self.zipped_archives:,} zipped), "
             f"{self.archive_posts:,} posts under archives/",
-            f"  api        {self.api_posts:,} posts in {self.api_pages:,} pages, {self.api_files:,} files under api/",
+            f"  api        {self.api_posts:,} posts in {self.api_pages:,} pages, "
+            f"{self.api_files:,} files under api/",
             "  truth      truth/users.parquet, truth/follows.parquet, truth/posts.parquet, world.json",
         ])
 
@@ -293,7 +300,8 @@ def _bot_identity(kind: str, lang: str, rnd: random.Random, taken: set[str], cit
     elif kind == "stocks":
         base, name = f"TickerBot{rnd.randrange(1, 99)}", "Stock Ticker Bot 📈"
     elif kind == "reminder":
-        base, name = ("DailyReminder", "Daily Reminder") if lang == "en" else ("RecordatorioDia", "Recordatorio diario")
+        base, name = (("DailyReminder", "Daily Reminder") if lang == "en"
+                      else ("RecordatorioDia", "Recordatorio diario"))
     elif kind == "btc_price":
         base, name = f"BTCPriceBot{rnd.randrange(1, 9)}", "Bitcoin Price Bot"
     else:
@@ -386,7 +394,8 @@ def _make_people(cfg: WorldConfig, start: dt.date) -> _People:
 
     return _People(
         ids=[str(int(x)) for x in ids], handles=handles, names=names, kind=kind, langs=langs,
-        interests=interests, activity=activity, popularity=popularity, bot_kind=bot_kinds, bot_city=bot_cities,
+        interests=interests, activity=activity, popularity=popularity, bot_kind=bot_kinds,
+        bot_city=bot_cities,
         created_at=[_iso_from_s(int(s)) for s in created], archive=archive)
 
 
@@ -472,10 +481,13 @@ def _phone(lang: str, rnd: random.Random) -> str:
     if lang == "es":
         n = f"6{rnd.randrange(10, 99)}{rnd.randrange(100, 999)}{rnd.randrange(100, 999)}"
         style = rnd.random()
-        return f"{n[:3]} {n[3:6]} {n[6:]}" if style < 0.5 else f"+34 {n[:3]} {n[3:6]} {n[6:]}" if style < 0.8 else n
+        spaced = f"{n[:3]} {n[3:6]} {n[6:]}"
+        return spaced if style < 0.5 else f"+34 {spaced}" if style < 0.8 else n
     area, last = rnd.choice((415, 212, 312, 646, 305, 206, 617, 512)), rnd.randrange(100, 199)
     style = rnd.random()
-    return f"+1 {area}-555-0{last}" if style < 0.5 else f"({area}) 555-0{last}" if style < 0.8 else f"{area}.555.0{last}"
+    if style < 0.5:
+        return f"+1 {area}-555-0{last}"
+    return f"({area}) 555-0{last}" if style < 0.8 else f"{area}.555.0{last}"
 
 
 def _typo(text: str, rnd: random.Random) -> str:
@@ -581,7 +593,7 @@ class _Writer:
         self.dup_pool: list[tuple] = []
         self.dup_pos = 0
         self.last_post: list[tuple | None] = [None] * people.n
-        self.seq = 0
+        self.seq = self.last_ms = 0
         # Plain Python copies of what the per-post code reads: numpy scalar access is slow there.
         self.kind: list[int] = people.kind.tolist()
         self.followers: list[int] = people.followers.tolist()
@@ -599,16 +611,15 @@ class _Writer:
         for d in range(cfg.days + 2):
             day = start + dt.timedelta(days=d)
             self.day_iso.append(day.isoformat())
-            self.day_archive.append((f"{_DAY_NAMES[day.weekday()]} {_MONTH_NAMES[day.month - 1]} {day.day:02d}",
-                                     day.year))
+            prefix = f"{_DAY_NAMES[day.weekday()]} {_MONTH_NAMES[day.month - 1]} {day.day:02d}"
+            self.day_archive.append((prefix, day.year))
         c = cfg
-        # Cumulative thresholds for a human post's kind.
-        acc, self.thresholds = 0.0, []
-        for kind, frac in (("retweet", c.retweet_fraction), ("reply", c.reply_fraction),
-                           ("duplicate", c.duplicate_fraction), ("quote", c.quote_fraction),
-                           ("foreign", c.foreign_fraction), ("pii", c.pii_fraction), ("long", c.long_fraction)):
-            acc += frac
-            self.thresholds.append((acc, kind))
+        # A human post's kind: a uniform draw falls between cumulative fractions; past them it is normal.
+        kinds = ((self.retweet, c.retweet_fraction), (self.reply, c.reply_fraction),
+                 (self.duplicate, c.duplicate_fraction), (self.quote, c.quote_fraction),
+                 (self.foreign, c.foreign_fraction), (self.pii, c.pii_fraction), (self.long, c.long_fraction))
+        self.cum_fractions = list(itertools.accumulate(frac for _, frac in kinds))
+        self.special: list[Callable[[_Post], bool] | None] = [fn for fn, _ in kinds] + [None]
         self.bot_sources = {k: f'<a href="https://bots.example.com/{v}" rel="nofollow">{v}</a>'
                             for k, v in wt.BOT_SOURCES.items()}
         self.user_source = [int(x) for x in np.random.default_rng([cfg.seed, 4]).integers(0, len(wt.SOURCES),
@@ -631,8 +642,16 @@ class _Writer:
         return f"{prefix} {h:02d}:{m:02d}:{sec:02d} +0000 {year}"
 
     def new_id(self, ms: int) -> str:
-        self.seq += 1
-        return str(((ms - TWITTER_EPOCH_MS) << 22) | (self.seq & 0x3FFFFF))
+        """A snowflake id: milliseconds since the X epoch, then 10 "worker" bits and a sequence.
+
+        Posts come in time order, so ids strictly increase: a reply's id is above its parent's.
+        """
+        if ms == self.last_ms:
+            self.seq += 1
+        else:
+            self.last_ms, self.seq = ms, 0
+        worker = ((ms * 2654435761) >> 8) & 0x3FF
+        return str(((ms - TWITTER_EPOCH_MS) << 22) + (worker << 12) + self.seq)
 
     # ----------------------------------------------------------------- picking
     def pick(self, seq: tuple | list) -> Any:
@@ -815,34 +834,17 @@ class _Writer:
         elif k == BOT:
             self.bot(post)
         else:
-            r = self.rnd.random()
-            chosen = "normal"
-            for threshold, kind in self.thresholds:
-                if r < threshold:
-                    chosen = kind
-                    break
-            done = False
-            if chosen == "reply":
-                done = self.reply(post)
-            elif chosen == "retweet":
-                done = self.retweet(post)
-            elif chosen == "duplicate":
-                done = self.duplicate(post)
-            elif chosen == "quote":
-                done = self.quote(post)
-            elif chosen == "foreign":
-                done = self.foreign(post)
-            elif chosen == "pii":
-                self.normal(post, pii=True)
-                done = True
-            elif chosen == "long":
-                self.long(post)
-                done = True
-            if not done:
+            # Each special kind returns False when it cannot apply (nothing to reply to yet, ...).
+            special = self.special[bisect.bisect_right(self.cum_fractions, self.rnd.random())]
+            if special is None or not special(post):
                 self.normal(post)
         if post.kind != "retweet":
             self.remember(post)
         return post
+
+    def pii(self, post: _Post) -> bool:
+        self.normal(post, pii=True)
+        return True
 
     def normal(self, post: _Post, pii: bool = False) -> None:
         a = post.author
@@ -859,7 +861,8 @@ class _Writer:
     def with_pii(self, text: str, lang: str, a: int) -> str:
         rnd = self.rnd
         name = wt.ascii_fold(self.p.names[a].split(" ")[0]).lower() or "me"
-        email = f"{name}.{wt.ascii_fold(self.p.handles[a]).lower()[:8]}{rnd.randrange(1, 99)}@{self.pick(wt.EMAIL_DOMAINS)}"
+        local = f"{name}.{wt.ascii_fold(self.p.handles[a]).lower()[:8]}{rnd.randrange(1, 99)}"
+        email = f"{local}@{self.pick(wt.EMAIL_DOMAINS)}"
         sentence = self.pick(wt.PII_TEMPLATES[lang]).format(phone=_phone(lang, rnd), email=email,
                                                             card=_luhn_card(rnd))
         if rnd.random() < 0.3:
@@ -868,7 +871,7 @@ class _Writer:
             sentence = sentence[0].upper() + sentence[1:] + rnd.choice((".", "", "!"))
         return text + " " + sentence
 
-    def long(self, post: _Post) -> None:
+    def long(self, post: _Post) -> bool:
         a = post.author
         lang = self.choose_lang(a)
         topic = self.topics[self.choose_topic(a)]
@@ -886,6 +889,7 @@ class _Writer:
         text = self.noisy(" ".join(parts), lang)
         text = self.decorate(self.fill_holes(text, post, topic, lang), post, topic, lang)
         post.text, post.lang, post.topic, post.kind = text, lang, topic.name, "normal"
+        return True
 
     def reply(self, post: _Post) -> bool:
         a = post.author
@@ -990,7 +994,8 @@ class _Writer:
                 text = text.replace("!!!", "!" * rnd.randrange(3, 10), 1)
             while _URL_HOLE in text:
                 dom = rnd.choice(("free-gift", "claim-now", "win-prize", "crypto-bonus", "promo-deal"))
-                target = f"https://{dom}{rnd.randrange(10, 99)}.xyz/{coin.lower()}?ref={rnd.randrange(10**6, 10**7)}"
+                ref = rnd.randrange(10**6, 10**7)
+                target = f"https://{dom}{rnd.randrange(10, 99)}.xyz/{coin.lower()}?ref={ref}"
                 text = text.replace(_URL_HOLE, self.url(post, target), 1)
             post.text, post.lang = text, lang
         post.kind = "spam"
@@ -1006,10 +1011,10 @@ class _Writer:
             city = self.p.bot_city[a]
             t, hum, wind = rnd.randrange(-2, 34), rnd.randrange(20, 99), rnd.randrange(0, 60)
             cond = self.pick(wt.WEATHER_CONDITIONS[lang])
-            text = (f"Weather in {city} at {hh:02d}:00 UTC: {t}°C, {cond}. Humidity {hum}%, wind {wind} km/h. "
-                    f"#weather" if lang == "en" else
-                    f"El tiempo en {city} a las {hh:02d}:00: {t}°C, {cond}. Humedad {hum}%, viento {wind} km/h. "
-                    f"#tiempo")
+            text = (f"Weather in {city} at {hh:02d}:00 UTC: {t}°C, {cond}. Humidity {hum}%, "
+                    f"wind {wind} km/h. #weather" if lang == "en" else
+                    f"El tiempo en {city} a las {hh:02d}:00: {t}°C, {cond}. Humedad {hum}%, "
+                    f"viento {wind} km/h. #tiempo")
         elif kind == "stocks":
             tk = self.pick(wt.TICKERS)
             base = 40 + (sum(map(ord, tk)) * 7) % 800
@@ -1028,8 +1033,9 @@ class _Writer:
         else:
             place = rnd.choice(("Ridgecrest, CA", "Anchorage, AK", "Hilo, HI", "Granada, Spain", "Lima, Peru",
                                 "Santiago, Chile", "Tokyo, Japan"))
-            text = (f"Earthquake M{rnd.uniform(2.0, 6.5):.1f} - {rnd.randrange(2, 120)} km "
-                    f"{rnd.choice(('N', 'S', 'E', 'W', 'NE', 'SW'))} of {place} - {hh:02d}:{mm:02d} UTC #earthquake")
+            direction = rnd.choice(("N", "S", "E", "W", "NE", "SW"))
+            text = (f"Earthquake M{rnd.uniform(2.0, 6.5):.1f} - {rnd.randrange(2, 120)} km {direction} "
+                    f"of {place} - {hh:02d}:{mm:02d} UTC #earthquake")
         post.text, post.lang, post.kind = text, lang, "bot"
         post.source = self.bot_sources[kind]
 
@@ -1073,7 +1079,8 @@ def _api_entities_json(ents: list, people: _People, limit: int | None = None) ->
         if kind == "hashtag":
             tags.append(f'{{"start":{s},"end":{e},"tag":{_q(v)}}}')
         elif kind == "mention":
-            mentions.append(f'{{"start":{s},"end":{e},"username":"{people.handles[v]}","id":"{people.ids[v]}"}}')
+            mentions.append(f'{{"start":{s},"end":{e},"username":"{people.handles[v]}",'
+                            f'"id":"{people.ids[v]}"}}')
         elif kind == "cashtag":
             cash.append(f'{{"start":{s},"end":{e},"tag":"{v}"}}')
         else:
@@ -1139,8 +1146,8 @@ def _archive_tweet(post: _Post, w: _Writer, metrics: tuple[int, int, int, int]) 
             start = sp + 1
     edit_until = w.iso(post.ms + 3_600_000)
     tweet: dict[str, Any] = {
-        "edit_info": {"initial": {"editTweetIds": [post.id], "editableUntil": edit_until, "editsRemaining": "5",
-                                  "isEditEligible": post.retweet_of is None}},
+        "edit_info": {"initial": {"editTweetIds": [post.id], "editableUntil": edit_until,
+                                  "editsRemaining": "5", "isEditEligible": post.retweet_of is None}},
         "retweeted": False,
         "source": post.source,
         "entities": ents,
@@ -1163,6 +1170,62 @@ def _archive_tweet(post: _Post, w: _Writer, metrics: tuple[int, int, int, int]) 
     return json.dumps({"tweet": tweet}, ensure_ascii=False, indent=2, separators=(",", " : "))
 
 
+class _PageSink:
+    """Writes, and gzips, API pages on a helper thread, in the order they come.
+
+    zlib releases the GIL while it compresses, so compression overlaps with generating the next
+    pages; the bounded queue keeps memory flat. The bytes written do not depend on timing.
+    """
+
+    def __init__(self, compress: bool, level: int):
+        self.compress, self.level = compress, level
+        self.queue: queue.Queue[tuple[Path, bytes] | None] = queue.Queue(maxsize=16)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="world-api-writer", daemon=True)
+        self.thread.start()
+
+    def write(self, path: Path, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((path, data))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        current: Path | None = None
+        raw: IO[bytes] | None = None
+        out: IO[bytes] | None = None
+        try:
+            while (item := self.queue.get()) is not None:
+                if self.error is not None:
+                    continue  # keep draining so the producer never blocks; it re-raises the error
+                path, data = item
+                try:
+                    if path != current:
+                        if out is not None:
+                            out.close()
+                            if raw is not out and raw is not None:
+                                raw.close()
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        raw = out = open(path, "wb")
+                        if self.compress:  # mtime=0 and no name: the same bytes on every run
+                            out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=self.level,
+                                                mtime=0)
+                        current = path
+                    out.write(data)
+                except BaseException as e:  # noqa: BLE001 - handed to the producer thread
+                    self.error = e
+        finally:
+            if out is not None:
+                out.close()
+                if raw is not out and raw is not None:
+                    raw.close()
+
+
 class _ApiFiles:
     """Pages of X API v2 responses, ``posts_per_page`` posts a page, ``pages_per_file`` pages a file."""
 
@@ -1172,14 +1235,16 @@ class _ApiFiles:
         self.user_json = [f'{{"id":"{i}","username":"{h}","name":{_q(n)}}}'
                           for i, h, n in zip(people.ids, people.handles, people.names, strict=True)]
         self.data: list[str] = []
-        self.ids: list[int] = []
+        self.ids: list[str] = []
         self.authors: dict[int, None] = {}
         self.pages = 0
-        self.files = 0
         self.posts = 0
         self.file_name = self._file_name()
-        self._raw: IO[bytes] | None = None
-        self._out: IO[bytes] | None = None
+        self.sink = _PageSink(cfg.compress, cfg.gzip_level)
+
+    @property
+    def files(self) -> int:
+        return -(-self.pages // self.cfg.pages_per_file)
 
     def _file_name(self) -> str:
         return f"api/posts-{self.pages // self.cfg.pages_per_file:05d}{self.suffix}"
@@ -1189,50 +1254,32 @@ class _ApiFiles:
         if len(self.data) == self.cfg.posts_per_page:
             self._flush(last=False)
         self.data.append(post_json)
-        self.ids.append(int(post_id))
+        self.ids.append(post_id)
         self.authors[author] = None
         self.posts += 1
         return self.file_name
 
-    def _open(self) -> IO[bytes]:
-        if self._out is None:
-            path = self.root / self.file_name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = open(path, "wb")
-            if self.cfg.compress:  # mtime=0 and no name: the same bytes on every run
-                self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
-                                          compresslevel=self.cfg.gzip_level, mtime=0)
-            else:
-                self._out = self._raw
-            self.files += 1
-        return self._out
-
     def _flush(self, last: bool) -> None:
         if not self.data:
             return
-        out = self._open()
-        meta = f'"result_count":{len(self.data)},"newest_id":"{max(self.ids)}","oldest_id":"{min(self.ids)}"'
+        # Posts arrive in time order with increasing ids: the last is the newest.
+        meta = f'"result_count":{len(self.data)},"newest_id":"{self.ids[-1]}","oldest_id":"{self.ids[0]}"'
         if not last:
-            meta += f',"next_token":"{_b62((self.pages + 1) * 0x9E3779B97F4A7C15 ^ self.cfg.seed, 16).lower()}"'
+            token = _b62((self.pages + 1) * 0x9E3779B97F4A7C15 ^ self.cfg.seed, 16).lower()
+            meta += f',"next_token":"{token}"'
         users = ",".join([self.user_json[a] for a in self.authors])
         page = f'{{"data":[{",".join(self.data)}],"includes":{{"users":[{users}]}},"meta":{{{meta}}}}}\n'
-        out.write(page.encode("utf-8"))
+        self.sink.write(self.root / self.file_name, page.encode("utf-8"))
         self.data, self.ids, self.authors = [], [], {}
         self.pages += 1
-        if self.pages % self.cfg.pages_per_file == 0:
-            self._close_file()
-            self.file_name = self._file_name()
-
-    def _close_file(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            if self._raw is not self._out and self._raw is not None:
-                self._raw.close()
-        self._out = self._raw = None
+        self.file_name = self._file_name()
 
     def close(self) -> None:
-        self._flush(last=True)
-        self._close_file()
+        """Write the last page (it has no ``next_token``) and wait for the files to be complete."""
+        try:
+            self._flush(last=True)
+        finally:
+            self.sink.close()
 
 
 def _account_js(people: _People, a: int) -> str:
@@ -1247,7 +1294,8 @@ def _account_js(people: _People, a: int) -> str:
 def _manifest_js(people: _People, a: int, n_tweets: int, generated: str) -> str:
     cfg = {"userInfo": {"accountId": people.ids[a], "userName": people.handles[a],
                         "displayName": people.names[a]},
-           "archiveInfo": {"generationDate": generated, "isPartialArchive": False, "maxPartSizeBytes": "53687091"},
+           "archiveInfo": {"generationDate": generated, "isPartialArchive": False,
+                           "maxPartSizeBytes": "53687091"},
            "dataTypes": {
                "account": {"files": [{"fileName": "data/account.js", "globalName": "YTD.account.part0",
                                       "count": "1"}]},
@@ -1296,21 +1344,40 @@ class _Truth:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(path, self.SCHEMA, compression="zstd")
-        self.rows: list[tuple] = []
+        self.kinds: Counter[str] = Counter()
+        self.langs: Counter[str] = Counter()
+        self._new_columns()
+
+    def _new_columns(self) -> None:
+        self.cols: list[list] = [[] for _ in self.SCHEMA.names]
+        (self.c_id, self.c_author, self.c_time, self.c_topic, self.c_lang, self.c_kind, self.c_dup,
+         self.c_reply, self.c_conv, self.c_rt, self.c_quote, self.c_long,
+         self.c_file) = (c.append for c in self.cols)
 
     def add(self, post: _Post, author_id: str, file: str) -> None:
-        self.rows.append((post.id, author_id, post.ms * 1000, post.topic, post.lang, post.kind, post.duplicate_of,
-                          post.reply_to, post.conv, post.retweet_of, post.quote_of, len(post.text) > _NOTE_LIMIT,
-                          file))
-        if len(self.rows) >= self.ROWS:
+        self.c_id(post.id)
+        self.c_author(author_id)
+        self.c_time(post.ms * 1000)
+        self.c_topic(post.topic)
+        self.c_lang(post.lang)
+        self.c_kind(post.kind)
+        self.c_dup(post.duplicate_of)
+        self.c_reply(post.reply_to)
+        self.c_conv(post.conv)
+        self.c_rt(post.retweet_of)
+        self.c_quote(post.quote_of)
+        self.c_long(len(post.text) > _NOTE_LIMIT)
+        self.c_file(file)
+        if len(self.cols[0]) >= self.ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if self.rows:
-            cols = zip(*self.rows, strict=True)
-            arrays = [pa.array(col, type=f.type) for col, f in zip(cols, self.SCHEMA, strict=True)]
+        if self.cols[0]:
+            arrays = [pa.array(col, type=f.type) for col, f in zip(self.cols, self.SCHEMA, strict=True)]
             self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.SCHEMA))
-            self.rows = []
+            self.kinds.update(Counter(self.cols[5]))
+            self.langs.update(Counter(self.cols[4]))
+            self._new_columns()
 
     def close(self) -> None:
         self.flush()
@@ -1327,7 +1394,8 @@ def _write_users(path: Path, people: _People, posts: np.ndarray) -> None:
         "name": pa.array(people.names, pa.string()),
         "kind": pa.array([KIND_NAMES[k] for k in people.kind], pa.string()),
         "langs": pa.array([list(x) for x in people.langs], pa.list_(pa.string())),
-        "interests": pa.array([[wt.TOPIC_NAMES[t] for t in x] for x in people.interests], pa.list_(pa.string())),
+        "interests": pa.array([[wt.TOPIC_NAMES[t] for t in x] for x in people.interests],
+                              pa.list_(pa.string())),
         "followers": pa.array(people.followers, pa.int64()),
         "following": pa.array(following, pa.int64()),
         "posts": pa.array(posts, pa.int64()),
@@ -1351,7 +1419,8 @@ def _hour_weights(start: dt.date, days: int) -> np.ndarray:
     return w / w.sum()
 
 
-def _metrics(people: _People, authors: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+def _metrics(people: _People, authors: np.ndarray,
+             rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
     """Heavy-tailed like/repost/reply/quote counts that grow with the author's followers."""
     k = len(authors)
     base = 0.3 + 0.03 * people.followers[authors]
@@ -1379,47 +1448,50 @@ def _without_cycle_gc() -> Iterator[None]:
             gc.enable()
 
 
-def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> WorldSummary:
-    """Generate a world into ``out_dir`` (replaced atomically) and return what was written."""
-    cfg = cfg or WorldConfig()
-    start = _validate(cfg)
-    out_dir = Path(out_dir)
-    t0 = time.perf_counter()
-    people = _make_people(cfg, start)
-    _build_follows(people, cfg)
-    if progress:
-        log(f"world: {people.n:,} accounts, {len(people.follow_dst):,} follows")
+@dataclass
+class _PostCounts:
+    kinds: Counter[str]
+    langs: Counter[str]
+    per_user: np.ndarray
+    archives: int
+    zipped_archives: int
+    archive_posts: int
+    api_files: int
+    api_pages: int
+    api_posts: int
+
+
+def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
+                 progress: bool) -> _PostCounts:
+    """Generate every post hour by hour and write it to the archives or the API pages, and to the truth."""
     writer = _Writer(people, cfg, start)
     rng = np.random.default_rng([cfg.seed, 3])
     act_cdf = np.cumsum(people.activity)
     expected = cfg.users * cfg.posts_per_user
     weights = _hour_weights(start, cfg.days)
-    kinds: Counter[str] = Counter()
-    langs: Counter[str] = Counter()
-    posts_by_user = np.zeros(people.n, np.int64)
+    per_user = np.zeros(people.n, np.int64)
     archive_tweets: dict[int, list[str]] = {i: [] for i, k in enumerate(people.archive) if k is not None}
     archive_file = {i: (f"archives/{people.handles[i]}.zip" if people.archive[i] == "zip"
                         else f"archives/{people.handles[i]}/data/tweets.js") for i in archive_tweets}
-    user_source = writer.user_source
-    sources = wt.SOURCES
-
-    with atomic_dir(out_dir) as root, _without_cycle_gc():
-        api = _ApiFiles(root, cfg, people)
-        truth = _Truth(root / "truth" / "posts.parquet")
+    sources = [wt.SOURCES[i] for i in writer.user_source]
+    api = _ApiFiles(root, cfg, people)
+    truth = _Truth(root / "truth" / "posts.parquet")
+    try:
         with Progress("world: posts", total=int(expected), unit="posts", enabled=progress) as bar:
             for hour in range(cfg.days * 24):
                 k = int(rng.poisson(expected * weights[hour]))
                 if k == 0:
                     continue
-                authors = np.minimum(np.searchsorted(act_cdf, rng.random(k) * act_cdf[-1], side="right"),
-                                     people.n - 1)
+                draws = rng.random(k) * act_cdf[-1]
+                authors = np.minimum(np.searchsorted(act_cdf, draws, side="right"), people.n - 1)
+                per_user += np.bincount(authors, minlength=people.n)
                 h_ms = (writer.start_s + hour * 3600) * 1000
                 times = np.sort(rng.integers(h_ms, h_ms + 3_600_000, k)).tolist()
                 metrics = _metrics(people, authors, rng)
                 for a, ms, m in zip(authors.tolist(), times, metrics, strict=True):
                     post = writer.make(a, ms)
                     if post.kind != "bot":
-                        post.source = sources[user_source[a]]
+                        post.source = sources[a]
                     if post.kind == "retweet":
                         m = (0, m[1], 0, 0)
                     post.entities = writer.entities(post)
@@ -1429,26 +1501,46 @@ def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None, progress
                     else:
                         file = api.add(_api_post_json(post, writer, m), post.id, a)
                     truth.add(post, people.ids[a], file)
-                    kinds[post.kind] += 1
-                    langs[post.lang] += 1
-                    posts_by_user[a] += 1
                 bar.advance(k)
+    finally:
         api.close()
-        truth.close()
-        end = start + dt.timedelta(days=cfg.days)
-        _write_archives(root, people, archive_tweets, f"{end.isoformat()}T00:00:00.000Z",
-                        (end.year, end.month, end.day, 0, 0, 0))
-        _write_users(root / "truth" / "users.parquet", people, posts_by_user)
+    truth.close()
+    end = start + dt.timedelta(days=cfg.days)
+    _write_archives(root, people, archive_tweets, f"{end.isoformat()}T00:00:00.000Z",
+                    (end.year, end.month, end.day, 0, 0, 0))
+    return _PostCounts(
+        kinds=truth.kinds, langs=truth.langs, per_user=per_user, archives=len(archive_tweets),
+        zipped_archives=sum(1 for i in archive_tweets if people.archive[i] == "zip"),
+        archive_posts=sum(len(v) for v in archive_tweets.values()), api_files=api.files, api_pages=api.pages,
+        api_posts=api.posts)
+
+
+def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
+                   progress: bool = True) -> WorldSummary:
+    """Generate a world into ``out_dir`` (replaced atomically) and return what was written.
+
+    Deterministic: the same config (seed included) gives byte-identical files. ``progress`` shows a
+    bar on a terminal, or log lines with the rate otherwise.
+    """
+    cfg = cfg or WorldConfig()
+    start = _validate(cfg)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    with atomic_dir(out_dir) as root, _without_cycle_gc():
+        people = _make_people(cfg, start)
+        _build_follows(people, cfg)
+        if progress:
+            log(f"world: {people.n:,} accounts, {len(people.follow_dst):,} follows")
+        c = _write_posts(root, people, cfg, start, progress)
+        _write_users(root / "truth" / "users.parquet", people, c.per_user)
         _write_follows(root / "truth" / "follows.parquet", people)
-        n_posts = int(posts_by_user.sum())
         summary = WorldSummary(
             path=out_dir, users=people.n, humans=int((people.kind == HUMAN).sum()),
             spam_accounts=int((people.kind == SPAM).sum()), bots=int((people.kind == BOT).sum()),
-            follows=len(people.follow_dst), posts=n_posts, kinds=dict(sorted(kinds.items())),
-            langs=dict(sorted(langs.items())), archives=len(archive_tweets),
-            zipped_archives=sum(1 for i in archive_tweets if people.archive[i] == "zip"),
-            archive_posts=sum(len(v) for v in archive_tweets.values()), api_files=api.files,
-            api_pages=api.pages, api_posts=api.posts)
+            follows=len(people.follow_dst), posts=int(c.per_user.sum()), kinds=dict(sorted(c.kinds.items())),
+            langs=dict(sorted(c.langs.items())), archives=c.archives, zipped_archives=c.zipped_archives,
+            archive_posts=c.archive_posts, api_files=c.api_files, api_pages=c.api_pages,
+            api_posts=c.api_posts)
         write_json(root / "world.json", {
             "format": "murmur-world", "version": FORMAT_VERSION, "config": dataclasses.asdict(cfg),
             "counts": {k: v for k, v in dataclasses.asdict(summary).items() if k not in ("path", "seconds")},

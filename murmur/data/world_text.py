@@ -11,6 +11,7 @@ the world has coherent phrases to learn. Topics are written as one readable bloc
     emoji: ⚽ 🥅                      topic emoji
     en_nouns: the derby | ...        noun phrases that fit "tips on X", "X is underrated"
     en_lines: What a goal | ...      whole sentences, no final punctuation ("{k}" is a number)
+        | ...                        an indented line continues the field above
     es_nouns / es_lines              the same in Spanish (nouns carry their article)
 """
 
@@ -26,370 +27,671 @@ tags: Football PremierLeague ChampionsLeague Soccer MatchDay
 es_tags: Fútbol LaLiga Champions ElClásico
 sites: espn.com/soccer bbc.com/sport/football marca.com/futbol
 emoji: ⚽ 🥅 🏟️
-en_nouns: the derby | the transfer window | our new striker | the Champions League final | the offside rule | VAR | the midfield | Sunday's match | the away kit | the league table | the youth academy | penalty shootouts
-en_lines: What a goal in the last minute | The referee had a shocker tonight | We need a proper striker before the window closes | That free kick was pure class | Three points and a clean sheet, happy weekend | The pressing in the second half was incredible | Our defence looked lost again | Can't believe we drew that game after leading 2-0 | The atmosphere at the stadium was electric
-es_nouns: el derbi | el mercado de fichajes | el nuevo delantero | la final de la Champions | el fuera de juego | el VAR | el centro del campo | el partido del domingo | la segunda equipación | la tabla de la liga | la cantera | los penaltis
-es_lines: Qué golazo en el último minuto | El árbitro ha tenido una noche horrible | Necesitamos un nueve de verdad antes de que cierre el mercado | Ese tiro libre fue pura clase | Tres puntos y portería a cero, buen fin de semana | La presión en la segunda parte fue increíble | La defensa estuvo perdida otra vez | No me creo que empatáramos después de ir ganando 2-0 | El ambiente en el estadio era una locura
+en_nouns: the derby | the transfer window | our new striker | the Champions League final |
+    the offside rule | VAR | the midfield | Sunday's match | the away kit | the league table |
+    the youth academy | penalty shootouts
+en_lines: What a goal in the last minute | The referee had a shocker tonight |
+    We need a proper striker before the window closes | That free kick was pure class |
+    Three points and a clean sheet, happy weekend | The pressing in the second half was incredible |
+    Our defence looked lost again | Can't believe we drew that game after leading 2-0 |
+    The atmosphere at the stadium was electric
+es_nouns: el derbi | el mercado de fichajes | el nuevo delantero | la final de la Champions |
+    el fuera de juego | el VAR | el centro del campo | el partido del domingo | la segunda equipación |
+    la tabla de la liga | la cantera | los penaltis
+es_lines: Qué golazo en el último minuto | El árbitro ha tenido una noche horrible |
+    Necesitamos un nueve de verdad antes de que cierre el mercado | Ese tiro libre fue pura clase |
+    Tres puntos y portería a cero, buen fin de semana | La presión en la segunda parte fue increíble |
+    La defensa estuvo perdida otra vez | No me creo que empatáramos después de ir ganando 2-0 |
+    El ambiente en el estadio era una locura
 
 ## basketball
 tags: NBA Basketball NBAPlayoffs Hoops
 es_tags: Baloncesto ACB NBA
 sites: nba.com/news espn.com/nba acb.com/noticias
 emoji: 🏀 ⛹️ 🔥
-en_nouns: the playoffs | the three-point line | the trade deadline | our point guard | the rookie class | the pick and roll | the MVP race | the draft lottery | zone defense | the bench unit
-en_lines: That buzzer beater was unreal | He dropped {k} points and made it look easy | The refs let them get away with everything in the paint | Our bench is carrying this team right now | Free throws lost us the game again | That crossover broke his ankles | The rookie is already playing like an All-Star | Game 7 is going to be insane
-es_nouns: los playoffs | el triple | el mercado de traspasos | nuestro base | los novatos | el bloqueo y continuación | la carrera por el MVP | el draft | la defensa en zona | el banquillo
-es_lines: Esa canasta sobre la bocina fue irreal | Metió {k} puntos como si nada | Los árbitros les dejaron hacer de todo en la zona | El banquillo está sosteniendo al equipo | Los tiros libres nos hicieron perder otra vez | Ese crossover le rompió los tobillos | El novato ya juega como un All-Star | El séptimo partido va a ser una locura
+en_nouns: the playoffs | the three-point line | the trade deadline | our point guard | the rookie class |
+    the pick and roll | the MVP race | the draft lottery | zone defense | the bench unit
+en_lines: That buzzer beater was unreal | He dropped {k} points and made it look easy |
+    The refs let them get away with everything in the paint | Our bench is carrying this team right now |
+    Free throws lost us the game again | That crossover broke his ankles |
+    The rookie is already playing like an All-Star | Game 7 is going to be insane
+es_nouns: los playoffs | el triple | el mercado de traspasos | nuestro base | los novatos |
+    el bloqueo y continuación | la carrera por el MVP | el draft | la defensa en zona | el banquillo
+es_lines: Esa canasta sobre la bocina fue irreal | Metió {k} puntos como si nada |
+    Los árbitros les dejaron hacer de todo en la zona | El banquillo está sosteniendo al equipo |
+    Los tiros libres nos hicieron perder otra vez | Ese crossover le rompió los tobillos |
+    El novato ya juega como un All-Star | El séptimo partido va a ser una locura
 
 ## tennis
 tags: Tennis Wimbledon RolandGarros ATP
 es_tags: Tenis RolandGarros Wimbledon
 sites: atptour.com/news wimbledon.com/news rolandgarros.com
 emoji: 🎾 🏆
-en_nouns: the clay season | the second serve | the tiebreak | Wimbledon | the Australian Open | my backhand | the new racket | the baseline rallies | the final set | doubles
-en_lines: That rally lasted forty shots, incredible tennis | Five set thrillers are the best thing in sport | My backhand finally clicked at practice today | The crowd was on its feet for that passing shot | Losing a tiebreak from 6-2 up hurts | Grass season is always too short
-es_nouns: la temporada de tierra batida | el segundo saque | el tie-break | Wimbledon | el Open de Australia | mi revés | la raqueta nueva | los peloteos desde el fondo | el set definitivo | el dobles
-es_lines: Ese punto duró cuarenta golpes, tenis increíble | Los partidos a cinco sets son lo mejor del deporte | Hoy por fin me salió el revés en el entrenamiento | La grada se puso en pie con ese passing | Perder un tie-break yendo 6-2 arriba duele | La temporada de hierba siempre se hace corta
+en_nouns: the clay season | the second serve | the tiebreak | Wimbledon | the Australian Open |
+    my backhand | the new racket | the baseline rallies | the final set | doubles
+en_lines: That rally lasted forty shots, incredible tennis |
+    Five set thrillers are the best thing in sport | My backhand finally clicked at practice today |
+    The crowd was on its feet for that passing shot | Losing a tiebreak from 6-2 up hurts |
+    Grass season is always too short
+es_nouns: la temporada de tierra batida | el segundo saque | el tie-break | Wimbledon |
+    el Open de Australia | mi revés | la raqueta nueva | los peloteos desde el fondo | el set definitivo |
+    el dobles
+es_lines: Ese punto duró cuarenta golpes, tenis increíble |
+    Los partidos a cinco sets son lo mejor del deporte | Hoy por fin me salió el revés en el entrenamiento |
+    La grada se puso en pie con ese passing | Perder un tie-break yendo 6-2 arriba duele |
+    La temporada de hierba siempre se hace corta
 
 ## formula1
 tags: F1 Formula1 GrandPrix
 es_tags: F1 Fórmula1 GP
 sites: formula1.com/en/latest autosport.com/f1 motorsport.com/f1
 emoji: 🏎️ 🏁
-en_nouns: the safety car | the pit strategy | qualifying | the new car upgrades | the championship fight | the hard tyres | the first corner | the team radio | the sprint race | Monaco
-en_lines: That undercut won them the race | Pit stop in 2.1 seconds, unreal work from the crew | Rain in qualifying always makes things chaotic | The championship is going down to the last race | Track limits ruined another great lap | That overtake into turn one was brave
-es_nouns: el coche de seguridad | la estrategia de boxes | la clasificación | las mejoras del coche | la lucha por el campeonato | los neumáticos duros | la primera curva | la radio del equipo | la carrera sprint | Mónaco
-es_lines: Ese undercut les dio la carrera | Parada en boxes de 2,1 segundos, trabajo brutal del equipo | La lluvia en clasificación siempre lo complica todo | El campeonato se va a decidir en la última carrera | Los límites de pista arruinaron otra gran vuelta | Ese adelantamiento en la primera curva fue valiente
+en_nouns: the safety car | the pit strategy | qualifying | the new car upgrades | the championship fight |
+    the hard tyres | the first corner | the team radio | the sprint race | Monaco
+en_lines: That undercut won them the race | Pit stop in 2.1 seconds, unreal work from the crew |
+    Rain in qualifying always makes things chaotic | The championship is going down to the last race |
+    Track limits ruined another great lap | That overtake into turn one was brave
+es_nouns: el coche de seguridad | la estrategia de boxes | la clasificación | las mejoras del coche |
+    la lucha por el campeonato | los neumáticos duros | la primera curva | la radio del equipo |
+    la carrera sprint | Mónaco
+es_lines: Ese undercut les dio la carrera | Parada en boxes de 2,1 segundos, trabajo brutal del equipo |
+    La lluvia en clasificación siempre lo complica todo |
+    El campeonato se va a decidir en la última carrera | Los límites de pista arruinaron otra gran vuelta |
+    Ese adelantamiento en la primera curva fue valiente
 
 ## cooking
 tags: Cooking HomeCooking Foodie Recipe
 es_tags: Cocina Receta RecetasFáciles
 sites: seriouseats.com/recipes bonappetit.com/recipe directoalpaladar.com/recetas
 emoji: 🍝 🧄 🍳 👨‍🍳
-en_nouns: homemade pasta | cast iron pans | a good chicken stock | garlic butter | the perfect risotto | knife skills | slow cooked ragu | weeknight dinners | fresh herbs | the spice drawer
-en_lines: Made fresh pasta from scratch and it was worth every minute | The secret is always more garlic | Nothing beats a slow Sunday roast | Burned the onions again, starting over | Meal prep for the week done in two hours | This ragu has been simmering for six hours
-es_nouns: la pasta casera | las sartenes de hierro | un buen caldo de pollo | la mantequilla de ajo | el risotto perfecto | la técnica con el cuchillo | el ragú a fuego lento | las cenas entre semana | las hierbas frescas | el cajón de las especias
-es_lines: Hice pasta fresca desde cero y valió cada minuto | El secreto siempre es más ajo | Nada supera una comida lenta de domingo | Se me ha quemado la cebolla otra vez, vuelta a empezar | Comida de toda la semana preparada en dos horas | Este ragú lleva seis horas al fuego | La tortilla de patatas de mi abuela sigue siendo la mejor
+en_nouns: homemade pasta | cast iron pans | a good chicken stock | garlic butter | the perfect risotto |
+    knife skills | slow cooked ragu | weeknight dinners | fresh herbs | the spice drawer
+en_lines: Made fresh pasta from scratch and it was worth every minute | The secret is always more garlic |
+    Nothing beats a slow Sunday roast | Burned the onions again, starting over |
+    Meal prep for the week done in two hours | This ragu has been simmering for six hours
+es_nouns: la pasta casera | las sartenes de hierro | un buen caldo de pollo | la mantequilla de ajo |
+    el risotto perfecto | la técnica con el cuchillo | el ragú a fuego lento | las cenas entre semana |
+    las hierbas frescas | el cajón de las especias
+es_lines: Hice pasta fresca desde cero y valió cada minuto | El secreto siempre es más ajo |
+    Nada supera una comida lenta de domingo | Se me ha quemado la cebolla otra vez, vuelta a empezar |
+    Comida de toda la semana preparada en dos horas | Este ragú lleva seis horas al fuego |
+    La tortilla de patatas de mi abuela sigue siendo la mejor
 
 ## vegan_food
 tags: Vegan PlantBased VeganFood
 es_tags: Vegano ComidaVegana PlantBased
 sites: minimalistbaker.com/recipes veganuary.com/recipes
 emoji: 🌱 🥑 🥗
-en_nouns: plant-based protein | tofu scramble | oat milk | vegan cheese | lentil curry | the new vegan burger | nutritional yeast | cashew cream | chickpea salad | meatless Mondays
-en_lines: This lentil curry converted my whole family | Vegan cheese has come a long way | Tofu is only boring if you don't press it | Three months plant-based and feeling great | Found a vegan bakery around the corner and I'm in trouble | Chickpeas can do literally anything
-es_nouns: la proteína vegetal | el revuelto de tofu | la leche de avena | el queso vegano | el curry de lentejas | la nueva hamburguesa vegana | la levadura nutricional | la crema de anacardos | la ensalada de garbanzos | los lunes sin carne
-es_lines: Este curry de lentejas ha convencido a toda mi familia | El queso vegano ha mejorado muchísimo | El tofu solo es aburrido si no lo prensas | Tres meses comiendo vegetal y me siento genial | He encontrado una panadería vegana al lado de casa y estoy perdida | Los garbanzos sirven para todo
+en_nouns: plant-based protein | tofu scramble | oat milk | vegan cheese | lentil curry |
+    the new vegan burger | nutritional yeast | cashew cream | chickpea salad | meatless Mondays
+en_lines: This lentil curry converted my whole family | Vegan cheese has come a long way |
+    Tofu is only boring if you don't press it | Three months plant-based and feeling great |
+    Found a vegan bakery around the corner and I'm in trouble | Chickpeas can do literally anything
+es_nouns: la proteína vegetal | el revuelto de tofu | la leche de avena | el queso vegano |
+    el curry de lentejas | la nueva hamburguesa vegana | la levadura nutricional | la crema de anacardos |
+    la ensalada de garbanzos | los lunes sin carne
+es_lines: Este curry de lentejas ha convencido a toda mi familia | El queso vegano ha mejorado muchísimo |
+    El tofu solo es aburrido si no lo prensas | Tres meses comiendo vegetal y me siento genial |
+    He encontrado una panadería vegana al lado de casa y estoy perdida | Los garbanzos sirven para todo
 
 ## baking
 tags: Baking Sourdough BreadBaking
 es_tags: Repostería MasaMadre PanCasero
 sites: kingarthurbaking.com/recipes theperfectloaf.com/guides
 emoji: 🍞 🥐 🍪
-en_nouns: sourdough bread | my starter | the cinnamon rolls | banana bread | the oven temperature | laminated dough | the crumb | chocolate chip cookies | gluten free flour | proofing times
-en_lines: My sourdough finally got that open crumb | The starter is alive and bubbling again | Cinnamon rolls for breakfast, no regrets | Overproofed the dough again, lesson learned | Brown butter makes every cookie better | The kitchen smells like fresh bread right now
-es_nouns: el pan de masa madre | mi masa madre | los rollos de canela | el bizcocho de plátano | la temperatura del horno | el hojaldre | la miga | las galletas con chocolate | la harina sin gluten | los tiempos de fermentación
-es_lines: Mi pan de masa madre por fin tiene la miga abierta | La masa madre está viva y burbujeando otra vez | Rollos de canela para desayunar, sin arrepentimientos | Se me ha pasado la fermentación otra vez, lección aprendida | La mantequilla tostada mejora cualquier galleta | La cocina huele a pan recién hecho
+en_nouns: sourdough bread | my starter | the cinnamon rolls | banana bread | the oven temperature |
+    laminated dough | the crumb | chocolate chip cookies | gluten free flour | proofing times
+en_lines: My sourdough finally got that open crumb | The starter is alive and bubbling again |
+    Cinnamon rolls for breakfast, no regrets | Overproofed the dough again, lesson learned |
+    Brown butter makes every cookie better | The kitchen smells like fresh bread right now
+es_nouns: el pan de masa madre | mi masa madre | los rollos de canela | el bizcocho de plátano |
+    la temperatura del horno | el hojaldre | la miga | las galletas con chocolate | la harina sin gluten |
+    los tiempos de fermentación
+es_lines: Mi pan de masa madre por fin tiene la miga abierta |
+    La masa madre está viva y burbujeando otra vez | Rollos de canela para desayunar, sin arrepentimientos |
+    Se me ha pasado la fermentación otra vez, lección aprendida |
+    La mantequilla tostada mejora cualquier galleta | La cocina huele a pan recién hecho
 
 ## coffee
 tags: Coffee CoffeeTime Espresso
 es_tags: Café CaféDeEspecialidad
 sites: sprudge.com/news perfectdailygrind.com/articles
 emoji: ☕ 🫘
-en_nouns: pour over coffee | the new espresso machine | cold brew | single origin beans | latte art | my burr grinder | the morning flat white | oat milk lattes | the local roastery | decaf
-en_lines: First coffee of the day hits different | Dialed in the grinder and the espresso is finally sweet | Cold brew season is officially open | My latte art still looks like a potato | Nothing works before my second cup | This Ethiopian roast tastes like blueberries
-es_nouns: el café de filtro | la nueva cafetera espresso | el cold brew | los granos de origen único | el latte art | mi molinillo | el café con leche de la mañana | los lattes con avena | el tostador del barrio | el descafeinado
-es_lines: El primer café del día sienta diferente | He ajustado el molinillo y por fin el espresso sale dulce | Empieza oficialmente la temporada de café frío | Mi latte art sigue pareciendo una patata | Nada funciona antes del segundo café | Este tueste etíope sabe a arándanos
+en_nouns: pour over coffee | the new espresso machine | cold brew | single origin beans | latte art |
+    my burr grinder | the morning flat white | oat milk lattes | the local roastery | decaf
+en_lines: First coffee of the day hits different | Dialed in the grinder and the espresso is finally sweet |
+    Cold brew season is officially open | My latte art still looks like a potato |
+    Nothing works before my second cup | This Ethiopian roast tastes like blueberries
+es_nouns: el café de filtro | la nueva cafetera espresso | el cold brew | los granos de origen único |
+    el latte art | mi molinillo | el café con leche de la mañana | los lattes con avena |
+    el tostador del barrio | el descafeinado
+es_lines: El primer café del día sienta diferente |
+    He ajustado el molinillo y por fin el espresso sale dulce |
+    Empieza oficialmente la temporada de café frío | Mi latte art sigue pareciendo una patata |
+    Nada funciona antes del segundo café | Este tueste etíope sabe a arándanos
 
 ## travel
 tags: Travel Wanderlust TravelTips
 es_tags: Viajes Viajar Mochilero
 sites: lonelyplanet.com/articles cntraveler.com/story viajes.nationalgeographic.com.es
 emoji: ✈️ 🌍 🧳
-en_nouns: cheap flights | the night train | carry-on only travel | the old town | travel insurance | jet lag | hostels in Lisbon | the Japan rail pass | hidden beaches | a long layover
-en_lines: Booked a last minute flight and zero regrets | Jet lag is winning this round | The old town at sunset was unreal | Packing carry-on only for two weeks, wish me luck | Missed the train but found the best little cafe | Every trip teaches me to pack less
-es_nouns: los vuelos baratos | el tren nocturno | viajar solo con equipaje de mano | el casco antiguo | el seguro de viaje | el jet lag | los albergues de Lisboa | el pase de tren de Japón | las playas escondidas | una escala larga
-es_lines: Reservé un vuelo de última hora y cero arrepentimientos | El jet lag me está ganando esta vez | El casco antiguo al atardecer era irreal | Dos semanas solo con equipaje de mano, deseadme suerte | Perdí el tren pero encontré la mejor cafetería | Cada viaje me enseña a llevar menos cosas
+en_nouns: cheap flights | the night train | carry-on only travel | the old town | travel insurance |
+    jet lag | hostels in Lisbon | the Japan rail pass | hidden beaches | a long layover
+en_lines: Booked a last minute flight and zero regrets | Jet lag is winning this round |
+    The old town at sunset was unreal | Packing carry-on only for two weeks, wish me luck |
+    Missed the train but found the best little cafe | Every trip teaches me to pack less
+es_nouns: los vuelos baratos | el tren nocturno | viajar solo con equipaje de mano | el casco antiguo |
+    el seguro de viaje | el jet lag | los albergues de Lisboa | el pase de tren de Japón |
+    las playas escondidas | una escala larga
+es_lines: Reservé un vuelo de última hora y cero arrepentimientos | El jet lag me está ganando esta vez |
+    El casco antiguo al atardecer era irreal | Dos semanas solo con equipaje de mano, deseadme suerte |
+    Perdí el tren pero encontré la mejor cafetería | Cada viaje me enseña a llevar menos cosas
 
 ## hiking
 tags: Hiking Outdoors Mountains
 es_tags: Senderismo Montaña
 sites: alltrails.com/trail outsideonline.com/adventure
 emoji: 🥾 ⛰️ 🏕️
-en_nouns: the summit | trail running shoes | the ridge trail | a wild camping spot | the mountain hut | trekking poles | the sunrise hike | the national park | waterproof boots | the map and compass
-en_lines: Made it to the summit just before the clouds rolled in | Twenty kilometers and my legs are done | The view from the ridge was worth every step | Sunrise from the mountain hut, no words | Got caught in the rain but still smiling | Always pack more water than you think
-es_nouns: la cumbre | las zapatillas de trail | la ruta por la cresta | un sitio para acampar | el refugio de montaña | los bastones | la ruta al amanecer | el parque nacional | las botas impermeables | el mapa y la brújula
-es_lines: Llegamos a la cumbre justo antes de que entraran las nubes | Veinte kilómetros y tengo las piernas muertas | Las vistas desde la cresta merecían cada paso | Amanecer desde el refugio, sin palabras | Nos pilló la lluvia pero seguimos sonriendo | Lleva siempre más agua de la que crees
+en_nouns: the summit | trail running shoes | the ridge trail | a wild camping spot | the mountain hut |
+    trekking poles | the sunrise hike | the national park | waterproof boots | the map and compass
+en_lines: Made it to the summit just before the clouds rolled in | Twenty kilometers and my legs are done |
+    The view from the ridge was worth every step | Sunrise from the mountain hut, no words |
+    Got caught in the rain but still smiling | Always pack more water than you think
+es_nouns: la cumbre | las zapatillas de trail | la ruta por la cresta | un sitio para acampar |
+    el refugio de montaña | los bastones | la ruta al amanecer | el parque nacional |
+    las botas impermeables | el mapa y la brújula
+es_lines: Llegamos a la cumbre justo antes de que entraran las nubes |
+    Veinte kilómetros y tengo las piernas muertas | Las vistas desde la cresta merecían cada paso |
+    Amanecer desde el refugio, sin palabras | Nos pilló la lluvia pero seguimos sonriendo |
+    Lleva siempre más agua de la que crees
 
 ## crypto
 tags: Bitcoin Crypto Ethereum Web3 BTC
 es_tags: Bitcoin Cripto Criptomonedas
 sites: coindesk.com/markets theblock.co/post decrypt.co/news
 emoji: ₿ 🚀 📉 📈
-en_nouns: the bitcoin halving | cold wallets | the ETF flows | gas fees | layer two networks | the bear market | DeFi yields | stablecoins | the next altcoin season | self custody
-en_lines: Not your keys, not your coins | The halving is priced in, or is it | Gas fees are eating all my gains | Moved everything to a cold wallet this weekend | Volatility is the price of admission | Zoom out, the chart looks fine
-es_nouns: el halving de bitcoin | las carteras frías | los flujos de los ETF | las comisiones de gas | las redes de capa dos | el mercado bajista | los rendimientos DeFi | las stablecoins | la próxima temporada de altcoins | la autocustodia
-es_lines: Si no son tus claves, no son tus monedas | El halving ya está descontado, o no | Las comisiones se comen todas mis ganancias | Este finde lo he pasado todo a una cartera fría | La volatilidad es el precio de entrada | Aleja el zoom, el gráfico está bien
+en_nouns: the bitcoin halving | cold wallets | the ETF flows | gas fees | layer two networks |
+    the bear market | DeFi yields | stablecoins | the next altcoin season | self custody
+en_lines: Not your keys, not your coins | The halving is priced in, or is it |
+    Gas fees are eating all my gains | Moved everything to a cold wallet this weekend |
+    Volatility is the price of admission | Zoom out, the chart looks fine
+es_nouns: el halving de bitcoin | las carteras frías | los flujos de los ETF | las comisiones de gas |
+    las redes de capa dos | el mercado bajista | los rendimientos DeFi | las stablecoins |
+    la próxima temporada de altcoins | la autocustodia
+es_lines: Si no son tus claves, no son tus monedas | El halving ya está descontado, o no |
+    Las comisiones se comen todas mis ganancias | Este finde lo he pasado todo a una cartera fría |
+    La volatilidad es el precio de entrada | Aleja el zoom, el gráfico está bien
 
 ## stock_market
 tags: StockMarket Investing Stocks SP500
 es_tags: Bolsa Inversión Ibex35
 sites: reuters.com/markets bloomberg.com/markets expansion.com/mercados
 emoji: 📈 📉 💵
-en_nouns: index funds | the earnings season | the Fed decision | dividend stocks | the S&P 500 | my retirement account | the bond market | tech stocks | dollar cost averaging | the jobs report
-en_lines: Markets opened red and my coffee got cold | Another earnings beat and the stock still dropped | Time in the market beats timing the market | Bought the dip, then it dipped again | The Fed meeting is all anyone can talk about | Rebalanced the portfolio, boring is good | $NVDA earnings tonight, buckle up | Still holding $AAPL and $MSFT for the long run
-es_nouns: los fondos indexados | la temporada de resultados | la decisión de la Fed | las acciones con dividendo | el S&P 500 | mi plan de pensiones | el mercado de bonos | las tecnológicas | las aportaciones periódicas | el dato de empleo
-es_lines: La bolsa abrió en rojo y se me enfrió el café | Otros resultados mejores de lo esperado y la acción cae igual | El tiempo en el mercado gana a intentar adivinarlo | Compré en la caída y luego cayó más | Todo el mundo habla de la reunión de la Fed | He rebalanceado la cartera, lo aburrido funciona | Resultados de $NVDA esta noche, agarraos | Sigo con $AAPL y $MSFT a largo plazo
+en_nouns: index funds | the earnings season | the Fed decision | dividend stocks | the S&P 500 |
+    my retirement account | the bond market | tech stocks | dollar cost averaging | the jobs report
+en_lines: Markets opened red and my coffee got cold | Another earnings beat and the stock still dropped |
+    Time in the market beats timing the market | Bought the dip, then it dipped again |
+    The Fed meeting is all anyone can talk about | Rebalanced the portfolio, boring is good |
+    $NVDA earnings tonight, buckle up | Still holding $AAPL and $MSFT for the long run
+es_nouns: los fondos indexados | la temporada de resultados | la decisión de la Fed |
+    las acciones con dividendo | el S&P 500 | mi plan de pensiones | el mercado de bonos |
+    las tecnológicas | las aportaciones periódicas | el dato de empleo
+es_lines: La bolsa abrió en rojo y se me enfrió el café |
+    Otros resultados mejores de lo esperado y la acción cae igual |
+    El tiempo en el mercado gana a intentar adivinarlo | Compré en la caída y luego cayó más |
+    Todo el mundo habla de la reunión de la Fed | He rebalanceado la cartera, lo aburrido funciona |
+    Resultados de $NVDA esta noche, agarraos | Sigo con $AAPL y $MSFT a largo plazo
 
 ## ai_ml
 tags: MachineLearning AI DeepLearning LLM DataScience
 es_tags: InteligenciaArtificial IA MachineLearning
 sites: arxiv.org/abs huggingface.co/blog paperswithcode.com/paper
 emoji: 🤖 🧠 📊
-en_nouns: transformer models | the training loss | fine-tuning | the new open weights model | gradient descent | attention heads | the evaluation benchmark | synthetic data | GPU memory | tokenizers
-en_lines: The loss curve finally went down after fixing the learning rate | Spent all day debugging a shape mismatch in the attention layer | Small models trained on good data punch way above their weight | Evaluation is harder than training and nobody talks about it | My GPU has been at 100% for three days | Read the paper twice and I still don't get the ablations
-es_nouns: los modelos transformer | la pérdida de entrenamiento | el ajuste fino | el nuevo modelo abierto | el descenso de gradiente | las cabezas de atención | el benchmark de evaluación | los datos sintéticos | la memoria de la GPU | los tokenizadores
-es_lines: La curva de pérdida por fin bajó después de ajustar la tasa de aprendizaje | Todo el día depurando un error de dimensiones en la atención | Los modelos pequeños con buenos datos rinden muchísimo | Evaluar es más difícil que entrenar y nadie habla de ello | Mi GPU lleva tres días al 100% | Me he leído el paper dos veces y sigo sin entender las ablaciones
+en_nouns: transformer models | the training loss | fine-tuning | the new open weights model |
+    gradient descent | attention heads | the evaluation benchmark | synthetic data | GPU memory |
+    tokenizers
+en_lines: The loss curve finally went down after fixing the learning rate |
+    Spent all day debugging a shape mismatch in the attention layer |
+    Small models trained on good data punch way above their weight |
+    Evaluation is harder than training and nobody talks about it | My GPU has been at 100% for three days |
+    Read the paper twice and I still don't get the ablations
+es_nouns: los modelos transformer | la pérdida de entrenamiento | el ajuste fino | el nuevo modelo abierto |
+    el descenso de gradiente | las cabezas de atención | el benchmark de evaluación | los datos sintéticos |
+    la memoria de la GPU | los tokenizadores
+es_lines: La curva de pérdida por fin bajó después de ajustar la tasa de aprendizaje |
+    Todo el día depurando un error de dimensiones en la atención |
+    Los modelos pequeños con buenos datos rinden muchísimo |
+    Evaluar es más difícil que entrenar y nadie habla de ello | Mi GPU lleva tres días al 100% |
+    Me he leído el paper dos veces y sigo sin entender las ablaciones
 
 ## programming
 tags: Programming Python JavaScript DevLife CodeNewbie
 es_tags: Programación Python DesarrolloWeb
 sites: github.com/blog dev.to/posts news.ycombinator.com/item
 emoji: 💻 🐛 ⌨️
-en_nouns: type hints | the legacy codebase | code reviews | unit tests | the new framework | merge conflicts | Rust | dependency updates | the production database | technical debt
-en_lines: It works on my machine, ship it | Deleted 500 lines of code today and everything still passes | Naming things is still the hardest problem | Friday deploys are a lifestyle choice | Spent two hours on a bug that was a missing comma | Writing the tests first actually saved me today
-es_nouns: las anotaciones de tipos | el código heredado | las revisiones de código | los tests unitarios | el nuevo framework | los conflictos de merge | Rust | la actualización de dependencias | la base de datos de producción | la deuda técnica
-es_lines: En mi máquina funciona, a producción | Hoy he borrado 500 líneas y todo sigue pasando | Poner nombres sigue siendo lo más difícil | Desplegar un viernes es un estilo de vida | Dos horas con un bug que era una coma | Escribir los tests primero hoy me ha salvado
+en_nouns: type hints | the legacy codebase | code reviews | unit tests | the new framework |
+    merge conflicts | Rust | dependency updates | the production database | technical debt
+en_lines: It works on my machine, ship it | Deleted 500 lines of code today and everything still passes |
+    Naming things is still the hardest problem | Friday deploys are a lifestyle choice |
+    Spent two hours on a bug that was a missing comma | Writing the tests first actually saved me today
+es_nouns: las anotaciones de tipos | el código heredado | las revisiones de código | los tests unitarios |
+    el nuevo framework | los conflictos de merge | Rust | la actualización de dependencias |
+    la base de datos de producción | la deuda técnica
+es_lines: En mi máquina funciona, a producción | Hoy he borrado 500 líneas y todo sigue pasando |
+    Poner nombres sigue siendo lo más difícil | Desplegar un viernes es un estilo de vida |
+    Dos horas con un bug que era una coma | Escribir los tests primero hoy me ha salvado
 
 ## startups
 tags: Startups Founders VentureCapital SaaS
 es_tags: Emprendimiento Startups
 sites: techcrunch.com/startups ycombinator.com/library
 emoji: 🚀 💡 📈
-en_nouns: product market fit | the seed round | cold emails | the pitch deck | churn | the first hundred customers | remote hiring | runway | the MVP | pricing pages
-en_lines: We just closed our seed round, time to build | Talk to your users before writing any code | Our churn dropped after we fixed onboarding | Ten investor meetings, ten different opinions | Shipping fast beats shipping perfect | First paying customer today, what a feeling
-es_nouns: el encaje producto mercado | la ronda semilla | los correos en frío | el pitch deck | la tasa de abandono | los primeros cien clientes | la contratación en remoto | la caja disponible | el producto mínimo viable | la página de precios
-es_lines: Acabamos de cerrar la ronda semilla, a construir | Habla con tus usuarios antes de escribir código | El abandono bajó cuando arreglamos el onboarding | Diez reuniones con inversores, diez opiniones distintas | Lanzar rápido gana a lanzar perfecto | Hoy tenemos el primer cliente que paga, qué sensación
+en_nouns: product market fit | the seed round | cold emails | the pitch deck | churn |
+    the first hundred customers | remote hiring | runway | the MVP | pricing pages
+en_lines: We just closed our seed round, time to build | Talk to your users before writing any code |
+    Our churn dropped after we fixed onboarding | Ten investor meetings, ten different opinions |
+    Shipping fast beats shipping perfect | First paying customer today, what a feeling
+es_nouns: el encaje producto mercado | la ronda semilla | los correos en frío | el pitch deck |
+    la tasa de abandono | los primeros cien clientes | la contratación en remoto | la caja disponible |
+    el producto mínimo viable | la página de precios
+es_lines: Acabamos de cerrar la ronda semilla, a construir |
+    Habla con tus usuarios antes de escribir código | El abandono bajó cuando arreglamos el onboarding |
+    Diez reuniones con inversores, diez opiniones distintas | Lanzar rápido gana a lanzar perfecto |
+    Hoy tenemos el primer cliente que paga, qué sensación
 
 ## gaming
 tags: Gaming PS5 NintendoSwitch IndieGames Esports
 es_tags: Videojuegos Gaming
 sites: ign.com/articles polygon.com/reviews vandal.elespanol.com/noticia
 emoji: 🎮 👾 🕹️
-en_nouns: the new patch | the final boss | cozy games | the battle pass | the speedrun | the open world map | couch co-op | the ranked ladder | indie games | the sequel trailer
-en_lines: Finally beat the final boss after forty tries | The new patch completely broke my build | One more run turned into four hours | This indie game deserves way more attention | Ranked is making me question my life choices | The soundtrack alone is worth the price
-es_nouns: el nuevo parche | el jefe final | los juegos tranquilos | el pase de batalla | el speedrun | el mapa del mundo abierto | el cooperativo en sofá | las partidas clasificatorias | los juegos indie | el tráiler de la secuela
-es_lines: Por fin me pasé el jefe final después de cuarenta intentos | El nuevo parche me ha roto la build | Una partida más se convirtió en cuatro horas | Este juego indie merece mucha más atención | Las clasificatorias me hacen replantearme la vida | Solo la banda sonora ya vale lo que cuesta
+en_nouns: the new patch | the final boss | cozy games | the battle pass | the speedrun |
+    the open world map | couch co-op | the ranked ladder | indie games | the sequel trailer
+en_lines: Finally beat the final boss after forty tries | The new patch completely broke my build |
+    One more run turned into four hours | This indie game deserves way more attention |
+    Ranked is making me question my life choices | The soundtrack alone is worth the price
+es_nouns: el nuevo parche | el jefe final | los juegos tranquilos | el pase de batalla | el speedrun |
+    el mapa del mundo abierto | el cooperativo en sofá | las partidas clasificatorias | los juegos indie |
+    el tráiler de la secuela
+es_lines: Por fin me pasé el jefe final después de cuarenta intentos | El nuevo parche me ha roto la build |
+    Una partida más se convirtió en cuatro horas | Este juego indie merece mucha más atención |
+    Las clasificatorias me hacen replantearme la vida | Solo la banda sonora ya vale lo que cuesta
 
 ## movies
 tags: Movies Film Cinema Oscars
 es_tags: Cine Películas
 sites: letterboxd.com/film variety.com/news fotogramas.es/noticias
 emoji: 🎬 🍿 🎥
-en_nouns: the director's cut | the opening weekend | practical effects | the sequel | the film score | the plot twist | indie cinema | the award season | the trailer | the cinematography
-en_lines: That ending left the whole theater silent | The trailer spoiled half the movie | Practical effects still look better than CGI | Three hours long and I wasn't bored once | The score gave me chills | Rewatched it and caught so many details
-es_nouns: el montaje del director | el fin de semana de estreno | los efectos prácticos | la secuela | la banda sonora | el giro de guion | el cine independiente | la temporada de premios | el tráiler | la fotografía
-es_lines: Ese final dejó a toda la sala en silencio | El tráiler destripaba media película | Los efectos prácticos siguen luciendo mejor que el CGI | Tres horas y no me aburrí ni un momento | La banda sonora me puso la piel de gallina | La volví a ver y pillé un montón de detalles
+en_nouns: the director's cut | the opening weekend | practical effects | the sequel | the film score |
+    the plot twist | indie cinema | the award season | the trailer | the cinematography
+en_lines: That ending left the whole theater silent | The trailer spoiled half the movie |
+    Practical effects still look better than CGI | Three hours long and I wasn't bored once |
+    The score gave me chills | Rewatched it and caught so many details
+es_nouns: el montaje del director | el fin de semana de estreno | los efectos prácticos | la secuela |
+    la banda sonora | el giro de guion | el cine independiente | la temporada de premios | el tráiler |
+    la fotografía
+es_lines: Ese final dejó a toda la sala en silencio | El tráiler destripaba media película |
+    Los efectos prácticos siguen luciendo mejor que el CGI | Tres horas y no me aburrí ni un momento |
+    La banda sonora me puso la piel de gallina | La volví a ver y pillé un montón de detalles
 
 ## tv_series
 tags: TVSeries Netflix BingeWatching
 es_tags: Series Netflix
 sites: tvline.com/news hollywoodreporter.com/tv espinof.com/series
 emoji: 📺 🛋️ 😱
-en_nouns: the season finale | the new episode | the pilot | the writers' room | the spin-off | the cliffhanger | the main cast | the streaming price | the last season | the opening credits
-en_lines: I said one episode and watched the whole season | That cliffhanger is criminal | The last season ruined everything for me | No spoilers please, I'm two episodes behind | The pilot was slow but it gets so good | Waiting a week for each episode is torture
-es_nouns: el final de temporada | el nuevo capítulo | el piloto | la sala de guionistas | el spin-off | el cliffhanger | el reparto principal | el precio del streaming | la última temporada | la cabecera
-es_lines: Dije un capítulo y me vi la temporada entera | Ese final de capítulo es un crimen | La última temporada me lo arruinó todo | Nada de spoilers, voy dos capítulos por detrás | El piloto es lento pero luego mejora muchísimo | Esperar una semana por capítulo es una tortura
+en_nouns: the season finale | the new episode | the pilot | the writers' room | the spin-off |
+    the cliffhanger | the main cast | the streaming price | the last season | the opening credits
+en_lines: I said one episode and watched the whole season | That cliffhanger is criminal |
+    The last season ruined everything for me | No spoilers please, I'm two episodes behind |
+    The pilot was slow but it gets so good | Waiting a week for each episode is torture
+es_nouns: el final de temporada | el nuevo capítulo | el piloto | la sala de guionistas | el spin-off |
+    el cliffhanger | el reparto principal | el precio del streaming | la última temporada | la cabecera
+es_lines: Dije un capítulo y me vi la temporada entera | Ese final de capítulo es un crimen |
+    La última temporada me lo arruinó todo | Nada de spoilers, voy dos capítulos por detrás |
+    El piloto es lento pero luego mejora muchísimo | Esperar una semana por capítulo es una tortura
 
 ## music
 tags: Music NewMusic NowPlaying Vinyl
 es_tags: Música Concierto NuevaMúsica
 sites: pitchfork.com/reviews rollingstone.com/music open.spotify.com/album
 emoji: 🎵 🎸 🎧
-en_nouns: the new album | vinyl records | the live show | the guitar solo | the festival lineup | my playlist | the opening act | the acoustic version | concert tickets | the bass line
-en_lines: This album has been on repeat all week | The live version is even better than the studio one | Festival lineup just dropped and I need tickets | That bass line lives in my head rent free | Saw them live last night and my ears are still ringing | Found an old vinyl shop with amazing records
-es_nouns: el nuevo disco | los vinilos | el directo | el solo de guitarra | el cartel del festival | mi lista de reproducción | el telonero | la versión acústica | las entradas del concierto | la línea de bajo
-es_lines: Este disco lleva toda la semana sonando en bucle | El directo es todavía mejor que la versión de estudio | Ha salido el cartel del festival y necesito entradas | Esa línea de bajo vive en mi cabeza | Ayer los vi en directo y todavía me pitan los oídos | He encontrado una tienda de vinilos con joyas
+en_nouns: the new album | vinyl records | the live show | the guitar solo | the festival lineup |
+    my playlist | the opening act | the acoustic version | concert tickets | the bass line
+en_lines: This album has been on repeat all week | The live version is even better than the studio one |
+    Festival lineup just dropped and I need tickets | That bass line lives in my head rent free |
+    Saw them live last night and my ears are still ringing | Found an old vinyl shop with amazing records
+es_nouns: el nuevo disco | los vinilos | el directo | el solo de guitarra | el cartel del festival |
+    mi lista de reproducción | el telonero | la versión acústica | las entradas del concierto |
+    la línea de bajo
+es_lines: Este disco lleva toda la semana sonando en bucle |
+    El directo es todavía mejor que la versión de estudio |
+    Ha salido el cartel del festival y necesito entradas | Esa línea de bajo vive en mi cabeza |
+    Ayer los vi en directo y todavía me pitan los oídos | He encontrado una tienda de vinilos con joyas
 
 ## books
 tags: Books Reading BookTok AmReading
 es_tags: Libros Lectura
 sites: goodreads.com/book theguardian.com/books elcultural.com/letras
 emoji: 📚 📖
-en_nouns: the new novel | my reading list | the book club | audiobooks | the library | the final chapter | the paperback edition | fantasy series | the author interview | the sequel
-en_lines: Stayed up until 3am to finish this book | The book was better than the movie, as always | Book club picked a 900 page novel, wish me luck | Audiobooks have saved my commute | That final chapter wrecked me | Bought three new books before finishing the last one
-es_nouns: la nueva novela | mi lista de lecturas | el club de lectura | los audiolibros | la biblioteca | el último capítulo | la edición de bolsillo | la saga de fantasía | la entrevista al autor | la segunda parte
-es_lines: Me quedé hasta las 3 para terminar este libro | El libro era mejor que la película, como siempre | El club de lectura eligió una novela de 900 páginas, deseadme suerte | Los audiolibros me han salvado los trayectos | Ese último capítulo me destrozó | Compré tres libros más sin terminar el anterior
+en_nouns: the new novel | my reading list | the book club | audiobooks | the library | the final chapter |
+    the paperback edition | fantasy series | the author interview | the sequel
+en_lines: Stayed up until 3am to finish this book | The book was better than the movie, as always |
+    Book club picked a 900 page novel, wish me luck | Audiobooks have saved my commute |
+    That final chapter wrecked me | Bought three new books before finishing the last one
+es_nouns: la nueva novela | mi lista de lecturas | el club de lectura | los audiolibros | la biblioteca |
+    el último capítulo | la edición de bolsillo | la saga de fantasía | la entrevista al autor |
+    la segunda parte
+es_lines: Me quedé hasta las 3 para terminar este libro | El libro era mejor que la película, como siempre |
+    El club de lectura eligió una novela de 900 páginas, deseadme suerte |
+    Los audiolibros me han salvado los trayectos | Ese último capítulo me destrozó |
+    Compré tres libros más sin terminar el anterior
 
 ## fitness
 tags: Fitness GymLife Workout
 es_tags: Gimnasio Entrenamiento Fitness
 sites: menshealth.com/fitness womenshealthmag.com/fitness
 emoji: 💪 🏋️ 🔥
-en_nouns: leg day | progressive overload | the deadlift | protein shakes | the morning workout | rest days | the squat rack | my training plan | mobility work | the personal record
-en_lines: New deadlift personal record today | Never skip leg day, my stairs hate me | Rest days are part of the plan | Consistency beats motivation every time | The gym at 6am is a different world | Finally hit a bodyweight bench press
-es_nouns: el día de pierna | la sobrecarga progresiva | el peso muerto | los batidos de proteína | el entreno de la mañana | los días de descanso | el rack de sentadillas | mi plan de entrenamiento | el trabajo de movilidad | la marca personal
-es_lines: Nueva marca personal en peso muerto | Nunca te saltes el día de pierna, mis escaleras me odian | Descansar también es parte del plan | La constancia gana a la motivación siempre | El gimnasio a las 6 de la mañana es otro mundo | Por fin levanto mi peso en press de banca
+en_nouns: leg day | progressive overload | the deadlift | protein shakes | the morning workout | rest days |
+    the squat rack | my training plan | mobility work | the personal record
+en_lines: New deadlift personal record today | Never skip leg day, my stairs hate me |
+    Rest days are part of the plan | Consistency beats motivation every time |
+    The gym at 6am is a different world | Finally hit a bodyweight bench press
+es_nouns: el día de pierna | la sobrecarga progresiva | el peso muerto | los batidos de proteína |
+    el entreno de la mañana | los días de descanso | el rack de sentadillas | mi plan de entrenamiento |
+    el trabajo de movilidad | la marca personal
+es_lines: Nueva marca personal en peso muerto | Nunca te saltes el día de pierna, mis escaleras me odian |
+    Descansar también es parte del plan | La constancia gana a la motivación siempre |
+    El gimnasio a las 6 de la mañana es otro mundo | Por fin levanto mi peso en press de banca
 
 ## running
 tags: Running Marathon RunnersOfTwitter
 es_tags: Running Correr Maratón
 sites: runnersworld.com/training strava.com/activities
 emoji: 🏃 👟 ⏱️
-en_nouns: the marathon training plan | long runs | the new running shoes | interval sessions | the half marathon | my pace | race day | the running club | recovery runs | the finish line
-en_lines: Ran {k} km this morning before work | Long run done, legs are jelly | New personal best at the half marathon | Rain doesn't stop the running club | Intervals today almost broke me | Race day nerves are kicking in
-es_nouns: el plan para el maratón | las tiradas largas | las zapatillas nuevas | las series | la media maratón | mi ritmo | el día de la carrera | el club de running | los rodajes suaves | la línea de meta
-es_lines: Hoy {k} km antes de trabajar | Tirada larga hecha, tengo las piernas de gelatina | Nueva marca personal en la media maratón | La lluvia no para al club de running | Las series de hoy casi acaban conmigo | Ya empiezan los nervios del día de carrera
+en_nouns: the marathon training plan | long runs | the new running shoes | interval sessions |
+    the half marathon | my pace | race day | the running club | recovery runs | the finish line
+en_lines: Ran {k} km this morning before work | Long run done, legs are jelly |
+    New personal best at the half marathon | Rain doesn't stop the running club |
+    Intervals today almost broke me | Race day nerves are kicking in
+es_nouns: el plan para el maratón | las tiradas largas | las zapatillas nuevas | las series |
+    la media maratón | mi ritmo | el día de la carrera | el club de running | los rodajes suaves |
+    la línea de meta
+es_lines: Hoy {k} km antes de trabajar | Tirada larga hecha, tengo las piernas de gelatina |
+    Nueva marca personal en la media maratón | La lluvia no para al club de running |
+    Las series de hoy casi acaban conmigo | Ya empiezan los nervios del día de carrera
 
 ## cycling
 tags: Cycling BikeLife TourDeFrance
 es_tags: Ciclismo Bici
 sites: cyclingnews.com/news bikeradar.com/advice
 emoji: 🚴 🚲
-en_nouns: the climb | bike lanes | the gravel bike | the group ride | the Tour de France | the new carbon wheels | bike commuting | the headwind | clipless pedals | the mountain stage
-en_lines: Climbed the hill without stopping for the first time | Headwind both ways somehow | The group ride was fast today | Bike commuting is the best part of my day | That mountain stage was pure drama | Another flat tire, third this week
-es_nouns: el puerto | los carriles bici | la bici de gravel | la salida en grupo | el Tour de Francia | las ruedas de carbono | ir al trabajo en bici | el viento de cara | los pedales automáticos | la etapa de montaña
-es_lines: Subí el puerto sin parar por primera vez | Viento de cara a la ida y a la vuelta, no sé cómo | La salida en grupo fue rapidísima hoy | Ir en bici al trabajo es lo mejor del día | Esa etapa de montaña fue puro drama | Otro pinchazo, el tercero esta semana
+en_nouns: the climb | bike lanes | the gravel bike | the group ride | the Tour de France |
+    the new carbon wheels | bike commuting | the headwind | clipless pedals | the mountain stage
+en_lines: Climbed the hill without stopping for the first time | Headwind both ways somehow |
+    The group ride was fast today | Bike commuting is the best part of my day |
+    That mountain stage was pure drama | Another flat tire, third this week
+es_nouns: el puerto | los carriles bici | la bici de gravel | la salida en grupo | el Tour de Francia |
+    las ruedas de carbono | ir al trabajo en bici | el viento de cara | los pedales automáticos |
+    la etapa de montaña
+es_lines: Subí el puerto sin parar por primera vez | Viento de cara a la ida y a la vuelta, no sé cómo |
+    La salida en grupo fue rapidísima hoy | Ir en bici al trabajo es lo mejor del día |
+    Esa etapa de montaña fue puro drama | Otro pinchazo, el tercero esta semana
 
 ## yoga
 tags: Yoga Mindfulness Meditation
 es_tags: Yoga Meditación
 sites: yogajournal.com/practice mindful.org/meditation
 emoji: 🧘 🕉️ 🌿
-en_nouns: morning yoga | the headstand | breathing exercises | meditation apps | the yoga retreat | hip openers | the sun salutation | a quiet mind | hot yoga | the downward dog
-en_lines: Twenty minutes of yoga and the whole day feels different | Finally held a headstand for ten breaths | Meditation is harder than it looks | Slow mornings and stretching, that's the plan | Breathing exercises got me through a stressful day
-es_nouns: el yoga por la mañana | la postura sobre la cabeza | los ejercicios de respiración | las apps de meditación | el retiro de yoga | las aperturas de cadera | el saludo al sol | una mente tranquila | el yoga caliente | el perro boca abajo
-es_lines: Veinte minutos de yoga y el día se siente distinto | Por fin aguanté diez respiraciones sobre la cabeza | Meditar es más difícil de lo que parece | Mañanas lentas y estiramientos, ese es el plan | Los ejercicios de respiración me salvaron un día estresante
+en_nouns: morning yoga | the headstand | breathing exercises | meditation apps | the yoga retreat |
+    hip openers | the sun salutation | a quiet mind | hot yoga | the downward dog
+en_lines: Twenty minutes of yoga and the whole day feels different |
+    Finally held a headstand for ten breaths | Meditation is harder than it looks |
+    Slow mornings and stretching, that's the plan | Breathing exercises got me through a stressful day
+es_nouns: el yoga por la mañana | la postura sobre la cabeza | los ejercicios de respiración |
+    las apps de meditación | el retiro de yoga | las aperturas de cadera | el saludo al sol |
+    una mente tranquila | el yoga caliente | el perro boca abajo
+es_lines: Veinte minutos de yoga y el día se siente distinto |
+    Por fin aguanté diez respiraciones sobre la cabeza | Meditar es más difícil de lo que parece |
+    Mañanas lentas y estiramientos, ese es el plan |
+    Los ejercicios de respiración me salvaron un día estresante
 
 ## parenting
 tags: Parenting MomLife DadLife Toddler
 es_tags: Maternidad Paternidad Crianza
 sites: parents.com/parenting todopapas.com/ninos
 emoji: 👶 🍼 😴
-en_nouns: bedtime routines | the toddler tantrums | school pickups | screen time | sleep training | the first day of school | packed lunches | the teething phase | family dinners | homework help
-en_lines: The toddler is awake at 5am again | Bedtime took two hours and three stories | My kid asked why the sky is blue for the tenth time today | First day of school and I cried more than they did | Packed lunches every day is a full time job | Sleep is a distant memory
-es_nouns: la rutina de dormir | las rabietas | la salida del cole | el tiempo de pantalla | el entrenamiento del sueño | el primer día de cole | las fiambreras | los dientes de leche | las cenas en familia | los deberes
-es_lines: El peque despierto a las 5 otra vez | Acostarlo llevó dos horas y tres cuentos | Mi hija me ha preguntado por qué el cielo es azul diez veces hoy | Primer día de cole y lloré yo más que ella | Preparar fiambreras cada día es un trabajo a jornada completa | Dormir es un recuerdo lejano
+en_nouns: bedtime routines | the toddler tantrums | school pickups | screen time | sleep training |
+    the first day of school | packed lunches | the teething phase | family dinners | homework help
+en_lines: The toddler is awake at 5am again | Bedtime took two hours and three stories |
+    My kid asked why the sky is blue for the tenth time today |
+    First day of school and I cried more than they did | Packed lunches every day is a full time job |
+    Sleep is a distant memory
+es_nouns: la rutina de dormir | las rabietas | la salida del cole | el tiempo de pantalla |
+    el entrenamiento del sueño | el primer día de cole | las fiambreras | los dientes de leche |
+    las cenas en familia | los deberes
+es_lines: El peque despierto a las 5 otra vez | Acostarlo llevó dos horas y tres cuentos |
+    Mi hija me ha preguntado por qué el cielo es azul diez veces hoy |
+    Primer día de cole y lloré yo más que ella |
+    Preparar fiambreras cada día es un trabajo a jornada completa | Dormir es un recuerdo lejano
 
 ## pets
 tags: DogsOfTwitter CatsOfTwitter Pets AdoptDontShop
 es_tags: Perros Gatos Mascotas
 sites: akc.org/expert-advice thesprucepets.com/pets
 emoji: 🐶 🐱 🐾
-en_nouns: the dog park | the rescue puppy | cat food | the vet visit | the new leash | the kitten | walkies | the scratching post | dog training | the cat tree
-en_lines: My dog thinks every walk is the best day of his life | The cat knocked my coffee off the table again | Adopted a rescue puppy and my heart is full | The vet says he needs to lose weight, no more treats | She sleeps 18 hours a day and still looks tired | Someone is very proud of the stick he found
-es_nouns: el parque para perros | el cachorro adoptado | el pienso del gato | la visita al veterinario | la correa nueva | el gatito | el paseo | el rascador | el adiestramiento | el árbol para gatos
-es_lines: Mi perro cree que cada paseo es el mejor día de su vida | La gata ha tirado mi café de la mesa otra vez | Adoptamos un cachorro y tengo el corazón lleno | El veterinario dice que tiene que adelgazar, se acabaron los premios | Duerme 18 horas al día y sigue pareciendo cansada | Alguien está muy orgulloso del palo que ha encontrado
+en_nouns: the dog park | the rescue puppy | cat food | the vet visit | the new leash | the kitten |
+    walkies | the scratching post | dog training | the cat tree
+en_lines: My dog thinks every walk is the best day of his life |
+    The cat knocked my coffee off the table again | Adopted a rescue puppy and my heart is full |
+    The vet says he needs to lose weight, no more treats | She sleeps 18 hours a day and still looks tired |
+    Someone is very proud of the stick he found
+es_nouns: el parque para perros | el cachorro adoptado | el pienso del gato | la visita al veterinario |
+    la correa nueva | el gatito | el paseo | el rascador | el adiestramiento | el árbol para gatos
+es_lines: Mi perro cree que cada paseo es el mejor día de su vida |
+    La gata ha tirado mi café de la mesa otra vez | Adoptamos un cachorro y tengo el corazón lleno |
+    El veterinario dice que tiene que adelgazar, se acabaron los premios |
+    Duerme 18 horas al día y sigue pareciendo cansada |
+    Alguien está muy orgulloso del palo que ha encontrado
 
 ## gardening
 tags: Gardening GrowYourOwn Houseplants
 es_tags: Jardinería Huerto Plantas
 sites: rhs.org.uk/advice gardenersworld.com/how-to
 emoji: 🌱 🍅 🌻
-en_nouns: the tomato plants | raised beds | compost | houseplants | the vegetable patch | seed starting | the monstera | the first harvest | slugs | the balcony garden
-en_lines: First tomato of the season and it tastes like summer | The slugs ate all my lettuce overnight | Repotted the monstera and it already looks happier | Compost is basically magic | The balcony garden is finally blooming | Planted garlic today, see you in spring
-es_nouns: las tomateras | los bancales | el compost | las plantas de interior | el huerto | los semilleros | la monstera | la primera cosecha | las babosas | el jardín del balcón
-es_lines: El primer tomate de la temporada sabe a verano | Las babosas se comieron toda la lechuga en una noche | Trasplanté la monstera y ya se ve más feliz | El compost es básicamente magia | El balcón por fin está en flor | Hoy planté ajos, nos vemos en primavera
+en_nouns: the tomato plants | raised beds | compost | houseplants | the vegetable patch | seed starting |
+    the monstera | the first harvest | slugs | the balcony garden
+en_lines: First tomato of the season and it tastes like summer | The slugs ate all my lettuce overnight |
+    Repotted the monstera and it already looks happier | Compost is basically magic |
+    The balcony garden is finally blooming | Planted garlic today, see you in spring
+es_nouns: las tomateras | los bancales | el compost | las plantas de interior | el huerto | los semilleros |
+    la monstera | la primera cosecha | las babosas | el jardín del balcón
+es_lines: El primer tomate de la temporada sabe a verano |
+    Las babosas se comieron toda la lechuga en una noche | Trasplanté la monstera y ya se ve más feliz |
+    El compost es básicamente magia | El balcón por fin está en flor |
+    Hoy planté ajos, nos vemos en primavera
 
 ## fashion
 tags: Fashion OOTD Style
 es_tags: Moda Estilo
 sites: vogue.com/fashion elle.com/es/moda
 emoji: 👗 👟 🧥
-en_nouns: the capsule wardrobe | vintage jackets | thrift shopping | the new sneakers | fast fashion | the spring collection | oversized blazers | the runway shows | linen shirts | the perfect jeans
-en_lines: Found a vintage leather jacket for ten dollars | Capsule wardrobe means I still have nothing to wear | Thrift shopping is my cardio | These sneakers go with everything | The spring collection looks like the nineties again | Linen season is the best season
-es_nouns: el armario cápsula | las chaquetas vintage | la ropa de segunda mano | las zapatillas nuevas | la moda rápida | la colección de primavera | las americanas oversize | los desfiles | las camisas de lino | los vaqueros perfectos
-es_lines: Encontré una chaqueta de cuero vintage por diez euros | Armario cápsula y sigo sin tener nada que ponerme | Ir de tiendas de segunda mano es mi cardio | Estas zapatillas combinan con todo | La colección de primavera parece de los noventa otra vez | La temporada del lino es la mejor
+en_nouns: the capsule wardrobe | vintage jackets | thrift shopping | the new sneakers | fast fashion |
+    the spring collection | oversized blazers | the runway shows | linen shirts | the perfect jeans
+en_lines: Found a vintage leather jacket for ten dollars |
+    Capsule wardrobe means I still have nothing to wear | Thrift shopping is my cardio |
+    These sneakers go with everything | The spring collection looks like the nineties again |
+    Linen season is the best season
+es_nouns: el armario cápsula | las chaquetas vintage | la ropa de segunda mano | las zapatillas nuevas |
+    la moda rápida | la colección de primavera | las americanas oversize | los desfiles |
+    las camisas de lino | los vaqueros perfectos
+es_lines: Encontré una chaqueta de cuero vintage por diez euros |
+    Armario cápsula y sigo sin tener nada que ponerme | Ir de tiendas de segunda mano es mi cardio |
+    Estas zapatillas combinan con todo | La colección de primavera parece de los noventa otra vez |
+    La temporada del lino es la mejor
 
 ## photography
 tags: Photography PhotoOfTheDay StreetPhotography
 es_tags: Fotografía FotoDelDía
 sites: petapixel.com/news dpreview.com/articles
 emoji: 📷 🌅 🎞️
-en_nouns: golden hour | the new lens | street photography | film cameras | long exposures | the photo walk | editing presets | the tripod | portrait lighting | the raw files
-en_lines: Golden hour did all the work today | Shot a whole roll of film and only two came out | The new lens is incredibly sharp | Long exposure at the beach turned out great | Editing takes longer than shooting | Street photography is mostly waiting
-es_nouns: la hora dorada | el objetivo nuevo | la fotografía callejera | las cámaras de carrete | las largas exposiciones | la quedada fotográfica | los presets de edición | el trípode | la iluminación de retrato | los archivos RAW
-es_lines: La hora dorada hizo todo el trabajo hoy | Gasté un carrete entero y solo salieron dos fotos | El objetivo nuevo es nitidísimo | La larga exposición en la playa salió genial | Editar lleva más tiempo que disparar | La fotografía callejera es sobre todo esperar
+en_nouns: golden hour | the new lens | street photography | film cameras | long exposures | the photo walk |
+    editing presets | the tripod | portrait lighting | the raw files
+en_lines: Golden hour did all the work today | Shot a whole roll of film and only two came out |
+    The new lens is incredibly sharp | Long exposure at the beach turned out great |
+    Editing takes longer than shooting | Street photography is mostly waiting
+es_nouns: la hora dorada | el objetivo nuevo | la fotografía callejera | las cámaras de carrete |
+    las largas exposiciones | la quedada fotográfica | los presets de edición | el trípode |
+    la iluminación de retrato | los archivos RAW
+es_lines: La hora dorada hizo todo el trabajo hoy | Gasté un carrete entero y solo salieron dos fotos |
+    El objetivo nuevo es nitidísimo | La larga exposición en la playa salió genial |
+    Editar lleva más tiempo que disparar | La fotografía callejera es sobre todo esperar
 
 ## politics
 tags: Politics Election Vote Democracy
 es_tags: Política Elecciones
 sites: apnews.com/politics politico.com/news elpais.com/politica
 emoji: 🗳️ 🏛️
-en_nouns: the election debate | the new housing bill | the city council | voter turnout | the budget vote | campaign promises | the polls | local elections | the public transport plan | the tax reform
-en_lines: The debate last night answered none of the real questions | Go vote, it takes ten minutes | Local elections matter more than people think | The city council finally approved the bike lanes | Every campaign promises lower rents and nothing changes | Read the actual bill before sharing hot takes
-es_nouns: el debate electoral | la nueva ley de vivienda | el ayuntamiento | la participación | la votación de los presupuestos | las promesas de campaña | las encuestas | las elecciones municipales | el plan de transporte público | la reforma fiscal
-es_lines: El debate de anoche no respondió ninguna pregunta real | Id a votar, son diez minutos | Las elecciones municipales importan más de lo que parece | El ayuntamiento por fin aprobó los carriles bici | Todas las campañas prometen alquileres más bajos y nada cambia | Leed la ley antes de compartir opiniones
+en_nouns: the election debate | the new housing bill | the city council | voter turnout | the budget vote |
+    campaign promises | the polls | local elections | the public transport plan | the tax reform
+en_lines: The debate last night answered none of the real questions | Go vote, it takes ten minutes |
+    Local elections matter more than people think | The city council finally approved the bike lanes |
+    Every campaign promises lower rents and nothing changes |
+    Read the actual bill before sharing hot takes
+es_nouns: el debate electoral | la nueva ley de vivienda | el ayuntamiento | la participación |
+    la votación de los presupuestos | las promesas de campaña | las encuestas | las elecciones municipales |
+    el plan de transporte público | la reforma fiscal
+es_lines: El debate de anoche no respondió ninguna pregunta real | Id a votar, son diez minutos |
+    Las elecciones municipales importan más de lo que parece |
+    El ayuntamiento por fin aprobó los carriles bici |
+    Todas las campañas prometen alquileres más bajos y nada cambia |
+    Leed la ley antes de compartir opiniones
 
 ## climate
 tags: Climate ClimateChange Sustainability RenewableEnergy
 es_tags: CambioClimático Sostenibilidad
 sites: carbonbrief.org/analysis insideclimatenews.org/news
 emoji: 🌍 ☀️ 🌡️
-en_nouns: the heat wave | solar panels | electric buses | the carbon footprint | the climate report | heat pumps | recycling | the drought | wind farms | plastic waste
-en_lines: Another record heat wave and it's only May | Installed solar panels and the first bill was tiny | Heat pumps are the boring hero of the energy transition | The new climate report is sobering reading | Our city finally switched to electric buses | Bring your own bag, it adds up
-es_nouns: la ola de calor | las placas solares | los autobuses eléctricos | la huella de carbono | el informe del clima | las bombas de calor | el reciclaje | la sequía | los parques eólicos | los residuos plásticos
-es_lines: Otra ola de calor récord y solo estamos en mayo | Pusimos placas solares y la primera factura fue ridícula | Las bombas de calor son las heroínas discretas de la transición | El nuevo informe del clima da que pensar | Nuestra ciudad por fin tiene autobuses eléctricos | Lleva tu propia bolsa, todo suma
+en_nouns: the heat wave | solar panels | electric buses | the carbon footprint | the climate report |
+    heat pumps | recycling | the drought | wind farms | plastic waste
+en_lines: Another record heat wave and it's only May | Installed solar panels and the first bill was tiny |
+    Heat pumps are the boring hero of the energy transition | The new climate report is sobering reading |
+    Our city finally switched to electric buses | Bring your own bag, it adds up
+es_nouns: la ola de calor | las placas solares | los autobuses eléctricos | la huella de carbono |
+    el informe del clima | las bombas de calor | el reciclaje | la sequía | los parques eólicos |
+    los residuos plásticos
+es_lines: Otra ola de calor récord y solo estamos en mayo |
+    Pusimos placas solares y la primera factura fue ridícula |
+    Las bombas de calor son las heroínas discretas de la transición |
+    El nuevo informe del clima da que pensar | Nuestra ciudad por fin tiene autobuses eléctricos |
+    Lleva tu propia bolsa, todo suma
 
 ## space
 tags: Space NASA Astronomy SpaceX
 es_tags: Espacio Astronomía
 sites: nasa.gov/news space.com/news
 emoji: 🚀 🌌 🔭 🌕
-en_nouns: the rocket launch | the Mars rover | the space telescope | the meteor shower | the full moon | the space station | exoplanets | the solar eclipse | reusable rockets | the night sky
-en_lines: Watched the launch live and still got goosebumps | The new telescope images are breathtaking | Meteor shower tonight, clear skies please | The booster landed perfectly again | Saw the space station pass over the city | Every exoplanet discovery makes the universe feel bigger
-es_nouns: el lanzamiento del cohete | el rover de Marte | el telescopio espacial | la lluvia de estrellas | la luna llena | la estación espacial | los exoplanetas | el eclipse solar | los cohetes reutilizables | el cielo nocturno
-es_lines: Vi el lanzamiento en directo y aún se me pone la piel de gallina | Las nuevas imágenes del telescopio son impresionantes | Lluvia de estrellas esta noche, que esté despejado por favor | El propulsor aterrizó perfecto otra vez | Vi pasar la estación espacial sobre la ciudad | Cada exoplaneta nuevo hace el universo más grande
+en_nouns: the rocket launch | the Mars rover | the space telescope | the meteor shower | the full moon |
+    the space station | exoplanets | the solar eclipse | reusable rockets | the night sky
+en_lines: Watched the launch live and still got goosebumps | The new telescope images are breathtaking |
+    Meteor shower tonight, clear skies please | The booster landed perfectly again |
+    Saw the space station pass over the city | Every exoplanet discovery makes the universe feel bigger
+es_nouns: el lanzamiento del cohete | el rover de Marte | el telescopio espacial | la lluvia de estrellas |
+    la luna llena | la estación espacial | los exoplanetas | el eclipse solar | los cohetes reutilizables |
+    el cielo nocturno
+es_lines: Vi el lanzamiento en directo y aún se me pone la piel de gallina |
+    Las nuevas imágenes del telescopio son impresionantes |
+    Lluvia de estrellas esta noche, que esté despejado por favor | El propulsor aterrizó perfecto otra vez |
+    Vi pasar la estación espacial sobre la ciudad | Cada exoplaneta nuevo hace el universo más grande
 
 ## cars
 tags: Cars CarLife EV
 es_tags: Coches Motor
 sites: caranddriver.com/reviews topgear.com/car-news motorpasion.com/coches
 emoji: 🚗 ⚡ 🔧
-en_nouns: electric cars | the manual gearbox | the road trip | charging stations | the new hatchback | classic cars | the car wash | winter tires | the test drive | fuel prices
-en_lines: Test drove an electric car and I'm sold | Nothing beats a manual on a mountain road | Charging stations are still too hard to find | Spent Sunday washing the car and it rained Monday | Classic car show downtown this weekend | Fuel prices are getting ridiculous
-es_nouns: los coches eléctricos | el cambio manual | el viaje por carretera | los puntos de carga | el nuevo compacto | los coches clásicos | el lavado del coche | los neumáticos de invierno | la prueba de conducción | el precio de la gasolina
-es_lines: Probé un coche eléctrico y me ha convencido | Nada como un manual en una carretera de montaña | Sigue siendo difícil encontrar puntos de carga | Lavé el coche el domingo y el lunes llovió | Este fin de semana hay concentración de coches clásicos | El precio de la gasolina es ya ridículo
+en_nouns: electric cars | the manual gearbox | the road trip | charging stations | the new hatchback |
+    classic cars | the car wash | winter tires | the test drive | fuel prices
+en_lines: Test drove an electric car and I'm sold | Nothing beats a manual on a mountain road |
+    Charging stations are still too hard to find | Spent Sunday washing the car and it rained Monday |
+    Classic car show downtown this weekend | Fuel prices are getting ridiculous
+es_nouns: los coches eléctricos | el cambio manual | el viaje por carretera | los puntos de carga |
+    el nuevo compacto | los coches clásicos | el lavado del coche | los neumáticos de invierno |
+    la prueba de conducción | el precio de la gasolina
+es_lines: Probé un coche eléctrico y me ha convencido | Nada como un manual en una carretera de montaña |
+    Sigue siendo difícil encontrar puntos de carga | Lavé el coche el domingo y el lunes llovió |
+    Este fin de semana hay concentración de coches clásicos | El precio de la gasolina es ya ridículo
 
 ## real_estate
 tags: RealEstate Housing FirstHome
 es_tags: Vivienda Inmobiliaria Alquiler
 sites: zillow.com/research idealista.com/news
 emoji: 🏠 🔑
-en_nouns: mortgage rates | the first home | rent prices | the open house | the down payment | home inspections | the housing market | the landlord | the new apartment | interest rates
-en_lines: Rent went up again and the apartment still has no heating | Mortgage rates are making everyone wait | Got the keys to our first home today | Went to an open house with forty other people | Saving for a down payment feels impossible | The housing market makes no sense right now
-es_nouns: el tipo de la hipoteca | la primera vivienda | el precio del alquiler | la jornada de puertas abiertas | la entrada del piso | la tasación | el mercado inmobiliario | el casero | el piso nuevo | los tipos de interés
-es_lines: Me han vuelto a subir el alquiler y el piso sigue sin calefacción | Los tipos de la hipoteca tienen a todo el mundo esperando | Hoy nos han dado las llaves de nuestra primera casa | Fui a ver un piso con otras cuarenta personas | Ahorrar para la entrada parece imposible | El mercado inmobiliario no tiene ningún sentido ahora mismo
+en_nouns: mortgage rates | the first home | rent prices | the open house | the down payment |
+    home inspections | the housing market | the landlord | the new apartment | interest rates
+en_lines: Rent went up again and the apartment still has no heating |
+    Mortgage rates are making everyone wait | Got the keys to our first home today |
+    Went to an open house with forty other people | Saving for a down payment feels impossible |
+    The housing market makes no sense right now
+es_nouns: el tipo de la hipoteca | la primera vivienda | el precio del alquiler |
+    la jornada de puertas abiertas | la entrada del piso | la tasación | el mercado inmobiliario |
+    el casero | el piso nuevo | los tipos de interés
+es_lines: Me han vuelto a subir el alquiler y el piso sigue sin calefacción |
+    Los tipos de la hipoteca tienen a todo el mundo esperando |
+    Hoy nos han dado las llaves de nuestra primera casa | Fui a ver un piso con otras cuarenta personas |
+    Ahorrar para la entrada parece imposible | El mercado inmobiliario no tiene ningún sentido ahora mismo
 
 ## weddings
 tags: Wedding WeddingPlanning
 es_tags: Boda Bodas
 sites: theknot.com/content bodas.net/articulos
 emoji: 💍 💐 🥂
-en_nouns: the wedding venue | the guest list | the first dance | wedding dresses | the seating plan | the wedding cake | the bachelor party | the vows | the photographer | the honeymoon
-en_lines: Found the perfect wedding venue and it's by the sea | The guest list is the hardest part of planning | Practiced our first dance and stepped on every toe | Cake tasting was the best day of wedding planning | Three weddings this summer and my wallet is crying | Wrote my vows and cried twice
-es_nouns: la finca de la boda | la lista de invitados | el primer baile | los vestidos de novia | la distribución de las mesas | la tarta nupcial | la despedida de soltero | los votos | el fotógrafo | la luna de miel
-es_lines: Encontramos la finca perfecta y está junto al mar | La lista de invitados es lo más difícil | Ensayamos el primer baile y pisé todos los pies | La prueba de la tarta fue el mejor día de la organización | Tres bodas este verano y mi cartera llorando | Escribí mis votos y lloré dos veces
+en_nouns: the wedding venue | the guest list | the first dance | wedding dresses | the seating plan |
+    the wedding cake | the bachelor party | the vows | the photographer | the honeymoon
+en_lines: Found the perfect wedding venue and it's by the sea |
+    The guest list is the hardest part of planning | Practiced our first dance and stepped on every toe |
+    Cake tasting was the best day of wedding planning | Three weddings this summer and my wallet is crying |
+    Wrote my vows and cried twice
+es_nouns: la finca de la boda | la lista de invitados | el primer baile | los vestidos de novia |
+    la distribución de las mesas | la tarta nupcial | la despedida de soltero | los votos | el fotógrafo |
+    la luna de miel
+es_lines: Encontramos la finca perfecta y está junto al mar | La lista de invitados es lo más difícil |
+    Ensayamos el primer baile y pisé todos los pies |
+    La prueba de la tarta fue el mejor día de la organización |
+    Tres bodas este verano y mi cartera llorando | Escribí mis votos y lloré dos veces
 
 ## anime
 tags: Anime Manga Otaku
 es_tags: Anime Manga
 sites: myanimelist.net/news crunchyroll.com/news
 emoji: 🍥 ⚔️ ✨
-en_nouns: the new season | the manga chapter | the opening song | the final arc | the studio animation | the dub | the light novel | the filler episodes | the fight scene | cosplay
-en_lines: That fight scene animation was insane | The manga chapter this week broke me | Skipping the opening is a crime with this song | The final arc is going to be legendary | Dub or sub, the eternal debate | Finished the series in three days
-es_nouns: la nueva temporada | el capítulo del manga | el opening | el arco final | la animación del estudio | el doblaje | la novela ligera | los capítulos de relleno | la escena de pelea | el cosplay
-es_lines: La animación de esa pelea fue una locura | El capítulo del manga de esta semana me destrozó | Saltarse el opening con esta canción es un crimen | El arco final va a ser legendario | Doblaje o subtítulos, el eterno debate | Me terminé la serie en tres días
+en_nouns: the new season | the manga chapter | the opening song | the final arc | the studio animation |
+    the dub | the light novel | the filler episodes | the fight scene | cosplay
+en_lines: That fight scene animation was insane | The manga chapter this week broke me |
+    Skipping the opening is a crime with this song | The final arc is going to be legendary |
+    Dub or sub, the eternal debate | Finished the series in three days
+es_nouns: la nueva temporada | el capítulo del manga | el opening | el arco final |
+    la animación del estudio | el doblaje | la novela ligera | los capítulos de relleno |
+    la escena de pelea | el cosplay
+es_lines: La animación de esa pelea fue una locura | El capítulo del manga de esta semana me destrozó |
+    Saltarse el opening con esta canción es un crimen | El arco final va a ser legendario |
+    Doblaje o subtítulos, el eterno debate | Me terminé la serie en tres días
 
 ## diy
 tags: DIY HomeImprovement Woodworking
 es_tags: Bricolaje Reformas
 sites: thisoldhouse.com/how-to familyhandyman.com/project
 emoji: 🔨 🪚 🛠️
-en_nouns: the kitchen renovation | the power drill | woodworking | the paint colors | the bathroom tiles | the new shelves | the garage workshop | flat pack furniture | wall anchors | the weekend project
-en_lines: Built my first bookshelf and it's only slightly crooked | Painting the living room took three coats | The kitchen renovation is two months behind | Measure twice, cut once, still cut wrong | Assembled the wardrobe with two screws left over | Weekend project done and nobody got hurt
-es_nouns: la reforma de la cocina | el taladro | la carpintería | los colores de pintura | los azulejos del baño | las estanterías nuevas | el taller del garaje | los muebles para montar | los tacos de pared | el proyecto del finde
-es_lines: He construido mi primera estantería y solo está un poco torcida | Pintar el salón necesitó tres manos | La reforma de la cocina va dos meses tarde | Mide dos veces, corta una, y aun así corté mal | Monté el armario y sobraron dos tornillos | Proyecto del finde terminado y sin heridos
+en_nouns: the kitchen renovation | the power drill | woodworking | the paint colors | the bathroom tiles |
+    the new shelves | the garage workshop | flat pack furniture | wall anchors | the weekend project
+en_lines: Built my first bookshelf and it's only slightly crooked |
+    Painting the living room took three coats | The kitchen renovation is two months behind |
+    Measure twice, cut once, still cut wrong | Assembled the wardrobe with two screws left over |
+    Weekend project done and nobody got hurt
+es_nouns: la reforma de la cocina | el taladro | la carpintería | los colores de pintura |
+    los azulejos del baño | las estanterías nuevas | el taller del garaje | los muebles para montar |
+    los tacos de pared | el proyecto del finde
+es_lines: He construido mi primera estantería y solo está un poco torcida |
+    Pintar el salón necesitó tres manos | La reforma de la cocina va dos meses tarde |
+    Mide dos veces, corta una, y aun así corté mal | Monté el armario y sobraron dos tornillos |
+    Proyecto del finde terminado y sin heridos
 """
 
 
@@ -417,10 +719,15 @@ def _parse_topics(src: str) -> dict[str, Topic]:
     topics: dict[str, Topic] = {}
     for block in src.split("## ")[1:]:
         name, *rows = block.strip().split("\n")
-        fields = {}
+        fields: dict[str, str] = {}
+        key = ""
         for row in rows:
+            if row.startswith("    "):  # a continuation of the previous field
+                fields[key] += " " + row.strip()
+                continue
             key, _, value = row.partition(":")
-            fields[key.strip()] = value.strip()
+            key = key.strip()
+            fields[key] = value.strip()
         topics[name.strip()] = Topic(
             name=name.strip(),
             tags={"en": _split(fields["tags"], " "), "es": _split(fields["es_tags"], " ")},
@@ -466,7 +773,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Noticias sobre {n}: {u}", "{L}. ¿Qué pensáis de {n}?", "Sigo pensando en {n}.",
         "Recordatorio: {l}.", "Nuevo post sobre {n} {u}", "Opinión: {n} > {n2}.",
         "Gracias a {m} por los consejos sobre {n}.", "{m} tenías razón con {n}.",
-        "¿Quién más está obsesionado con {n}? {r}", "{L}. {L2}.", "Pregunta rápida sobre {n}: ¿merece la pena?",
+        "¿Quién más está obsesionado con {n}? {r}", "{L}. {L2}.",
+        "Pregunta rápida sobre {n}: ¿merece la pena?",
         "Nadie habla lo suficiente de {n}.", "Esta noche hablando de {n} con {m}. {r}",
         "Lo mejor de mi semana: {n}.", "Tres cosas que he aprendido sobre {n} este mes. {u}",
         "¿Podemos hablar un segundo de {n}? {L}.", "{L} 🙌", "ok pero {l}",
@@ -482,7 +790,8 @@ REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
     "es": (
         "{o} {L}.", "{o} {r}", "¿Has probado {n}?", "¿Y qué me dices de {n}?", "{r}", "{o} {N} es la clave.",
-        "Por esto me encanta {n}.", "La verdad, {l}.", "A mí me pasa igual. {L}.", "Espera, ¿{n}? Cuéntame más.",
+        "Por esto me encanta {n}.", "La verdad, {l}.", "A mí me pasa igual. {L}.",
+        "Espera, ¿{n}? Cuéntame más.",
         "{o} Me pasó lo mismo con {n}.", "Totalmente de acuerdo con lo de {n}.",
     ),
 }
@@ -490,7 +799,8 @@ REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
 REPLY_OPENERS: dict[str, tuple[str, ...]] = {
     "en": ("Totally agree.", "Not sure about that.", "This!", "Exactly.", "Great point.", "lol", "Same.",
            "Hard disagree.", "100%.", "Honestly?", "Ha, yes.", "Wait, really?"),
-    "es": ("Totalmente de acuerdo.", "No lo tengo tan claro.", "¡Esto!", "Exacto.", "Muy buen punto.", "jajaja",
+    "es": ("Totalmente de acuerdo.", "No lo tengo tan claro.", "¡Esto!", "Exacto.", "Muy buen punto.",
+           "jajaja",
            "Igual.", "Para nada.", "100%.", "¿La verdad?", "Jaja, sí.", "¿En serio?"),
 }
 
@@ -545,11 +855,13 @@ BOT_KINDS = ("weather", "stocks", "reminder", "btc_price", "quake")
 WEATHER_CITIES = {"en": ("London", "Chicago", "Seattle", "Dublin", "Toronto", "Sydney", "Boston", "Denver"),
                   "es": ("Madrid", "Sevilla", "Bilbao", "Valencia", "Bogotá", "Lima", "Quito", "Montevideo")}
 WEATHER_CONDITIONS = {"en": ("sunny", "cloudy", "light rain", "heavy rain", "fog", "clear skies", "windy"),
-                      "es": ("soleado", "nublado", "lluvia débil", "chubascos", "niebla", "despejado", "viento")}
+                      "es": ("soleado", "nublado", "lluvia débil", "chubascos", "niebla", "despejado",
+                             "viento")}
 TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "AMD", "NFLX", "INTC")
 REMINDERS = {"en": ("drink water 💧", "stand up and stretch 🧘", "you are doing great 💪", "call your mom ☎️",
                     "take a break from the screen 👀", "back up your files 💾"),
-             "es": ("bebe agua 💧", "levántate y estira 🧘", "lo estás haciendo genial 💪", "llama a tu madre ☎️",
+             "es": ("bebe agua 💧", "levántate y estira 🧘", "lo estás haciendo genial 💪",
+                    "llama a tu madre ☎️",
                     "descansa de la pantalla 👀", "haz copia de seguridad 💾")}
 BOT_SOURCES = {"weather": "WeatherStationBot", "stocks": "TickerFeed", "reminder": "DailyReminderApp",
                "btc_price": "CoinPriceBot", "quake": "QuakeAlerts"}
@@ -574,8 +886,10 @@ FOREIGN_LINES: dict[str, tuple[str, ...]] = {
            "Il pleut encore à Paris, quelle surprise", "J'ai enfin terminé mon mémoire, quel soulagement",
            "Les vacances commencent demain et je n'en peux plus d'attendre",
            "Quelqu'un connaît un bon restaurant à Lyon ?"),
-    "de": ("Heute scheint in Berlin endlich wieder die Sonne", "Der Zug hat schon wieder zwanzig Minuten Verspätung",
-           "Das Spiel gestern Abend war unglaublich spannend", "Nichts geht über einen guten Kaffee am Morgen",
+    "de": ("Heute scheint in Berlin endlich wieder die Sonne",
+           "Der Zug hat schon wieder zwanzig Minuten Verspätung",
+           "Das Spiel gestern Abend war unglaublich spannend",
+           "Nichts geht über einen guten Kaffee am Morgen",
            "Wer kommt heute Abend mit ins Kino?", "Ich habe das Buch in zwei Tagen durchgelesen",
            "Schon wieder Regen in Hamburg, typisch", "Endlich Wochenende, ich brauche dringend Schlaf",
            "Kennt jemand ein gutes Restaurant in München?", "Die neue Folge war der absolute Wahnsinn"),
@@ -599,7 +913,8 @@ FIRST_NAMES: dict[str, tuple[str, ...]] = {
            "Gonzalo", "Noelia", "Adrián", "Rocío", "Íñigo", "Begoña", "Óscar", "Ainhoa", "Ramón", "Inés"),
 }
 LAST_NAMES: dict[str, tuple[str, ...]] = {
-    "en": ("Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson", "Taylor",
+    "en": ("Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson",
+           "Taylor",
            "Thomas", "Moore", "Martin", "Jackson", "Thompson", "White", "Harris", "Clark", "Lewis", "Walker",
            "Young", "Allen", "King", "Wright", "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Patel",
            "Nguyen", "Kim", "Chen", "Singh", "Khan", "Murphy", "O'Brien", "Cooper", "Reed"),
