@@ -34,12 +34,9 @@ def plot_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None
     fig, (ax_loss, ax_speed) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[2, 1])
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1.2)
     if evals:
-        ax_loss.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val loss", lw=1.5, ms=4)
-        bpb = [r for r in evals if r.get("val_bpb") is not None]
-        if bpb:
-            last = bpb[-1]
-            ax_loss.annotate(f"{last['val_bpb']:.3f} bits/byte", (last["step"], last["val_loss"]),
-                             textcoords="offset points", xytext=(-10, 10), ha="right", fontsize=9)
+        last = evals[-1]
+        label = "val loss" + (f" (last: {last['val_bpb']:.3f} bits/byte)" if last.get("val_bpb") is not None else "")
+        ax_loss.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label=label, lw=1.5, ms=4)
     ax_loss.set_ylabel("loss (nats/token)")
     ax_loss.set_title(f"{run_dir.name}: training curves")
     ax_loss.grid(alpha=0.3)
@@ -49,11 +46,11 @@ def plot_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None
     ax_speed.set_ylabel("tokens/s")
     ax_speed.set_xlabel("step")
     ax_speed.grid(alpha=0.3)
-    mfus = [r.get("mfu") for r in train]
-    if all(m is not None for m in mfus):
-        ax_mfu = ax_speed.twinx()
-        ax_mfu.plot([r["step"] for r in train], [100 * m for m in mfus], color="tab:orange", lw=0.8, alpha=0.6)
-        ax_mfu.set_ylabel("MFU %", color="tab:orange")
+    ratios = [100 * r["mfu"] / r["tokens_per_s"] for r in train if r.get("mfu") and r.get("tokens_per_s")]
+    if ratios:  # MFU is tokens/s times a constant: show it as a second scale on the same curve
+        k = sorted(ratios)[len(ratios) // 2]
+        ax_mfu = ax_speed.secondary_yaxis("right", functions=(lambda t: t * k, lambda m: m / k))
+        ax_mfu.set_ylabel("MFU %")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
