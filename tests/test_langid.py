@@ -70,8 +70,9 @@ def test_benchmark_accuracy(ident):
 
 
 def test_lingua_backend():
-    lingua = LanguageIdentifier("lingua", ["en", "es", "fr", "de", "pt"], min_confidence=0.0)
+    lingua = LanguageIdentifier("lingua", ["en", "es", "fr", "de", "pt", "no"], min_confidence=0.0)
     assert [c for c, _ in lingua.identify([t for _, t in CLEAR])] == [lang for lang, _ in CLEAR]
+    assert lingua.identify_one("jeg gleder meg til helgen, skal på fjellet med familien")[0] == "no"
 
 
 def test_bad_languages():

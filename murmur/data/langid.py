@@ -101,7 +101,8 @@ class LanguageIdentifier:
         values = self._lingua.compute_language_confidence_values(text)  # type: ignore[union-attr]
         if not values:
             return UND, 0.0
-        return values[0].language.iso_code_639_1.name.lower(), float(values[0].value)
+        code = values[0].language.iso_code_639_1.name.lower()
+        return _FROM_LINGUA.get(code, code), float(values[0].value)
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,6 +121,10 @@ def _py3_model(languages: tuple[str, ...]) -> _Py3Batch:
     return _Py3Batch(model)
 
 
+_TO_LINGUA = {"no": "nb"}  # lingua has Bokmål and Nynorsk, not the macrolanguage
+_FROM_LINGUA = {"nb": "no"}
+
+
 @functools.lru_cache(maxsize=2)
 def _lingua_detector(languages: tuple[str, ...]) -> object:
     from lingua import IsoCode639_1, LanguageDetectorBuilder
@@ -127,7 +132,7 @@ def _lingua_detector(languages: tuple[str, ...]) -> object:
     if languages:
         codes = []
         for code in languages:
-            iso = getattr(IsoCode639_1, code.upper(), None)
+            iso = getattr(IsoCode639_1, _TO_LINGUA.get(code, code).upper(), None)
             if iso is None:
                 raise ConfigError(f"langid_languages: lingua does not know language {code!r}")
             codes.append(iso)
