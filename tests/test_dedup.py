@@ -97,3 +97,10 @@ def test_decide_checks_can_be_turned_off(hasher):
     assert dd.decide(order, dd.exact_hashes(docs), None).tolist() == [0, 1, 0]
     assert dd.decide(order, None, None).tolist() == [0, 0, 0]
     assert dd.decide(np.zeros(0, np.int64), None, None).tolist() == []
+
+
+def test_impossible_banding_is_a_config_error():
+    from murmur.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threshold 0.95 and 16 permutations"):
+        dd.MinHasher(num_perm=16, threshold=0.95)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from murmur.errors import ConfigError
+
 KEEP, DUPLICATE, NEAR_DUPLICATE = 0, 1, 2
 
 _M64 = np.uint64(0x100000001B3)  # multiplier of the rolling shingle hash (FNV prime, odd)
@@ -78,7 +80,10 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) that datasketch's ``MinHashLSH`` picks for this threshold."""
     from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    try:
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as e:
+        raise ConfigError(f"near-dedup with threshold {threshold} and {num_perm} permutations: {e}") from None
     return lsh.b, lsh.r
 
 
