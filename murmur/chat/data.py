@@ -1,0 +1,490 @@
+"""Conversation data for chat fine-tuning: made from the project's own posts, read and checked from JSONL.
+
+A conversation file is JSONL in the OpenAI shape, one conversation a line::
+
+    {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+
+:func:`build_conversations` makes such a file from cleaned posts without any outside data:
+
+- **threads**: reply chains (``reply_to`` links) become multi-turn conversations. The root post is
+  the user, replies alternate assistant / user down one path of the reply tree; a conversation
+  ends on an assistant turn, so every chain of two or more posts gives at least one answer.
+- **instructions**: question/answer pairs written from templates in English and Spanish, filled
+  from the data: who murmur is, what it can do, writing a post about a topic seen in the data (the
+  answer is a real post with that hashtag), summarising a thread (extractive: the answer is built
+  from the thread's own posts), answering in the user's language, and drafting a reply (the answer
+  is the reply someone actually wrote).
+
+Every choice draws from a ``random.Random`` seeded by ``cfg.seed`` over posts sorted by
+``post_id``, so the same posts give the same file whatever their order on disk.
+
+:func:`read_conversations` reads a file back, checking every line: a bad line raises
+``InputError`` naming the file, the line and the field (``messages[2].role``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from murmur.chat.template import check_messages
+from murmur.config import knob
+from murmur.errors import ConfigError, InputError
+from murmur.io import atomic_open, open_text
+from murmur.progress import Progress, log
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+LANGS = ("en", "es")
+KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply")
+
+
+@dataclass(frozen=True)
+class ConversationDataConfig:
+    """How to make conversations from clean posts (``murmur sft-data``)."""
+
+    seed: int = knob(0, "Seed for every choice (paths through threads, templates, posts quoted).")
+    threads: bool = knob(True, "Turn reply chains into multi-turn conversations.")
+    max_thread_conversations: int = knob(0, "At most this many thread conversations (0 = all).")
+    paths_per_thread: int = knob(2, "Distinct root-to-leaf paths taken from one reply tree.")
+    max_turns: int = knob(8, "Messages per thread conversation at most (cut to end on an assistant turn).")
+    instructions: int = knob(3000, "Instruction/answer conversations to write (English and Spanish).")
+    system_fraction: float = knob(0.3, "Fraction of conversations that start with a system message.")
+    min_chars: int = knob(12, "Posts shorter than this (after removing leading @mentions) are not used.")
+    max_chars: int = knob(600, "Posts longer than this are not quoted in instruction answers.")
+    shuffle: bool = knob(True, "Shuffle the output lines (seeded); false keeps threads first.")
+
+    def check(self) -> None:
+        for name in ("max_thread_conversations", "instructions", "min_chars"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.paths_per_thread < 1:
+            raise ConfigError(f"paths_per_thread must be at least 1 (got {self.paths_per_thread})")
+        if self.max_turns < 2:
+            raise ConfigError(f"max_turns must be at least 2 (a question and an answer), got {self.max_turns}")
+        if not 0.0 <= self.system_fraction <= 1.0:
+            raise ConfigError(f"system_fraction must be in [0, 1] (got {self.system_fraction})")
+
+
+@dataclass
+class ConversationStats:
+    """What :func:`build_conversations` wrote."""
+
+    path: Path
+    posts: int = 0
+    conversations: int = 0
+    messages: int = 0
+    assistant_messages: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_lang: dict[str, int] = field(default_factory=dict)
+    threads: int = 0  # reply trees with at least two usable posts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "posts": self.posts, "conversations": self.conversations,
+                "messages": self.messages, "assistant_messages": self.assistant_messages,
+                "by_kind": self.by_kind, "by_lang": self.by_lang, "threads": self.threads}
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.by_kind.items(), key=lambda kv: -kv[1]))
+        langs = ", ".join(f"{k} {n:,}" for k, n in sorted(self.by_lang.items(), key=lambda kv: -kv[1]))
+        return (f"{self.conversations:,} conversations ({self.messages:,} messages, {self.assistant_messages:,} "
+                f"answers) from {self.posts:,} posts -> {self.path}\n  kinds: {kinds}\n  languages: {langs}")
+
+
+# ---------------------------------------------------------------- reading and checking JSONL
+def parse_conversation(obj: Any, path: str | Path | None = None, line: int | None = None) -> Conversation:
+    """Check one decoded JSONL record and return its messages as ``{"role", "content"}`` dicts.
+
+    The record must be an object with a ``messages`` list; each message needs a known role and text
+    content (a string or OpenAI text parts), and at least one assistant message must have text.
+    """
+    if not isinstance(obj, Mapping):
+        raise InputError(f"expected a JSON object with \"messages\", got {type(obj).__name__}", path, line)
+    messages = obj.get("messages")
+    if not isinstance(messages, list):
+        raise InputError("missing or not a list", path, line, "messages")
+    try:
+        pairs = check_messages(messages)
+    except InputError as e:
+        raise InputError(_bare_message(e), path, line, e.field) from None
+    if not any(role == "assistant" and text for role, text in pairs):
+        raise InputError("no assistant message with text to learn from", path, line, "messages")
+    return [{"role": role, "content": text} for role, text in pairs]
+
+
+def _bare_message(e: InputError) -> str:
+    """An InputError's message without its "field 'x': " prefix (to re-raise it with a path and line)."""
+    msg = str(e)
+    prefix = f"field {e.field!r}: " if e.field is not None else ""
+    return msg[len(prefix):] if prefix and msg.startswith(prefix) else msg
+
+
+def iter_conversations(path: str | Path) -> Iterator[Conversation]:
+    """Stream the conversations of a JSONL file (plain, .gz or .zst); blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("conversation file not found", path)
+    with open_text(path) as f:
+        lineno = 0
+        while True:
+            try:
+                raw = f.readline()
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 text ({e.reason})", path, lineno + 1) from None
+            if not raw:
+                break
+            lineno += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path, lineno) from None
+            yield parse_conversation(obj, path, lineno)
+
+
+def read_conversations(path: str | Path) -> list[Conversation]:
+    """Every conversation of a JSONL file, checked; InputError if there are none."""
+    convs = list(iter_conversations(path))
+    if not convs:
+        raise InputError("no conversations in the file", path)
+    return convs
+
+
+def write_conversations(path: str | Path, conversations: Sequence[Conversation]) -> Path:
+    """Write conversations as OpenAI-shape JSONL, atomically."""
+    path = Path(path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for conv in conversations:
+            f.write(json.dumps({"messages": conv}, ensure_ascii=False) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- posts
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠][\w.]+[\s,:]*)+")
+_NOISY = re.compile(r"<url>|[!?]{3,}|(.)\1{4,}")
+
+
+@dataclass
+class _Post:
+    id: str
+    text: str  # without leading @mentions
+    lang: str
+    reply_to: str | None
+    hashtags: tuple[str, ...]
+
+
+def _strip_mentions(text: str) -> str:
+    return _LEADING_MENTIONS.sub("", text.strip()).strip()
+
+
+def read_posts(parquet: str | Path, min_chars: int = 1) -> list[_Post]:
+    """Posts with usable text from a clean Parquet file, sorted by post_id (order-independent)."""
+    parquet = Path(parquet)
+    if not parquet.is_file():
+        raise InputError("posts file not found", parquet)
+    try:
+        pf = pq.ParquetFile(parquet)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"not a Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                         parquet) from None
+    names = set(pf.schema_arrow.names)
+    for col in ("post_id", "text"):
+        if col not in names:
+            raise InputError(f"missing column {col!r} (expected the clean posts schema)", parquet, field=col)
+    columns = ["post_id", "text", *(c for c in ("lang", "reply_to", "hashtags") if c in names)]
+    posts = []
+    for batch in pf.iter_batches(columns=columns, batch_size=65536):
+        n = batch.num_rows
+        cols = {c: batch.column(c).to_pylist() if c in columns else [None] * n
+                for c in ("post_id", "text", "lang", "reply_to", "hashtags")}
+        for pid, text, lang, reply, tags in zip(*cols.values(), strict=True):
+            text = _strip_mentions(text or "")
+            if pid is None or len(text) < min_chars:
+                continue
+            posts.append(_Post(str(pid), text, lang or "und", reply or None, tuple(tags or ())))
+    posts.sort(key=lambda p: p.id)
+    return posts
+
+
+# ---------------------------------------------------------------- threads
+def reply_paths(posts: Sequence[_Post], paths_per_thread: int, rng: random.Random) -> list[list[_Post]]:
+    """Root-to-leaf paths of at least two posts through each reply tree (``paths_per_thread`` per tree)."""
+    by_id = {p.id: p for p in posts}
+    children: dict[str, list[_Post]] = defaultdict(list)
+    for p in posts:
+        if p.reply_to is not None and p.reply_to in by_id and p.reply_to != p.id:
+            children[p.reply_to].append(p)
+    roots = [p for p in posts if p.id in children and (p.reply_to is None or p.reply_to not in by_id)]
+    out = []
+    for root in roots:
+        leaves: list[list[_Post]] = []
+        stack = [[root]]
+        while stack:  # depth first, children in post_id order; a visited set guards against cycles
+            path = stack.pop()
+            kids = [c for c in children.get(path[-1].id, []) if c not in path]
+            if not kids:
+                if len(path) >= 2:
+                    leaves.append(path)
+                continue
+            stack.extend(path + [k] for k in reversed(kids))
+        chosen = leaves if len(leaves) <= paths_per_thread else rng.sample(leaves, paths_per_thread)
+        out.extend(chosen)
+    return out
+
+
+def thread_conversation(path: Sequence[_Post], max_turns: int) -> Conversation:
+    """Root = user, then assistant / user alternately; cut to end on an assistant turn."""
+    n = min(len(path), max_turns)
+    n -= n % 2
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": p.text} for i, p in enumerate(path[:n])]
+
+
+# ---------------------------------------------------------------- instruction templates
+SYSTEM_PROMPTS = {
+    "en": ["You are murmur, a helpful assistant trained on this network's posts.",
+           "You are murmur. Be brief and friendly.",
+           "You are murmur, an assistant for people who post on this network. Answer clearly."],
+    "es": ["Eres murmur, un asistente útil entrenado con las publicaciones de esta red.",
+           "Eres murmur. Sé breve y amable.",
+           "Eres murmur, un asistente para quienes publican en esta red. Responde con claridad."],
+}
+LANGUAGE_SYSTEM = {"en": "Answer in the language the user writes in.",
+                   "es": "Responde en el idioma en que escribe el usuario."}
+
+IDENTITY_Q = {
+    "en": ["Who are you?", "What is your name?", "Tell me about yourself.", "Are you a person or a bot?",
+           "Introduce yourself in one sentence.", "who r u", "Hey, what are you?", "What should I call you?"],
+    "es": ["¿Quién eres?", "¿Cómo te llamas?", "Háblame de ti.", "¿Eres una persona o un bot?",
+           "Preséntate en una frase.", "quien eres", "Oye, ¿qué eres?", "¿Cómo debo llamarte?"],
+}
+IDENTITY_A = {
+    "en": ["I'm murmur, a language model trained on the public posts of this network.",
+           "My name is murmur. I'm a language model that learned from the posts people share here.",
+           "I'm murmur, an AI assistant built from this network's own posts, not a person.",
+           "Call me murmur: a language model trained on posts from this network."],
+    "es": ["Soy murmur, un modelo de lenguaje entrenado con las publicaciones públicas de esta red.",
+           "Me llamo murmur. Soy un modelo de lenguaje que aprendió de lo que la gente publica aquí.",
+           "Soy murmur, un asistente de IA creado a partir de las publicaciones de esta red, no una persona.",
+           "Llámame murmur: un modelo de lenguaje entrenado con publicaciones de esta red."],
+}
+IDENTITY_TAIL = {
+    "en": ["I can help you write posts and replies.", "Ask me to draft a post or summarise a thread.",
+           "I answer in English or Spanish.", ""],
+    "es": ["Puedo ayudarte a escribir publicaciones y respuestas.", "Pídeme un post o el resumen de un hilo.",
+           "Respondo en español o en inglés.", ""],
+}
+CAPABILITY_Q = {
+    "en": ["What can you do?", "How can you help me?", "What are you good at?", "What kind of things can I ask you?"],
+    "es": ["¿Qué puedes hacer?", "¿Cómo me puedes ayudar?", "¿En qué eres bueno?", "¿Qué cosas te puedo pedir?"],
+}
+CAPABILITY_INTRO = {"en": ["I can:", "Here is what I can do:", "A few things I can help with:"],
+                    "es": ["Puedo:", "Esto es lo que puedo hacer:", "Te puedo ayudar con:"]}
+CAPABILITIES = {
+    "en": ["write a post about a topic", "draft a reply to a post", "summarise a thread",
+           "answer in English or Spanish", "tell you what people post about a hashtag",
+           "suggest hashtags for a post"],
+    "es": ["escribir una publicación sobre un tema", "redactar una respuesta a un post", "resumir un hilo",
+           "responder en español o en inglés", "contarte qué publica la gente sobre un hashtag",
+           "sugerir hashtags para un post"],
+}
+WRITE_POST_Q = {
+    "en": ["Write a post about {topic}.", "Draft a short post about {topic} with the hashtag #{tag}.",
+           "Can you write something about #{tag}?", "I need a post on {topic}. Keep it short.",
+           "write me a post about {topic}", "Give me a post for #{tag}."],
+    "es": ["Escribe una publicación sobre {topic}.", "Redacta un post corto sobre {topic} con el hashtag #{tag}.",
+           "¿Puedes escribir algo sobre #{tag}?", "Necesito un post sobre {topic}. Que sea corto.",
+           "escríbeme un post sobre {topic}", "Dame un post para #{tag}."],
+}
+SUMMARY_Q = {"en": ["Summarize this thread:", "What is this thread about?", "Give me a short summary of this thread:"],
+             "es": ["Resume este hilo:", "¿De qué trata este hilo?", "Dame un resumen corto de este hilo:"]}
+SUMMARY_A = {
+    "en": ("The thread has {n} posts. It starts with: \"{first}\"", "Replies:", "The last post says: \"{last}\""),
+    "es": ("El hilo tiene {n} publicaciones. Empieza con: \"{first}\"", "Respuestas:",
+           "La última publicación dice: \"{last}\""),
+}
+LANGUAGE_Q = {
+    "en": ["What are people saying about #{tag}?", "What do people post about {topic}?",
+           "Show me what people think about #{tag}."],
+    "es": ["¿Qué dice la gente sobre #{tag}?", "¿Qué publica la gente sobre {topic}?",
+           "Enséñame qué opina la gente de #{tag}."],
+}
+LANGUAGE_A = {"en": ["Here are some posts about #{tag}:", "People are posting things like:",
+                     "A few posts about {topic}:"],
+              "es": ["Aquí tienes algunas publicaciones sobre #{tag}:", "La gente publica cosas como:",
+                     "Algunas publicaciones sobre {topic}:"]}
+REPLY_Q = {"en": ["Draft a reply to this post:", "How could I reply to this?", "Write a reply to this post:"],
+           "es": ["Escribe una respuesta a esta publicación:", "¿Cómo podría responder a esto?",
+                  "Redacta una respuesta a este post:"]}
+
+
+def topic_name(tag: str) -> str:
+    """A hashtag as words: ``WeddingPlanning`` -> ``wedding planning``."""
+    words = re.sub(r"(?<=[a-záéíóúñ0-9])(?=[A-ZÁÉÍÓÚÑ])", " ", tag.lstrip("#"))
+    return words.replace("_", " ").lower()
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    m = re.match(r"(.+?[.!?¡¿])(\s|$)", text)
+    s = m.group(1) if m else text
+    return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"
+
+
+class _Instructions:
+    """Fills the instruction templates from posts; one ``random.Random`` makes every choice."""
+
+    def __init__(self, posts: Sequence[_Post], paths: Sequence[list[_Post]], cfg: ConversationDataConfig,
+                 rng: random.Random):
+        self.cfg, self.rng = cfg, rng
+        good = [p for p in posts if p.lang in LANGS and len(p.text) <= cfg.max_chars and not _NOISY.search(p.text)]
+        self.by_tag: dict[str, dict[str, list[_Post]]] = {lang: defaultdict(list) for lang in LANGS}
+        for p in good:
+            for t in dict.fromkeys(p.hashtags):
+                if f"#{t}".lower() in p.text.lower():
+                    self.by_tag[p.lang][t].append(p)
+        # tags seen at least twice, most common first (ties by name), so answers rest on real usage
+        self.tags = {lang: sorted((t for t, ps in self.by_tag[lang].items() if len(ps) >= 2),
+                                  key=lambda t: (-len(self.by_tag[lang][t]), t)) for lang in LANGS}
+        by_id = {p.id: p for p in posts}
+        self.pairs = {lang: [(by_id[p.reply_to], p) for p in good if p.reply_to in by_id
+                             and by_id[p.reply_to].lang == p.lang == lang] for lang in LANGS}
+        self.threads = {lang: [path for path in paths if path[0].lang == lang and len(path) >= 3] for lang in LANGS}
+
+    def langs_for(self, kind: str) -> list[str]:
+        """Languages in which ``kind`` can be filled from the data."""
+        if kind in ("identity", "capabilities"):
+            return list(LANGS)
+        if kind in ("write_post", "language"):
+            return [lang for lang in LANGS if self.tags[lang]]
+        if kind == "draft_reply":
+            return [lang for lang in LANGS if self.pairs[lang]]
+        return [lang for lang in LANGS if self.threads[lang]]
+
+    def make(self, kind: str, lang: str) -> Conversation:
+        return getattr(self, kind)(lang)
+
+    def _pick(self, seq: Sequence[Any]) -> Any:
+        return seq[self.rng.randrange(len(seq))]
+
+    def _tag(self, lang: str) -> str:
+        tags = self.tags[lang]
+        return tags[min(int(self.rng.paretovariate(1.2)) - 1, len(tags) - 1)] if self.rng.random() < 0.5 \
+            else self._pick(tags)
+
+    def identity(self, lang: str) -> Conversation:
+        answer = " ".join(s for s in (self._pick(IDENTITY_A[lang]), self._pick(IDENTITY_TAIL[lang])) if s)
+        return [{"role": "user", "content": self._pick(IDENTITY_Q[lang])}, {"role": "assistant", "content": answer}]
+
+    def capabilities(self, lang: str) -> Conversation:
+        items = self.rng.sample(CAPABILITIES[lang], self.rng.randint(3, len(CAPABILITIES[lang])))
+        answer = self._pick(CAPABILITY_INTRO[lang]) + "\n" + "\n".join(f"- {x}" for x in items)
+        return [{"role": "user", "content": self._pick(CAPABILITY_Q[lang])}, {"role": "assistant", "content": answer}]
+
+    def write_post(self, lang: str) -> Conversation:
+        tag = self._tag(lang)
+        post = self._pick(self.by_tag[lang][tag])
+        q = self._pick(WRITE_POST_Q[lang]).format(topic=topic_name(tag), tag=tag)
+        return [{"role": "user", "content": q}, {"role": "assistant", "content": post.text}]
+
+    def summarize(self, lang: str) -> Conversation:
+        path = self._pick(self.threads[lang])[:6]
+        thread = "\n".join(f"{i + 1}. {p.text}" for i, p in enumerate(path))
+        head, replies, tail = SUMMARY_A[lang]
+        lines = [head.format(n=len(path), first=_first_sentence(path[0].text)), replies]
+        lines += [f"- {_first_sentence(p.text)}" for p in path[1:-1]]
+        lines.append(tail.format(last=_first_sentence(path[-1].text)))
+        if len(path) == 2:
+            lines = [lines[0], lines[-1]]
+        q = self._pick(SUMMARY_Q[lang]) + "\n\n" + thread
+        return [{"role": "user", "content": q}, {"role": "assistant", "content": "\n".join(lines)}]
+
+    def language(self, lang: str) -> Conversation:
+        tag = self._tag(lang)
+        posts = self.by_tag[lang][tag]
+        quoted = self.rng.sample(posts, min(len(posts), self.rng.randint(1, 3)))
+        q = self._pick(LANGUAGE_Q[lang]).format(tag=tag, topic=topic_name(tag))
+        answer = self._pick(LANGUAGE_A[lang]).format(tag=tag, topic=topic_name(tag)) + "\n" + \
+            "\n".join(f"- {p.text}" for p in quoted)
+        conv = [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
+        if self.rng.random() < 0.5:  # the system message is in the other language; the answer follows the user
+            other = LANGS[1 - LANGS.index(lang)]
+            conv.insert(0, {"role": "system", "content": LANGUAGE_SYSTEM[other]})
+        return conv
+
+    def draft_reply(self, lang: str) -> Conversation:
+        parent, reply = self._pick(self.pairs[lang])
+        q = self._pick(REPLY_Q[lang]) + "\n\n" + parent.text
+        return [{"role": "user", "content": q}, {"role": "assistant", "content": reply.text}]
+
+
+# ---------------------------------------------------------------- the builder
+def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
+                        cfg: ConversationDataConfig | None = None) -> ConversationStats:
+    """Make a conversation JSONL file from clean posts (see the module doc); returns what was written."""
+    cfg = cfg or ConversationDataConfig()
+    cfg.check()
+    rng = random.Random(cfg.seed)
+    posts = read_posts(clean_parquet, cfg.min_chars)
+    if not posts:
+        raise InputError("no posts with text to make conversations from", clean_parquet)
+    stats = ConversationStats(Path(out_jsonl), posts=len(posts))
+    out: list[tuple[str, str, Conversation]] = []  # (kind, lang, conversation)
+    seen: set[str] = set()
+
+    def add(kind: str, lang: str, conv: Conversation) -> bool:
+        if rng.random() < cfg.system_fraction and conv[0]["role"] != "system":
+            sys_lang = lang if lang in SYSTEM_PROMPTS else "en"
+            conv = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS[sys_lang])}, *conv]
+        key = json.dumps(conv, ensure_ascii=False, sort_keys=True)
+        if key in seen:
+            return False
+        seen.add(key)
+        out.append((kind, lang, conv))
+        return True
+
+    paths = reply_paths(posts, cfg.paths_per_thread, rng)
+    stats.threads = len({p[0].id for p in paths})
+    if cfg.threads:
+        chosen = paths
+        if cfg.max_thread_conversations and len(paths) > cfg.max_thread_conversations:
+            chosen = rng.sample(paths, cfg.max_thread_conversations)
+        for path in chosen:
+            add("thread", path[0].lang, thread_conversation(path, cfg.max_turns))
+
+    maker = _Instructions(posts, paths, cfg, rng)
+    kinds = [k for k in KINDS if maker.langs_for(k)]
+    weights = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3}
+    missing = sorted(set(KINDS) - set(kinds))
+    if missing and cfg.instructions:
+        log(f"sft-data: the posts have too little to fill {', '.join(missing)} (no hashtags, replies or threads)")
+    made, tries = 0, 0
+    with Progress("sft-data: instructions", total=cfg.instructions, unit="conversations") as prog:
+        while made < cfg.instructions and tries < cfg.instructions * 20:
+            tries += 1
+            kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
+            lang = rng.choice(maker.langs_for(kind))
+            if add(kind, lang, maker.make(kind, lang)):
+                made += 1
+                prog.advance()
+    if made < cfg.instructions:
+        log(f"sft-data: only {made:,} distinct instruction conversations of {cfg.instructions:,} asked for")
+    if not out:
+        raise InputError("no conversations could be made (no reply chains and instructions=0)", clean_parquet)
+    if cfg.shuffle:
+        rng.shuffle(out)
+    write_conversations(out_jsonl, [conv for _, _, conv in out])
+    stats.conversations = len(out)
+    stats.messages = sum(len(c) for _, _, c in out)
+    stats.assistant_messages = sum(m["role"] == "assistant" for _, _, c in out for m in c)
+    stats.by_kind = dict(Counter(k for k, _, _ in out))
+    stats.by_lang = dict(Counter(lang for _, lang, _ in out))
+    return stats
