@@ -22,6 +22,9 @@ world_app = typer.Typer(help="The demo social network (synthetic, deterministic 
 app.add_typer(data_app, name="data")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(world_app, name="world")
+export_app = typer.Typer(help="Export a model for other tools: Hugging Face transformers, vLLM, llama.cpp.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
 
@@ -195,6 +198,23 @@ def plot_cmd(
     typer.echo(str(plot_run(run_dir, out)))
 
 
+# ---------------------------------------------------------------- serve
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory (model.safetensors, config.json, tokenizer/).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="MURMUR_API_KEY",
+                                                help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
+    max_batch: Annotated[int, typer.Option(help="Requests generated at once (KV cache rows).")] = 32,
+    max_queue: Annotated[int, typer.Option(help="Requests allowed to wait for a row before HTTP 429.")] = 256,
+) -> None:
+    """Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions), web chat at /."""
+    from murmur.serve.api import serve
+
+    serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+
+
 # ---------------------------------------------------------------- demo
 @app.command("demo")
 def demo(
@@ -206,6 +226,68 @@ def demo(
     from murmur.demo import run_demo
 
     run_demo(out, users=users, seed=seed)
+
+
+# ---------------------------------------------------------------- chat: conversations, fine-tuning, export
+@app.command("sft-data")
+def sft_data_cmd(
+    src: Annotated[Path, typer.Argument(help="Clean posts Parquet (`murmur data clean`).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Conversation JSONL to write.")] = Path("conversations.jsonl"),
+    seed: Annotated[int, typer.Option(help="Seed for every choice; the same posts and seed give the same file.")] = 0,
+    instructions: Annotated[int, typer.Option(help="Instruction/answer conversations to write.")] = 3000,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of ConversationDataConfig knobs.")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Make chat conversations (OpenAI messages JSONL) from reply threads and templated instructions."""
+    from murmur import config as cfgmod
+    from murmur.chat.data import ConversationDataConfig, build_conversations
+
+    cfg = cfgmod.load(ConversationDataConfig, config, [f"seed={seed}", f"instructions={instructions}",
+                                                       *(overrides or [])])
+    typer.echo(build_conversations(src, out, cfg).describe())
+
+
+@app.command("sft")
+def sft_cmd(
+    model: Annotated[Path | None, typer.Option("--model", help="Pretrained model directory (a finished run).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Conversation JSONL (`murmur sft-data`).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Run directory for the fine-tuned model.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of SFTConfig knobs (configs/sft-*.toml).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=100 optim.lr=1e-4).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in the out directory.")] = False,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
+) -> None:
+    """Fine-tune a pretrained model on conversations (loss on assistant turns); writes a chat model."""
+    from murmur import config as cfgmod
+    from murmur.chat.sft import SFTConfig
+
+    if knobs:
+        for key, default, help_ in cfgmod.describe(SFTConfig):
+            typer.echo(f"{key:<26} {default:<14} {help_}")
+        return
+    given = [f"{k}={v}" for k, v in (("model", model), ("data", data), ("out", out)) if v is not None]
+    cfg = cfgmod.load(SFTConfig, config, [*given, *(overrides or []), *(["resume=true"] if resume else [])])
+    from murmur.chat.sft import SFTTrainer
+
+    result = SFTTrainer(cfg).run()
+    if result.interrupted:
+        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
+    else:
+        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        typer.echo(f"fine-tuned {result.steps} steps ({result.epochs:.2f} epochs): train loss {result.train_loss:.4f}"
+                   f"{val}; chat model in {result.run_dir}")
+
+
+@export_app.command("hf")
+def export_hf_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Model directory (a finished `murmur train` or `murmur sft` run).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Hugging Face folder to write.")],
+    dtype: Annotated[str, typer.Option(help="Weight dtype: float32, bfloat16 or float16.")] = "float32",
+) -> None:
+    """Write a Hugging Face LlamaForCausalLM folder (transformers, `vllm serve`, llama.cpp conversion)."""
+    from murmur.export import export_hf
+
+    typer.echo(f"Hugging Face model written to {export_hf(run_dir, out, dtype)}")
 
 
 def main() -> None:

@@ -163,3 +163,39 @@ def test_503_while_loading(tok):
             time.sleep(0.02)
         r = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
         assert r.status_code == 200 and r.json()["model"] == "slow"
+
+
+@pytest.mark.slow
+def test_cli_serve_loads_a_model_directory(tmp_path, tok):
+    import socket
+    import subprocess
+    import sys
+
+    from murmur.train.checkpoint import save_inference_model
+
+    model = micro_model(tok.vocab_size)
+    run = save_inference_model(tmp_path / "run", model, model.cfg, tok.path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "murmur.cli", "serve", "--model", str(run), "--port", str(port),
+                             "--api-key", KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+        client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["run"]
+        out = client.chat.completions.create(model="run", messages=HELLO, max_tokens=3)
+        assert out.usage.completion_tokens <= 3
+    finally:
+        proc.terminate()
+        printed = proc.communicate(timeout=20)[0]
+    assert f"web chat: {url}/" in printed and f"curl {url}/v1/chat/completions" in printed

@@ -402,25 +402,52 @@ def usage(prompt_tokens: int, completion: int) -> Usage:
 def event_stream(reqs: list[EngineRequest], make_chunk: Callable[[int, str | None, str | None], BaseModel],
                  make_usage_chunk: Callable[[Usage], BaseModel] | None, prompt_tokens: int,
                  first: list[BaseModel]) -> StreamingResponse:
-    """SSE response: ``first`` chunks, a chunk per new text, a final chunk per choice, usage, [DONE]."""
+    """SSE response: ``first`` chunks, a chunk per new text, a final chunk per choice, usage, [DONE].
+
+    Text chunks are the hot path (one per token and stream): their JSON is a template made once per
+    choice from the pydantic model, with the text spliced in.
+    """
+    templates: dict[int, tuple[str, str]] = {}
+
+    def text_chunk(i: int, text: str) -> str:
+        if i not in templates:
+            head, tail = make_chunk(i, "\x00", None).model_dump_json().split('"\\u0000"')
+            templates[i] = ("data: " + head, tail + "\n\n")
+        head, tail = templates[i]
+        return head + json.dumps(text, ensure_ascii=False) + tail
+
+    async def batches() -> AsyncIterator[list[tuple[int, Event]]]:
+        if len(reqs) == 1:
+            async for batch in reqs[0].abatches():
+                yield [(0, e) for e in batch]
+        else:
+            async for item in merged_events(reqs):
+                yield [item]
 
     async def body() -> AsyncIterator[str]:
         completion = 0
         for chunk in first:
             yield sse(chunk)
-        async for i, event in merged_events(reqs):
-            if event.finish_reason is None:
+        async for batch in batches():
+            out: list[str] = []
+            pending: dict[int, list[str]] = {}
+            for i, event in batch:
                 if event.text:
-                    yield sse(make_chunk(i, event.text, None))
-                continue
-            if event.finish_reason == "error":
-                err = ErrorResponse(error=ErrorBody(message=f"generation failed: {event.error}", type="server_error"))
-                yield sse(err.model_dump_json())
-                return
-            completion += event.completion_tokens
-            if event.text:
-                yield sse(make_chunk(i, event.text, None))
-            yield sse(make_chunk(i, None, _finish(event.finish_reason)))
+                    pending.setdefault(i, []).append(event.text)
+                if event.finish_reason is None:
+                    continue
+                if event.finish_reason == "error":
+                    err = ErrorResponse(error=ErrorBody(message=f"generation failed: {event.error}",
+                                                        type="server_error"))
+                    yield sse(err.model_dump_json())
+                    return
+                completion += event.completion_tokens
+                if pending.get(i):
+                    out.append(text_chunk(i, "".join(pending.pop(i))))
+                out.append(sse(make_chunk(i, None, _finish(event.finish_reason))))
+            out.extend(text_chunk(i, "".join(parts)) for i, parts in pending.items() if parts)
+            if out:
+                yield "".join(out)
         if make_usage_chunk is not None:
             yield sse(make_usage_chunk(usage(prompt_tokens * len(reqs), completion)))
         yield "data: [DONE]\n\n"

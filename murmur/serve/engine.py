@@ -148,7 +148,9 @@ class Request:
             self._cancelled = True
             self.engine._wake()
 
-    def _push(self, event: Event) -> None:
+    def _push(self, event: Event, wakeups: dict[asyncio.AbstractEventLoop, list[Request]] | None = None) -> None:
+        """Deliver an event. An async consumer's loop is woken at once, or, when ``wakeups`` is given,
+        later by ``wake_loops`` together with every other request of the step (one wakeup per loop)."""
         with self._lock:
             self._events.append(event)
             if event.finish_reason is not None:
@@ -156,11 +158,14 @@ class Request:
             self._cond.notify_all()
             waiter = self._async
         if waiter is not None:
-            loop, flag = waiter
-            try:
-                loop.call_soon_threadsafe(flag.set)
-            except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-                self._cancelled = True
+            if wakeups is not None:
+                wakeups.setdefault(waiter[0], []).append(self)
+            else:
+                wake_loops({waiter[0]: [self]})
+
+    def _set_flag(self) -> None:
+        if self._async is not None:
+            self._async[1].set()
 
     def _take(self) -> list[Event]:
         with self._lock:
@@ -183,8 +188,9 @@ class Request:
             if not self._done:
                 self.cancel()
 
-    async def aevents(self) -> AsyncIterator[Event]:
-        """Async iterator over events; closing it early (a client disconnect) cancels the request."""
+    async def abatches(self) -> AsyncIterator[list[Event]]:
+        """Async iterator over the events that arrived since the last wakeup, as lists (a consumer
+        that falls behind gets several at once). Closing it early cancels the request."""
         flag = asyncio.Event()
         with self._lock:
             self._async = (asyncio.get_running_loop(), flag)
@@ -192,12 +198,22 @@ class Request:
             while True:
                 flag.clear()
                 batch = self._take()
+                if batch:
+                    yield batch
+                    if batch[-1].finish_reason is not None:
+                        return
+                else:
+                    await flag.wait()
+        finally:
+            if not self._done:
+                self.cancel()
+
+    async def aevents(self) -> AsyncIterator[Event]:
+        """Async iterator over events; closing it early (a client disconnect) cancels the request."""
+        try:
+            async for batch in self.abatches():
                 for event in batch:
                     yield event
-                    if event.finish_reason is not None:
-                        return
-                if not batch:
-                    await flag.wait()
         finally:
             if not self._done:
                 self.cancel()
@@ -214,6 +230,21 @@ class Request:
             raise RuntimeError(f"generation failed: {last.error}")
         return Completion("".join(text), ids, last.finish_reason, last.prompt_tokens, last.completion_tokens,
                           self.time_to_first_token)
+
+
+def wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[Request]]) -> None:
+    """Wake the async consumers of ``wakeups``: one thread-safe call per event loop."""
+    for loop, reqs in wakeups.items():
+        try:
+            loop.call_soon_threadsafe(_set_flags, reqs)
+        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
+            for r in reqs:
+                r._cancelled = True
+
+
+def _set_flags(reqs: list[Request]) -> None:
+    for r in reqs:
+        r._set_flag()
 
 
 class SlotCache(KVCache):
@@ -543,6 +574,7 @@ class Engine:
         self.counts.index_put_((rows, tokens), torch.ones(len(reqs), device=self.device), accumulate=True)
         self.seen[rows, tokens] = True
         now = time.perf_counter()
+        wakeups: dict[asyncio.AbstractEventLoop, list[Request]] = {}
         finished, promoted = [], []
         n_prev = self.n_decoding
         for req, token in zip(reqs, tokens.tolist(), strict=True):
@@ -570,14 +602,15 @@ class Engine:
                     reason = "stop" if stopped else "length"
             if reason is None:
                 req.next_token = token
-                req._push(Event(out, [token]))
+                req._push(Event(out, [token]), wakeups)
                 if req.row >= n_prev:
                     promoted.append(req)
             else:
                 req.finish_reason = reason
                 self._record_finish(reason)
-                req._push(Event(out, [token], reason, len(req.prompt), len(req.output)))
+                req._push(Event(out, [token], reason, len(req.prompt), len(req.output)), wakeups)
                 finished.append(req)
+        wake_loops(wakeups)
         self._release(finished)
         for req in promoted:
             self._promote(req)

@@ -9,8 +9,8 @@ vLLM and Hugging Face:
 2. rows with ``temperature == 0`` take the argmax (greedy);
 3. the others: divide by the temperature, keep the ``top_k`` most likely tokens, the smallest set
    whose probability reaches ``top_p``, and the tokens with at least ``min_p`` times the top
-   probability; then draw from what is left with the row's own ``torch.Generator``, so a seeded
-   request gives the same tokens whatever else shares its batch.
+   probability; then draw from what is left, a seeded request with its own ``torch.Generator``,
+   so it gives the same tokens whatever else shares its batch.
 """
 
 from __future__ import annotations
@@ -97,24 +97,22 @@ def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
 
 def draw(probs: torch.Tensor, generators: list[torch.Generator | None],
          default: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row from probs [B, V]: the argmax of probs / Exponential(1) noise.
+    """One token per row from probs [B, V].
 
-    That is an exact draw from the categorical distribution (the "exponential race"), and it lets
-    each row take its noise from its own generator; rows without one share ``default``.
+    Rows with their own generator draw with it (so a seeded request is reproducible whatever
+    shares its batch); the others draw together from ``default``.
     """
-    noise = torch.empty_like(probs)
     shared = [i for i, g in enumerate(generators) if g is None]
+    if len(shared) == len(generators):
+        return torch.multinomial(probs, 1, generator=default).squeeze(-1)
+    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     if shared:
-        if len(shared) == len(generators):
-            noise.exponential_(generator=default)
-        else:
-            idx = torch.tensor(shared, device=probs.device)
-            noise[idx] = torch.empty(len(shared), probs.shape[1], device=probs.device,
-                                     dtype=probs.dtype).exponential_(generator=default)
+        idx = torch.tensor(shared, device=probs.device)
+        tokens[idx] = torch.multinomial(probs[idx], 1, generator=default).squeeze(-1)
     for i, g in enumerate(generators):
         if g is not None:
-            noise[i].exponential_(generator=g)
-    return (probs / noise).argmax(-1)
+            tokens[i] = torch.multinomial(probs[i], 1, generator=g)[0]
+    return tokens
 
 
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,

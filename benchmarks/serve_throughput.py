@@ -1,0 +1,386 @@
+"""Serving throughput: murmur's engine vs transformers' ``generate``, same weights, same requests.
+
+A random-init ``preset("20m")`` model (fp32, CPU) serves a closed-loop workload: ``C`` clients
+(1, 8, 32) each send ``--rounds`` requests one after another; prompts are 16-128 tokens and each
+request asks for 32-192 new tokens (seeded, so every system gets the same list; end-of-text is
+ignored so lengths are exact). Sampling: temperature 0.8, top_p 0.95.
+
+* **murmur engine**: ``Engine.submit`` from C threads (continuous batching, max_batch = 32).
+* **HF generate**: ``LlamaForCausalLM`` with the same weights; the C requests of a round form one
+  static batch, padded on the left, generated to the batch's largest ``max_tokens`` (what a server
+  built on ``generate`` must do); a request's useful tokens are its own ``max_tokens``.
+* **murmur HTTP**: ``murmur serve`` in a subprocess, called by C threads with the official
+  ``openai`` client, streaming.
+
+Reported: useful generated tokens per second, time to first token (p50/p90), and a probe: the TTFT
+of a short request sent while 31 others are generating long replies, for two lengths of those
+replies (it should not depend on them).
+
+    python benchmarks/serve_throughput.py                # the full run
+    python benchmarks/serve_throughput.py --quick        # fewer rounds, no HTTP
+    python benchmarks/serve_throughput.py --write-docs   # also write the section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from murmur.model import ModelConfig, Transformer, preset  # noqa: E402
+from murmur.progress import log  # noqa: E402
+from murmur.serve.engine import Engine  # noqa: E402
+from murmur.serve.sampling import SamplingParams  # noqa: E402
+
+SECTION_START = "<!-- serve_throughput:start -->"
+SECTION_END = "<!-- serve_throughput:end -->"
+TEMPERATURE, TOP_P = 0.8, 0.95
+WORDS = ("the a social network post reply thread coffee weather city music game news today people love new "
+         "time good day great city rain sun morning night friends team win match goal launch update").split()
+
+
+@dataclass
+class Result:
+    system: str
+    concurrency: int
+    tokens: int
+    seconds: float
+    ttft: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+    def pct(self, q: float) -> float:
+        if not self.ttft:
+            return float("nan")
+        xs = sorted(self.ttft)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+# ---------------------------------------------------------------- setup
+def build_tokenizer(out: Path):
+    """A byte-level BPE trained in a second on random word salad (the model is random anyway)."""
+    from tokenizers import pre_tokenizers, trainers
+
+    from murmur.tokenizer import new_tokenizer, save_tokenizer, special_added_tokens
+
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(WORDS) for _ in range(40)) for _ in range(2000)]
+    inner = new_tokenizer()
+    inner.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=2048, special_tokens=special_added_tokens(), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return save_tokenizer(inner, out)
+
+
+def hf_model(ours: Transformer):
+    """transformers' Llama with ``ours``'s weights."""
+    import transformers
+
+    c = ours.cfg
+    hf_cfg = transformers.LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim, num_hidden_layers=c.n_layers,
+        num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim,
+        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings,
+        rope_theta=c.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
+        attention_bias=False, mlp_bias=False, attn_implementation="sdpa", pad_token_id=1, bos_token_id=0,
+        eos_token_id=None)
+    hf = transformers.LlamaForCausalLM(hf_cfg)
+    sd = {"model.embed_tokens.weight": ours.tok_embeddings.weight, "model.norm.weight": ours.norm.weight}
+    if not c.tie_embeddings:
+        sd["lm_head.weight"] = ours.output.weight
+    for i, b in ours.layers.items():
+        p = f"model.layers.{i}."
+        sd.update({
+            p + "self_attn.q_proj.weight": b.attention.wq.weight, p + "self_attn.k_proj.weight": b.attention.wk.weight,
+            p + "self_attn.v_proj.weight": b.attention.wv.weight, p + "self_attn.o_proj.weight": b.attention.wo.weight,
+            p + "mlp.gate_proj.weight": b.feed_forward.w1.weight, p + "mlp.up_proj.weight": b.feed_forward.w3.weight,
+            p + "mlp.down_proj.weight": b.feed_forward.w2.weight, p + "input_layernorm.weight": b.attention_norm.weight,
+            p + "post_attention_layernorm.weight": b.ffn_norm.weight,
+        })
+    hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
+    return hf.eval()
+
+
+def workload(tok, concurrency: int, rounds: int, seed: int) -> list[list[tuple[list[int], int]]]:
+    """requests[client] = [(prompt ids, max_tokens), ...] for one concurrency level."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(concurrency):
+        reqs = []
+        for _ in range(rounds):
+            n_words = rng.randint(12, 100)
+            ids = [tok.doc_id, *tok.encode(" ".join(rng.choice(WORDS) for _ in range(n_words)))][:rng.randint(16, 128)]
+            reqs.append((ids, rng.randint(32, 192)))
+        out.append(reqs)
+    return out
+
+
+# ---------------------------------------------------------------- the three systems
+def run_engine(engine: Engine, work: list[list[tuple[list[int], int]]]) -> Result:
+    ttft: list[float] = []
+    lock = threading.Lock()
+
+    def client(reqs: list[tuple[list[int], int]]) -> None:
+        for i, (prompt, n) in enumerate(reqs):
+            r = engine.submit(prompt, SamplingParams(max_tokens=n, temperature=TEMPERATURE, top_p=TOP_P,
+                                                     ignore_eos=True, seed=i))
+            r.result()
+            with lock:
+                ttft.append(r.time_to_first_token or 0.0)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(reqs,)) for reqs in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    return Result("murmur engine", len(work), sum(n for reqs in work for _, n in reqs), seconds, ttft)
+
+
+def run_hf(hf, work: list[list[tuple[list[int], int]]], pad_id: int) -> Result:
+    """Static batches: round r of every client forms one left-padded batch."""
+    import transformers
+
+    class FirstToken(transformers.StoppingCriteria):
+        def __init__(self) -> None:
+            self.at: float | None = None
+
+        def __call__(self, input_ids, scores, **kwargs):  # called once per generated token
+            if self.at is None:
+                self.at = time.perf_counter()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    ttft: list[float] = []
+    tokens = 0
+    start = time.perf_counter()
+    for r in range(len(work[0])):
+        batch = [reqs[r] for reqs in work]
+        width = max(len(p) for p, _ in batch)
+        ids = torch.full((len(batch), width), pad_id)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for i, (p, _) in enumerate(batch):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        first = FirstToken()
+        t0 = time.perf_counter()
+        torch.manual_seed(r)
+        with torch.inference_mode():
+            hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(n for _, n in batch), do_sample=True,
+                        temperature=TEMPERATURE, top_p=TOP_P, top_k=0, pad_token_id=pad_id,
+                        stopping_criteria=transformers.StoppingCriteriaList([first]))
+        ttft.extend([(first.at or time.perf_counter()) - t0] * len(batch))
+        tokens += sum(n for _, n in batch)
+    return Result("HF generate (static batches)", len(work), tokens, time.perf_counter() - start, ttft)
+
+
+def run_http(url: str, model: str, work: list[list[tuple[list[int], int]]], tok) -> Result:
+    import openai
+
+    client = openai.OpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=600)
+    ttft: list[float] = []
+    tokens = [0]
+    lock = threading.Lock()
+
+    def one(reqs: list[tuple[list[int], int]]) -> None:
+        for i, (prompt, n) in enumerate(reqs):
+            t0 = time.perf_counter()
+            first = None
+            stream = client.completions.create(
+                model=model, prompt=prompt, max_tokens=n, temperature=TEMPERATURE, top_p=TOP_P, seed=i, stream=True,
+                stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+            used = 0
+            for chunk in stream:
+                if first is None and chunk.choices:
+                    first = time.perf_counter() - t0
+                if chunk.usage is not None:
+                    used = chunk.usage.completion_tokens
+            with lock:
+                ttft.append(first or 0.0)
+                tokens[0] += used
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(reqs,)) for reqs in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Result("murmur HTTP (openai client)", len(work), tokens[0], time.perf_counter() - start, ttft)
+
+
+def probe_ttft(engine: Engine, tok, background_tokens: int, n_background: int = 31) -> float:
+    """TTFT of a short request submitted while ``n_background`` requests generate long replies."""
+    prompt = [tok.doc_id, *tok.encode("coffee and rain " * 8)]
+    bg = [engine.submit(prompt, SamplingParams(max_tokens=background_tokens, ignore_eos=True, temperature=0.8))
+          for _ in range(n_background)]
+    while engine.n_decoding < n_background:  # everyone is generating
+        time.sleep(0.005)
+    for _ in range(5):  # a few steps in
+        steps = engine.stats.steps
+        while engine.stats.steps == steps:
+            time.sleep(0.001)
+    probe = engine.submit(prompt, SamplingParams(max_tokens=4, temperature=0.8))
+    probe.result()
+    for r in bg:
+        r.cancel()
+    while engine.running:
+        time.sleep(0.01)
+    return probe.time_to_first_token or 0.0
+
+
+# ---------------------------------------------------------------- HTTP server subprocess
+def start_server(model: Transformer, tok, tmp: Path) -> tuple[subprocess.Popen, str]:
+    from murmur.train.checkpoint import save_inference_model
+
+    run = save_inference_model(tmp / "bench-model", model, model.cfg, tok.path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "murmur.cli", "serve", "--model", str(run), "--port", str(port),
+                             "--max-batch", "32"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("murmur serve exited")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("murmur serve did not become healthy")
+
+
+# ---------------------------------------------------------------- report
+def machine() -> str:
+    from murmur.train.metrics import cpu_model_name
+
+    import transformers
+
+    return (f"{cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+            f"threads), transformers {transformers.__version__}, Python {platform.python_version()}, "
+            f"{datetime.date.today().isoformat()}")
+
+
+def table(results: list[Result]) -> str:
+    rows = ["| concurrency | system | generated tok/s | TTFT p50 | TTFT p90 | vs HF |", "|---|---|---|---|---|---|"]
+    hf = {r.concurrency: r.tokens_per_s for r in results if r.system.startswith("HF")}
+    for r in results:
+        ratio = f"{r.tokens_per_s / hf[r.concurrency]:.2f}x" if r.concurrency in hf else ""
+        rows.append(f"| {r.concurrency} | {r.system} | {r.tokens_per_s:,.0f} | {r.pct(0.5) * 1000:,.0f} ms | "
+                    f"{r.pct(0.9) * 1000:,.0f} ms | {ratio} |")
+    return "\n".join(rows)
+
+
+def write_docs(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{SECTION_START}\n{text.strip()}\n{SECTION_END}"
+    if SECTION_START in old and SECTION_END in old:
+        new = old[:old.index(SECTION_START)] + block + old[old.index(SECTION_END) + len(SECTION_END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--rounds", type=int, default=2, help="requests per client")
+    ap.add_argument("--quick", action="store_true", help="one round, no HTTP, no probe")
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    rounds = 1 if args.quick else args.rounds
+
+    torch.manual_seed(0)
+    tmp = Path(tempfile.mkdtemp(prefix="murmur-serve-bench-"))
+    tok = build_tokenizer(tmp / "tokenizer")
+    cfg: ModelConfig = preset("20m")
+    model = Transformer(cfg).eval()
+    hf = hf_model(model)
+    log(f"model: preset 20m, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"vocab {cfg.vocab_size}; tokenizer {tok.vocab_size} tokens; {machine()}")
+
+    results: list[Result] = []
+    engine = Engine(model, tok, max_batch=32, max_queue=1024).start()
+    engine.generate([tok.doc_id] * 8, SamplingParams(max_tokens=4))  # warm up
+    hf.generate(input_ids=torch.zeros(1, 8, dtype=torch.long), max_new_tokens=4, do_sample=False, pad_token_id=1)
+    for c in args.concurrency:
+        work = workload(tok, c, 1 if c == 1 and not args.quick else rounds, seed=c)
+        if c == 1:
+            work = [sum(workload(tok, 3, 1, seed=1), [])]  # one client, three requests in a row
+        for runner in (lambda w: run_engine(engine, w), lambda w: run_hf(hf, w, tok.pad_id)):
+            res = runner(work)
+            results.append(res)
+            log(f"C={c:>2} {res.system:<30} {res.tokens_per_s:8.1f} tok/s  TTFT p50 {res.pct(0.5) * 1000:7.0f} ms")
+    probes: list[tuple[int, float]] = []
+    if not args.quick:
+        for n in (96, 384):
+            probes.append((n, probe_ttft(engine, tok, n)))
+            log(f"probe TTFT with 31 requests generating {n} tokens each: {probes[-1][1] * 1000:.0f} ms")
+    idle = probe_ttft(engine, tok, 8, n_background=0) if probes else None
+    engine.stop()
+    del engine
+
+    if not args.quick and not args.no_http:
+        proc, url = start_server(model, tok, tmp)
+        try:
+            for c in args.concurrency:
+                work = workload(tok, c, rounds, seed=c) if c != 1 else [sum(workload(tok, 3, 1, seed=1), [])]
+                run_http(url, "bench-model", workload(tok, 1, 1, seed=99), tok)  # warm up
+                res = run_http(url, "bench-model", work, tok)
+                results.append(res)
+                log(f"C={c:>2} {res.system:<30} {res.tokens_per_s:8.1f} tok/s  TTFT p50 {res.pct(0.5) * 1000:7.0f} ms")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    results.sort(key=lambda r: (r.concurrency, r.system))
+    lines = [
+        "## Serving throughput (`benchmarks/serve_throughput.py`)",
+        "",
+        f"Machine: {machine()}. Model: random-init `preset(\"20m\")` "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, fp32, CPU). "
+        f"Workload: C clients, each sending {rounds} requests back to back (C = 1: three); prompts 16-128 "
+        f"tokens, 32-192 new tokens each, temperature {TEMPERATURE}, top_p {TOP_P}. HF generate runs each round's "
+        "C requests as one left-padded static batch to the longest `max_tokens`; tok/s counts useful tokens only.",
+        "",
+        table(results),
+    ]
+    if probes:
+        lines += ["", "Time to first token of a short request sent while 31 others generate "
+                  f"(idle engine: {idle * 1000:.0f} ms): " + ", ".join(
+                      f"{p * 1000:.0f} ms when they generate {n} tokens each" for n, p in probes) + "."]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+        log("wrote docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
