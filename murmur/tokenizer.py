@@ -234,15 +234,17 @@ def _sample_threshold(paths: Sequence[Path], cfg: TokenizerConfig) -> int | None
     k = cfg.max_posts
     if not k or _count_rows(paths) <= k:
         return None
-    best = np.zeros(0, dtype=np.uint64)
+    best = np.zeros(0, dtype=np.uint64)  # the k smallest hashes so far (plus up to k newer ones)
     for path in paths:
         for batch in post_batches(path, ["post_id"], cfg.batch_size):
             ids = batch.column("post_id")
             ids = ids.filter(pa.array(~val_mask(ids, cfg.val_fraction)))
             best = np.concatenate([best, _sample_hashes(ids, cfg.seed)])
-            if len(best) > k:
+            if len(best) > 2 * k:  # amortised: partition only when the buffer has doubled
                 best = np.partition(best, k - 1)[:k]
-    return int(best.max()) if len(best) >= k else None
+    if len(best) < k:
+        return None
+    return int(np.partition(best, k - 1)[k - 1])
 
 
 # ---------------------------------------------------------------- training
