@@ -120,6 +120,7 @@ _ENTITY_RE = re.compile(r"(?<![\w&#@$])(?:#(\w+)|@(\w{1,15})\b|\$([A-Z]{1,6})\b)
                         r"|(https://t\.co/[0-9A-Za-z]{10})")
 _ES_FIXES = ((" de el ", " del "), (" a el ", " al "))
 _NOTE_LIMIT = 280
+_REPLY_WINDOW_MS = 3 * 86_400_000  # replies, retweets and quotes come within three days of their post
 _URL_HOLE, _MENTION_HOLE = "\x00", "\x01"
 
 
@@ -594,6 +595,8 @@ class _Writer:
         self.dup_pos = 0
         self.last_post: list[tuple | None] = [None] * people.n
         self.seq = self.last_ms = 0
+        per_hour = cfg.users * cfg.posts_per_user / (cfg.days * 24)
+        self.recent_scale = min(max(6 * per_hour, 10.0), self.RECENT / 2)
         # Plain Python copies of what the per-post code reads: numpy scalar access is slow there.
         self.kind: list[int] = people.kind.tolist()
         self.followers: list[int] = people.followers.tolist()
@@ -681,11 +684,18 @@ class _Writer:
         return self.url(post, f"https://{site}/{noun}-{self.rnd.randrange(100000, 999999)}")
 
     def recent_post(self) -> tuple | None:
-        """A recent post, biased towards popular authors (the better of two draws)."""
-        if not self.recent:
+        """A recent post: mostly from the last few hours, biased towards popular authors.
+
+        Two candidates are drawn at exponentially distributed distances back from the newest post
+        (about six hours of posting on average) and the one whose author has more followers wins.
+        """
+        n = len(self.recent)
+        if n == 0:
             return None
-        a = self.recent[int(self.rnd.random() * len(self.recent))]
-        b = self.recent[int(self.rnd.random() * len(self.recent))]
+        newest = (self.recent_pos - 1) % n if n == self.RECENT else n - 1
+        rnd = self.rnd
+        a = self.recent[(newest - min(int(rnd.expovariate(1.0) * self.recent_scale), n - 1)) % n]
+        b = self.recent[(newest - min(int(rnd.expovariate(1.0) * self.recent_scale), n - 1)) % n]
         return a if self.followers[a[1]] >= self.followers[b[1]] else b
 
     def followee_post(self, a: int, ms: int) -> tuple | None:
@@ -693,7 +703,7 @@ class _Writer:
         if f < 0:
             return None
         rec = self.last_post[f]
-        if rec is None or ms - rec[7] > 3 * 86_400_000:
+        if rec is None or ms - rec[7] > _REPLY_WINDOW_MS:
             return None
         return rec
 
@@ -903,7 +913,8 @@ class _Writer:
             parent = self.followee_post(a, post.ms)
         if parent is None:
             parent = self.recent_post()
-        if parent is None or (parent[1] == a and not self_thread) or self.kind[parent[1]] == SPAM:
+        if (parent is None or (parent[1] == a and not self_thread) or self.kind[parent[1]] == SPAM
+                or post.ms - parent[7] > _REPLY_WINDOW_MS):
             return False
         p_lang = parent[4]
         lang = p_lang if p_lang in self.p.langs[a] else self.p.langs[a][0]
@@ -930,7 +941,7 @@ class _Writer:
         orig = self.followee_post(a, post.ms) if self.rnd.random() < 0.6 else None
         if orig is None:
             orig = self.recent_post()
-        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM:
+        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM or post.ms - orig[7] > _REPLY_WINDOW_MS:
             return False
         text = f"RT @{self.p.handles[orig[1]]}: {orig[5]}"
         if len(text) > _NOTE_LIMIT:
@@ -959,7 +970,7 @@ class _Writer:
     def quote(self, post: _Post) -> bool:
         a = post.author
         orig = self.recent_post()
-        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM:
+        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM or post.ms - orig[7] > _REPLY_WINDOW_MS:
             return False
         lang = orig[4] if orig[4] in self.p.langs[a] else self.p.langs[a][0]
         topic = wt.TOPICS[orig[3]] if orig[3] else self.topics[self.choose_topic(a)]
@@ -1404,12 +1415,16 @@ def _write_users(path: Path, people: _People, posts: np.ndarray) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def _write_follows(path: Path, people: _People) -> None:
+def _write_follows(path: Path, people: _People, chunk: int = 1 << 20) -> None:
+    """src follows dst, as user ids, written a million edges at a time to keep memory flat."""
     ids = np.array([int(x) for x in people.ids], np.int64)
-    src = np.repeat(np.arange(people.n), np.diff(people.follow_ptr))
-    table = pa.table({"src": pa.array(ids[src]).cast(pa.string()),
-                      "dst": pa.array(ids[people.follow_dst]).cast(pa.string())})
-    pq.write_table(table, path, compression="zstd")
+    src = np.repeat(np.arange(people.n, dtype=np.int32), np.diff(people.follow_ptr))
+    schema = pa.schema([("src", pa.string()), ("dst", pa.string())])
+    with pq.ParquetWriter(path, schema, compression="zstd") as out:
+        for i in range(0, max(len(src), 1), chunk):
+            out.write_table(pa.table({"src": pa.array(ids[src[i:i + chunk]]).cast(pa.string()),
+                                      "dst": pa.array(ids[people.follow_dst[i:i + chunk]]).cast(pa.string())},
+                                     schema=schema))
 
 
 # =========================================================================== the driver

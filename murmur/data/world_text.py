@@ -784,12 +784,12 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 
 REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
     "en": (
-        "{o} {L}.", "{o} {r}", "Have you tried {n}?", "What about {n}?", "{r}", "{o} {N} is the key.",
+        "{o} {L}.", "{o} {r}", "Have you tried {n}?", "What about {n}?", "{r}", "{o} The key is {n}.",
         "This is why I love {n}.", "Honestly, {l}.", "Same here. {L}.", "Wait, {n}? Tell me more.",
         "{o} I had the same experience with {n}.", "Couldn't agree more about {n}.",
     ),
     "es": (
-        "{o} {L}.", "{o} {r}", "¿Has probado {n}?", "¿Y qué me dices de {n}?", "{r}", "{o} {N} es la clave.",
+        "{o} {L}.", "{o} {r}", "¿Has probado {n}?", "¿Y qué me dices de {n}?", "{r}", "{o} La clave está en {n}.",
         "Por esto me encanta {n}.", "La verdad, {l}.", "A mí me pasa igual. {L}.",
         "Espera, ¿{n}? Cuéntame más.",
         "{o} Me pasó lo mismo con {n}.", "Totalmente de acuerdo con lo de {n}.",
