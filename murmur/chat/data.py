@@ -339,7 +339,7 @@ def _first_sentence(text: str, limit: int = 160) -> str:
     return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"
 
 
-class _Instructions:
+class InstructionMaker:
     """Fills the instruction templates from posts; one ``random.Random`` makes every choice."""
 
     def __init__(self, posts: Sequence[_Post], paths: Sequence[list[_Post]], cfg: ConversationDataConfig,
@@ -460,7 +460,7 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
         for path in chosen:
             add("thread", path[0].lang, thread_conversation(path, cfg.max_turns))
 
-    maker = _Instructions(posts, paths, cfg, rng)
+    maker = InstructionMaker(posts, paths, cfg, rng)
     kinds = [k for k in KINDS if maker.langs_for(k)]
     weights = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3}
     missing = sorted(set(KINDS) - set(kinds))
