@@ -316,7 +316,7 @@ def _process_all(batches: Iterator[pa.RecordBatch], cfg: CleanConfig, workers: i
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(_process_in_worker, batch))
-            if len(pending) >= 2 * workers:
+            if len(pending) >= 4 * workers:  # deep enough that workers keep busy while this process waits
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -388,7 +388,7 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
     try:
         # pass 1: steps 1-5 and the dedup hashes, batch by batch
         batches = (_conform(b, src) for b in pf.iter_batches(batch_size=cfg.batch_size))
-        with pq.ParquetWriter(survivors_path, POST_SCHEMA, compression="zstd") as writer, \
+        with pq.ParquetWriter(survivors_path, POST_SCHEMA, compression="lz4") as writer, \
                 Progress("clean", total=total, unit="posts") as progress:
             for res in _process_all(batches, cfg, workers):
                 reasons.update(res.reasons)
