@@ -32,8 +32,8 @@ identical for any number of workers (and any batch size).
 
 **Streaming.** Posts are read in batches; the survivors of steps 1-5 go to a temporary Parquet
 file beside the output, and a second pass copies the kept ones to the output. What stays in memory
-for the whole run is the dedup index: ~80 bytes of hashes per surviving post plus its timestamp and
-``post_id`` (see ``dedup.py``). Both the output and ``stats.json`` are written atomically.
+for the whole run is the dedup index: ~80 bytes of hashes per surviving post plus its timestamp,
+``post_id`` and language code (see ``dedup.py``); about 150 bytes per post in all. Both the output and ``stats.json`` are written atomically.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection that keeps the earliest post.
 
-Both work on the *dedup key* of a post (``normalize.dedup_key``: lowercased, links, mentions and
-placeholders dropped, punctuation and emoji folded, digit runs folded to ``0``).
+Both work on the *dedup key* of a post (``normalize.dedup_key``: lowercased, links, mentions,
+hashtags and placeholders dropped, punctuation and emoji folded, digit runs folded to ``0``).
 
 **Exact duplicates**: the 64-bit blake2b hash of the key. A post is a ``duplicate`` when an earlier
 post has the same hash.
