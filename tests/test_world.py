@@ -17,7 +17,7 @@ import pytest
 from murmur import config as cfgmod
 from murmur.data import world_text as wt
 from murmur.data.world import POST_KINDS, WorldConfig, generate_world, read_api_pages, read_tweets_js
-from murmur.errors import ConfigError
+from murmur.errors import ConfigError, InputError
 from murmur.io import is_complete
 
 CFG = WorldConfig(users=200, seed=0)
@@ -347,6 +347,17 @@ def test_bad_config_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'spam_fraction'"):
         cfgmod.load(WorldConfig, None, ["spam_fractoin=0.1"])
     assert not (tmp_path / "w").exists()
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_world(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a murmur world"):
+        generate_world(tmp_path / "notes", WorldConfig(users=20, archive_users=1), progress=False)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    generate_world(tmp_path / "w", WorldConfig(users=20, archive_users=1, seed=1), progress=False)
+    generate_world(tmp_path / "w", WorldConfig(users=20, archive_users=1, seed=2), progress=False)
+    assert json.loads((tmp_path / "w" / "world.json").read_text())["config"]["seed"] == 2  # replaced
 
 
 def test_uncompressed_api_files(tmp_path):

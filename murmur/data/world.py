@@ -101,7 +101,7 @@ import pyarrow.parquet as pq
 
 from murmur.config import knob
 from murmur.data import world_text as wt
-from murmur.errors import ConfigError
+from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_dir, write_json
 from murmur.progress import Progress, log
 
@@ -1530,6 +1530,15 @@ def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
         api_posts=api.posts)
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """A world replaces an earlier world, or an empty directory, never anything else."""
+    if out_dir.is_file():
+        raise InputError("is a file; give a directory for the world", path=out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "world.json").is_file():
+        raise InputError("exists and is not a murmur world; choose another output directory or remove it",
+                         path=out_dir)
+
+
 def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
                    progress: bool = True) -> WorldSummary:
     """Generate a world into ``out_dir`` (replaced atomically) and return what was written.
@@ -1540,6 +1549,7 @@ def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
     cfg = cfg or WorldConfig()
     start = _validate(cfg)
     out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as root, _without_cycle_gc():
         people = _make_people(cfg, start)
