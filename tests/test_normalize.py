@@ -75,9 +75,14 @@ def test_nothing_inside_a_url_is_touched():
     assert found == PII_EMAIL
 
 
+def test_dot_mention():
+    assert clean_text(".@jack fair point")[0] == ".@user fair point"
+
+
 def test_an_email_is_not_a_mention():
     assert clean_text("write to jane.doe+x@mail.example.org now")[0] == "write to <email> now"
     assert clean_text("me@home is @ 5 pm")[0] == "me@home is @ 5 pm"
+    assert clean_text("first.last@gmail.com", scrub=False)[0] == "first.last@gmail.com"
 
 
 # ---------------------------------------------------------------- PII

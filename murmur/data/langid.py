@@ -44,7 +44,7 @@ DEFAULT_LANGUAGES = [
 MAX_CHARS = 1000
 """Only the first this many characters of a post are used (long note posts would only cost time)."""
 
-_STRIP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])@\w+", re.IGNORECASE)
+_STRIP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])@\w+", re.IGNORECASE)
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 

@@ -91,7 +91,7 @@ def is_retweet(text: str) -> bool:
 
 URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
 _URL_TRAIL = ".,;:!?)]}'\u2026"
-MENTION_RE = re.compile(r"(?<![\w@.&+-])@\w+")
+MENTION_RE = re.compile(r"(?<![\w@&+-])@\w+")
 
 
 def _url_spans(text: str) -> list[tuple[int, int]]:
@@ -108,11 +108,10 @@ def _url_spans(text: str) -> list[tuple[int, int]]:
 
 
 def replace_mentions(text: str, mode: Mode) -> tuple[str, int]:
-    """Replace ``@handle`` by ``@user`` (or remove it); returns the new text and how many were found."""
+    """Replace ``@handle`` by ``@user`` (or remove it); returns the new text and how many were replaced."""
     if "@" not in text or mode == "keep":
-        return text, (len(MENTION_RE.findall(text)) if "@" in text else 0)
-    new, n = MENTION_RE.subn(MENTION_PLACEHOLDER if mode == "placeholder" else "", text)
-    return new, n
+        return text, 0
+    return MENTION_RE.subn(MENTION_PLACEHOLDER if mode == "placeholder" else "", text)
 
 
 # ---------------------------------------------------------------- PII
@@ -275,7 +274,7 @@ def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "
 
 # ---------------------------------------------------------------- dedup key
 
-_KEY_DROP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])[@#]\w+",
+_KEY_DROP_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])[@#]\w+",
                           re.IGNORECASE)
 _NON_WORD_RE = re.compile(r"[\W_]+")
 _DIGITS_RE = re.compile(r"\d+")

@@ -48,7 +48,7 @@ DEFAULT_SPAM_PATTERNS = [
     r"^(?:daily|hourly|weekly) (?:reminder|post|update|tweet) #?\d+",
 ]
 
-_TAG_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@.&+-])[@#]\w+", re.IGNORECASE)
+_TAG_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])[@#]\w+", re.IGNORECASE)
 _WORD_TOKEN_RE = re.compile(r"\S*?\w\S*")
 _EMOJI_RE = re.compile(
     "[\U0001F000-\U0001F3FA\U0001F400-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u2190-\u21FF]")
