@@ -383,3 +383,5 @@ def test_cli_generates_a_world(tmp_path):
     meta = json.loads((out / "world.json").read_text())
     assert meta["config"]["users"] == 60 and meta["config"]["seed"] == 3 and meta["config"]["days"] == 7
     assert (out / "truth" / "posts.parquet").is_file() and is_complete(out)
+    knobs = CliRunner().invoke(app, ["world", "generate", "--knobs"])
+    assert knobs.exit_code == 0 and "spam_fraction" in knobs.output and "archive_zip_fraction" in knobs.output
