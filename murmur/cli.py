@@ -32,16 +32,23 @@ Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, k
 # ---------------------------------------------------------------- world
 @world_app.command("generate")
 def world_generate(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output directory for the world.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output directory for the world (required).")] = None,
     users: Annotated[int, typer.Option(help="Number of accounts.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same world.")] = 0,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of WorldConfig knobs.")] = None,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
     overrides: Overrides = None,
 ) -> None:
     """Generate a synthetic social network: posts in X archive and API v2 formats, plus ground truth."""
     from murmur import config as cfgmod
     from murmur.data.world import WorldConfig, generate_world
 
+    if knobs:
+        for key, default, help_ in cfgmod.describe(WorldConfig):
+            typer.echo(f"{key:<22} {default:<14} {help_}")
+        return
+    if out is None:
+        raise typer.BadParameter("give the output directory with -o/--out", param_hint="'-o' / '--out'")
     cfg = cfgmod.load(WorldConfig, config, [f"users={users}", f"seed={seed}", *(overrides or [])])
     summary = generate_world(out, cfg)
     typer.echo(summary.describe())
