@@ -127,6 +127,15 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every process when it is true on any (so all stop at the same step)."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+    return flag
+
+
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
@@ -184,6 +193,11 @@ class Trainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.flops_per_token = flops_per_token(self.model_cfg, cfg.data.seq_len)
 
+    def _log(self, message: str) -> None:
+        """A log line from process 0 only (every process runs the same loop)."""
+        if self.rank == 0:
+            log(message)
+
     # -- checks (no compute)
     def _check_numbers(self) -> None:
         c = self.cfg
@@ -223,7 +237,7 @@ class Trainer:
         latest = ckpt.latest_checkpoint(self.out)
         if latest is None:
             if self.cfg.resume:
-                log(f"resume: no complete checkpoint in {self.out}; starting from scratch")
+                self._log(f"resume: no complete checkpoint in {self.out}; starting from scratch")
             return None
         if not self.cfg.resume:
             raise CheckpointError(f"{self.out} already holds checkpoints (newest {latest.name}); pass --resume "
@@ -236,6 +250,8 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for whatever still runs in fp32
         with torch.device(self.device):
             self.model = Transformer(self.model_cfg)
         self.train_model = parallelize(self.model, self.device, cfg.compile)
@@ -270,7 +286,8 @@ class Trainer:
         n = num_params(m)
         tokens_per_step = self.global_batch * c.data.seq_len
         start = f"resuming from {self.resume_from} (step {self.step})" if self.resume_from else "starting"
-        log(f"train: {start}; model {c.model.preset} ({n / 1e6:.1f}M params, dim {m.dim}, {m.n_layers} layers, "
+        self._log(
+            f"train: {start}; model {c.model.preset} ({n / 1e6:.1f}M params, dim {m.dim}, {m.n_layers} layers, "
             f"vocab {m.vocab_size:,}); {self.train_shards.num_tokens:,} train tokens; "
             f"{tokens_per_step:,} tokens/step = {self.world} x {self.accum} x {c.batch.micro_batch} x {c.data.seq_len}; "
             f"{c.steps} steps; {self.device} {str(self.dtype).removeprefix('torch.')}"
@@ -327,10 +344,10 @@ class Trainer:
     def _eval_and_sample(self, step: int) -> tuple[float, float | None]:
         val_loss, bpb = self.evaluate()
         bpb_text = f" | {bpb:.3f} bits/byte" if bpb is not None else ""
-        log(f"eval step {step} | val loss {val_loss:.4f}{bpb_text}")
+        self._log(f"eval step {step} | val loss {val_loss:.4f}{bpb_text}")
         self._record({"kind": "eval", "step": step, "val_loss": val_loss, "val_bpb": bpb})
         for text in self.samples(step):
-            log(f"  sample: {text!r}")
+            self._log(f"  sample: {text!r}")
             self._record({"kind": "sample", "step": step, "text": text})
         return val_loss, bpb
 
@@ -344,7 +361,7 @@ class Trainer:
                  "config": cfgmod.to_dict(self.cfg)}
         self._last_saved = step
         path = ckpt.save_checkpoint(self.out, step, self.model, self.optimizer, state, self.cfg.checkpoint.keep_last)
-        log(f"checkpoint {path} ({time.perf_counter() - t:.1f}s)")
+        self._log(f"checkpoint {path} ({time.perf_counter() - t:.1f}s)")
 
     # -- the loop
     def run(self) -> TrainResult:
@@ -367,7 +384,8 @@ class Trainer:
                 self.tokens_seen += tokens_per_step
                 interval_loss += loss
                 interval_steps += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps or stop.requested:
+                stopping = _any_rank(stop.requested is not None, self.device)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps or stopping:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     dt = time.perf_counter() - t0
@@ -383,7 +401,7 @@ class Trainer:
                     lr = self.optimizer.param_groups[0]["lr"]
                     eta = (cfg.steps - self.step) * train_time / max(train_steps, 1)
                     mfu_text = f" | MFU {mfu_value:.1%}" if mfu_value is not None else ""
-                    log(f"step {self.step}/{cfg.steps} | loss {last_loss:.4f} | lr {lr:.2e} | "
+                    self._log(f"step {self.step}/{cfg.steps} | loss {last_loss:.4f} | lr {lr:.2e} | "
                         f"grad {float(grad_norm):.3f} | {tok_s:,.0f} tok/s{mfu_text} | ETA {format_duration(eta)}")
                     self._record({"kind": "train", "step": self.step, "loss": last_loss, "lr": lr,
                                   "grad_norm": float(grad_norm), "tokens_per_s": tok_s, "mfu": mfu_value,
@@ -392,10 +410,10 @@ class Trainer:
                     interval_steps, interval_time = 0, 0.0
                 else:
                     interval_time += time.perf_counter() - t0
-                if stop.requested:
+                if stopping:
                     self._save(self.step)
                     interrupted = True
-                    log(f"stopped at step {self.step} ({stop.requested}); continue with --resume")
+                    self._log(f"stopped at step {self.step} ({stop.requested or 'signal'}); continue with --resume")
                     break
                 if self.step < cfg.steps:
                     if cfg.eval.every and self.step % cfg.eval.every == 0:
@@ -407,7 +425,7 @@ class Trainer:
                 if self._last_saved != self.step:
                     self._save(self.step)
                 ckpt.save_inference_model(self.out, self.model, self.model_cfg, self.tokenizer_dir)
-                log(f"model written to {self.out} (murmur generate --model {self.out})")
+                self._log(f"model written to {self.out} (murmur generate --model {self.out})")
         if self.metrics is not None:
             self.metrics.close()
         if train_steps:
