@@ -1,0 +1,190 @@
+"""Data pipeline throughput: posts/s and peak memory per stage, with 1 and 2 workers.
+
+    python benchmarks/data_pipeline.py --posts 1000000 [--sizes 250000,1000000] [--out /tmp/murmur-bench]
+
+Generates a demo world of the requested size, then runs ingest, clean (with near-dedup), tokenizer
+training and tokenize, each in a fresh process so its peak memory is its own. Beside murmur's
+tokenize it runs the same encoding with a plain `tokenizers` `encode_batch` loop (no shards, no
+split, no workers), so the cost of murmur's own layer is visible. Running two corpus sizes shows
+whether memory stays flat as the corpus grows. Results go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTS_PER_USER = 12.0  # WorldConfig's mean; the user count is derived from the requested posts
+
+STAGES = {
+    "generate": """
+        from murmur.data.world import WorldConfig, generate_world
+        s = generate_world(OUT / "world", WorldConfig(users=USERS, seed=0))
+        RESULT["posts"] = s.posts
+    """,
+    "ingest": """
+        from murmur.data.sources import ingest
+        s = ingest([str(OUT / "world" / "archives"), str(OUT / "world" / "api")], OUT / "posts.parquet",
+                   workers=WORKERS)
+        RESULT["posts"] = s.posts
+    """,
+    "clean": """
+        from murmur.data.clean import CleanConfig, clean
+        r = clean(OUT / "posts.parquet", OUT / "clean.parquet", CleanConfig(), workers=WORKERS,
+                  stats_path=OUT / "stats.json")
+        RESULT["posts"] = r.posts_in
+        RESULT["kept"] = r.kept
+    """,
+    "tokenizer": """
+        from murmur.tokenizer import TokenizerConfig, train_tokenizer
+        import pyarrow.parquet as pq
+        train_tokenizer([OUT / "clean.parquet"], OUT / "tokenizer", TokenizerConfig(vocab_size=16384))
+        RESULT["posts"] = pq.ParquetFile(OUT / "clean.parquet").metadata.num_rows
+    """,
+    "tokenize": """
+        from murmur.data.shards import ShardConfig, tokenize_to_shards
+        m = tokenize_to_shards(OUT / "clean.parquet", OUT / "tokenizer", OUT / "shards", ShardConfig(),
+                               workers=WORKERS)
+        RESULT["posts"] = m.train_docs + m.val_docs
+        RESULT["tokens"] = m.train_tokens + m.val_tokens
+    """,
+    "plain-encode_batch": """
+        import pyarrow.parquet as pq
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(OUT / "tokenizer" / "tokenizer.json"))
+        n = t = 0
+        for batch in pq.ParquetFile(OUT / "clean.parquet").iter_batches(batch_size=8192, columns=["text"]):
+            enc = tok.encode_batch(batch.column(0).to_pylist(), add_special_tokens=False)
+            n += len(enc)
+            t += sum(len(e.ids) for e in enc)
+        RESULT["posts"] = n
+        RESULT["tokens"] = t
+    """,
+}
+
+RUNNER = """
+import json, resource, sys, time
+from pathlib import Path
+OUT = Path(sys.argv[1]); WORKERS = int(sys.argv[2]); USERS = int(sys.argv[3])
+RESULT = {}
+t0 = time.perf_counter()
+%s
+RESULT["seconds"] = time.perf_counter() - t0
+RESULT["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+RESULT["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print("RESULT " + json.dumps(RESULT))
+"""
+
+
+def run_stage(stage: str, out: Path, workers: int, users: int) -> dict:
+    code = RUNNER % textwrap.dedent(STAGES[stage])
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(workers), str(users)], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    r = json.loads(line[len("RESULT "):])
+    r["posts_per_s"] = r["posts"] / r["seconds"]
+    return r
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = m.group(1).strip() if m else cpu
+    except OSError:
+        pass
+    import pyarrow
+    import tokenizers
+
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"tokenizers {tokenizers.__version__}, pyarrow {pyarrow.__version__}, {time.strftime('%Y-%m-%d')}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000000", help="comma-separated target post counts")
+    ap.add_argument("--out", default="/tmp/murmur-bench")
+    ap.add_argument("--write", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to update")
+    args = ap.parse_args()
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        out = Path(args.out) / f"p{size}"
+        users = max(100, int(size / POSTS_PER_USER))
+        gen = run_stage("generate", out, 1, users)
+        print(f"[{size:,}] generate: {gen['posts']:,} posts, {gen['posts_per_s']:,.0f} posts/s", flush=True)
+        for workers in (1, 2):
+            res = {}
+            for stage in ("ingest", "clean", "tokenizer", "tokenize"):
+                if stage == "tokenizer" and workers == 2:
+                    res[stage] = rows_by(rows, size, 1)["tokenizer"]  # tokenizer training has no worker knob
+                    continue
+                res[stage] = run_stage(stage, out, workers, users)
+                print(f"[{size:,} posts, {workers} workers] {stage}: {res[stage]['posts_per_s']:,.0f} posts/s, "
+                      f"peak RSS {res[stage]['rss_main_mb']:,.0f} MB (+ worker {res[stage]['rss_worker_mb']:,.0f} MB)",
+                      flush=True)
+            rows.append({"size": gen["posts"], "target": size, "workers": workers, **res})
+        plain = run_stage("plain-encode_batch", out, 1, users)
+        rows_by(rows, size, 1)["plain"] = plain
+        print(f"[{size:,}] plain encode_batch: {plain['posts_per_s']:,.0f} posts/s", flush=True)
+    write_markdown(rows, Path(args.write))
+
+
+def rows_by(rows: list[dict], target: int, workers: int) -> dict:
+    return next(r for r in rows if r["target"] == target and r["workers"] == workers)
+
+
+def pipeline_rate(r: dict) -> float:
+    """Posts/s of the whole pipeline: posts in / total seconds of the four stages."""
+    return r["ingest"]["posts"] / sum(r[s]["seconds"] for s in ("ingest", "clean", "tokenizer", "tokenize"))
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    lines = ["## Data pipeline", "", f"Machine: {machine()}.", "",
+             "`python benchmarks/data_pipeline.py` — posts/s per stage and peak resident memory (main process; "
+             "largest worker in brackets). Whole pipeline = posts in / summed seconds of the four stages.", "",
+             "| posts | workers | ingest | clean (+near-dedup) | tokenizer train | tokenize | whole pipeline | "
+             "peak RSS per stage (MB) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        rss = " / ".join(f"{r[s]['rss_main_mb']:,.0f} ({r[s]['rss_worker_mb']:,.0f})"
+                         for s in ("ingest", "clean", "tokenizer", "tokenize"))
+        lines.append(f"| {r['size']:,} | {r['workers']} | " + " | ".join(
+            f"{r[s]['posts_per_s']:,.0f}" for s in ("ingest", "clean", "tokenizer", "tokenize"))
+            + f" | {pipeline_rate(r):,.0f} | {rss} |")
+    lines += ["", "Tokenize beside a plain `tokenizers` `encode_batch` loop over the same Parquet (1 process):", "",
+              "| posts | murmur tokenize (posts/s) | plain encode_batch (posts/s) | murmur / plain |",
+              "| ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "plain" in r:
+            m, p = r["tokenize"]["posts_per_s"], r["plain"]["posts_per_s"]
+            lines.append(f"| {r['size']:,} | {m:,.0f} | {p:,.0f} | {m / p:.2f} |")
+    replace_section(path, "## Data pipeline", "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Replace the section that starts at ``heading`` (up to the next '## ') in ``path``, or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach figure is measured against a peer in the same run.\n"
+    start = text.find(heading + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
