@@ -29,7 +29,6 @@ import os
 import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,6 +130,13 @@ def workload(tok, concurrency: int, rounds: int, seed: int) -> list[list[tuple[l
             reqs.append((ids, rng.randint(32, 192)))
         out.append(reqs)
     return out
+
+
+def client_work(tok, concurrency: int, rounds: int) -> list[list[tuple[list[int], int]]]:
+    """The workload of one concurrency level; a single client sends three requests in a row."""
+    if concurrency == 1:
+        return [sum(workload(tok, 3, 1, seed=1), [])]
+    return workload(tok, concurrency, rounds, seed=concurrency)
 
 
 # ---------------------------------------------------------------- the three systems
@@ -275,9 +281,9 @@ def start_server(model: Transformer, tok, tmp: Path) -> tuple[subprocess.Popen, 
 
 # ---------------------------------------------------------------- report
 def machine() -> str:
-    from murmur.train.metrics import cpu_model_name
-
     import transformers
+
+    from murmur.train.metrics import cpu_model_name
 
     return (f"{cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
             f"threads), transformers {transformers.__version__}, Python {platform.python_version()}, "
@@ -329,11 +335,8 @@ def main() -> None:
     engine.generate([tok.doc_id] * 8, SamplingParams(max_tokens=4))  # warm up
     hf.generate(input_ids=torch.zeros(1, 8, dtype=torch.long), max_new_tokens=4, do_sample=False, pad_token_id=1)
     for c in args.concurrency:
-        work = workload(tok, c, 1 if c == 1 and not args.quick else rounds, seed=c)
-        if c == 1:
-            work = [sum(workload(tok, 3, 1, seed=1), [])]  # one client, three requests in a row
-        for runner in (lambda w: run_engine(engine, w), lambda w: run_hf(hf, w, tok.pad_id)):
-            res = runner(work)
+        work = client_work(tok, c, rounds)
+        for res in (run_engine(engine, work), run_hf(hf, work, tok.pad_id)):
             results.append(res)
             log(f"C={c:>2} {res.system:<30} {res.tokens_per_s:8.1f} tok/s  TTFT p50 {res.pct(0.5) * 1000:7.0f} ms")
     probes: list[tuple[int, float]] = []
@@ -343,13 +346,12 @@ def main() -> None:
             log(f"probe TTFT with 31 requests generating {n} tokens each: {probes[-1][1] * 1000:.0f} ms")
     idle = probe_ttft(engine, tok, 8, n_background=0) if probes else None
     engine.stop()
-    del engine
 
     if not args.quick and not args.no_http:
         proc, url = start_server(model, tok, tmp)
         try:
             for c in args.concurrency:
-                work = workload(tok, c, rounds, seed=c) if c != 1 else [sum(workload(tok, 3, 1, seed=1), [])]
+                work = client_work(tok, c, rounds)
                 run_http(url, "bench-model", workload(tok, 1, 1, seed=99), tok)  # warm up
                 res = run_http(url, "bench-model", work, tok)
                 results.append(res)

@@ -12,7 +12,7 @@ from serve_helpers import make_tokenizer, micro_model, scripted_model
 from murmur.errors import InputError
 from murmur.serve.detokenize import Detokenizer, StopMatcher, token_bytes_table
 from murmur.serve.engine import ContextLengthError, Engine, QueueFullError
-from murmur.serve.sampling import SamplingParams, apply_penalties, draw, filter_logits
+from murmur.serve.sampling import SamplingParams, apply_penalties, draw, filter_logits, nucleus
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,16 @@ def test_batched_decoding_matches_one_at_a_time(tok, model):
         got.insert(0, want[0][:3] + [t for e in events for t in e.token_ids])
         assert engine.running == 0 and engine.n_decoding == 0
     assert got == want
+
+
+def test_a_long_prompt_does_not_hold_up_a_short_one(tok, model):
+    long_prompt = [tok.doc_id, *tok.encode("the quick brown fox jumps over the lazy dog " * 12)][:120]
+    with Engine(model, tok, max_batch=4, prefill_chunk=8, prefill_budget=16) as engine:
+        long = engine.submit(long_prompt, greedy(max_tokens=2, ignore_eos=True))  # 15 chunks to read
+        short = engine.submit([tok.doc_id, *tok.encode("hello")], greedy(max_tokens=2, ignore_eos=True))
+        short.result(timeout=20)
+        long.result(timeout=20)
+    assert short.first_token_at < long.first_token_at
 
 
 def test_engine_output_is_what_the_tokenizer_decodes(tok, model):
@@ -176,6 +186,14 @@ def test_top_k_top_p_min_p_and_draw():
     kept = torch.isfinite(out)
     assert kept.tolist() == [[True, True, False, False], [True, True, False, False],
                              [True, True, True, False], [True, True, True, True]]
+    # the bucketed nucleus is the sorted-cumsum definition, without the sort
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.1, 1.0, 4.0):
+        probs = (torch.randn(16, 3000, generator=gen) * scale).softmax(-1)
+        top_p = torch.rand(16, generator=gen) * 0.98 + 0.01
+        s, order = probs.sort(-1, descending=True)
+        want = torch.empty_like(s, dtype=torch.bool).scatter_(-1, order, (s.cumsum(-1) - s) < top_p[:, None])
+        assert (nucleus(probs, top_p) != want).sum() <= 2  # at most a float-rounding tie at the boundary
     probs = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).repeat(20000, 1)
     gen = torch.Generator().manual_seed(0)
     freq = torch.bincount(draw(probs, [None] * 20000, gen), minlength=4) / 20000

@@ -104,6 +104,10 @@ def test_errors_map_to_openai_exceptions(server, client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="murmur-micro", messages=[{"role": "user", "content": "word " * 200}])
     assert e.value.status_code == 400 and e.value.body["code"] == "context_length_exceeded"
+    assert e.value.body["param"] == "messages" and "maximum context length is 128" in e.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="murmur-micro", prompt="hi", max_tokens=500)
+    assert e.value.body["param"] == "max_tokens" and e.value.body["code"] == "context_length_exceeded"
     # The raw shape, for clients that are not the openai package.
     r = httpx.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                    json={"messages": HELLO, "top_p": 0})

@@ -485,7 +485,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     model = check_model(body.model, state)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     prompt = render(engine.tokenizer, messages, add_generation_prompt=True)
-    reqs = submit_all(engine, prompt, body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
+    max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    try:
+        reqs = submit_all(engine, prompt, body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
+    except ContextLengthError as e:
+        raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
+                       code="context_length_exceeded") from None
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.stream:
         def chunk(i: int, text: str | None, finish: str | None) -> ChatCompletionChunk:

@@ -7,8 +7,9 @@ the step loop; each step
 1. drops cancelled requests and gives free cache rows to waiting ones (first come, first served);
 2. runs one decode step for every request that is generating, as a single batch;
 3. runs a chunk of prefill for requests that are still reading their prompt (at most
-   ``prefill_chunk`` tokens each, ``prefill_budget`` in all), so a long prompt is read over several
-   steps and never holds up the others: a short request that arrives meanwhile starts at once;
+   ``prefill_chunk`` tokens each, ``prefill_budget`` in all, shortest first), so a long prompt is
+   read over several steps and never holds up the others: a short request that arrives meanwhile
+   starts at once;
 4. samples the next token of every request that needs one in one vectorised call
    (``murmur.serve.sampling``) and streams the new text (``murmur.serve.detokenize``).
 
@@ -42,9 +43,14 @@ TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 class ContextLengthError(InputError):
-    """The prompt (plus the requested completion) does not fit the model's context."""
+    """The prompt (plus the requested completion) does not fit the model's context.
 
-    code = "context_length_exceeded"
+    ``field`` is "prompt" or "max_tokens"; the message stands on its own (no field prefix).
+    """
+
+    def __init__(self, message: str, field: str):
+        MurmurError.__init__(self, message)
+        self.path, self.line, self.field = None, None, field
 
 
 class QueueFullError(MurmurError):
@@ -326,6 +332,7 @@ class Engine:
         self.n_decoding = 0
         self._waiting: deque[Request] = deque()
         self._admitted: list[Request] = []     # rows given, prompt not fully read yet (FIFO)
+        self._prefill_turn = False
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -391,12 +398,12 @@ class Engine:
         if room < 1:
             raise ContextLengthError(
                 f"this model's maximum context length is {self.max_len} tokens, but the prompt has "
-                f"{len(prompt)} tokens, leaving no room for the completion; shorten the prompt", field="messages")
+                f"{len(prompt)} tokens, leaving no room for the completion; shorten the prompt", "prompt")
         if max_tokens is not None and max_tokens > room:
             raise ContextLengthError(
                 f"this model's maximum context length is {self.max_len} tokens, but {len(prompt) + max_tokens} "
                 f"were requested ({len(prompt)} in the prompt, {max_tokens} in the completion); lower "
-                f"max_tokens or shorten the prompt", field="max_tokens")
+                f"max_tokens or shorten the prompt", "max_tokens")
         return room if max_tokens is None else max_tokens
 
     def submit(self, prompt: Sequence[int], params: SamplingParams | None = None) -> Request:
@@ -524,12 +531,19 @@ class Engine:
         """Read the next chunk of the prompts being admitted; return those that finished, with logits."""
         if not self._admitted:
             return None
+        # Shortest prompts first (they start generating soonest and pad least), but every other step
+        # the oldest request goes first, so a long prompt keeps moving under a stream of short ones.
+        order = sorted(self._admitted, key=lambda r: len(r.prompt) - r.pos)
+        self._prefill_turn = not self._prefill_turn
+        if self._prefill_turn:
+            order.remove(self._admitted[0])
+            order.insert(0, self._admitted[0])
         batch: list[tuple[Request, int]] = []
         width = 0
-        for req in self._admitted:
+        for req in order:
             n = min(len(req.prompt) - req.pos, self.prefill_chunk)
             if batch and (len(batch) + 1) * max(width, n) > self.prefill_budget:
-                break
+                continue
             batch.append((req, n))
             width = max(width, n)
         # Pad short chunks on the right; pad tokens sit past the sequence's end, where they are masked
@@ -543,7 +557,7 @@ class Engine:
         last = torch.tensor([n - 1 for _, n in batch])
         logits = self._forward(tokens.to(self.device), positions.to(self.device), rows.to(self.device),
                                last.to(self.device))
-        done, keep = [], []
+        done = []
         for i, (req, n) in enumerate(batch):
             req.pos += n
             self.stats.prompt_tokens += n
@@ -553,8 +567,7 @@ class Engine:
             return None
         finished = [batch[i][0] for i in done]
         finished_set = {id(r) for r in finished}
-        keep = [r for r in self._admitted if id(r) not in finished_set]
-        self._admitted = keep
+        self._admitted = [r for r in self._admitted if id(r) not in finished_set]
         return finished, logits[torch.tensor(done, device=self.device)]
 
     def _sample_and_emit(self, reqs: list[Request], logits: torch.Tensor) -> None:

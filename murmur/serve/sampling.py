@@ -77,42 +77,70 @@ def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, seen: torch.Tens
 
 def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
                   ) -> torch.Tensor:
-    """Set to -inf the tokens that top_k [B] (<= 0: off), top_p [B] and min_p [B] exclude."""
+    """Set to -inf the tokens that top_k [B] (<= 0: off), top_p [B] and min_p [B] exclude.
+
+    top_k keeps ties with the k-th logit (as Hugging Face does); top_p keeps a token while the
+    probability of the tokens ranked above it is below top_p (so the first token always stays).
+    """
     V = logits.shape[-1]
-    if bool(((top_k > 0) & (top_k < V)).any()) or bool((top_p < 1.0).any()):
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        rank = torch.arange(V, device=logits.device)[None, :]
-        k = torch.where(top_k > 0, top_k, V)[:, None]
-        sorted_logits = sorted_logits.masked_fill(rank >= k, float("-inf"))
-        probs = sorted_logits.softmax(-1)
-        # Drop a token when the tokens ranked above it already reach top_p (the first always stays).
-        drop = (probs.cumsum(-1) - probs) >= top_p[:, None]
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+    active = (top_k > 0) & (top_k < V)
+    if bool(active.any()):
+        k = torch.where(active, top_k, 1)
+        kth = logits.topk(int(k.max()), dim=-1).values.gather(-1, (k - 1)[:, None])
+        logits = logits.masked_fill(active[:, None] & (logits < kth), float("-inf"))
+    if bool((top_p < 1.0).any()):
+        logits = logits.masked_fill(~nucleus(logits.softmax(-1), top_p), float("-inf"))
     if bool((min_p > 0).any()):
         probs = logits.softmax(-1)
         logits = logits.masked_fill(probs < min_p[:, None] * probs.amax(-1, keepdim=True), float("-inf"))
     return logits
 
 
+def nucleus(probs: torch.Tensor, top_p: torch.Tensor, bins: int = 1024) -> torch.Tensor:
+    """Mask [B, V] of the tokens top_p keeps, without sorting the vocabulary.
+
+    Tokens are bucketed by log-probability (``bins`` buckets between the row's most and least
+    likely token); the cumulative mass of the buckets, most likely first, shows which buckets are
+    kept whole, which are dropped whole, and the one bucket where top_p is crossed. Only that
+    bucket's tokens are ranked exactly (``topk``). Same result as sorting the row, at a fraction of
+    the cost for a large vocabulary.
+    """
+    B = probs.shape[0]
+    logp = probs.clamp_min(1e-30).log()
+    hi = logp.amax(-1, keepdim=True)
+    lo = torch.where(probs > 0, logp, hi).amin(-1, keepdim=True).clamp_min(hi - 30.0)
+    bucket = ((hi - logp) * (bins / (hi - lo).clamp_min(1e-6))).long().clamp_(0, bins - 1)
+    cum = torch.zeros(B, bins, device=probs.device, dtype=probs.dtype).scatter_add_(1, bucket, probs).cumsum(-1)
+    cut = (cum < top_p[:, None]).sum(-1, keepdim=True)  # the bucket where the mass reaches top_p
+    keep = bucket < cut
+    edge = bucket == cut
+    widest = int(edge.sum(-1).max())
+    if widest:
+        above = torch.where(cut > 0, cum.gather(1, (cut - 1).clamp_min(0)), torch.zeros((), device=probs.device))
+        vals, idx = torch.where(edge, probs, -1.0).topk(widest, dim=-1)
+        ok = (vals >= 0) & (above + vals.cumsum(-1) - vals < top_p[:, None])
+        keep.scatter_(1, idx, ok | keep.gather(1, idx))
+    return keep | (top_p >= 1.0)[:, None]
+
+
 def draw(probs: torch.Tensor, generators: list[torch.Generator | None],
          default: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row from probs [B, V].
+    """One token per row from probs [B, V], by inverting the cumulative distribution.
 
-    Rows with their own generator draw with it (so a seeded request is reproducible whatever
-    shares its batch); the others draw together from ``default``.
+    Rows with their own generator take their uniform number from it (so a seeded request is
+    reproducible whatever shares its batch); the others from ``default``.
     """
-    shared = [i for i, g in enumerate(generators) if g is None]
-    if len(shared) == len(generators):
-        return torch.multinomial(probs, 1, generator=default).squeeze(-1)
-    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    if shared:
-        idx = torch.tensor(shared, device=probs.device)
-        tokens[idx] = torch.multinomial(probs[idx], 1, generator=default).squeeze(-1)
-    for i, g in enumerate(generators):
-        if g is not None:
-            tokens[i] = torch.multinomial(probs[i], 1, generator=g)[0]
-    return tokens
+    B = probs.shape[0]
+    u = torch.empty(B, 1, device=probs.device, dtype=probs.dtype)
+    if all(g is None for g in generators):
+        u.uniform_(generator=default)
+    else:
+        for i, g in enumerate(generators):
+            u[i].uniform_(generator=g if g is not None else default)
+    cdf = probs.cumsum(-1)
+    # right=True: the first token whose cumulative mass exceeds u, so a zero-probability token never wins
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    return idx.squeeze(-1).clamp_(max=probs.shape[1] - 1)
 
 
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
