@@ -297,6 +297,44 @@ def export_hf_cmd(
     typer.echo(f"Hugging Face model written to {export_hf(run_dir, out, dtype)}")
 
 
+# ---------------------------------------------------------------- cluster planner
+@app.command("plan")
+def plan_cmd(
+    model: Annotated[str | None, typer.Option("--model", help="Model preset (1b, 8b, 70b...); shape fields as overrides.")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="Training tokens, e.g. 15T, 2e12.")] = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="A100-40GB, A100-80GB, H100 or H200.")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Number of GPUs.")] = None,
+    interconnect: Annotated[str | None, typer.Option(help="default, ib-4x200, ib-8x200 or ib-8x400.")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence.")] = None,
+    batch_tokens: Annotated[str | None, typer.Option("--batch-tokens", help="Global batch in tokens, e.g. 4M.")] = None,
+    price: Annotated[float | None, typer.Option("--price", help="Dollars per GPU-hour.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of PlanConfig knobs.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="PlanConfig overrides, key=value (e.g. dim=12288 "
+                                                                "n_layers=96 overlap=0.5); --knobs lists them.")] = None,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every planner knob with its default and exit.")] = False,
+) -> None:
+    """Plan a training run on a cluster: layout, memory per GPU, step time, MFU, days, cost, failures, goodput."""
+    import json
+
+    from murmur import config as cfgmod
+    from murmur.plan import PlanConfig, parse_count, plan, print_plan
+
+    if knobs:
+        for key, default, help_ in cfgmod.describe(PlanConfig):
+            typer.echo(f"{key:<22} {default:<24} {help_}")
+        return
+    given = {"model": model, "gpu": gpu, "gpus": gpus, "interconnect": interconnect, "seq_len": seq_len,
+             "price_per_gpu_hour": price, "tokens": parse_count(tokens) if tokens else None,
+             "batch_tokens": parse_count(batch_tokens) if batch_tokens else None}
+    cfg = cfgmod.load(PlanConfig, config, [*(overrides or []), *(f"{k}={v}" for k, v in given.items() if v is not None)])
+    result = plan(cfg)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_plan(result)
+
+
 def main() -> None:
     try:
         app()

@@ -346,7 +346,7 @@ def apply_ddp(model: nn.Module, mesh: Any) -> None:
     """Composable DDP (``replicate``): gradients all-reduced in buckets during backward; names unchanged."""
     from torch.distributed._composable.replicate import replicate
 
-    kwargs: dict[str, Any] = {"bucket_cap_mb": 100}
+    kwargs: dict[str, Any] = {"bucket_cap_mb": 100, "gradient_as_bucket_view": True}
     if mesh.device_type == "cuda":
         kwargs["device_ids"] = [torch.cuda.current_device()]
     replicate(model, **kwargs)
