@@ -39,9 +39,9 @@ def chat_run(tmp_path_factory):
     data = write_jsonl(root / "c.jsonl", CONVERSATIONS)
     from murmur import config as cfgmod
 
-    cfg = cfgmod.load(SFTConfig, None, ["steps=60", "dtype=fp32", "device=cpu", "seq_len=64", "optim.lr=2e-2",
+    cfg = cfgmod.load(SFTConfig, None, ["steps=80", "dtype=fp32", "device=cpu", "seq_len=64", "optim.lr=2e-2",
                                         "schedule.warmup=5", "batch.micro_batch=2", "eval.val_fraction=0",
-                                        "checkpoint.every=0", "log_every=60"])
+                                        "checkpoint.every=0", "log_every=80"])
     run = sft(base, data, root / "chat", cfg).run_dir
     return run, export_hf(run, root / "hf")
 

@@ -137,16 +137,16 @@ def test_packing_keeps_every_conversation_once_and_apart(setup):
 def test_run_learns_to_answer_in_the_chat_format(setup, tmp_path):
     root, tok, base, data = setup
     out = tmp_path / "chat"
-    result = sft(base, data, out, micro(**{"eval.every": 30, "optim.lr": 2e-2}))
-    assert result.steps == 60 and not result.interrupted and result.conversations == len(CONVERSATIONS)
+    result = sft(base, data, out, micro(steps=80, **{"eval.every": 40, "optim.lr": 2e-2}))
+    assert result.steps == 80 and not result.interrupted and result.conversations == len(CONVERSATIONS)
     assert result.train_loss < result.first_loss / 4
     records = read_metrics(out / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
-    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(10, 61, 10))
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(10, 81, 10))
     assert losses[-1] < losses[0]
     # the resolved config reloads to the same run; the base model is unchanged
     assert cfgmod.load(SFTConfig, out / "config.toml") == dataclasses.replace(
-        micro(**{"eval.every": 30, "optim.lr": 2e-2}), model=str(base), data=str(data), out=str(out))
+        micro(steps=80, **{"eval.every": 40, "optim.lr": 2e-2}), model=str(base), data=str(data), out=str(out))
     assert json.loads((out / "sft.json").read_text())["base_model"] == str(base)
     # the fine-tuned model loads like any model directory and answers in the chat format
     model, tokenizer, _ = load_model(out)
