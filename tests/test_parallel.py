@@ -10,6 +10,7 @@ worker script: ``python tests/test_parallel.py WORLD OUT_JSON SCENARIO...``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from murmur.train.parallel import (
     gradient_sync,
     init_distributed,
     loss_value,
+    materialize,
     mesh_shape,
     micro_batch_syncs,
     parallelize,
@@ -52,6 +54,7 @@ SCENARIOS: dict[str, tuple[dict, int]] = {
                            "fsdp_reshard_after_forward": "always"}, 1),
     "tp": ({"tp": 2, "dp_shard": 1, "loss_parallel": False}, 1),
     "tp_loss_parallel": ({"tp": 2, "dp_shard": 1, "loss_parallel": True}, 2),
+    "fsdp_meta": ({"dp_shard": 2}, 1),  # built on the meta device, materialized after sharding
     # four processes
     "hsdp": ({"dp_replicate": 2, "dp_shard": 2}, 1),
     "fsdp_tp": ({"dp_shard": 2, "tp": 2}, 2),
@@ -115,7 +118,12 @@ def worker(world_size: int, out: str, names: list[str]) -> None:
         overrides, micro = SCENARIOS[name]
         cfg = ParallelConfig(**overrides)
         mesh = build_mesh(cfg, world)
-        model = parallelize(new_model(), mesh, cfg)
+        if name.endswith("_meta"):
+            with torch.device("meta"):
+                model = Transformer(MICRO)
+            model = materialize(parallelize(model, mesh, cfg), world.device)
+        else:
+            model = parallelize(new_model(), mesh, cfg)
         results[name] = train(model, cfg, mesh, micro, world.device)
         if name == "fsdp":
             # Parameter names survive parallelization (checkpoints and optimizer groups rely on them).
@@ -187,6 +195,12 @@ def test_two_processes_match_single_process(two, reference, name):
 def test_gradient_accumulation_without_sync_matches_one_big_batch(two, reference, name):
     assert close(two[name]["loss"], reference["loss"]), (two[name]["loss"], reference["loss"])
     assert close(two[name]["norm"], reference["norm"])
+
+
+def test_meta_device_model_materialized_after_sharding(two):
+    losses = two["fsdp_meta"]["loss"]
+    assert abs(losses[0] - math.log(MICRO.vocab_size)) < 0.05  # a fresh init predicts ~uniformly
+    assert losses[-1] < losses[0] - 0.01
 
 
 def test_parameter_names_unchanged(two):
