@@ -370,6 +370,8 @@ class SFTTrainer:
         self.out = Path(cfg.out)
         if self.out.resolve() == self.base.resolve():
             raise ConfigError(f"out ({self.out}) must differ from the model directory it starts from")
+        conversations = read_conversations(cfg.data)  # checked before the (possibly large) model loads
+        self.data_sha256 = file_sha256(cfg.data)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.model, self.tokenizer, self.model_cfg = load_model(self.base, device=self.device)
@@ -380,13 +382,10 @@ class SFTTrainer:
                               f"({self.model_cfg.max_seq_len})")
         if self.seq_len < 8:
             raise ConfigError(f"seq_len must be at least 8 (got {self.seq_len})")
-        conversations = read_conversations(cfg.data)
-        self.data_sha256 = file_sha256(cfg.data)
         train_convs = [c for c in conversations if not is_val(c, cfg.eval.val_fraction)]
         val_convs = [c for c in conversations if is_val(c, cfg.eval.val_fraction)]
         if not train_convs:
             train_convs, val_convs = conversations, []
-        self.n_conversations = len(train_convs)
         self.train_examples, self.cut = tokenize_conversations(self.tokenizer, train_convs, self.seq_len)
         if not self.train_examples:
             raise InputError("no conversation has an assistant token left within seq_len "
@@ -482,8 +481,10 @@ class SFTTrainer:
             f"out {self.out}")
 
     # -- one step
-    def train_step(self, step: int) -> tuple[float, torch.Tensor, int, int]:
-        """One optimizer step; returns (mean loss over its assistant tokens, grad norm, those tokens, real tokens)."""
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """One optimizer step; returns (mean loss over its assistant tokens, grad norm, those tokens, real tokens).
+
+        The loss and norm stay tensors on the device (no synchronisation until a log line needs them)."""
         from murmur.train.trainer import autocast
 
         cfg = self.cfg
@@ -507,7 +508,7 @@ class SFTTrainer:
         grad_norm = nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss_sum), grad_norm, total, real
+        return loss_sum, grad_norm, total, real
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -554,7 +555,8 @@ class SFTTrainer:
         self._setup()
         self._describe()
         start = time.perf_counter()
-        loss_sum, n_labels, n_tokens, seconds = 0.0, 0, 0, 0.0  # since the last log line
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # since the last log line
+        n_labels, n_tokens, seconds = 0, 0, 0.0
         train_time, train_tokens = 0.0, 0
         first = last = val = None
         interrupted = False
@@ -571,7 +573,7 @@ class SFTTrainer:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     seconds += time.perf_counter() - t0
-                    last = loss_sum / max(n_labels, 1)
+                    last = float(loss_sum) / max(n_labels, 1)
                     if not math.isfinite(last):
                         raise MurmurError(f"fine-tuning diverged: loss is {last} at step {self.step}; "
                                           "lower optim.lr or raise schedule.warmup")
@@ -587,7 +589,8 @@ class SFTTrainer:
                     self.metrics.write({"kind": "train", "step": self.step, "loss": last, "lr": lr,
                                         "grad_norm": float(grad_norm), "tokens_per_s": tok_s, "epoch": epoch,
                                         "assistant_tokens": self.tokens_seen})
-                    loss_sum, n_labels, n_tokens, seconds = 0.0, 0, 0, 0.0
+                    loss_sum.zero_()
+                    n_labels, n_tokens, seconds = 0, 0, 0.0
                 else:
                     seconds += time.perf_counter() - t0
                 if stop.requested:
