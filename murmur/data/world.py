@@ -115,8 +115,9 @@ _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 # Share of a day's posts in each UTC hour: quiet at night, peaks at lunch and in the evening.
 _HOURLY = (3, 2, 1.5, 1, 1, 1.5, 2.5, 4, 5, 5.5, 6, 6.5, 7, 6.5, 6, 6, 6, 6.5, 7.5, 8, 8, 7, 5.5, 4)
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Hashtags, @mentions, $CASHTAGS (not inside a word or an email address) and t.co links.
-_ENTITY_RE = re.compile(r"(?<![\w&#@$])(?:#(\w+)|@(\w{1,15})\b|\$([A-Z]{1,6})\b)"
+# Hashtags, @mentions, $CASHTAGS (not inside a word or an email address) and t.co links. Each branch
+# starts with its literal sign and looks behind it afterwards, so the engine can skip to candidates.
+_ENTITY_RE = re.compile(r"#(?<![\w&#@$]#)(\w+)|@(?<![\w&#@$]@)(\w{1,15})\b|\$(?<![\w&#@$]\$)([A-Z]{1,6})\b"
                         r"|(https://t\.co/[0-9A-Za-z]{10})")
 _ES_FIXES = ((" de el ", " del "), (" a el ", " al "))
 _NOTE_LIMIT = 280
@@ -442,7 +443,8 @@ def _build_follows(people: _People, cfg: WorldConfig) -> None:
         dst[where] = members[np.searchsorted(cdf, rng.random(len(where)) * cdf[-1], side="right")]
     dst = np.minimum(dst, n - 1)
     keep = src != dst
-    key = np.unique(src[keep] * n + dst[keep])
+    key = np.sort(src[keep] * n + dst[keep])
+    key = key[np.concatenate([[True], key[1:] != key[:-1]])] if len(key) else key  # unique (np.unique is slow)
     src, dst = key // n, key % n
     people.follow_ptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
     people.follow_dst = dst.astype(np.int32)
@@ -589,11 +591,11 @@ class _Writer:
         self.rnd = random.Random(cfg.seed * 1_000_003 + 7)
         self.topics = [wt.TOPICS[t] for t in wt.TOPIC_NAMES]
         self.handle_lookup = {h.lower(): i for i, h in enumerate(people.handles)}
-        self.recent: list[tuple] = []
+        self.recent: list[_Post] = []  # a ring of the newest posts
         self.recent_pos = 0
-        self.dup_pool: list[tuple] = []
+        self.dup_pool: list[_Post] = []
         self.dup_pos = 0
-        self.last_post: list[tuple | None] = [None] * people.n
+        self.last_post: list[_Post | None] = [None] * people.n
         self.seq = self.last_ms = 0
         per_hour = cfg.users * cfg.posts_per_user / (cfg.days * 24)
         self.recent_scale = min(max(6 * per_hour, 10.0), self.RECENT / 2)
@@ -602,6 +604,7 @@ class _Writer:
         self.followers: list[int] = people.followers.tolist()
         self.follow_ptr: list[int] = people.follow_ptr.tolist()
         self.follow_dst = array.array("i", people.follow_dst.tobytes())
+        self.slugs = {t.name: [wt.slug(n) for n in t.nouns["en"]] for t in self.topics}
         self.tpl_post = {lang: _compile(t) for lang, t in wt.TEMPLATES.items()}
         self.tpl_thread = {lang: _compile(t[:6]) for lang, t in wt.TEMPLATES.items()}
         self.tpl_aside = {lang: _compile(t[6:12]) for lang, t in wt.TEMPLATES.items()}
@@ -680,10 +683,10 @@ class _Writer:
 
     def topic_url(self, post: _Post, topic: wt.Topic, lang: str) -> str:
         site = self.pick(topic.sites)
-        noun = wt.slug(self.pick(topic.nouns["en"]))
-        return self.url(post, f"https://{site}/{noun}-{self.rnd.randrange(100000, 999999)}")
+        slug = self.pick(self.slugs[topic.name])
+        return self.url(post, f"https://{site}/{slug}-{100000 + int(self.rnd.random() * 900000)}")
 
-    def recent_post(self) -> tuple | None:
+    def recent_post(self) -> _Post | None:
         """A recent post: mostly from the last few hours, biased towards popular authors.
 
         Two candidates are drawn at exponentially distributed distances back from the newest post
@@ -696,32 +699,30 @@ class _Writer:
         rnd = self.rnd
         a = self.recent[(newest - min(int(rnd.expovariate(1.0) * self.recent_scale), n - 1)) % n]
         b = self.recent[(newest - min(int(rnd.expovariate(1.0) * self.recent_scale), n - 1)) % n]
-        return a if self.followers[a[1]] >= self.followers[b[1]] else b
+        return a if self.followers[a.author] >= self.followers[b.author] else b
 
-    def followee_post(self, a: int, ms: int) -> tuple | None:
+    def followee_post(self, a: int, ms: int) -> _Post | None:
         f = self.followee(a)
         if f < 0:
             return None
         rec = self.last_post[f]
-        if rec is None or ms - rec[7] > _REPLY_WINDOW_MS:
+        if rec is None or ms - rec.ms > _REPLY_WINDOW_MS:
             return None
         return rec
 
     def remember(self, post: _Post) -> None:
-        # (id, author, conversation id, topic, lang, text, kind, ms, reply_user, links)
-        rec = (post.id, post.author, post.conv, post.topic, post.lang, post.text, post.kind, post.ms,
-               post.reply_user, post.urls)
+        """Keep the post where later replies, retweets, quotes and duplicates can find it."""
         if len(self.recent) < self.RECENT:
-            self.recent.append(rec)
+            self.recent.append(post)
         else:
-            self.recent[self.recent_pos] = rec
+            self.recent[self.recent_pos] = post
             self.recent_pos = (self.recent_pos + 1) % self.RECENT
-        self.last_post[post.author] = rec
-        if post.kind == "normal" and post.retweet_of is None and post.quote_of is None:
+        self.last_post[post.author] = post
+        if post.kind == "normal" and post.quote_of is None:
             if len(self.dup_pool) < self.DUP_POOL:
-                self.dup_pool.append(rec)
+                self.dup_pool.append(post)
             else:
-                self.dup_pool[self.dup_pos] = rec
+                self.dup_pool[self.dup_pos] = post
                 self.dup_pos = (self.dup_pos + 1) % self.DUP_POOL
 
     # ----------------------------------------------------------------- text
@@ -907,33 +908,33 @@ class _Writer:
         parent = None
         self_thread = False
         r = rnd.random()
-        if r < 0.1 and self.last_post[a] is not None and self.last_post[a][6] in ("normal", "reply"):
+        if r < 0.1 and self.last_post[a] is not None and self.last_post[a].kind in ("normal", "reply"):
             parent, self_thread = self.last_post[a], True
         elif r < 0.55:
             parent = self.followee_post(a, post.ms)
         if parent is None:
             parent = self.recent_post()
-        if (parent is None or (parent[1] == a and not self_thread) or self.kind[parent[1]] == SPAM
-                or post.ms - parent[7] > _REPLY_WINDOW_MS):
+        if (parent is None or (parent.author == a and not self_thread) or self.kind[parent.author] == SPAM
+                or post.ms - parent.ms > _REPLY_WINDOW_MS):
             return False
-        p_lang = parent[4]
+        p_lang = parent.lang
         lang = p_lang if p_lang in self.p.langs[a] else self.p.langs[a][0]
-        t_name = parent[3]
+        t_name = parent.topic
         topic = wt.TOPICS[t_name] if t_name else self.topics[self.choose_topic(a)]
         if self_thread:
             text = self.noisy(self.body(self.tpl_thread[lang], topic, lang, a), lang)
         else:
             text = self.noisy(self.body(self.tpl_reply[lang], topic, lang, a), lang)
-            prefix = "@" + self.p.handles[parent[1]]
-            ru = parent[8]
-            if ru >= 0 and ru != a and ru != parent[1] and rnd.random() < 0.5:
+            prefix = "@" + self.p.handles[parent.author]
+            ru = parent.reply_user
+            if ru >= 0 and ru != a and ru != parent.author and rnd.random() < 0.5:
                 prefix += " @" + self.p.handles[ru]
             text = prefix + " " + text
         text = self.fill_holes(text, post, topic, lang)
         if rnd.random() < 0.2:
             text += " " + (self.pick(topic.emoji) if rnd.random() < 0.5 else self.pick(wt.GENERIC_EMOJI))
         post.text, post.lang, post.topic, post.kind = text, lang, topic.name, "reply"
-        post.reply_to, post.reply_user, post.conv = parent[0], parent[1], parent[2]
+        post.reply_to, post.reply_user, post.conv = parent.id, parent.author, parent.conv
         return True
 
     def retweet(self, post: _Post) -> bool:
@@ -941,44 +942,44 @@ class _Writer:
         orig = self.followee_post(a, post.ms) if self.rnd.random() < 0.6 else None
         if orig is None:
             orig = self.recent_post()
-        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM or post.ms - orig[7] > _REPLY_WINDOW_MS:
+        if orig is None or orig.author == a or self.kind[orig.author] == SPAM or post.ms - orig.ms > _REPLY_WINDOW_MS:
             return False
-        text = f"RT @{self.p.handles[orig[1]]}: {orig[5]}"
+        text = f"RT @{self.p.handles[orig.author]}: {orig.text}"
         if len(text) > _NOTE_LIMIT:
             text = text[: _NOTE_LIMIT - 1] + "…"
-        post.urls = orig[9]  # links of the original keep their targets
-        post.text, post.lang, post.topic, post.kind = text, orig[4], orig[3], "retweet"
-        post.retweet_of = orig[0]
+        post.urls = orig.urls  # links of the original keep their targets
+        post.text, post.lang, post.topic, post.kind = text, orig.lang, orig.topic, "retweet"
+        post.retweet_of = orig.id
         return True
 
     def duplicate(self, post: _Post) -> bool:
         a = post.author
         own = self.last_post[a]
-        if own is not None and own[6] == "normal" and self.rnd.random() < 0.3:
+        if own is not None and own.kind == "normal" and self.rnd.random() < 0.3:
             src = own
         elif self.dup_pool:
             src = self.dup_pool[int(self.rnd.random() * len(self.dup_pool))]
         else:
             return False
         near = self.rnd.random() < 0.5
-        post.text = _near_duplicate(src[5], self.rnd) if near else src[5]
-        post.lang, post.topic, post.urls = src[4], src[3], src[9]
+        post.text = _near_duplicate(src.text, self.rnd) if near else src.text
+        post.lang, post.topic, post.urls = src.lang, src.topic, src.urls
         post.kind = "near_duplicate" if near else "duplicate"
-        post.duplicate_of = src[0]
+        post.duplicate_of = src.id
         return True
 
     def quote(self, post: _Post) -> bool:
         a = post.author
         orig = self.recent_post()
-        if orig is None or orig[1] == a or self.kind[orig[1]] == SPAM or post.ms - orig[7] > _REPLY_WINDOW_MS:
+        if orig is None or orig.author == a or self.kind[orig.author] == SPAM or post.ms - orig.ms > _REPLY_WINDOW_MS:
             return False
-        lang = orig[4] if orig[4] in self.p.langs[a] else self.p.langs[a][0]
-        topic = wt.TOPICS[orig[3]] if orig[3] else self.topics[self.choose_topic(a)]
+        lang = orig.lang if orig.lang in self.p.langs[a] else self.p.langs[a][0]
+        topic = wt.TOPICS[orig.topic] if orig.topic else self.topics[self.choose_topic(a)]
         text = self.noisy(self.body(self.tpl_reply[lang], topic, lang, a), lang)
         text = self.fill_holes(text, post, topic, lang)
-        link = self.url(post, f"https://twitter.com/{self.p.handles[orig[1]]}/status/{orig[0]}")
+        link = self.url(post, f"https://twitter.com/{self.p.handles[orig.author]}/status/{orig.id}")
         post.text = f"{text} {link}"
-        post.lang, post.topic, post.kind, post.quote_of = lang, topic.name, "normal", orig[0]
+        post.lang, post.topic, post.kind, post.quote_of = lang, topic.name, "normal", orig.id
         return True
 
     def foreign(self, post: _Post) -> bool:
