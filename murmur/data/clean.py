@@ -411,8 +411,7 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
             order = time_order(pa.chunked_array(time_parts, type=POST_SCHEMA.field("created_at").type),
                                pa.chunked_array(id_parts, type=pa.string()))
             exact = np.concatenate(exact_parts) if exact_parts else None
-            bands = np.concatenate(band_parts) if band_parts else None
-            decision = dd.decide(order, exact, bands)
+            decision = dd.decide(order, exact, band_parts or None)
         reasons[DUPLICATE] += int((decision == dd.DUPLICATE).sum())
         reasons[NEAR_DUPLICATE] += int((decision == dd.NEAR_DUPLICATE).sum())
         keep = decision == dd.KEEP
@@ -467,6 +466,7 @@ def time_order(created_at: pa.ChunkedArray | pa.Array, post_id: pa.ChunkedArray 
 def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int) -> None:
     """Copy the rows of ``survivors`` whose ``keep`` flag is set, in order, in row groups of 64k."""
     pf = pq.ParquetFile(survivors)
+    pool = pa.default_memory_pool()
     offset = 0
     buffered: list[pa.RecordBatch] = []
     buffered_rows = 0
@@ -485,6 +485,7 @@ def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int
                 writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA),
                                    row_group_size=_OUTPUT_ROW_GROUP)
                 buffered, buffered_rows = [], 0
+            pool.release_unused()  # else the allocator keeps freed pages and RSS grows with the corpus
         if buffered:
             writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA), row_group_size=_OUTPUT_ROW_GROUP)
 

@@ -182,21 +182,26 @@ def _later_repeats(time_sorted: np.ndarray) -> np.ndarray:
     return repeat
 
 
-def decide(order: np.ndarray, exact: np.ndarray | None, bands: np.ndarray | None) -> np.ndarray:
+def decide(order: np.ndarray, exact: np.ndarray | None,
+           bands: np.ndarray | Sequence[np.ndarray] | None) -> np.ndarray:
     """Dedup decision per post (``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE``), in input order.
 
     ``order`` lists the posts' input positions from earliest to latest; ``exact`` holds their 64-bit
-    key hashes and ``bands`` their LSH band keys (n, bands), either None to skip that check.
+    key hashes and ``bands`` their LSH band keys, shape (n, bands) or a list of such blocks in input
+    order (one per batch: no full copy is made, bands are taken one at a time); either None skips
+    that check.
     """
     n = len(order)
     decision_t = np.zeros(n, dtype=np.int8)
     if exact is not None and n:
         decision_t[_later_repeats(exact[order])] = DUPLICATE
-    if bands is not None and n and bands.shape[1]:
-        bands_t = bands[order]
+    blocks = [bands] if isinstance(bands, np.ndarray) else list(bands or [])
+    n_bands = blocks[0].shape[1] if blocks else 0
+    if n and n_bands:
         near = np.zeros(n, dtype=bool)
-        for j in range(bands_t.shape[1]):
-            near |= _later_repeats(bands_t[:, j])
+        for j in range(n_bands):
+            column = np.concatenate([block[:, j] for block in blocks]) if len(blocks) > 1 else blocks[0][:, j]
+            near |= _later_repeats(column[order])
         decision_t[near & (decision_t == KEEP)] = NEAR_DUPLICATE
     decision = np.empty(n, dtype=np.int8)
     decision[order] = decision_t
