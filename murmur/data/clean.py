@@ -408,6 +408,7 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
         n_surv = sum(len(p) for p in pii_parts)
         decision = np.zeros(n_surv, dtype=np.int8)
         if n_surv and (cfg.exact_dedup or cfg.near_dedup):
+            log(f"clean: finding duplicates among {n_surv:,} posts in time order")
             order = time_order(pa.chunked_array(time_parts, type=POST_SCHEMA.field("created_at").type),
                                pa.chunked_array(id_parts, type=pa.string()))
             exact = np.concatenate(exact_parts) if exact_parts else None
@@ -417,6 +418,7 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
         keep = decision == dd.KEEP
 
         # pass 2: copy the kept survivors to the output
+        log(f"clean: writing {int(keep.sum()):,} kept posts")
         with atomic_path(out) as tmp_out:
             _write_kept(survivors_path, keep, tmp_out, cfg.batch_size)
     finally:
