@@ -11,7 +11,10 @@ Each post goes through these steps; the first that drops it names its one reason
    whitespace; line breaks kept)
 2. ``retweet``: the text starts with ``RT @user``
 3. URLs -> ``<url>``, PII -> ``<email>``/``<phone>``/``<card>``, mentions -> ``@user``
-   (``normalize.clean_text``; scrubbed posts are counted, not dropped)
+   (``normalize.clean_text``; scrubbed posts are counted, not dropped). Placeholders for both URLs and
+   mentions by default: a t.co hash or a handle teaches a model nothing but to invent them (and
+   handles name private people), while the placeholder keeps the shape of a post ("@user totally
+   agree", "thread below <url>") that a model drafting posts and replies should learn.
 4. quality rules (``quality.py``): ``too_short``, ``spam_pattern``, ``mostly_tags``,
    ``repeated_chars``, ``too_many_emoji``, ``all_caps``
 5. ``language``: the identified language is not in ``allowed_langs`` (``langid.py``). It runs after
@@ -33,7 +36,8 @@ identical for any number of workers (and any batch size).
 **Streaming.** Posts are read in batches; the survivors of steps 1-5 go to a temporary Parquet
 file beside the output, and a second pass copies the kept ones to the output. What stays in memory
 for the whole run is the dedup index: ~80 bytes of hashes per surviving post plus its timestamp,
-``post_id`` and language code (see ``dedup.py``); about 150 bytes per post in all. Both the output and ``stats.json`` are written atomically.
+``post_id`` and language code (see ``dedup.py``); about 150 bytes per post in all. Both the output
+and ``stats.json`` are written atomically.
 """
 
 from __future__ import annotations
