@@ -115,7 +115,7 @@ class MurmurTokenizer:
     def encode_batch(self, texts: Iterable[str], allow_special: bool = False) -> list[list[int]]:
         """``encode`` over many texts at once, in Rust threads."""
         tok = self._trusted if allow_special else self.inner
-        return [e.ids for e in tok.encode_batch_fast(list(texts), add_special_tokens=False)]
+        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_parts(self, parts: Iterable[str | int]) -> list[int]:
         """Build a sequence explicitly: ``int`` parts are token ids kept as they are (for special
@@ -392,7 +392,7 @@ def eval_tokenizer(tokenizer_dir: Path, parquet: Path, val_fraction: float | Non
         mask = pa.array(keep)
         texts = batch.column("text").filter(mask)
         n_bytes = pc.binary_length(texts).to_numpy()
-        n_tokens = np.array([len(e) for e in tok.inner.encode_batch_fast(texts.to_pylist(),
+        n_tokens = np.array([len(e) for e in tok.inner.encode_batch(texts.to_pylist(),
                                                                          add_special_tokens=False)])
         if "lang" in batch.schema.names:
             langs = [x or "und" for x in batch.column("lang").filter(mask).to_pylist()]

@@ -150,7 +150,7 @@ class _Encoder:
         keep = pc.fill_null(pc.greater(pc.binary_length(texts), 0), False)
         texts, ids = texts.filter(keep), batch.column("post_id").filter(keep)
         n = len(texts)
-        encodings = self.tok.inner.encode_batch_fast(texts.to_pylist(), add_special_tokens=False)
+        encodings = self.tok.inner.encode_batch(texts.to_pylist(), add_special_tokens=False)
         lens = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=n) + 1
         flat = np.empty(int(lens.sum()), dtype=self.dtype)
         starts = np.cumsum(lens) - lens
