@@ -1,20 +1,30 @@
 """The main job, end to end on embedded defaults: the one command a new user runs first.
 
-world -> ingest -> clean -> tokenizer -> shards, then (when the later stages are present)
-pretraining, with a closing summary. Every stage is the same library call its CLI command makes,
-and every stage's output stays in the demo directory so it can be inspected or rerun alone.
+world -> ingest -> clean -> tokenizer -> shards -> pretrain (tiny model, CPU) -> chat data -> SFT ->
+Hugging Face export -> serve. Every stage is the same library call its CLI command makes, and every
+output stays in the demo directory (``demo/``) so it can be inspected or rerun alone:
+
+    demo/world/  posts.parquet  clean.parquet  stats.json  tokenizer/  shards/
+    demo/pretrain/  conversations.jsonl  demo/chat/  demo/hf/  summary.json
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
+from murmur import config as cfgmod
+from murmur.errors import ConfigError
 from murmur.progress import console, format_duration, log
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEMO_PROMPTS = ["Just finished", "Mi receta favorita", "Big game tonight", "New blog post about"]
 
 
 @dataclass
@@ -23,7 +33,7 @@ class StageTimes:
 
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def run(self, name: str, fn, *args, **kwargs):
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         log(f"[bold]== {name}[/bold]" if console.is_terminal else f"== {name}")
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -31,41 +41,96 @@ class StageTimes:
         return out
 
 
-def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2) -> dict:
-    """Run every stage into ``out`` and print a closing summary; returns the summary as a dict."""
+def _config_file(name: str) -> Path:
+    path = CONFIGS / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: demo config not found (run the demo from a checkout of the repository)")
+    return path
+
+
+def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, train_steps: int | None = None,
+             sft_steps: int | None = None, serve: bool = True, port: int = 8000) -> dict:
+    """Run every stage into ``out``, print a closing summary, then serve the chat model.
+
+    ``train_steps`` / ``sft_steps`` override the demo configs' step counts (tests use a few);
+    ``serve=False`` stops after the summary instead of starting the server.
+    """
+    from murmur.chat.data import ConversationDataConfig, build_conversations
+    from murmur.chat.sft import SFTConfig, sft
     from murmur.data.clean import CleanConfig, clean
     from murmur.data.shards import ShardConfig, tokenize_to_shards
     from murmur.data.sources import ingest
     from murmur.data.world import WorldConfig, generate_world
+    from murmur.export import export_hf
+    from murmur.generate import generate_text, load_model
     from murmur.tokenizer import TokenizerConfig, eval_tokenizer, train_tokenizer
+    from murmur.train.config import TrainConfig
+    from murmur.train.data import unigram_bits_per_byte
+    from murmur.train.trainer import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = StageTimes()
-    world_cfg = replace(WorldConfig(), users=users, seed=seed)
-    t.run("generate world", generate_world, out / "world", world_cfg)
+
+    # ---- data: posts in, training corpus out
+    t.run("generate world", generate_world, out / "world", replace(WorldConfig(), users=users, seed=seed))
     ingest_stats = t.run("ingest", ingest, [str(out / "world" / "archives"), str(out / "world" / "api")],
                          out / "posts.parquet", workers=workers)
-    clean_result = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
-                         workers=workers, stats_path=out / "stats.json")
+    cleaned = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
+                    workers=workers, stats_path=out / "stats.json")
     tok = t.run("train tokenizer", train_tokenizer, [out / "clean.parquet"], out / "tokenizer",
                 replace(TokenizerConfig(), seed=seed))
     manifest = t.run("tokenize", tokenize_to_shards, out / "clean.parquet", out / "tokenizer", out / "shards",
                      ShardConfig(), workers=workers)
     tok_eval = eval_tokenizer(out / "tokenizer", out / "clean.parquet")
 
+    # ---- pretraining: the tiny model on CPU
+    overrides = [f"out={out / 'pretrain'}", f"data.shards={out / 'shards'}", f"data.tokenizer={out / 'tokenizer'}",
+                 f"seed={seed}", "resume=false"]
+    if train_steps is not None:
+        overrides += [f"steps={train_steps}", f"eval.every={max(1, train_steps)}",
+                      f"checkpoint.every={max(1, train_steps)}"]
+    train_cfg = cfgmod.load(TrainConfig, _config_file("tiny-cpu.toml"), overrides)
+    trained = t.run("pretrain", train, train_cfg)
+    unigram = unigram_bits_per_byte(out / "shards", out / "tokenizer")
+    model, tokenizer, _ = load_model(out / "pretrain")
+    samples = [generate_text(model, tokenizer, p, 40, temperature=0.8, top_k=50, seed=seed + i)[0]
+               for i, p in enumerate(DEMO_PROMPTS)]
+
+    # ---- chat: conversations, fine-tuning, export
+    conv = t.run("chat data", build_conversations, out / "clean.parquet", out / "conversations.jsonl",
+                 replace(ConversationDataConfig(), seed=seed))
+    sft_overrides = [f"seed={seed}"] + ([f"steps={sft_steps}", f"eval.every={max(1, sft_steps)}",
+                                         f"checkpoint.every={max(1, sft_steps)}"] if sft_steps else [])
+    sft_cfg = cfgmod.load(SFTConfig, _config_file("sft-tiny-cpu.toml"), sft_overrides)
+    tuned = t.run("fine-tune (SFT)", sft, out / "pretrain", out / "conversations.jsonl", out / "chat", sft_cfg)
+    t.run("export to Hugging Face", export_hf, out / "chat", out / "hf")
+
     summary = {
         "posts_in": ingest_stats.posts,
-        "kept": clean_result.kept,
-        "dropped_by_reason": clean_result.dropped_by_reason,
+        "kept": cleaned.kept,
+        "dropped_by_reason": cleaned.dropped_by_reason,
         "vocab_size": tok.vocab_size,
         "train_tokens": manifest.train_tokens,
         "val_tokens": manifest.val_tokens,
         "bytes_per_token": tok_eval["overall"]["bytes_per_token"],
+        "pretrain_steps": trained.steps,
+        "val_loss": trained.val_loss,
+        "val_bits_per_byte": trained.val_bpb,
+        "unigram_bits_per_byte": unigram,
+        "train_tokens_per_s": trained.tokens_per_s,
+        "samples": samples,
+        "conversations": conv.conversations,
+        "sft_val_loss": tuned.val_loss,
         "stage_seconds": t.seconds,
     }
     _print_summary(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if serve:
+        from murmur.serve.api import serve as serve_model
+
+        log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); Ctrl-C stops the server")
+        serve_model(out / "chat", port=port)
     return summary
 
 
@@ -76,10 +141,19 @@ def _print_summary(s: dict) -> None:
     table.add_row("posts in", f"{s['posts_in']:,}")
     table.add_row("posts kept", f"{s['kept']:,} ({100 * s['kept'] / max(s['posts_in'], 1):.1f}%)")
     for reason, n in sorted(s["dropped_by_reason"].items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  dropped: {reason}", f"{n:,}")
+        if n:
+            table.add_row(f"  dropped: {reason}", f"{n:,}")
     table.add_row("tokenizer vocabulary", f"{s['vocab_size']:,}")
     table.add_row("tokens (train / val)", f"{s['train_tokens']:,} / {s['val_tokens']:,}")
     table.add_row("bytes per token (held-out)", f"{s['bytes_per_token']:.2f}")
-    total = sum(s["stage_seconds"].values())
-    table.add_row("time", format_duration(total))
+    table.add_row("pretraining steps", f"{s['pretrain_steps']:,} ({s['train_tokens_per_s']:,.0f} tokens/s)")
+    if s["val_bits_per_byte"] is not None:
+        table.add_row("val bits per byte: model", f"{s['val_bits_per_byte']:.3f}")
+    table.add_row("val bits per byte: unigram baseline", f"{s['unigram_bits_per_byte']:.3f}")
+    if s["sft_val_loss"] is not None:
+        table.add_row("chat fine-tune val loss", f"{s['sft_val_loss']:.3f}")
+    table.add_row("time", format_duration(sum(s["stage_seconds"].values())))
     console.print(table)
+    console.print("[bold]generated posts[/bold]" if console.is_terminal else "generated posts:")
+    for text in s["samples"]:
+        console.print(f"  • {text}", markup=False, highlight=False)
