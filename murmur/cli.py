@@ -228,11 +228,17 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Working directory for every stage's outputs.")] = Path("demo"),
     users: Annotated[int, typer.Option(help="Accounts in the demo world.")] = 3000,
     seed: Annotated[int, typer.Option(help="Seed for the world and every stage.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes for ingest, clean and tokenize.")] = 2,
+    train_steps: Annotated[int | None, typer.Option(help="Pretraining steps (default: configs/tiny-cpu.toml).")] = None,
+    sft_steps: Annotated[int | None, typer.Option(help="Fine-tuning steps (default: configs/sft-tiny-cpu.toml).")] = None,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the chat model at the end.")] = True,
+    port: Annotated[int, typer.Option(help="Port for the server at the end.")] = 8000,
 ) -> None:
-    """The main job: world -> ingest -> clean -> tokenizer -> shards, with a closing summary."""
+    """The main job: world -> ingest -> clean -> tokenizer -> shards -> pretrain -> SFT -> export -> serve."""
     from murmur.demo import run_demo
 
-    run_demo(out, users=users, seed=seed)
+    run_demo(out, users=users, seed=seed, workers=workers, train_steps=train_steps, sft_steps=sft_steps,
+             serve=serve, port=port)
 
 
 # ---------------------------------------------------------------- chat: conversations, fine-tuning, export
