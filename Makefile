@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU wheel of PyTorch; a GPU user installs the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv browser
 
 venv: $(STAMP)
 
@@ -20,9 +20,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/murmur demo --out demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check murmur tests benchmarks
 	$(BIN)/python -m pytest -q -ra tests
+
+# Debian's chromium for the web chat's browser test (the test is skipped where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || { echo "chromium could not be installed: the browser test will be skipped"; [ -z "$$CI" ] || exit 1; }; \
+	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check murmur tests benchmarks
