@@ -94,9 +94,7 @@ class Variant:
     cpu: list[float]  # tokens per CPU second of this process, one per round
 
 
-def make_step(model, loss_fn, device, dtype):
-    opt = build_optimizer(model, OptimSection(lr=1e-4), device)
-
+def make_step(model, loss_fn, opt, device, dtype):
     def step(x, y):
         with autocast(device, dtype):
             loss = loss_fn(x, y)
@@ -137,11 +135,13 @@ def bench_model(name: str, batch: int, seq: int, steps: int, repeats: int, compi
     data = [torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device) for _ in range(steps)]
     batches = [(d[:, :-1], d[:, 1:]) for d in data]
     variants = []
+    opts = {"murmur": build_optimizer(ours, OptimSection(lr=1e-4), device),  # one per model (memory on GPU)
+            "transformers": build_optimizer(theirs, OptimSection(lr=1e-4), device)}
     for compiled in ([False, True] if compile_too else [False]):
         for label, model, loss_fn in (("murmur", ours, murmur_loss), ("transformers", theirs, hf_loss)):
             fn = loss_fn(model)  # forward + fp32 cross-entropy; compiled as one graph for both models
-            variants.append(Variant(label, compiled, make_step(model, torch.compile(fn) if compiled else fn,
-                                                                 device, dtype), [], []))
+            step = make_step(model, torch.compile(fn) if compiled else fn, opts[label], device, dtype)
+            variants.append(Variant(label, compiled, step, [], []))
     for v in variants:  # warm-up (and compilation)
         t = time.perf_counter()
         for x, y in batches[:3]:
