@@ -118,9 +118,68 @@ def save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module
                     trainer_state: dict[str, Any], keep_last: int = 2) -> Path:
     """Save model + optimizer (DCP) and ``trainer_state`` as checkpoint ``step``; prune old ones.
 
-    Every process calls this (each writes its shards); process 0 writes the trainer state and
-    the marker, then renames the directory into place.
+    Every process calls this (each writes its own shards); once all have finished (a barrier),
+    process 0 writes the trainer state and the marker, then renames the directory into place.
     """
+    tmp = _begin(run_dir, step)
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    with _dcp_quiet():
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
+    _barrier()  # every process's shards are on disk before the marker says so
+    final = _finish(run_dir, step, trainer_state, keep_last)
+    _barrier()
+    return final
+
+
+class PendingCheckpoint:
+    """A checkpoint being written in the background (:func:`async_save_checkpoint`).
+
+    It counts only once :meth:`finish` has run on process 0 (the marker and the rename come after
+    every process's shards are written). Call :meth:`finish` on every process before the next save
+    and before exiting; :meth:`done` polls without waiting.
+    """
+
+    def __init__(self, run_dir: Path, step: int, future: Any, trainer_state: dict[str, Any], keep_last: int):
+        self.run_dir, self.step, self.future = run_dir, step, future
+        self.trainer_state, self.keep_last = trainer_state, keep_last
+        self.path: Path | None = None
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def finish(self) -> Path:
+        """Wait for this process's writes; on process 0 (whose save completes only after every
+        process's, DCP gathering their results before it writes the metadata) mark it complete."""
+        if self.path is None:
+            try:
+                self.future.result()
+            except Exception as e:
+                raise CheckpointError(f"{checkpoint_path(self.run_dir, self.step)}: background save failed: "
+                                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            self.path = _finish(self.run_dir, self.step, self.trainer_state, self.keep_last)
+        return self.path
+
+
+def async_save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module,
+                          optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any], keep_last: int = 2,
+                          process_group: Any = None) -> PendingCheckpoint:
+    """Like :func:`save_checkpoint`, but the writing happens in a background thread (``dcp.async_save``).
+
+    The state is copied to CPU memory before this returns, so training may change the weights at
+    once. ``process_group`` should be a gloo group used for nothing else: the background thread
+    runs DCP's collectives on it while the training loop uses the default group.
+    """
+    tmp = _begin(run_dir, step)
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    with _dcp_quiet():
+        future = dcp.async_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp,
+                                process_group=process_group, no_dist=not _distributed())
+    future = getattr(future, "upload_completion", future)  # AsyncSaveResponse in some versions
+    return PendingCheckpoint(Path(run_dir), step, future, dict(trainer_state), keep_last)
+
+
+def _begin(run_dir: str | os.PathLike[str], step: int) -> Path:
+    """Process 0 makes an empty temporary directory for checkpoint ``step``; all wait for it."""
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
     if _rank() == 0:
@@ -128,9 +187,13 @@ def save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     _barrier()
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    with _dcp_quiet():
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
+    return tmp
+
+
+def _finish(run_dir: str | os.PathLike[str], step: int, trainer_state: dict[str, Any], keep_last: int) -> Path:
+    """Process 0: trainer state, the ``_COMPLETE`` marker (fsynced), rename into place, prune."""
+    final = checkpoint_path(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp")
     if _rank() == 0:
         torch.save({**trainer_state, "step": step}, tmp / STATE_FILE)
         with open(tmp / COMPLETE_MARKER, "w") as f:
@@ -141,7 +204,6 @@ def save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module
             shutil.rmtree(final)
         os.replace(tmp, final)
         prune_checkpoints(run_dir, keep_last)
-    _barrier()
     return final
 
 
@@ -238,3 +300,34 @@ def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, mode
         save_file(sd, str(tmp), metadata={"format": "pt", "murmur": "model"})
     write_json(out / CONFIG_FILE, dataclasses.asdict(model_cfg.resolved()))
     return out
+
+
+def consolidate(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                tokenizer_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Write the inference model (``model.safetensors`` + ``config.json``) from a training checkpoint.
+
+    Runs in one process whatever layout wrote the checkpoint (FSDP shards, TP shards, any number of
+    processes): DCP reads every shard into whole tensors. Useful for a run stopped before its end;
+    a finished run already wrote the model (gathered to process 0).
+    """
+    from murmur.model import Transformer, rope_tables
+
+    path = Path(checkpoint)
+    state = read_trainer_state(path)
+    saved = state.get("model_config")
+    if not saved:
+        raise CheckpointError(f"{path}: the checkpoint does not record its model config")
+    mcfg = ModelConfig(**saved)
+    with torch.device("meta"):
+        model = Transformer(mcfg)
+    model.to_empty(device="cpu")  # no random init: every weight is read from the checkpoint
+    c = model.cfg
+    model.rope_cos, model.rope_sin = rope_tables(c.head_dim, c.max_seq_len, c.rope_theta)
+    sd = {"model": get_model_state_dict(model)}
+    try:
+        with _dcp_quiet():
+            dcp.load(sd, checkpoint_id=path, no_dist=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: could not load checkpoint: {str(e).splitlines()[0]}") from None
+    set_model_state_dict(model, sd["model"])
+    return save_inference_model(out_dir, model, mcfg, tokenizer_dir)

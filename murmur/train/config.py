@@ -82,6 +82,51 @@ class EvalSection:
 class CheckpointSection:
     every: int = knob(500, "Save a training checkpoint every N steps (0 = only at the end and on signals).")
     keep_last: int = knob(2, "Keep the newest K checkpoints (older ones are deleted).")
+    async_save: bool = knob(False, "Write checkpoints in a background thread (dcp.async_save) while training "
+                                   "goes on; the state is first copied to CPU memory. Pretraining only.")
+
+
+@dataclass(frozen=True)
+class GuardSection:
+    """Skip bad steps, roll back after repeated ones (see docs/training.md, "Loss spikes and NaN")."""
+
+    enabled: bool = knob(True, "Check each step's loss (averaged over all processes) before the optimizer step "
+                               "and skip the step when it is NaN/inf or a spike.")
+    spike_factor: float = knob(2.0, "A loss above this many times the running mean is a spike (0 = only "
+                                    "NaN/inf count).")
+    window: int = knob(50, "Accepted steps in the running mean (spikes are looked for once 10 of them, or all "
+                           "of a smaller window, exist).")
+    max_skips: int = knob(3, "Bad steps in a row before rolling back to the newest checkpoint and moving the "
+                             "data past the offending batches.")
+    max_rollbacks: int = knob(3, "Rollbacks in one run before it stops as diverged.")
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The ``[parallel]`` section: how the model is spread over the processes of a run.
+
+    Defined here (no torch) so configs load instantly; :mod:`murmur.train.parallel` applies it.
+    """
+
+    dp_replicate: int = knob(1, "Data-parallel replicas (DDP, or the replicate dimension of HSDP; across nodes).")
+    dp_shard: int = knob(-1, "FSDP shard group size (-1 = the rest of the world after dp_replicate and tp).")
+    tp: int = knob(1, "Tensor-parallel degree (keep within one node: it all-reduces every layer).")
+    fsdp_reshard_after_forward: Literal["default", "always", "never"] = knob(
+        "default", "Free gathered parameters after forward: default = every block but the last (saves memory "
+                   "at the cost of a second all-gather in backward), always, or never (ZeRO-2 like).")
+    activation_checkpointing: Literal["none", "selective", "full"] = knob(
+        "none", "Recompute activations in backward: none, selective (keep matmul and attention outputs, "
+                "recompute norms and pointwise ops), or full (keep only each block's input).")
+    compile: bool = knob(False, "torch.compile each transformer block (in `murmur train`, set the top-level "
+                                "`compile` knob instead).")
+    param_dtype: Literal["auto", "bf16", "fp32"] = knob(
+        "auto", "Compute dtype of parameters under FSDP (auto = bf16 on GPU, fp32 on CPU; in `murmur train`, "
+                "auto follows the top-level `dtype`).")
+    reduce_dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "Dtype of gradient reduction (auto = fp32).")
+    loss_parallel: bool = knob(True, "With tp > 1, keep logits sharded over the vocabulary and compute the "
+                                     "cross-entropy in parallel (no all-gather of [batch, seq, vocab] logits).")
+    collective_timeout_s: float = knob(600.0, "Seconds a collective may wait before the job fails (hung rank).")
+    backend: Literal["auto", "nccl", "gloo"] = knob("auto", "Process group backend (auto = nccl on CUDA, else gloo).")
 
 
 @dataclass(frozen=True)
@@ -91,12 +136,17 @@ class TrainConfig:
     out: str = knob("runs/run", "Run directory: config, metrics, checkpoints and the final model.")
     steps: int = knob(1000, "Optimizer steps to train for.")
     seed: int = knob(0, "Seed for the weights, the data order and the samples.")
-    dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "auto = bf16 autocast on CUDA and bf16-capable CPUs, "
-                                                          "else fp32.")
-    compile: bool = knob(False, "torch.compile the model (slow to start; faster steps).")
+    dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "Compute dtype: auto = bf16 on CUDA and bf16-capable "
+                                                          "CPUs, else fp32 (weights and AdamW stay fp32).")
+    compile: bool = knob(False, "torch.compile each transformer block (slow to start; faster steps). The one "
+                                "compile switch of a run (parallel.compile follows it).")
     device: str = knob("auto", "auto, cpu, cuda or cuda:N.")
     log_every: int = knob(10, "Log a line (and a metrics.jsonl record) every N steps.")
-    resume: bool = knob(False, "Continue from the newest complete checkpoint in `out`.")
+    resume: bool = knob(False, "Continue from the newest complete checkpoint in `out` (start from scratch when "
+                               "there is none: safe to pass on every launch and restart).")
+    meta_init: Literal["auto", "on", "off"] = knob(
+        "auto", "Build the model on the meta device and initialise only this process's shards (on), or build "
+                "it whole on every process (off); auto = on when the model is sharded and over 500M parameters.")
     tensorboard: bool = knob(False, "Also write TensorBoard events to <out>/tb (needs the tensorboard package).")
     model: ModelSection = knob(ModelSection(), "Model shape.")
     data: DataSection = knob(DataSection(), "Training data.")
@@ -105,10 +155,15 @@ class TrainConfig:
     batch: BatchSection = knob(BatchSection(), "Batch size and gradient accumulation.")
     eval: EvalSection = knob(EvalSection(), "Validation and samples.")
     checkpoint: CheckpointSection = knob(CheckpointSection(), "Training checkpoints.")
+    guard: GuardSection = knob(GuardSection(), "Loss spike and NaN guard.")
+    parallel: ParallelConfig = knob(ParallelConfig(), "Data, fully sharded and tensor parallelism (torchrun).")
 
 
 def grad_accum_steps(cfg: TrainConfig, world_size: int = 1) -> int:
-    """Micro-batches per process per step so one step sees about ``batch.tokens_per_step`` tokens."""
+    """Micro-batches per process per step so one step sees about ``batch.tokens_per_step`` tokens.
+
+    ``world_size`` is the number of data-parallel processes (tensor-parallel ranks share their rows).
+    """
     per_pass = cfg.batch.micro_batch * cfg.data.seq_len * world_size
     if cfg.batch.tokens_per_step <= 0:
         return 1

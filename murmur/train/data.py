@@ -1,10 +1,12 @@
 """Training and validation batches as tensors, over the window order of :mod:`murmur.train.sampler`.
 
 At step ``s`` the global batch of ``G`` windows has start offsets drawn from a generator seeded by
-``(seed, s)``; process ``rank`` of ``world`` takes rows ``rank::world`` (``sampler``). The data a
+``(seed, s)``; data-parallel process ``rank`` of ``world`` takes rows ``rank::world``. That logic lives
+in :mod:`murmur.train.sampler` only; this module turns its offsets into tensors. The data a
 step sees thus never depends on the number of processes or on where a run was resumed, and the
-"sampler position" stored in a checkpoint is just the step. Windows may cross post boundaries; every post
-starts with the document token, so the model learns where posts begin.
+"sampler position" stored in a checkpoint is the step (plus the loss guard's data offset, when it
+skipped batches: the trainer reads batch ``step + offset``). Windows may cross post boundaries;
+every post starts with the document token, so the model learns where posts begin.
 
 Validation uses fixed, evenly spaced windows over the val split, identical at every evaluation.
 """
@@ -43,11 +45,14 @@ class WindowSampler:
             raise InputError(f"the {self.shards.split} split has {self.shards.num_tokens} tokens, fewer than one "
                              f"window of {self.seq_len + 1}; lower data.seq_len or add data", self.shards.directory)
 
+    def starts(self, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """Start offsets of the windows this process reads at ``step`` (:func:`sampler.rank_window_starts`)."""
+        return rank_window_starts(self.seed, step, self.global_batch, self.shards.num_tokens, self.seq_len,
+                                  rank, world)
+
     def step_batch(self, step: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), each [global_batch / world, seq_len] int64, for this process at ``step``."""
-        starts = rank_window_starts(self.seed, step, self.global_batch, self.shards.num_tokens, self.seq_len,
-                                    rank, world)
-        return _stack(self.shards, starts, self.seq_len)
+        return _stack(self.shards, self.starts(step, rank, world), self.seq_len)
 
     def micro_batches(self, step: int, micro_batch: int, rank: int = 0, world: int = 1
                       ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -68,8 +73,15 @@ def eval_windows(shards: TokenShards, seq_len: int, count: int) -> np.ndarray:
 
 def eval_batches(shards: TokenShards, seq_len: int, micro_batch: int, batches: int, rank: int = 0,
                  world: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """This process's share of the fixed validation windows, as micro-batches."""
-    starts = eval_windows(shards, seq_len, micro_batch * batches)[rank::world]
+    """This process's share of the fixed validation windows, as micro-batches.
+
+    The windows are rounded down to a multiple of ``world`` (when there are that many), so every
+    process runs the same number of forward passes: under FSDP or TP each pass is a collective.
+    """
+    starts = eval_windows(shards, seq_len, micro_batch * batches)
+    if len(starts) >= world:
+        starts = starts[: len(starts) - len(starts) % world]
+    starts = starts[rank::world]
     out = []
     for i in range(0, len(starts), micro_batch):
         out.append(_stack(shards, starts[i:i + micro_batch], seq_len))

@@ -26,39 +26,16 @@ import datetime
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from murmur.config import knob
 from murmur.errors import ConfigError
+from murmur.train.config import ParallelConfig  # the [parallel] section
 
 DIM_NAMES = ("dp_replicate", "dp_shard", "tp")
-
-
-@dataclass(frozen=True)
-class ParallelConfig:
-    """The ``[parallel]`` section: how the model is spread over the processes of a run."""
-
-    dp_replicate: int = knob(1, "Data-parallel replicas (DDP, or the replicate dimension of HSDP; across nodes).")
-    dp_shard: int = knob(-1, "FSDP shard group size (-1 = the rest of the world after dp_replicate and tp).")
-    tp: int = knob(1, "Tensor-parallel degree (keep within one node: it all-reduces every layer).")
-    fsdp_reshard_after_forward: Literal["default", "always", "never"] = knob(
-        "default", "Free gathered parameters after forward: default = every block but the last (saves memory "
-                   "at the cost of a second all-gather in backward), always, or never (ZeRO-2 like).")
-    activation_checkpointing: Literal["none", "selective", "full"] = knob(
-        "none", "Recompute activations in backward: none, selective (keep matmul and attention outputs, "
-                "recompute norms and pointwise ops), or full (keep only each block's input).")
-    compile: bool = knob(False, "torch.compile each transformer block.")
-    param_dtype: Literal["auto", "bf16", "fp32"] = knob(
-        "auto", "Compute dtype of parameters under FSDP (auto = bf16 on GPU, fp32 on CPU).")
-    reduce_dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "Dtype of gradient reduction (auto = fp32).")
-    loss_parallel: bool = knob(True, "With tp > 1, keep logits sharded over the vocabulary and compute the "
-                                     "cross-entropy in parallel (no all-gather of [batch, seq, vocab] logits).")
-    collective_timeout_s: float = knob(600.0, "Seconds a collective may wait before the job fails (hung rank).")
-    backend: Literal["auto", "nccl", "gloo"] = knob("auto", "Process group backend (auto = nccl on CUDA, else gloo).")
 
 
 # ---------------------------------------------------------------- processes and meshes

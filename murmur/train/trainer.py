@@ -1,23 +1,33 @@
 """The pretraining loop: read a TrainConfig, train, evaluate, checkpoint, write the final model.
 
 One step, top to bottom (:meth:`Trainer.train_step`): set the scheduled learning rate; for each
-micro-batch of this process's rows of the step's global batch, forward under autocast and
-backward the loss divided by the accumulation count; clip the global gradient norm; AdamW step.
+micro-batch of this process's rows of the step's global batch, forward and backward the loss
+divided by the accumulation count (only the last micro-batch reduces gradients across processes);
+clip the global gradient norm; ask the loss guard; AdamW step.
+
+The same code runs one process and a torchrun job: :func:`parallel.init_distributed` joins the job
+(or returns a one-process world), :func:`parallel.build_mesh` lays the processes out, the model is
+built (whole, or on the meta device and materialized shard by shard) and
+:func:`parallel.parallelize` applies TP, activation checkpointing, compile and FSDP2/HSDP or DDP.
+Process 0 logs and writes metrics; every process writes its own checkpoint shards.
 
 Everything is checked before any compute starts (config, shards, tokenizer, context length,
-checkpoint shape), so a mistake costs one line, not a crashed run. Distribution is applied in one
-place (:func:`parallelize`, identity on one process today); the data order depends only on
-(seed, step), so the checkpoint's "sampler position" is the step.
+layout, checkpoint shape), so a mistake costs one line, not a crashed run. The data order depends
+only on (seed, index) with index = step + the guard's data offset, so that pair is the checkpoint's
+"sampler position".
 
 SIGINT / SIGTERM (Ctrl-C, Slurm preemption, torchrun shutdown) finish the current step, save a
-checkpoint and return; a second SIGINT aborts at once.
+checkpoint and return; a second SIGINT aborts at once. A collective that times out or loses its
+peer becomes a one-line :class:`MurmurError` naming this process and what it was doing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
+import os
 import signal
 import threading
 import time
@@ -27,7 +37,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from murmur import config as cfgmod
 from murmur.data.shards_format import TokenShards
@@ -35,13 +44,19 @@ from murmur.errors import CheckpointError, ConfigError, InputError, MurmurError
 from murmur.model import ModelConfig, Transformer, flops_per_token, num_params, preset
 from murmur.progress import format_duration, log
 from murmur.train import checkpoint as ckpt
-from murmur.train.config import TrainConfig, grad_accum_steps
+from murmur.train.config import ParallelConfig, TrainConfig, grad_accum_steps
 from murmur.train.data import WindowSampler, bits_per_byte, eval_batches, split_bytes
+from murmur.train.guard import LossGuard, rollback_offset
 from murmur.train.metrics import MetricsLogger, mfu, peak_flops, truncate_metrics
 from murmur.train.optim import build_optimizer, lr_at, set_lr
 
 CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
+META_INIT_PARAMS = 500_000_000  # meta_init = auto builds sharded models above this on the meta device
+
+# Test hooks (environment variables, read once per run; see docs/training.md, "Testing hooks"):
+NAN_BATCHES_ENV = "MURMUR_TEST_NAN_BATCHES"  # "5,6": process 0's loss is NaN on these data batches
+TRACE_DATA_ENV = "MURMUR_TEST_TRACE_DATA"  # a directory: each process appends the windows it reads
 
 
 @dataclass
@@ -108,23 +123,37 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     return mcfg
 
 
-def parallelize(model: nn.Module, device: torch.device, compile_model: bool) -> nn.Module:
-    """The one place a model becomes the model that trains: device placement, (later) FSDP/TP, compile.
+def run_parallel_config(cfg: TrainConfig, dtype: torch.dtype) -> ParallelConfig:
+    """The ``[parallel]`` section as the trainer applies it: the run's one ``compile`` switch, and
+    ``param_dtype = auto`` following the run's ``dtype`` (so FSDP casts, or :func:`forward_context`
+    autocasts, exactly once)."""
+    p = cfg.parallel
+    if p.compile:
+        raise ConfigError("parallel.compile is set by the top-level `compile` knob in `murmur train`; "
+                          "write compile = true instead")
+    param = p.param_dtype if p.param_dtype != "auto" else ("bf16" if dtype == torch.bfloat16 else "fp32")
+    return dataclasses.replace(p, compile=cfg.compile, param_dtype=param)
 
-    Returns the module to call for training; parameters are shared with ``model``, which stays the
-    handle for state dicts and sampling (a compiled module would recompile for the KV-cache path).
-    """
-    model.to(device)
-    if compile_model:
-        return torch.compile(model)
-    return model
 
+def join_job(cfg: TrainConfig) -> tuple[Any, torch.device]:
+    """(World, device): join the torchrun job (process group with ``parallel.collective_timeout_s``)
+    or, without torchrun's environment, a one-process world on ``cfg.device``."""
+    from murmur.train.parallel import init_distributed
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size): (0, 1) unless a process group is initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    pcfg = cfg.parallel
+    if cfg.device == "cpu" and pcfg.backend == "auto":
+        pcfg = dataclasses.replace(pcfg, backend="gloo")
+    multi = "RANK" in os.environ or "WORLD_SIZE" in os.environ
+    if not multi:
+        device = resolve_device(cfg.device)
+        return init_distributed(pcfg), device
+    if cfg.device.startswith("cuda:"):
+        raise ConfigError(f"device={cfg.device!r} names one GPU, but this is a torchrun job where each process "
+                          "takes cuda:LOCAL_RANK; use device=auto or cuda")
+    if cfg.device == "cuda":
+        resolve_device("cuda")  # fails clearly without CUDA
+    world = init_distributed(pcfg)
+    return world, torch.device("cpu") if cfg.device == "cpu" else world.device
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -140,6 +169,39 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
     return t
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor from a loss that may be a replicated DTensor (loss parallelism); no host sync."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def collective_error(e: BaseException, rank: int, doing: str, timeout_s: float) -> MurmurError | None:
+    """A one-line error for a failed collective (timeout or lost peer), or None for other errors.
+
+    A hung or dead process shows up on the others as a collective that never completes: after
+    ``parallel.collective_timeout_s`` the backend raises, and this names who noticed and where.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or not isinstance(e, RuntimeError):
+        return None
+    text = str(e)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    low = text.lower()
+    if "timed out" in low or "timeout" in low:
+        return MurmurError(f"rank {rank}: collective timed out after {timeout_s:g}s during {doing}: another "
+                           f"process is hung or dead (see its log); raise parallel.collective_timeout_s if it "
+                           f"is only slow [{first[:160]}]")
+    if any(k in low for k in ("connection closed", "connection reset", "broken pipe", "peer", "socket")):
+        return MurmurError(f"rank {rank}: lost contact with another process during {doing}: it probably died "
+                           f"(see its log) [{first[:160]}]")
+    return None
 
 
 # ---------------------------------------------------------------- signals
@@ -172,8 +234,9 @@ class Trainer:
     """A pretraining run. Construction validates everything; :meth:`run` trains."""
 
     def __init__(self, cfg: TrainConfig):
+        from murmur.train.parallel import mesh_shape
+
         self.cfg = cfg
-        self.rank, self.world = dist_info()
         self.out = Path(cfg.out)
         self._check_numbers()
         if not cfg.data.shards:
@@ -182,16 +245,26 @@ class Trainer:
         self.val_shards = TokenShards(cfg.data.shards, "val")
         self.tokenizer_dir, self.tokenizer = self._load_tokenizer()
         self.model_cfg = model_config(cfg, self.train_shards.vocab_size)
-        self.accum = grad_accum_steps(cfg, self.world)
-        self.global_batch = cfg.batch.micro_batch * self.accum * self.world
+        self._owns_process_group = not (dist.is_available() and dist.is_initialized())
+        self.proc, self.device = join_job(cfg)
+        self.rank, self.world = self.proc.rank, self.proc.world_size
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.pcfg = run_parallel_config(cfg, self.dtype)
+        self.layout = mesh_shape(self.pcfg, self.world)
+        # Tensor-parallel ranks (consecutive, tp innermost) share their data-parallel rank and rows.
+        self.dp_rank, self.dp_size = self.rank // self.layout["tp"], self.world // self.layout["tp"]
+        self.accum = grad_accum_steps(cfg, self.dp_size)
+        self.global_batch = cfg.batch.micro_batch * self.accum * self.dp_size
         self.sampler = WindowSampler(self.train_shards, cfg.data.seq_len, self.global_batch, cfg.seed)
         self.val = eval_batches(self.val_shards, cfg.data.seq_len, cfg.batch.micro_batch, max(cfg.eval.batches, 1),
-                                self.rank, self.world)
+                                self.dp_rank, self.dp_size)
         self.val_bytes = split_bytes(self.val_shards, self.tokenizer)
         self.resume_from = self._find_resume()
-        self.device = resolve_device(cfg.device)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.flops_per_token = flops_per_token(self.model_cfg, cfg.data.seq_len)
+        self._nan_batches = {int(v) for v in os.environ.get(NAN_BATCHES_ENV, "").split(",") if v.strip()}
+        self._trace_dir = os.environ.get(TRACE_DATA_ENV) or None
+        self._doing = "setup"  # what the process is doing, for collective errors
+        self.pending: ckpt.PendingCheckpoint | None = None  # a checkpoint being written in the background
 
     def _log(self, message: str) -> None:
         """A log line from process 0 only (every process runs the same loop)."""
@@ -213,6 +286,13 @@ class Trainer:
             raise ConfigError(f"optim.lr must be positive (got {c.optim.lr})")
         if len(c.optim.betas) != 2:
             raise ConfigError(f"optim.betas needs two numbers (got {c.optim.betas})")
+        g = c.guard
+        if g.window < 1 or g.max_skips < 1 or g.max_rollbacks < 0 or g.spike_factor < 0:
+            raise ConfigError(f"guard.window ({g.window}) and guard.max_skips ({g.max_skips}) must be >= 1, "
+                              f"guard.max_rollbacks ({g.max_rollbacks}) and guard.spike_factor "
+                              f"({g.spike_factor}) >= 0")
+        if c.parallel.collective_timeout_s <= 0:
+            raise ConfigError(f"parallel.collective_timeout_s must be positive (got {c.parallel.collective_timeout_s})")
 
     def _load_tokenizer(self) -> tuple[Path, Any]:
         from murmur.tokenizer import load_tokenizer
@@ -230,7 +310,7 @@ class Trainer:
         if want and tok.sha256 != want:
             raise InputError(f"the tokenizer in {source} is not the one the shards were made with "
                              "(tokenizer_sha256 differs)", shards.directory / "manifest.json", field="tokenizer_sha256")
-        return Path(source), tok
+        return Path(tok.path or source), tok
 
     def _find_resume(self) -> Path | None:
         """The checkpoint to resume from (checked against this model's shape), or None."""
@@ -249,23 +329,35 @@ class Trainer:
     # -- setup (compute starts here)
     def _setup(self) -> None:
         cfg = self.cfg
+        from murmur.train.parallel import build_mesh, data_parallel_rank, materialize, parallelize
+
         torch.manual_seed(cfg.seed)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for whatever still runs in fp32
-        with torch.device(self.device):
+        self.mesh = build_mesh(self.pcfg, self.proc)
+        assert data_parallel_rank(self.mesh) == (self.dp_rank, self.dp_size)
+        self.meta_init = self._use_meta_init()
+        # Every process builds the same whole model from the seed (and parallelize keeps its own
+        # shards), or, for big sharded models, builds it on the meta device and initialises only
+        # its own shards after sharding (not bit-identical to a one-process init, same distribution).
+        with torch.device("meta" if self.meta_init else self.device):
             self.model = Transformer(self.model_cfg)
-        self.train_model = parallelize(self.model, self.device, cfg.compile)
+        parallelize(self.model, self.mesh, self.pcfg)
+        if self.meta_init:
+            materialize(self.model, self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
         self.tokens_seen = 0
+        self.data_offset = 0  # the batch a step reads is step + data_offset (the guard skips batches)
+        self.guard = LossGuard(cfg.guard)
         self._last_saved = -1
+        self.pending: ckpt.PendingCheckpoint | None = None
+        # DCP's background collectives get a gloo group of their own (never the training group).
+        self.ckpt_group = dist.new_group(backend="gloo") \
+            if cfg.checkpoint.async_save and self.world > 1 else None
         if self.resume_from is not None:
-            state = ckpt.load_checkpoint(self.resume_from, self.model, self.optimizer, self.model_cfg)
-            self.step = int(state["step"])
-            self.tokens_seen = int(state.get("tokens", 0))
-            self._last_saved = self.step
-            ckpt.set_rng_state(state["rng"])
+            self._load(self.resume_from)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             cfgmod.dump_toml(cfg, self.out / CONFIG_NAME)
@@ -276,6 +368,24 @@ class Trainer:
         self.metrics = MetricsLogger(self.out / METRICS_NAME, self.out / "tb" if cfg.tensorboard else None) \
             if self.rank == 0 else None
         self.peak = peak_flops(self.device, self.dtype)
+
+    def _use_meta_init(self) -> bool:
+        sharded = self.world > 1 and (self.layout["dp_shard"] > 1 or self.layout["tp"] > 1)
+        if self.cfg.meta_init == "auto":
+            return sharded and num_params(self.model_cfg) > META_INIT_PARAMS
+        return self.cfg.meta_init == "on"
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        """Weights, AdamW state, step, data offset, guard and RNG from a checkpoint (any layout wrote it)."""
+        self._doing = f"loading {path}"
+        state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.model_cfg)
+        self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens", 0))
+        self.data_offset = int(state.get("data_offset", 0))
+        self.guard.load_state_dict(state.get("guard", {}))
+        self._last_saved = self.step
+        ckpt.set_rng_state(state["rng"])
+        return state
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.metrics is not None:
@@ -289,39 +399,132 @@ class Trainer:
         self._log(
             f"train: {start}; model {c.model.preset} ({n / 1e6:.1f}M params, dim {m.dim}, {m.n_layers} layers, "
             f"vocab {m.vocab_size:,}); {self.train_shards.num_tokens:,} train tokens; "
-            f"{tokens_per_step:,} tokens/step = {self.world} x {self.accum} x {c.batch.micro_batch} x {c.data.seq_len}; "
-            f"{c.steps} steps; {self.device} {str(self.dtype).removeprefix('torch.')}"
+            f"{tokens_per_step:,} tokens/step = {self.dp_size} x {self.accum} x {c.batch.micro_batch} x {c.data.seq_len}; "
+            f"{c.steps} steps; {self._layout_text()}; {self.device} {str(self.dtype).removeprefix('torch.')}"
             f"{' compiled' if c.compile else ''}; out {self.out}")
 
+    def _layout_text(self) -> str:
+        if self.world == 1:
+            return "1 process"
+        r, sh, t = (self.layout[k] for k in ("dp_replicate", "dp_shard", "tp"))
+        parts = []
+        if sh > 1 or (r > 1 and t > 1):
+            parts.append(f"HSDP {r} x {sh}" if r > 1 else f"FSDP2 x {sh}")
+        elif r > 1:
+            parts.append(f"DDP x {r}")
+        if t > 1:
+            parts.append(f"TP x {t}")
+        meta = ", meta-device init" if self.meta_init else ""
+        return f"{self.world} processes ({' + '.join(parts) or 'replicated'}{meta})"
+
     # -- one step
-    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step at ``step``; returns (mean loss, grad norm) as tensors (no sync)."""
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, str | None]:
+        """One optimizer step at ``step`` on batch ``step + data_offset``.
+
+        Returns (this process's mean loss, global grad norm) as tensors, and why the loss guard
+        skipped the step (None when the optimizer stepped). Without the guard there is no host sync.
+        """
+        from murmur.train.parallel import clip_grad_norm_, forward_context, gradient_sync, micro_batch_syncs
+
         cfg = self.cfg
         set_lr(self.optimizer, lr_at(step, cfg.steps, cfg.optim.lr, cfg.schedule))
-        batches = self.sampler.micro_batches(step, cfg.batch.micro_batch, self.rank, self.world)
+        index = step + self.data_offset
+        self._doing = f"step {step + 1} (forward/backward: parameter all-gathers, gradient reductions)"
+        batches = self.sampler.micro_batches(index, cfg.batch.micro_batch, self.dp_rank, self.dp_size)
+        if self._trace_dir:
+            self._trace(step, index)
         loss_sum = torch.zeros((), device=self.device)
-        for x, y in batches:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with autocast(self.device, self.dtype):
-                loss = self.train_model(x, y)
-            (loss / len(batches)).backward()
-            loss_sum += loss.detach()
+        for i, sync in micro_batch_syncs(len(batches)):
+            x, y = (t.to(self.device, non_blocking=True) for t in batches[i])
+            # Only the last micro-batch reduces gradients; forward and backward both run inside
+            # forward_context (loss parallelism, and bf16 autocast where FSDP does not cast).
+            with gradient_sync(self.model, sync), forward_context(self.model, self.pcfg, self.device):
+                loss = self.model(x, y)
+                if index in self._nan_batches and self.rank == 0:
+                    loss = loss * float("nan")  # test hook: a poisoned batch on one process
+                (loss / len(batches)).backward()
+            loss_sum += _plain(loss.detach())
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(self.params, max_norm)
+        grad_norm = clip_grad_norm_(self.params, max_norm)
+        loss = loss_sum / len(batches)
+        if cfg.guard.enabled:
+            self._doing = f"step {step + 1} (loss all-reduce for the guard)"
+            global_loss = float(_all_reduce_sum(loss.detach().clone()) / self.world)
+            reason = self.guard.check(global_loss, float(grad_norm))
+            if reason is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                return loss, grad_norm, reason
+            self.guard.accept(global_loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum / len(batches), grad_norm
+        return loss, grad_norm, None
+
+    def _trace(self, step: int, index: int) -> None:
+        """Test hook: append the windows this process reads to ``$MURMUR_TEST_TRACE_DATA/rank_R.jsonl``."""
+        starts = self.sampler.starts(index, self.dp_rank, self.dp_size)
+        path = Path(self._trace_dir) / f"rank_{self.rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "index": index, "dp_rank": self.dp_rank, "dp_size": self.dp_size,
+                                "starts": starts.tolist()}) + "\n")
+
+    def _skip(self, reason: str) -> None:
+        """A step the guard refused: move the data past its batch; roll back after too many in a row."""
+        index = self.step + self.data_offset
+        self.data_offset += 1
+        rollback = self.guard.skip()
+        self._log(f"step {self.step + 1}: skipped ({reason}) on data batch {index}; "
+                  f"{self.guard.streak} bad step(s) in a row")
+        self._record({"kind": "event", "event": "skip", "step": self.step, "data_index": index, "reason": reason})
+        if rollback:
+            self._rollback(index, reason)
+
+    def _rollback(self, last_bad: int, reason: str) -> None:
+        """Reload the newest checkpoint and move the data past the last bad batch (all processes)."""
+        self._finish_pending()
+        _barrier()
+        path = ckpt.latest_checkpoint(self.out)
+        n = self.guard.streak
+        if path is None:
+            raise MurmurError(f"training diverged: {n} bad steps in a row at step {self.step + 1} ({reason}) and no "
+                              "checkpoint to roll back to; lower optim.lr, raise schedule.warmup or set "
+                              "checkpoint.every")
+        rollbacks, skipped = self.guard.rollbacks + 1, self.guard.skipped
+        if rollbacks > self.cfg.guard.max_rollbacks:
+            raise MurmurError(f"training diverged: {n} bad steps in a row at step {self.step + 1} ({reason}) after "
+                              f"{rollbacks - 1} rollback(s) (guard.max_rollbacks); lower optim.lr or raise "
+                              "schedule.warmup")
+        at = self.step
+        self._load(path)
+        self.guard.rollbacks, self.guard.skipped, self.guard.streak = rollbacks, skipped, 0
+        self.data_offset = rollback_offset(self.step, last_bad)
+        if self.metrics is not None:  # records after the checkpoint describe steps that no longer exist
+            self.metrics.close()
+            truncate_metrics(self.out / METRICS_NAME, self.step)
+            self.metrics = MetricsLogger(self.out / METRICS_NAME, self.out / "tb" if self.cfg.tensorboard else None)
+        self._log(f"rolled back from step {at} to {path.name} after {n} bad steps; the data moves on to batch "
+                  f"{self.step + self.data_offset} (offset {self.data_offset}); rollback {rollbacks} of at most "
+                  f"{self.cfg.guard.max_rollbacks}")
+        self._record({"kind": "event", "event": "rollback", "step": self.step, "from_step": at,
+                      "data_offset": self.data_offset, "last_bad_batch": last_bad, "reason": reason})
 
     # -- evaluation
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float | None]:
-        """(validation loss in nats/token, bits per byte) over the fixed validation windows."""
+        """(validation loss in nats/token, bits per byte) over the fixed validation windows.
+
+        Each data-parallel process scores its share (the same number of passes on every process);
+        the sums are all-reduced (tensor-parallel ranks add identical copies, which cancel in the ratio).
+        """
+        from murmur.train.parallel import forward_context
+
+        self._doing = f"evaluation at step {self.step}"
         self.model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for x, y in self.val:
             x, y = x.to(self.device), y.to(self.device)
-            with autocast(self.device, self.dtype):
-                loss = self.model(x, y)
+            with forward_context(self.model, self.pcfg, self.device):
+                loss = _plain(self.model(x, y))
             total += torch.stack([loss.double() * y.numel(), torch.tensor(y.numel(), device=self.device)])
         self.model.train()
         total = _all_reduce_sum(total)
@@ -331,15 +534,22 @@ class Trainer:
     def samples(self, step: int) -> list[str]:
         """A few posts generated from ``<|doc|>`` (seeded by the run's seed and the step)."""
         from murmur.generate import generate
+        from murmur.train.parallel import forward_context
 
         n = self.cfg.eval.samples
-        if n <= 0 or self.rank != 0:
+        # Under FSDP/DDP every process runs the same generation (its forward passes are collectives);
+        # vocabulary-sharded logits (TP) are not sampled from.
+        if n <= 0 or self.layout["tp"] > 1:
             return []
-        with autocast(self.device, self.dtype):
+        self._doing = f"sampling at step {step}"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(forward_context(self.model, self.pcfg, self.device))
+            if self.cfg.compile:  # the KV-cache path would recompile every block: run it eagerly
+                stack.enter_context(torch.compiler.set_stance("force_eager"))
             outs = generate(self.model, [[self.tokenizer.doc_id]] * n, self.cfg.eval.sample_tokens,
                             temperature=self.cfg.eval.temperature, top_k=50, seed=self.cfg.seed * 1_000_003 + step,
                             stop_ids=(self.tokenizer.doc_id,))
-        return [self.tokenizer.decode(o) for o in outs]
+        return [self.tokenizer.decode(o) for o in outs] if self.rank == 0 else []
 
     def _eval_and_sample(self, step: int) -> tuple[float, float | None]:
         val_loss, bpb = self.evaluate()
@@ -352,92 +562,181 @@ class Trainer:
         return val_loss, bpb
 
     def _save(self, step: int) -> None:
+        """Checkpoint ``step`` (every process writes its shards); in the background with async_save."""
+        self._finish_pending()  # one save in flight at a time
         t = time.perf_counter()
+        self._doing = f"checkpoint at step {step}"
         state = {"tokens": self.tokens_seen, "rng": ckpt.rng_state(),
                  "model_config": dataclasses.asdict(self.model_cfg),
                  "scheduler": {"kind": self.cfg.schedule.kind, "lr": self.optimizer.param_groups[0]["lr"],
                                "total_steps": self.cfg.steps},
                  "sampler": {"seed": self.cfg.seed, "step": step, "global_batch": self.global_batch},
+                 "data_offset": self.data_offset, "guard": self.guard.state_dict(),
+                 "world": {"processes": self.world, **self.layout},
                  "config": cfgmod.to_dict(self.cfg)}
         self._last_saved = step
-        path = ckpt.save_checkpoint(self.out, step, self.model, self.optimizer, state, self.cfg.checkpoint.keep_last)
+        keep = self.cfg.checkpoint.keep_last
+        if self.cfg.checkpoint.async_save:
+            self.pending = ckpt.async_save_checkpoint(self.out, step, self.model, self.optimizer, state, keep,
+                                                      process_group=self.ckpt_group)
+            self._log(f"checkpoint step {step}: copied in {time.perf_counter() - t:.1f}s, writing in the background")
+            return
+        path = ckpt.save_checkpoint(self.out, step, self.model, self.optimizer, state, keep)
         self._log(f"checkpoint {path} ({time.perf_counter() - t:.1f}s)")
 
+    def _finish_pending(self, wait: bool = True) -> None:
+        """Complete the background save (marker + rename on process 0) once written; wait unless told not to."""
+        if self.pending is None or (not wait and not self.pending.done()):
+            return
+        t = time.perf_counter()
+        path = self.pending.finish()
+        self.pending = None
+        self._log(f"checkpoint {path} complete" + (f" (waited {time.perf_counter() - t:.1f}s)" if wait else ""))
+
     # -- the loop
-    def run(self) -> TrainResult:
+    def _log_interval(self, meter: Meter, grad_norm: torch.Tensor) -> None:
+        """The log line and metrics record for the steps since the last one."""
         cfg = self.cfg
+        self._doing = f"step {self.step} (loss all-reduce for the log)"
+        loss = float(_all_reduce_sum(meter.loss / meter.steps) / self.world)
+        if not math.isfinite(loss):
+            raise MurmurError(f"training diverged: loss is {loss} at step {self.step}; "
+                              "lower optim.lr or raise schedule.warmup")
+        tok_s = meter.tokens_per_s()
+        mfu_value = mfu(tok_s / self.world, self.flops_per_token, self.peak)
+        lr = self.optimizer.param_groups[0]["lr"]
+        eta = (cfg.steps - self.step) * meter.seconds_per_step()
+        mfu_text = f" | MFU {mfu_value:.1%}" if mfu_value is not None else ""
+        self._log(f"step {self.step}/{cfg.steps} | loss {loss:.4f} | lr {lr:.2e} | grad {float(grad_norm):.3f} | "
+                  f"{tok_s:,.0f} tok/s{mfu_text} | ETA {format_duration(eta)}")
+        self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
+                      "tokens_per_s": tok_s, "mfu": mfu_value, "tokens": self.tokens_seen,
+                      "data_index": self.step - 1 + self.data_offset})
+        meter.last_loss = loss
+        meter.reset()
+
+    def run(self) -> TrainResult:
+        """Train from the current step to ``steps``; evaluate, checkpoint and export along the way.
+
+        A collective that times out or loses its peer ends the run with a one-line MurmurError.
+        """
+        try:
+            return self._run()
+        except RuntimeError as e:
+            err = collective_error(e, self.rank, self._doing, self.cfg.parallel.collective_timeout_s)
+            if err is None:
+                raise
+            self.pending = None  # a background save that cannot finish does not count (no marker)
+            raise err from None
+
+    def close(self) -> None:
+        """Finish a background checkpoint and leave the process group this trainer joined."""
+        from murmur.train.parallel import destroy_distributed
+
+        if self.pending is not None:
+            self._finish_pending()
+        if self._owns_process_group:
+            destroy_distributed()
+
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        self.pending = None
         self._setup()
         self._describe()
-        tokens_per_step = self.global_batch * cfg.data.seq_len
-        interval_loss = torch.zeros((), device=self.device)
-        interval_steps, interval_time = 0, 0.0
-        train_time, train_steps = 0.0, 0
-        last_loss = val_loss = bpb = None
-        tok_s = 0.0
-        mfu_value = None
+        meter = Meter(self.global_batch * cfg.data.seq_len, torch.zeros((), device=self.device))
+        val_loss = bpb = None
         interrupted = False
-        with StopOnSignal() as stop:
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                loss, grad_norm = self.train_step(self.step)
-                self.step += 1
-                self.tokens_seen += tokens_per_step
-                interval_loss += loss
-                interval_steps += 1
-                stopping = _any_rank(stop.requested is not None, self.device)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps or stopping:
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    dt = time.perf_counter() - t0
-                    interval_time += dt
-                    train_time += interval_time
-                    train_steps += interval_steps
-                    last_loss = float(_all_reduce_sum(interval_loss / interval_steps) / self.world)
-                    if not math.isfinite(last_loss):
-                        raise MurmurError(f"training diverged: loss is {last_loss} at step {self.step}; "
-                                          "lower optim.lr or raise schedule.warmup")
-                    tok_s = tokens_per_step * interval_steps / max(interval_time, 1e-9)
-                    mfu_value = mfu(tok_s / self.world, self.flops_per_token, self.peak)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    eta = (cfg.steps - self.step) * train_time / max(train_steps, 1)
-                    mfu_text = f" | MFU {mfu_value:.1%}" if mfu_value is not None else ""
-                    self._log(f"step {self.step}/{cfg.steps} | loss {last_loss:.4f} | lr {lr:.2e} | "
-                        f"grad {float(grad_norm):.3f} | {tok_s:,.0f} tok/s{mfu_text} | ETA {format_duration(eta)}")
-                    self._record({"kind": "train", "step": self.step, "loss": last_loss, "lr": lr,
-                                  "grad_norm": float(grad_norm), "tokens_per_s": tok_s, "mfu": mfu_value,
-                                  "tokens": self.tokens_seen})
-                    interval_loss.zero_()
-                    interval_steps, interval_time = 0, 0.0
-                else:
-                    interval_time += time.perf_counter() - t0
-                if stopping:
-                    self._save(self.step)
-                    interrupted = True
-                    self._log(f"stopped at step {self.step} ({stop.requested or 'signal'}); continue with --resume")
-                    break
-                if self.step < cfg.steps:
-                    if cfg.eval.every and self.step % cfg.eval.every == 0:
-                        val_loss, bpb = self._eval_and_sample(self.step)
-                    if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+        try:
+            with StopOnSignal() as stop:
+                while self.step < cfg.steps:
+                    t0 = time.perf_counter()
+                    loss, grad_norm, skipped = self.train_step(self.step)
+                    if skipped is not None:
+                        rollbacks = self.guard.rollbacks
+                        self._skip(skipped)
+                        if self.guard.rollbacks != rollbacks:
+                            meter.reset()  # the steps since the last log line were rolled back
+                        continue
+                    self.step += 1
+                    self.tokens_seen += meter.tokens_per_step
+                    stopping = _any_rank(stop.requested is not None, self.device)
+                    log_now = self.step % cfg.log_every == 0 or self.step == cfg.steps or stopping
+                    if log_now and self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)  # the step's time includes its GPU work
+                    meter.add(loss, time.perf_counter() - t0)
+                    if log_now:
+                        self._log_interval(meter, grad_norm)
+                    if stopping:
                         self._save(self.step)
-            if not interrupted:
-                val_loss, bpb = self._eval_and_sample(self.step)
-                if self._last_saved != self.step:
-                    self._save(self.step)
-                ckpt.save_inference_model(self.out, self.model, self.model_cfg, self.tokenizer_dir)
-                self._log(f"model written to {self.out} (murmur generate --model {self.out})")
-        if self.metrics is not None:
-            self.metrics.close()
-        if train_steps:
-            tok_s = tokens_per_step * train_steps / max(train_time, 1e-9)
-            mfu_value = mfu(tok_s / self.world, self.flops_per_token, self.peak)
-        return TrainResult(self.out, self.step, self.tokens_seen, last_loss, val_loss, bpb, tok_s, mfu_value,
-                           interrupted)
+                        interrupted = True
+                        self._log(f"stopped at step {self.step} ({stop.requested or 'signal'}); "
+                                  "continue with --resume")
+                        break
+                    if self.step < cfg.steps:
+                        if cfg.eval.every and self.step % cfg.eval.every == 0:
+                            val_loss, bpb = self._eval_and_sample(self.step)
+                        if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                            self._save(self.step)
+                    self._finish_pending(wait=False)
+                if not interrupted:
+                    val_loss, bpb = self._eval_and_sample(self.step)
+                    if self._last_saved != self.step:
+                        self._save(self.step)
+                    self._doing = "gathering the model to process 0"
+                    ckpt.save_inference_model(self.out, self.model, self.model_cfg, self.tokenizer_dir)
+                    self._log(f"model written to {self.out} (murmur generate --model {self.out})")
+                self._finish_pending()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+        tok_s = meter.total_tokens_per_s()
+        return TrainResult(self.out, self.step, self.tokens_seen, meter.last_loss, val_loss, bpb, tok_s,
+                           mfu(tok_s / self.world, self.flops_per_token, self.peak) if tok_s else None, interrupted)
+
+
+@dataclass
+class Meter:
+    """Loss and time of the steps since the last log line, and over the whole run (training only)."""
+
+    tokens_per_step: int
+    loss: torch.Tensor  # summed on the device; read only when logging (no sync per step)
+    steps: int = 0
+    seconds: float = 0.0
+    total_steps: int = 0
+    total_seconds: float = 0.0
+    last_loss: float | None = None
+
+    def add(self, loss: torch.Tensor, seconds: float) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.seconds += seconds
+        self.total_steps += 1
+        self.total_seconds += seconds
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.seconds = 0, 0.0
+
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step * self.steps / max(self.seconds, 1e-9)
+
+    def seconds_per_step(self) -> float:
+        return self.total_seconds / max(self.total_steps, 1)
+
+    def total_tokens_per_s(self) -> float:
+        return self.tokens_per_step * self.total_steps / max(self.total_seconds, 1e-9) if self.total_steps else 0.0
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train a model as ``cfg`` says (resuming when ``cfg.resume``); see :class:`Trainer`."""
-    return Trainer(cfg).run()
+    """Train a model as ``cfg`` says (resuming when ``cfg.resume``); see :class:`Trainer`.
+
+    Under torchrun every process calls this; it joins the job and leaves it at the end.
+    """
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
 
 
 def dry_run(cfg: TrainConfig, vocab_size: int | None = None) -> dict[str, Any]:
