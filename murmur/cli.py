@@ -6,6 +6,7 @@ Heavy imports happen inside the commands so ``murmur --help`` stays instant.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -163,6 +164,8 @@ def train_cmd(
     from murmur.train.trainer import train
 
     result = train(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
+        return
     if result.interrupted:
         typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
     else:
