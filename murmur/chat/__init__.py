@@ -1,1 +1,1 @@
-"""Chat: the conversation format (``template``) and, later, supervised fine-tuning on it."""
+"""Chat: the conversation format (``template``), conversation data (``data``) and fine-tuning (``sft``)."""
