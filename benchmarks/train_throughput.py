@@ -32,7 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from murmur.model import ModelConfig, Transformer, flops_per_token, preset  # noqa: E402
+from murmur.export import to_transformers  # noqa: E402
+from murmur.model import Transformer, flops_per_token, preset  # noqa: E402
 from murmur.train.config import OptimSection  # noqa: E402
 from murmur.train.metrics import cpu_model_name, gpu_peak_flops, peak_flops  # noqa: E402
 from murmur.train.optim import build_optimizer  # noqa: E402
@@ -43,33 +44,10 @@ SECTION_END = "<!-- train_throughput:end -->"
 
 
 # ---------------------------------------------------------------- the two models
-def hf_model(cfg: ModelConfig, ours: Transformer):
-    """transformers' Llama from the same config, loaded with ``ours``'s weights (HF names)."""
-    import transformers
-
-    c = cfg.resolved()
-    hf_cfg = transformers.LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim, num_hidden_layers=c.n_layers,
-        num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim,
-        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings,
-        rope_theta=c.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
-        attention_bias=False, mlp_bias=False, attn_implementation="sdpa", use_cache=False)
-    with torch.device(next(ours.parameters()).device):
-        hf = transformers.LlamaForCausalLM(hf_cfg)
-    sd = {"model.embed_tokens.weight": ours.tok_embeddings.weight, "model.norm.weight": ours.norm.weight}
-    if not c.tie_embeddings:
-        sd["lm_head.weight"] = ours.output.weight
-    for i, b in ours.layers.items():
-        p = f"model.layers.{i}."
-        sd.update({
-            p + "self_attn.q_proj.weight": b.attention.wq.weight, p + "self_attn.k_proj.weight": b.attention.wk.weight,
-            p + "self_attn.v_proj.weight": b.attention.wv.weight, p + "self_attn.o_proj.weight": b.attention.wo.weight,
-            p + "mlp.gate_proj.weight": b.feed_forward.w1.weight, p + "mlp.up_proj.weight": b.feed_forward.w3.weight,
-            p + "mlp.down_proj.weight": b.feed_forward.w2.weight,
-            p + "input_layernorm.weight": b.attention_norm.weight,
-            p + "post_attention_layernorm.weight": b.ffn_norm.weight,
-        })
-    hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
+def hf_model(ours: Transformer):
+    """transformers' Llama from the same config, with ``ours``'s weights, set up for training."""
+    hf = to_transformers(ours)
+    hf.config.use_cache = False
     return hf
 
 
@@ -129,7 +107,7 @@ def bench_model(name: str, batch: int, seq: int, steps: int, repeats: int, compi
     torch.manual_seed(0)
     with torch.device(device):
         ours = Transformer(cfg)
-    theirs = hf_model(cfg, ours)
+    theirs = hf_model(ours)
     theirs.train()
     gen = torch.Generator().manual_seed(0)
     data = [torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device) for _ in range(steps)]

@@ -87,6 +87,26 @@ def hf_config(cfg: ModelConfig, dtype: str = "float32") -> dict[str, Any]:
     }
 
 
+def to_transformers(model: Transformer, attn_implementation: str = "sdpa") -> Any:
+    """The same model as a ``transformers.LlamaForCausalLM`` (a copy of the weights, HF names).
+
+    For parity tests and benchmarks against transformers without writing a folder first.
+    """
+    import transformers
+
+    cfg = model.cfg.resolved()
+    hf_cfg = transformers.LlamaConfig(**{k: v for k, v in hf_config(cfg).items()
+                                         if k not in ("architectures", "model_type", "torch_dtype")},
+                                      attn_implementation=attn_implementation)
+    with torch.device(next(model.parameters()).device):
+        hf = transformers.LlamaForCausalLM(hf_cfg)
+    ours = dict(model.named_parameters(remove_duplicate=False))
+    hf.load_state_dict({theirs: ours[name].detach().clone() for name, theirs in weight_names(cfg)}, strict=False)
+    if cfg.tie_embeddings:
+        hf.tie_weights()
+    return hf.to(next(model.parameters()).dtype)
+
+
 def generation_config() -> dict[str, Any]:
     """Stop at the end of a turn (``<|end|>``) or of a post (``<|doc|>``)."""
     return {"bos_token_id": DOC_ID, "eos_token_id": [END_ID, DOC_ID], "pad_token_id": PAD_ID}

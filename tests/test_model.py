@@ -6,35 +6,7 @@ import torch
 from murmur.model import PRESETS, KVCache, ModelConfig, Transformer, flops_per_token, num_params, preset
 
 transformers = pytest.importorskip("transformers")
-
-
-def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """murmur names -> HF Llama names (the same mapping the exporter uses)."""
-    sd = {"model.embed_tokens.weight": model.tok_embeddings.weight, "model.norm.weight": model.norm.weight}
-    if not model.cfg.tie_embeddings:
-        sd["lm_head.weight"] = model.output.weight
-    for i, b in model.layers.items():
-        p = f"model.layers.{i}."
-        sd.update({
-            p + "self_attn.q_proj.weight": b.attention.wq.weight, p + "self_attn.k_proj.weight": b.attention.wk.weight,
-            p + "self_attn.v_proj.weight": b.attention.wv.weight, p + "self_attn.o_proj.weight": b.attention.wo.weight,
-            p + "mlp.gate_proj.weight": b.feed_forward.w1.weight, p + "mlp.up_proj.weight": b.feed_forward.w3.weight,
-            p + "mlp.down_proj.weight": b.feed_forward.w2.weight,
-            p + "input_layernorm.weight": b.attention_norm.weight,
-            p + "post_attention_layernorm.weight": b.ffn_norm.weight,
-        })
-    return sd
-
-
-def hf_model(cfg: ModelConfig):
-    c = cfg.resolved()
-    hf_cfg = transformers.LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim, num_hidden_layers=c.n_layers,
-        num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim,
-        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings,
-        rope_theta=c.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
-        attention_bias=False, mlp_bias=False, attn_implementation="sdpa")
-    return transformers.LlamaForCausalLM(hf_cfg)
+from murmur.export import to_transformers  # noqa: E402
 
 
 @pytest.mark.parametrize("tied,n_kv", [(True, 4), (False, 2)])
@@ -43,10 +15,7 @@ def test_logits_match_transformers(tied, n_kv):
     cfg = ModelConfig(vocab_size=300, dim=64, n_layers=3, n_heads=4, n_kv_heads=n_kv, max_seq_len=64,
                       tie_embeddings=tied, rope_theta=500000.0, norm_eps=1e-6)
     ours = Transformer(cfg).eval()
-    ref = hf_model(cfg).eval()
-    missing, unexpected = ref.load_state_dict({k: v.detach().clone() for k, v in hf_state_dict(ours).items()},
-                                              strict=False)
-    assert not unexpected and all("rotary" in m or (tied and m == "lm_head.weight") for m in missing)
+    ref = to_transformers(ours).eval()
     tokens = torch.randint(0, 300, (2, 37))
     with torch.no_grad():
         a = ours(tokens)
