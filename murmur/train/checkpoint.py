@@ -171,6 +171,8 @@ def async_save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.
     """
     tmp = _begin(run_dir, step)
     model_sd, optim_sd = get_state_dict(model, optimizer)
+    if not _distributed():  # the one-process warning comes from the background thread, past _dcp_quiet
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
     with _dcp_quiet():
         future = dcp.async_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp,
                                 process_group=process_group, no_dist=not _distributed())

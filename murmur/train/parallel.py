@@ -92,8 +92,27 @@ def init_distributed(cfg: ParallelConfig | None = None) -> World:
         kwargs: dict[str, Any] = {"backend": backend, "timeout": timeout}
         if backend == "nccl":
             kwargs["device_id"] = device  # binds the communicator eagerly and avoids a device guess
+        store = _attempt_store(timeout)
+        if store is not None:
+            kwargs.update(store=store, rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1))
         dist.init_process_group(**kwargs)
     return World(dist.get_rank(), local_rank, dist.get_world_size(), device)
+
+
+def _attempt_store(timeout: datetime.timedelta) -> Any:
+    """Under torchrun's shared rendezvous store, a store whose keys belong to this restart attempt only.
+
+    torchrun hands its own store to the workers, and it outlives a restart: the keys of the killed
+    attempt (gloo addresses, NCCL ids) are still there, and a worker of the next attempt that reads
+    before its peer rewrote them connects to a dead process (seen as "Connection refused" after
+    ``--max-restarts``; pytorch issue 135712). Prefixing the keys with the restart count keeps the
+    attempts apart. None outside torchrun or with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in os.environ:
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 29500), _env_int("WORLD_SIZE", 1),
+                          is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"murmur/attempt_{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
 
 
 def destroy_distributed() -> None:
