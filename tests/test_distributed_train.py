@@ -147,6 +147,8 @@ def multi(corpus, runs, single) -> dict[str, Path]:
         "guard-ddp": (overrides(runs / "guard-ddp", corpus, **{"parallel.dp_replicate": 2,
                                                                 "parallel.dp_shard": 1}),
                       {NAN_BATCHES_ENV: NAN_BATCHES}),
+        "meta": (overrides(runs / "meta", corpus, steps=1, meta_init="on", **{"parallel.dp_shard": 2,
+                                                                              "optim.lr": 1e-12}), {}),
     }
     spec = runs / "multi.json"
     spec.write_text(json.dumps(plan))
@@ -191,6 +193,18 @@ def test_fsdp_two_processes_match_one(fsdp, single):
 @pytest.mark.parametrize("layout", ["ddp", "tp"])
 def test_ddp_and_tensor_parallel_match_one_process(multi, single, layout):
     assert_same_run(multi[layout], single)
+
+
+def test_meta_device_init_gives_each_shard_its_own_numbers(multi):
+    """Built on the meta device and initialised shard by shard: a fresh model (no step taken, lr ~0)
+    whose two halves (one per process) differ, with the init's spread, predicting ~uniformly."""
+    w = load_file(str(multi["meta"] / "model.safetensors"))
+    for name in ("tok_embeddings.weight", "layers.0.attention.wq.weight", "layers.1.feed_forward.w1.weight"):
+        t = w[name]
+        half = len(t) // 2
+        assert (t[:half] - t[half:]).abs().max() > 1e-3, name
+        assert 0.015 < float(t.std()) < 0.025, name  # init_std 0.02
+    assert abs(train_losses(multi["meta"])[1] - math.log(320)) < 0.1
 
 
 # ---------------------------------------------------------------- resharded resume

@@ -344,6 +344,12 @@ class Trainer:
             self.model = Transformer(self.model_cfg)
         parallelize(self.model, self.mesh, self.pcfg)
         if self.meta_init:
+            if self.device.type != "cuda" and self.mesh is not None:
+                # DTensor's random ops draw each shard from one global stream only on CUDA; elsewhere
+                # every process would draw the same numbers for its own shard. Seed each shard apart
+                # (replicas of a shard alike, as HSDP needs).
+                shard = self.mesh["dp_shard"].get_local_rank() * self.layout["tp"] + self.mesh["tp"].get_local_rank()
+                torch.manual_seed(cfg.seed + 1_000_003 * (shard + 1))
             materialize(self.model, self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
