@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `murmur serve` does; set before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import murmur` does; torch loads first here
 
 import torch  # noqa: E402
 
@@ -298,9 +298,10 @@ def machine() -> str:
 
     from murmur.train.metrics import cpu_model_name
 
+    omp = os.environ.get("OMP_WAIT_POLICY", "default")
     return (f"{cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
-            f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}), transformers {transformers.__version__}, Python {platform.python_version()}, "
-            f"{datetime.date.today().isoformat()}")
+            f"threads, OMP_WAIT_POLICY={omp}), transformers {transformers.__version__}, "
+            f"Python {platform.python_version()}, {datetime.date.today().isoformat()}")
 
 
 def table(results: list[Result]) -> str:
