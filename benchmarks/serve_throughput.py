@@ -45,6 +45,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from murmur.export import to_transformers  # noqa: E402
 from murmur.model import ModelConfig, Transformer, preset  # noqa: E402
 from murmur.progress import log  # noqa: E402
 from murmur.serve.engine import Engine  # noqa: E402
@@ -103,32 +104,10 @@ def build_tokenizer(out: Path, vocab_size: int):
 
 
 def hf_model(ours: Transformer):
-    """transformers' Llama with ``ours``'s weights."""
-    import transformers
-
-    c = ours.cfg
-    hf_cfg = transformers.LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim, num_hidden_layers=c.n_layers,
-        num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim,
-        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_embeddings,
-        rope_theta=c.rope_theta, rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
-        attention_bias=False, mlp_bias=False, attn_implementation="sdpa", pad_token_id=1, bos_token_id=0,
-        eos_token_id=None)
-    hf = transformers.LlamaForCausalLM(hf_cfg)
-    sd = {"model.embed_tokens.weight": ours.tok_embeddings.weight, "model.norm.weight": ours.norm.weight}
-    if not c.tie_embeddings:
-        sd["lm_head.weight"] = ours.output.weight
-    for i, b in ours.layers.items():
-        p = f"model.layers.{i}."
-        sd.update({
-            p + "self_attn.q_proj.weight": b.attention.wq.weight, p + "self_attn.k_proj.weight": b.attention.wk.weight,
-            p + "self_attn.v_proj.weight": b.attention.wv.weight, p + "self_attn.o_proj.weight": b.attention.wo.weight,
-            p + "mlp.gate_proj.weight": b.feed_forward.w1.weight, p + "mlp.up_proj.weight": b.feed_forward.w3.weight,
-            p + "mlp.down_proj.weight": b.feed_forward.w2.weight, p + "input_layernorm.weight": b.attention_norm.weight,
-            p + "post_attention_layernorm.weight": b.ffn_norm.weight,
-        })
-    hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
-    return hf.eval()
+    """transformers' Llama with ``ours``'s weights; no end-of-sequence id, so both sides generate max_tokens."""
+    hf = to_transformers(ours).eval()
+    hf.config.eos_token_id = hf.generation_config.eos_token_id = None
+    return hf
 
 
 def workload(tok, concurrency: int, rounds: int, seed: int) -> list[list[tuple[list[int], int]]]:
