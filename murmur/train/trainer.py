@@ -342,7 +342,12 @@ class Trainer:
         # its own shards after sharding (not bit-identical to a one-process init, same distribution).
         with torch.device("meta" if self.meta_init else self.device):
             self.model = Transformer(self.model_cfg)
-        parallelize(self.model, self.mesh, self.pcfg)
+        # compile: one process compiles the whole model as one graph (the loss fused in; eval and
+        # sampling call the eager module); sharded models compile block by block (FSDP2's hooks
+        # sit between blocks), as torchtitan does.
+        whole_graph = cfg.compile and self.mesh is None
+        parallelize(self.model, self.mesh, dataclasses.replace(self.pcfg, compile=False) if whole_graph else self.pcfg)
+        self.train_module = torch.compile(self.model) if whole_graph else self.model
         if self.meta_init:
             if self.device.type != "cuda" and self.mesh is not None:
                 # DTensor's random ops draw each shard from one global stream only on CUDA; elsewhere
@@ -391,6 +396,11 @@ class Trainer:
         self.guard.load_state_dict(state.get("guard", {}))
         self._last_saved = self.step
         ckpt.set_rng_state(state["rng"])
+        saved_batch = state.get("sampler", {}).get("global_batch", self.global_batch)
+        if saved_batch != self.global_batch:
+            self._log(f"warning: the global batch changed from {saved_batch} to {self.global_batch} windows since "
+                      f"{path.name}; the data order from here differs from the original run's (keep "
+                      "batch.tokens_per_step to resume on another number of processes with the same data)")
         return state
 
     def _record(self, record: dict[str, Any]) -> None:
@@ -445,7 +455,7 @@ class Trainer:
             # Only the last micro-batch reduces gradients; forward and backward both run inside
             # forward_context (loss parallelism, and bf16 autocast where FSDP does not cast).
             with gradient_sync(self.model, sync), forward_context(self.model, self.pcfg, self.device):
-                loss = self.model(x, y)
+                loss = self.train_module(x, y)
                 if index in self._nan_batches and self.rank == 0:
                     loss = loss * float("nan")  # test hook: a poisoned batch on one process
                 (loss / len(batches)).backward()
@@ -550,7 +560,7 @@ class Trainer:
         self._doing = f"sampling at step {step}"
         with contextlib.ExitStack() as stack:
             stack.enter_context(forward_context(self.model, self.pcfg, self.device))
-            if self.cfg.compile:  # the KV-cache path would recompile every block: run it eagerly
+            if self.cfg.compile and self.mesh is not None:  # compiled blocks: run the KV-cache path eagerly
                 stack.enter_context(torch.compiler.set_stance("force_eager"))
             outs = generate(self.model, [[self.tokenizer.doc_id]] * n, self.cfg.eval.sample_tokens,
                             temperature=self.cfg.eval.temperature, top_k=50, seed=self.cfg.seed * 1_000_003 + step,
