@@ -152,15 +152,17 @@ def pipeline_rate(r: dict) -> float:
 
 def write_markdown(rows: list[dict], path: Path) -> None:
     lines = ["## Data pipeline", "", f"Machine: {machine()}.", "",
-             "`python benchmarks/data_pipeline.py` — posts/s per stage and peak resident memory (main process; "
-             "largest worker in brackets). Whole pipeline = posts in / summed seconds of the four stages.", "",
-             "| posts | workers | ingest | clean (+near-dedup) | tokenizer train | tokenize | whole pipeline | "
+             "`python benchmarks/data_pipeline.py` — posts/s per stage (each stage's own input: ingest and clean see "
+             "every raw post, tokenizer training and tokenize see the kept posts) and peak resident memory (main "
+             "process; largest worker in brackets). Whole pipeline = raw posts in / summed seconds of the four "
+             "stages.", "",
+             "| posts | kept | workers | ingest | clean (+near-dedup) | tokenizer train | tokenize | whole pipeline | "
              "peak RSS per stage (MB) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         rss = " / ".join(f"{r[s]['rss_main_mb']:,.0f} ({r[s]['rss_worker_mb']:,.0f})"
                          for s in ("ingest", "clean", "tokenizer", "tokenize"))
-        lines.append(f"| {r['size']:,} | {r['workers']} | " + " | ".join(
+        lines.append(f"| {r['size']:,} | {r['clean']['kept']:,} | {r['workers']} | " + " | ".join(
             f"{r[s]['posts_per_s']:,.0f}" for s in ("ingest", "clean", "tokenizer", "tokenize"))
             + f" | {pipeline_rate(r):,.0f} | {rss} |")
     lines += ["", "Tokenize beside a plain `tokenizers` `encode_batch` loop over the same Parquet (1 process):", "",
