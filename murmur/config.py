@@ -233,3 +233,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")  # type: ignore[misc]
         rows.append((prefix + f.name, repr(default), f.metadata.get("help", "")))
     return rows
+
+
+def require_at_least(minimum: float, values: typing.Iterable[tuple[str, float]]) -> None:
+    """Raise ``ConfigError`` naming the first ``(key, value)`` whose value is below ``minimum``."""
+    for name, value in values:
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum} (got {value})")

@@ -33,13 +33,7 @@ from murmur.tokenizer import load_tokenizer
 from murmur.train import checkpoint as ckpt
 from murmur.train.metrics import read_metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -402,15 +402,11 @@ class SFTTrainer:
 
     def _check_numbers(self) -> None:
         c = self.cfg
-        for name, value in [("steps", c.steps), ("batch.micro_batch", c.batch.micro_batch),
-                            ("batch.grad_accum", c.batch.grad_accum), ("log_every", c.log_every)]:
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1 (got {value})")
-        for name, value in [("eval.every", c.eval.every), ("checkpoint.every", c.checkpoint.every),
-                            ("schedule.warmup", c.schedule.warmup), ("seq_len", c.seq_len), ("epochs", c.epochs),
-                            ("eval.batches", c.eval.batches)]:
-            if value < 0:
-                raise ConfigError(f"{name} must be >= 0 (got {value})")
+        cfgmod.require_at_least(1, [("steps", c.steps), ("batch.micro_batch", c.batch.micro_batch),
+                             ("batch.grad_accum", c.batch.grad_accum), ("log_every", c.log_every)])
+        cfgmod.require_at_least(0, [("eval.every", c.eval.every), ("checkpoint.every", c.checkpoint.every),
+                             ("schedule.warmup", c.schedule.warmup), ("seq_len", c.seq_len), ("epochs", c.epochs),
+                             ("eval.batches", c.eval.batches)])
         if not 0 <= c.eval.val_fraction < 1:
             raise ConfigError(f"eval.val_fraction must be in [0, 1) (got {c.eval.val_fraction})")
         if c.optim.lr <= 0:

@@ -274,14 +274,10 @@ class Trainer:
     # -- checks (no compute)
     def _check_numbers(self) -> None:
         c = self.cfg
-        for name, value in [("steps", c.steps), ("batch.micro_batch", c.batch.micro_batch),
-                            ("data.seq_len", c.data.seq_len), ("log_every", c.log_every)]:
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1 (got {value})")
-        for name, value in [("eval.every", c.eval.every), ("checkpoint.every", c.checkpoint.every),
-                            ("schedule.warmup", c.schedule.warmup), ("eval.samples", c.eval.samples)]:
-            if value < 0:
-                raise ConfigError(f"{name} must be >= 0 (got {value})")
+        cfgmod.require_at_least(1, [("steps", c.steps), ("batch.micro_batch", c.batch.micro_batch),
+                             ("data.seq_len", c.data.seq_len), ("log_every", c.log_every)])
+        cfgmod.require_at_least(0, [("eval.every", c.eval.every), ("checkpoint.every", c.checkpoint.every),
+                             ("schedule.warmup", c.schedule.warmup), ("eval.samples", c.eval.samples)])
         if c.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be positive (got {c.optim.lr})")
         if len(c.optim.betas) != 2:
