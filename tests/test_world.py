@@ -16,6 +16,7 @@ import pytest
 
 from murmur import config as cfgmod
 from murmur.data import world_text as wt
+from murmur.data.normalize import dedup_key
 from murmur.data.world import POST_KINDS, WorldConfig, generate_world, read_api_pages, read_tweets_js
 from murmur.errors import ConfigError, InputError
 from murmur.io import is_complete
@@ -319,6 +320,32 @@ def test_posts_use_their_topic_vocabulary(world):
         for tag in re.findall(r"#(\w+)", text[p["post_id"]]):
             assert tag.lower() in tags, (tag, p["topic"], body)
     assert len(normal) > 500 and on_topic > 0.95 * len(normal)
+
+
+def test_ordinary_posts_rarely_collide_under_the_cleaning_key(tmp_path):
+    """Posts and replies are composed from independent parts, so few are exact duplicates once
+    mentions, hashtags, links, punctuation and numbers are stripped (the key cleaning dedups on);
+    what does collide is mostly one-phrase replies such as "lol" or "Same."."""
+    root = generate_world(tmp_path / "w", WorldConfig(users=500, seed=5), progress=False).path
+    text = {}
+    for f in sorted((root / "api").iterdir()):
+        for page in read_api_pages(f):
+            for d in page["data"]:
+                text[d["id"]] = d["note_tweet"]["text"] if "note_tweet" in d else d["text"]
+    for files in _archives(root).values():
+        text.update((t["id_str"], t["full_text"]) for t in read_tweets_js(files["data/tweets.js"]))
+    posts = pq.read_table(root / "truth" / "posts.parquet").to_pylist()
+    ordinary = sorted((int(p["post_id"]), p["kind"]) for p in posts if p["kind"] in ("normal", "reply"))
+    seen: set[str] = set()
+    repeats = Counter()
+    for post_id, kind in ordinary:
+        key = dedup_key(text[str(post_id)])
+        repeats[kind] += key in seen
+        seen.add(key)
+    kinds = Counter(kind for _, kind in ordinary)
+    assert kinds["normal"] > 2000 and kinds["reply"] > 1000
+    assert sum(repeats.values()) < 0.03 * len(ordinary), repeats
+    assert repeats["normal"] < 0.02 * kinds["normal"], repeats
 
 
 def test_follow_graph_has_homophily_and_popular_accounts(world):

@@ -548,22 +548,40 @@ def _near_duplicate(text: str, rnd: random.Random) -> str:
 
 # =========================================================================== the post generator
 _Template = tuple[str, tuple[str, ...]]  # (format string, slots in the order they are drawn)
-_SLOT_RE = re.compile(r"\{(L2|n2|[LlnNrokmu])\}")
+_SLOT_RE = re.compile(r"\{([LlNn]2|[LlnNrokmu]|[Ww]ho|[Ww]here|[Ww]hen|city|[Pp]n)\}")
+_WORD_SLOTS = ("who", "where", "when", "city")  # personal details, drawn from wt.WORDS
 
 
 def _compile(templates: tuple[str, ...]) -> tuple[_Template, ...]:
-    """Find each template's slots once, so filling one does no string searching."""
+    """Find each template's slots once, so filling one does no string searching.
+
+    A slot is drawn once and written in every case the template asks for (``{n}`` and ``{N}``, ...).
+    """
     out = []
     for t in templates:
-        found = {m.group(1) for m in _SLOT_RE.finditer(t)}
+        found = {m.group(1).lower() for m in _SLOT_RE.finditer(t)}
         slots = []
-        if found & {"L", "l", "L2"}:
+        if "l" in found:
             slots.append("L")
-        if found & {"n", "N", "n2"}:
+        if "n" in found or "n2" in found:
             slots.append("n")
-        slots += [x for x in ("L2", "n2", "r", "o", "k", "m", "u") if x in found]
+        slots += [x for x in ("l2", "n2", "r", "o", "k", "m", "u", "pn", *_WORD_SLOTS) if x in found]
         out.append((t, tuple(slots)))
     return tuple(out)
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _lower_first(line: str) -> str:
+    """A sentence's first letter in lower case, unless it starts an acronym ("VAR", "NBA")."""
+    return line if line[:2].isupper() else line[:1].lower() + line[1:]
+
+
+def _end_sentence(text: str) -> str:
+    """Add a full stop when the text ends in a letter or digit, so another sentence can follow."""
+    return text + "." if text[-1:].isalnum() else text
 
 
 class _Post:
@@ -571,10 +589,11 @@ class _Post:
 
     __slots__ = ("id", "author", "ms", "text", "lang", "kind", "topic", "reply_to", "reply_user", "conv",
                  "retweet_of", "quote_of", "duplicate_of", "urls", "likes", "reposts", "replies", "quotes",
-                 "source", "entities")
+                 "source", "entities", "noun")
 
     def __init__(self) -> None:
         self.reply_to = self.conv = self.retweet_of = self.quote_of = self.duplicate_of = None
+        self.noun: str | None = None  # the first topic noun of the text: replies may pick it up
         self.reply_user = -1
         self.topic = None
         self.urls: dict[str, tuple[str, str]] = {}
@@ -609,6 +628,11 @@ class _Writer:
         self.tpl_thread = {lang: _compile(t[:6]) for lang, t in wt.TEMPLATES.items()}
         self.tpl_aside = {lang: _compile(t[6:12]) for lang, t in wt.TEMPLATES.items()}
         self.tpl_reply = {lang: _compile(t) for lang, t in wt.REPLY_TEMPLATES.items()}
+        self.tpl_second = {lang: _compile(t) for lang, t in wt.SECONDS.items()}
+        self.tpl_context = {lang: _compile(t) for lang, t in wt.CONTEXTS.items()}
+        self.tpl_starter = {lang: _compile(t) for lang, t in wt.REPLY_STARTERS.items()}
+        self.noun: str | None = None         # the first noun the current text drew
+        self.parent_noun: str | None = None  # what {pn} is while a reply is written
         followers = people.followers
         top = np.argsort(-followers, kind="stable")[:200]
         self.celebrities = [int(i) for i in top if people.kind[i] == HUMAN] or [0]
@@ -750,15 +774,36 @@ class _Writer:
             if slot == "L":
                 line = self.line(topic, lang)
                 kw["L"] = line
-                kw["l"] = line if line[:2].isupper() else line[0].lower() + line[1:]
+                kw["l"] = _lower_first(line)
             elif slot == "n":
                 noun = self.pick(topic.nouns[lang])
                 kw["n"] = noun
-                kw["N"] = noun[0].upper() + noun[1:]
-            elif slot == "L2":
-                kw["L2"] = self.line(topic, lang)
+                kw["N"] = _cap(noun)
+                if self.noun is None:
+                    self.noun = noun
+            elif slot in _WORD_SLOTS:
+                word = self.pick(wt.WORDS[lang][slot])
+                kw[slot] = word
+                kw[_cap(slot)] = _cap(word)
+            elif slot == "l2":
+                line = self.line(topic, lang)
+                if line == kw.get("L"):
+                    line = self.line(topic, lang)
+                kw["L2"] = line
+                kw["l2"] = _lower_first(line)
             elif slot == "n2":
-                kw["n2"] = self.pick(topic.nouns[lang])
+                nouns = topic.nouns[lang]
+                noun = self.pick(nouns)
+                if noun == kw.get("n"):
+                    noun = self.pick(nouns)
+                kw["n2"] = noun
+                kw["N2"] = _cap(noun)
+                if self.noun is None:
+                    self.noun = noun
+            elif slot == "pn":
+                noun = self.parent_noun or self.pick(topic.nouns[lang])
+                kw["pn"] = noun
+                kw["Pn"] = _cap(noun)
             elif slot == "r":
                 kw["r"] = self.pick(wt.REACTIONS[lang])
             elif slot == "o":
@@ -781,6 +826,49 @@ class _Writer:
             if text is not None:
                 return text
         return self.line(topic, lang) + "."
+
+    def extend(self, text: str, topic: wt.Topic, lang: str, a: int, second: float, context: float,
+               closer: float) -> str:
+        """Add an optional second sentence, personal detail and closer, each with its own chance.
+
+        Independent parts multiply: two people writing about the same noun rarely pick the same
+        core, second sentence, detail and closer, as real posts rarely share all their words.
+        Parts stop once the text is long enough to stay a short post after its hashtags.
+        """
+        rnd = self.rnd
+        if rnd.random() < second:
+            text = _end_sentence(text) + " " + (self.fill(self.pick(self.tpl_second[lang]), topic, lang, a) or "")
+        if len(text) < 150 and rnd.random() < context:
+            text = _end_sentence(text) + " " + (self.fill(self.pick(self.tpl_context[lang]), topic, lang, a) or "")
+        if len(text) < 170 and rnd.random() < closer:
+            text = _end_sentence(text) + " " + self.pick(wt.CLOSERS[lang])
+        return text.rstrip()
+
+    def post_text(self, templates: tuple[_Template, ...], topic: wt.Topic, lang: str, a: int) -> str:
+        """An original post: [opener] core [second sentence] [personal detail] [closer]."""
+        self.noun = None
+        text = self.body(templates, topic, lang, a)
+        if self.rnd.random() < 0.3:
+            text = self.pick(wt.OPENERS[lang]) + " " + text
+        return self.extend(text, topic, lang, a, 0.5, 0.45, 0.3)
+
+    def reply_text(self, topic: wt.Topic, lang: str, a: int, parent_noun: str | None) -> str:
+        """A reply: [starter, maybe picking up the parent's noun] body [detail] [closer].
+
+        A few replies stay one short phrase ("lol", "Same."), as in any real thread.
+        """
+        rnd = self.rnd
+        self.noun, self.parent_noun = None, parent_noun
+        r = rnd.random()
+        if r < 0.03:
+            text = self.fill(self.pick(self.tpl_starter[lang]), topic, lang, a) or "lol"
+        else:
+            text = self.body(self.tpl_reply[lang], topic, lang, a)
+            if r < 0.6:
+                text = (self.fill(self.pick(self.tpl_starter[lang]), topic, lang, a) or "") + " " + text
+            text = self.extend(text, topic, lang, a, 0.2, 0.35, 0.25)
+        self.parent_noun = None
+        return text
 
     def noisy(self, text: str, lang: str) -> str:
         """Typos, casing noise and dropped accents, as people really type."""
@@ -862,7 +950,8 @@ class _Writer:
         lang = self.choose_lang(a)
         t = self.choose_topic(a)
         topic = self.topics[t]
-        text = self.noisy(self.body(self.tpl_post[lang], topic, lang, a), lang)
+        text = self.noisy(self.post_text(self.tpl_post[lang], topic, lang, a), lang)
+        post.noun = self.noun
         if pii:
             text = self.with_pii(text, lang, a)
         text = self.decorate(self.fill_holes(text, post, topic, lang), post, topic, lang)
@@ -922,9 +1011,10 @@ class _Writer:
         t_name = parent.topic
         topic = wt.TOPICS[t_name] if t_name else self.topics[self.choose_topic(a)]
         if self_thread:
-            text = self.noisy(self.body(self.tpl_thread[lang], topic, lang, a), lang)
+            text = self.noisy(self.post_text(self.tpl_thread[lang], topic, lang, a), lang)
         else:
-            text = self.noisy(self.body(self.tpl_reply[lang], topic, lang, a), lang)
+            parent_noun = parent.noun if parent.lang == lang else None
+            text = self.noisy(self.reply_text(topic, lang, a, parent_noun), lang)
             prefix = "@" + self.p.handles[parent.author]
             ru = parent.reply_user
             if ru >= 0 and ru != a and ru != parent.author and rnd.random() < 0.5:
@@ -934,6 +1024,7 @@ class _Writer:
         if rnd.random() < 0.2:
             text += " " + (self.pick(topic.emoji) if rnd.random() < 0.5 else self.pick(wt.GENERIC_EMOJI))
         post.text, post.lang, post.topic, post.kind = text, lang, topic.name, "reply"
+        post.noun = self.noun
         post.reply_to, post.reply_user, post.conv = parent.id, parent.author, parent.conv
         return True
 
@@ -975,7 +1066,9 @@ class _Writer:
             return False
         lang = orig.lang if orig.lang in self.p.langs[a] else self.p.langs[a][0]
         topic = wt.TOPICS[orig.topic] if orig.topic else self.topics[self.choose_topic(a)]
-        text = self.noisy(self.body(self.tpl_reply[lang], topic, lang, a), lang)
+        orig_noun = orig.noun if orig.lang == lang else None
+        text = self.noisy(self.reply_text(topic, lang, a, orig_noun), lang)
+        post.noun = self.noun
         text = self.fill_holes(text, post, topic, lang)
         link = self.url(post, f"https://twitter.com/{self.p.handles[orig.author]}/status/{orig.id}")
         post.text = f"{text} {link}"

@@ -743,9 +743,14 @@ TOPICS: dict[str, Topic] = _parse_topics(_TOPICS_SRC)
 TOPIC_NAMES: tuple[str, ...] = tuple(TOPICS)
 
 # --------------------------------------------------------------------------- post templates
-# Slots: {L} a topic line as written, {l} the same with a lower-case first letter, {N}/{n} a topic
-# noun (capitalised / as written), {n2} another noun, {r} a reaction, {m} an @mention of someone the
-# author follows, {u} a https://t.co link, {k} a small number.
+# A post is composed from independent parts, so that two people rarely write the same words:
+# an optional opener, a core sentence (TEMPLATES), an optional second sentence about another noun
+# of the topic (SECONDS), an optional personal detail (CONTEXTS: who, where, when) and an optional
+# closer. Slots: {L} a topic line as written, {l} the same with a lower-case first letter, {N}/{n} a
+# topic noun (capitalised / as written), {N2}/{n2} another noun, {L2} another line, {r} a reaction,
+# {o} a reply opener, {m} an @mention of someone the author follows, {u} a https://t.co link, {k} a
+# small number, {who}/{where}/{when}/{city} a personal detail (capitalised: {Who}, ...), {pn} a noun
+# of the post a reply answers ({Pn} capitalised).
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "en": (
         "{L}.", "{L}!", "{L}. {r}", "{L}. {r}!", "Honestly, {l}.", "{L}. What do you all think?",
@@ -762,6 +767,16 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{N} is the best part of my week.", "Three things I learned about {n} this month. {u}",
         "Can we talk about {n} for a second? {L}.", "{L} 🙌", "ok but {l}",
         "Today's mood: {n}. {r}", "Is it just me or is {n} everywhere lately?",
+        "{N} or {n2}? Asking for a friend.", "Finally tried {n} after months of {n2}.",
+        "Swapped {n2} for {n} this week.", "{N}, {n2} and a lot of patience.",
+        "Between {n} and {n2}, my week is full.", "Three hours reading about {n} {when}.",
+        "Explaining {n} to {who} {when}.", "{Who} finally gets why I love {n}.",
+        "Tried {n} in {city} and it was something else.", "Ranking {n}, {n2} and everything in between.",
+        "{N} {when}. {L}.", "{Who} is into {n}, I'm into {n2}.", "{L}, and {who} saw it all.",
+        "{When} I couldn't stop thinking about {n}.", "The debate about {n} vs {n2} never ends.",
+        "Learned more about {n} {when} than in a year.", "{N} is overrated, {n2} is where it's at.",
+        "My love-hate relationship with {n} continues.", "{Who} asked me about {n} and I talked for an hour.",
+        "So {l}.", "Me, {when}: {l}.", "Not me reading about {n} {when} again.",
     ),
     "es": (
         "{L}.", "¡{L}!", "{L}. {r}", "{L}. ¡{r}!", "La verdad, {l}.", "{L}. ¿Qué opináis?",
@@ -779,7 +794,119 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Lo mejor de mi semana: {n}.", "Tres cosas que he aprendido sobre {n} este mes. {u}",
         "¿Podemos hablar un segundo de {n}? {L}.", "{L} 🙌", "ok pero {l}",
         "Mood de hoy: {n}. {r}", "¿Soy yo o {n} está en todas partes últimamente?",
+        "¿{N} o {n2}? Pregunto por un amigo.", "Por fin he probado {n} después de meses con {n2}.",
+        "Esta semana he cambiado {n2} por {n}.", "{N}, {n2} y mucha paciencia.",
+        "Entre {n} y {n2}, semana completa.", "Tres horas leyendo sobre {n} {when}.",
+        "Explicándole {n} a {who} {when}.", "{Who} por fin entiende por qué me gusta tanto {n}.",
+        "Probé {n} en {city} y fue otra cosa.", "Ranking de {n}, {n2} y todo lo demás.",
+        "{N} {when}. {L}.", "{Who} prefiere {n}; yo, {n2}.", "{L}, y {who} lo vio todo.",
+        "{When} no podía dejar de pensar en {n}.", "El debate entre {n} y {n2} no se acaba nunca.",
+        "He aprendido más sobre {n} {when} que en todo el año.", "Lo de {n} está sobrevalorado, lo bueno es {n2}.",
+        "Mi relación de amor y odio con {n} continúa.", "{Who} me preguntó por {n} y hablé una hora.",
+        "Pues {l}.", "Yo, {when}: {l}.", "Aquí estoy otra vez leyendo sobre {n} {when}.",
     ),
+}
+
+OPENERS: dict[str, tuple[str, ...]] = {
+    "en": ("Okay.", "Update:", "Random thought:", "PSA:", "Confession:", "Quick one:", "Real talk:", "Small win:",
+           "Friendly reminder:", "Story time:", "Can confirm:", "Plot twist:", "Note to self:", "Lesson of the day:",
+           "Weekend update:", "Late night thought:", "Morning thought:", "Honest question:", "So.", "Well.",
+           "Right.", "Okay, hear me out.", "Not a drill:", "Status update:", "For the record:", "Fun fact:",
+           "Life update:", "Serious question:", "Heads up:", "Anyway."),
+    "es": ("Vale.", "Actualización:", "Pensamiento random:", "Aviso:", "Confesión:", "Una rápida:",
+           "Hablando en serio:", "Pequeña victoria:", "Recordatorio amistoso:", "Os cuento:", "Confirmo:",
+           "Giro de guion:", "Nota mental:", "Lección del día:", "Resumen del finde:", "Pensamiento nocturno:",
+           "Pensamiento mañanero:", "Pregunta honesta:", "Bueno.", "A ver.", "Vale, escuchadme.", "No es broma:",
+           "Estado actual:", "Que conste:", "Dato curioso:", "Novedades:", "Pregunta seria:", "Ojo:", "Atención:",
+           "En fin."),
+}
+
+SECONDS: dict[str, tuple[str, ...]] = {
+    "en": ("{L2}.", "Next up: {n2}.", "Also, {n2} is next on my list.", "Anyone else into {n2}?",
+           "{N2} can wait until next week.", "Still undecided about {n2}.", "Tomorrow it's {n2}.",
+           "And don't get me started on {n2}.", "Meanwhile {n2} keeps getting better.",
+           "Next week: {n2}, finally.", "Thinking about {n2} next.", "Honestly {n2} deserves its own post.",
+           "Part two will be about {n2}.", "Someone remind me to write about {n2}.",
+           "{N2} is still a mystery to me.", "Then again, {n2} exists.", "I blame {n2} for all of this.",
+           "Been reading about {n2} too.", "{N2} next, obviously.", "Also {l2}."),
+    "es": ("{L2}.", "Lo siguiente: {n2}.", "Además, {n2} es lo próximo en mi lista.", "¿Alguien más con {n2}?",
+           "Lo de {n2} puede esperar a la semana que viene.", "Sigo sin decidirme con {n2}.",
+           "Mañana toca {n2}.", "Y mejor no hablemos de {n2}.", "Mientras tanto, {n2} cada vez mejor.",
+           "La semana que viene: {n2}, por fin.", "Pensando en {n2} para lo siguiente.",
+           "Lo de {n2} merece un post aparte.", "La segunda parte será sobre {n2}.",
+           "Que alguien me recuerde escribir sobre {n2}.", "Lo de {n2} sigue siendo un misterio para mí.",
+           "Aunque claro, también está {n2}.", "La culpa de todo la tiene {n2}.",
+           "También he estado leyendo sobre {n2}.", "Después, {n2}, obviamente.", "Y encima {l2}."),
+}
+
+CONTEXTS: dict[str, tuple[str, ...]] = {
+    "en": ("{When} and I'm still thinking about it.", "Posting this from {where}.", "{Who} thinks I've lost it.",
+           "{Who} agrees, for once.", "Told {who} and got a blank stare.", "Blame {who}, they got me into this.",
+           "Going with {who} {when}.", "Writing this {when} from {where}.", "Greetings from {city}.",
+           "Anyone in {city} want to talk about it?", "Third time this month in {city}.",
+           "Sent this to {who} {when}.", "{k} days in and no regrets.", "{k} hours on this {when}.",
+           "Talked it through with {who} at {where}.", "{Who} says enough is enough.",
+           "Thought of this {when} at {where}.", "Here in {city} nobody talks about anything else.",
+           "{When}, {where}, and this is what I'm doing.", "I owe {who} one.",
+           "{Who} and I argued about it {when}.", "Not what {who} expected from me {when}."),
+    "es": ("{When} y sigo dándole vueltas.", "Escribo esto desde {where}.", "{Who} cree que se me ha ido la cabeza.",
+           "{Who} está de acuerdo, por una vez.", "Se lo conté a {who} y ni caso.",
+           "La culpa es de {who}, que me metió en esto.", "Voy con {who} {when}.",
+           "Escribiendo esto {when} desde {where}.", "Saludos desde {city}.",
+           "¿Alguien de {city} con quien comentarlo?", "Tercera vez este mes en {city}.",
+           "Se lo mandé a {who} {when}.", "Llevo {k} días y ni un arrepentimiento.",
+           "Llevo {k} horas con esto {when}.", "Lo hablé con {who} en {where}.", "{Who} dice que ya vale.",
+           "Se me ocurrió {when} en {where}.", "Aquí en {city} no se habla de otra cosa.",
+           "{When}, en {where}, y yo con esto.", "Le debo una a {who}.",
+           "{Who} y yo discutimos sobre esto {when}.", "No es lo que {who} esperaba de mí {when}."),
+}
+
+CLOSERS: dict[str, tuple[str, ...]] = {
+    "en": ("Thoughts?", "Change my mind.", "More soon.", "Wish me luck.", "Send help.", "Just saying.",
+           "That's it, that's the post.", "No notes.", "Anyway.", "Back to work.", "Highly recommend.",
+           "Ask me anything.", "Will report back.", "Let me know.", "Worth it.", "Zero regrets.", "Love it.",
+           "Who's with me?", "Am I wrong?", "10/10.", "Happy weekend.", "Stay tuned.", "You've been warned.",
+           "We'll see.", "Not sorry.", "Living the dream.", "Cheers.", "Ok bye."),
+    "es": ("¿Opiniones?", "Convencedme de lo contrario.", "Más pronto.", "Deseadme suerte.", "Socorro.",
+           "Solo digo eso.", "Y ya está, ese es el post.", "Sin más.", "En fin.", "A seguir currando.",
+           "Lo recomiendo.", "Preguntadme lo que queráis.", "Ya os contaré.", "Decidme algo.", "Merece la pena.",
+           "Cero arrepentimientos.", "Me encanta.", "¿Quién se apunta?", "¿Me equivoco?", "Un 10.",
+           "Feliz finde.", "Seguiremos informando.", "Avisados estáis.", "Ya veremos.", "Y no me arrepiento.",
+           "Viviendo el sueño.", "Salud.", "Hala, me voy."),
+}
+
+# Personal details for {who}, {where}, {when} and {city}.
+WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "who": ("my sister", "my brother", "my roommate", "my dad", "my mom", "my partner", "my best friend",
+                "my coworker", "my neighbour", "my flatmate", "my cousin", "my boss", "my kid", "my grandma",
+                "my uncle", "my gym buddy", "the group chat", "my whole family", "my girlfriend", "my boyfriend",
+                "my wife", "my husband", "my old teacher", "my landlord"),
+        "where": ("the train", "my couch", "the office", "the gym", "the airport", "the bus stop", "my balcony",
+                  "the library", "bed", "the kitchen", "a tiny cafe", "the park", "my desk",
+                  "the queue at the bakery", "a hotel lobby", "the waiting room", "my car", "the back garden"),
+        "when": ("this morning", "last night", "at 2am", "on my lunch break", "all weekend", "after work",
+                 "before breakfast", "on Sunday", "yesterday", "tonight", "since Friday", "during the commute",
+                 "at midnight", "every evening this week", "on a Monday", "right after dinner"),
+        "city": ("London", "Manchester", "Chicago", "Austin", "Toronto", "Dublin", "Leeds", "Seattle", "Bristol",
+                 "Melbourne", "Denver", "Glasgow", "Portland", "Vancouver", "Boston", "Edinburgh"),
+    },
+    "es": {
+        "who": ("mi hermana", "mi hermano", "mi compañera de piso", "mi padre", "mi madre", "mi pareja",
+                "mi mejor amiga", "mi mejor amigo", "un compañero de trabajo", "mi vecino", "mi primo", "mi prima",
+                "mi jefa", "mi abuela", "mi tío", "el grupo de WhatsApp", "toda mi familia", "mi novia",
+                "mi novio", "mi mujer", "mi marido", "mi cuñado", "mi sobrino", "mi casero"),
+        "where": ("el tren", "el sofá", "la oficina", "el gimnasio", "el aeropuerto", "la parada del bus",
+                  "el balcón", "la biblioteca", "la cama", "la cocina", "una cafetería pequeña", "el parque",
+                  "mi escritorio", "la cola de la panadería", "el metro", "la sala de espera", "el coche",
+                  "la terraza"),
+        "when": ("esta mañana", "anoche", "a las 2 de la mañana", "en la pausa de la comida", "todo el finde",
+                 "después del trabajo", "antes de desayunar", "el domingo", "ayer", "esta noche",
+                 "desde el viernes", "de camino al curro", "a medianoche", "cada tarde esta semana",
+                 "un lunes cualquiera", "justo después de cenar"),
+        "city": ("Madrid", "Sevilla", "Valencia", "Bilbao", "Zaragoza", "Málaga", "Granada", "Barcelona",
+                 "Bogotá", "Lima", "Buenos Aires", "Ciudad de México", "Santiago", "Montevideo", "Quito", "Murcia"),
+    },
 }
 
 REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -787,13 +914,49 @@ REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "{o} {L}.", "{o} {r}", "Have you tried {n}?", "What about {n}?", "{r}", "{o} The key is {n}.",
         "This is why I love {n}.", "Honestly, {l}.", "Same here. {L}.", "Wait, {n}? Tell me more.",
         "{o} I had the same experience with {n}.", "Couldn't agree more about {n}.",
+        "For me it was {n}, every time.", "You should look into {n}.", "{N} changed everything for me.",
+        "I'd start with {n}, then {n2}.", "Try {n} before {n2}.", "My take: {n} over {n2}, always.",
+        "{N} is underrated, {n2} is overrated.", "It depends on {n}, really.", "Funny, {l}.",
+        "I keep telling people about {n}.", "{N} is harder than it looks.", "Did you see the news about {n}? {u}",
+        "Here's a good read on {n}: {u}", "{r}. {L}.", "Same thing happened to me with {n} {when}.",
+        "{Who} said the same about {n}.", "Give {n} a few weeks.", "Skip {n}, go straight to {n2}.",
+        "{L}, just saying.", "Been there. {L}.", "{N} is exactly what I needed {when}.",
     ),
     "es": (
         "{o} {L}.", "{o} {r}", "¿Has probado {n}?", "¿Y qué me dices de {n}?", "{r}", "{o} La clave está en {n}.",
         "Por esto me encanta {n}.", "La verdad, {l}.", "A mí me pasa igual. {L}.",
         "Espera, ¿{n}? Cuéntame más.",
         "{o} Me pasó lo mismo con {n}.", "Totalmente de acuerdo con lo de {n}.",
+        "Para mí siempre fue {n}.", "Deberías mirar lo de {n}.", "Lo de {n} me cambió la vida.",
+        "Yo empezaría por {n} y luego {n2}.", "Prueba {n} antes que {n2}.", "Para mí, {n} antes que {n2}, siempre.",
+        "Lo de {n} está infravalorado y lo de {n2} sobrevalorado.", "Depende de {n}, la verdad.",
+        "Qué gracia, {l}.", "Siempre le hablo a la gente de {n}.", "Lo de {n} es más difícil de lo que parece.",
+        "¿Viste las noticias sobre {n}? {u}", "Aquí una buena lectura sobre {n}: {u}", "{r}. {L}.",
+        "Me pasó lo mismo con {n} {when}.", "{Who} dice lo mismo de {n}.", "Dale unas semanas a {n}.",
+        "Olvídate de {n} y ve directo a {n2}.", "{L}, solo digo eso.", "Yo también. {L}.",
+        "{N} es justo lo que necesitaba {when}.",
     ),
+}
+
+# How a reply starts; some pick up a noun of the post it answers ({pn}).
+REPLY_STARTERS: dict[str, tuple[str, ...]] = {
+    "en": ("Totally agree.", "Not sure about that.", "This!", "Exactly.", "Great point.", "lol", "Same.",
+           "Hard disagree.", "100%.", "Honestly?", "Ha, yes.", "Wait, really?", "Oh no.", "Fair.",
+           "Respectfully, no.", "Came here to say this.", "You're not alone.", "Big if true.", "Saving this.",
+           "Ha!", "Oof.", "Yes yes yes.", "Interesting.", "Underrated take.", "Couldn't have said it better.",
+           "Re {pn}: agreed.", "The bit about {pn} is so true.", "Agree on {pn}.", "{Pn}? Bold choice.",
+           "{Pn} again? lol", "Ok the part about {pn} got me.", "Not {pn} again!", "Same with {pn} here.",
+           "Was just talking about {pn} {when}.", "Ah, {pn}. Classic.", "Funny, I was reading about {pn} {when}.",
+           "Everyone's talking about {pn} today.", "{Pn} is always the answer.", "You had me at {pn}."),
+    "es": ("Totalmente de acuerdo.", "No lo tengo tan claro.", "¡Esto!", "Exacto.", "Muy buen punto.", "jajaja",
+           "Igual.", "Para nada.", "100%.", "¿La verdad?", "Jaja, sí.", "¿En serio?", "Vaya.", "Justo.",
+           "Con todo el respeto, no.", "Venía a decir esto.", "No estás solo.", "Me lo guardo.", "¡Ja!", "Uf.",
+           "Sí sí sí.", "Interesante.", "Opinión infravalorada.", "No se puede decir mejor.",
+           "Sobre {pn}: de acuerdo.", "Lo de {pn} es muy cierto.", "De acuerdo con lo de {pn}.",
+           "¿{Pn}? Valiente.", "¿Otra vez {pn}? jaja", "Lo de {pn} me ha matado.", "¡Otra vez {pn} no!",
+           "Me pasa igual con {pn}.", "Justo hablaba de {pn} {when}.", "Ah, {pn}. Un clásico.",
+           "Qué casualidad, leía sobre {pn} {when}.", "Hoy todo el mundo habla de {pn}.",
+           "{Pn} siempre es la respuesta.", "Me ganaste con {pn}."),
 }
 
 REPLY_OPENERS: dict[str, tuple[str, ...]] = {
