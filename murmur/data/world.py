@@ -828,17 +828,22 @@ class _Writer:
         return self.line(topic, lang) + "."
 
     def extend(self, text: str, topic: wt.Topic, lang: str, a: int, second: float, context: float,
-               closer: float) -> str:
+               closer: float, bare: float = 1.0) -> str:
         """Add an optional second sentence, personal detail and closer, each with its own chance.
 
         Independent parts multiply: two people writing about the same noun rarely pick the same
         core, second sentence, detail and closer, as real posts rarely share all their words.
+        A text that drew none of them stays one sentence only with chance ``bare`` and otherwise
+        gets a personal detail: one-sentence texts come from a small set, so at scale they repeat.
         Parts stop once the text is long enough to stay a short post after its hashtags.
         """
         rnd = self.rnd
-        if rnd.random() < second:
+        add_second, add_context = rnd.random() < second, rnd.random() < context
+        if not (add_second or add_context) and rnd.random() >= bare:
+            add_context, closer = True, closer * 0.5
+        if add_second:
             text = _end_sentence(text) + " " + (self.fill(self.pick(self.tpl_second[lang]), topic, lang, a) or "")
-        if len(text) < 150 and rnd.random() < context:
+        if add_context and len(text) < 150:
             text = _end_sentence(text) + " " + (self.fill(self.pick(self.tpl_context[lang]), topic, lang, a) or "")
         if len(text) < 170 and rnd.random() < closer:
             text = _end_sentence(text) + " " + self.pick(wt.CLOSERS[lang])
@@ -850,7 +855,8 @@ class _Writer:
         text = self.body(templates, topic, lang, a)
         if self.rnd.random() < 0.3:
             text = self.pick(wt.OPENERS[lang]) + " " + text
-        return self.extend(text, topic, lang, a, 0.5, 0.45, 0.3)
+            return self.extend(text, topic, lang, a, 0.5, 0.45, 0.3)
+        return self.extend(text, topic, lang, a, 0.5, 0.45, 0.3, bare=0.25)
 
     def reply_text(self, topic: wt.Topic, lang: str, a: int, parent_noun: str | None) -> str:
         """A reply: [starter, maybe picking up the parent's noun] body [detail] [closer].
@@ -866,7 +872,9 @@ class _Writer:
             text = self.body(self.tpl_reply[lang], topic, lang, a)
             if r < 0.6:
                 text = (self.fill(self.pick(self.tpl_starter[lang]), topic, lang, a) or "") + " " + text
-            text = self.extend(text, topic, lang, a, 0.2, 0.35, 0.25)
+                text = self.extend(text, topic, lang, a, 0.2, 0.35, 0.25)
+            else:
+                text = self.extend(text, topic, lang, a, 0.2, 0.35, 0.25, bare=0.2)
         self.parent_noun = None
         return text
 
