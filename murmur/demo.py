@@ -63,6 +63,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     from murmur.data.world import WorldConfig, generate_world
     from murmur.export import export_hf
     from murmur.generate import generate_text, load_model
+    from murmur.plot import plot_run
     from murmur.tokenizer import TokenizerConfig, eval_tokenizer, train_tokenizer
     from murmur.train.config import TrainConfig
     from murmur.train.data import unigram_bits_per_byte
@@ -92,6 +93,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
                       f"checkpoint.every={max(1, train_steps)}"]
     train_cfg = cfgmod.load(TrainConfig, _config_file("tiny-cpu.toml"), overrides)
     trained = t.run("pretrain", train, train_cfg)
+    curves = plot_run(out / "pretrain")
     unigram = unigram_bits_per_byte(out / "shards", out / "tokenizer")
     model, tokenizer, _ = load_model(out / "pretrain")
     samples = [generate_text(model, tokenizer, p, 40, temperature=0.8, top_k=50, seed=seed + i)[0]
@@ -119,6 +121,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         "val_bits_per_byte": trained.val_bpb,
         "unigram_bits_per_byte": unigram,
         "train_tokens_per_s": trained.tokens_per_s,
+        "training_curves": str(curves),
         "samples": samples,
         "conversations": conv.conversations,
         "sft_val_loss": tuned.val_loss,
@@ -150,6 +153,7 @@ def _print_summary(s: dict) -> None:
     if s["val_bits_per_byte"] is not None:
         table.add_row("val bits per byte: model", f"{s['val_bits_per_byte']:.3f}")
     table.add_row("val bits per byte: unigram baseline", f"{s['unigram_bits_per_byte']:.3f}")
+    table.add_row("training curves", s["training_curves"])
     if s["sft_val_loss"] is not None:
         table.add_row("chat fine-tune val loss", f"{s['sft_val_loss']:.3f}")
     table.add_row("time", format_duration(sum(s["stage_seconds"].values())))

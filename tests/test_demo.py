@@ -22,7 +22,7 @@ def test_demo_runs_every_stage(tmp_path):
     assert summary["val_bits_per_byte"] < summary["unigram_bits_per_byte"]
     assert len(summary["samples"]) == 4
     for stage in ("world/world.json", "posts.parquet", "clean.parquet", "stats.json", "tokenizer/tokenizer.json",
-                  "shards/manifest.json", "pretrain/model.safetensors", "conversations.jsonl",
+                  "shards/manifest.json", "pretrain/model.safetensors", "pretrain/training.png", "conversations.jsonl",
                   "chat/model.safetensors", "hf/config.json", "hf/model.safetensors"):
         assert (out / stage).exists(), stage
     assert "val bits per byte" in proc.stderr + proc.stdout
