@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from murmur.chat.template import CHAT_TEMPLATE
-from murmur.errors import CheckpointError, InputError
-from murmur.generate import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR, read_model_config
+from murmur.errors import InputError
+from murmur.generate import TOKENIZER_DIR, read_model_dir
 from murmur.io import atomic_dir
 from murmur.model import ModelConfig, Transformer
 from murmur.tokenizer import DOC, DOC_ID, END, END_ID, PAD, PAD_ID, SPECIAL_TOKENS
@@ -122,34 +122,6 @@ def tokenizer_config(base: dict[str, Any], max_len: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- export
-def _read_model_dir(run_dir: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """The ModelConfig and weights (murmur names) of a model directory, checked against each other."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: model directory not found")
-    missing = [n for n in (MODEL_FILE, CONFIG_FILE) if not (run_dir / n).is_file()]
-    if missing:
-        hint = ("the run has not finished; resume it to the end" if (run_dir / "checkpoints").is_dir()
-                else "pass the directory of a finished `murmur train` or `murmur sft` run")
-        raise CheckpointError(f"{run_dir}: no {' or '.join(missing)} ({hint})")
-    if not (run_dir / TOKENIZER_DIR / "tokenizer.json").is_file():
-        raise CheckpointError(f"{run_dir}: the model directory has no {TOKENIZER_DIR}/tokenizer.json")
-    cfg = read_model_config(run_dir / CONFIG_FILE)
-    try:
-        state = load_file(str(run_dir / MODEL_FILE))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{run_dir / MODEL_FILE}: cannot read weights ({e})") from None
-    expected = {ours for ours, _ in weight_names(cfg)}
-    lost = sorted(expected - set(state))
-    extra = sorted(set(state) - expected - {"output.weight"})
-    if lost or extra:
-        what = (f"missing {', '.join(lost[:3])}" if lost else "") + (f" unexpected {', '.join(extra[:3])}" if extra else "")
-        raise CheckpointError(f"{run_dir / MODEL_FILE}: weights do not match config.json ({what.strip()})")
-    return cfg, state
-
-
 def export_hf(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
     """Write the model directory ``run_dir`` (pretraining or SFT run) as a Hugging Face folder ``out_dir``."""
     from safetensors.torch import save_file
@@ -159,7 +131,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.resolve() == run_dir.resolve():
         raise InputError("the output folder must differ from the model directory", out_dir)
-    cfg, state = _read_model_dir(run_dir)
+    cfg, state = read_model_dir(run_dir)
     tok_dir = run_dir / TOKENIZER_DIR
     base_tok_cfg: dict[str, Any] = {}
     if (tok_dir / "tokenizer_config.json").is_file():

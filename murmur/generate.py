@@ -124,17 +124,13 @@ def read_model_config(path: str | Path) -> ModelConfig:
     return ModelConfig(**data).resolved()
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-               ) -> tuple[Transformer, Any, ModelConfig]:
-    """Load a model directory -> (model in eval mode, tokenizer, ModelConfig).
+def read_model_dir(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The ModelConfig and weights (murmur names) of a model directory, checked against each other.
 
-    ``dtype`` casts the weights (default: as stored, fp32). Raises ``CheckpointError`` with one
-    actionable line for a missing, unfinished or mismatched directory.
+    Raises ``CheckpointError`` with one actionable line for a missing, unfinished or mismatched directory.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from murmur.tokenizer import load_tokenizer
 
     path = Path(path)
     if not path.is_dir():
@@ -143,9 +139,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     if missing:
         if (path / "checkpoints").is_dir():
             raise CheckpointError(f"{path}: no {' or '.join(missing)} yet: the run has training checkpoints but "
-                                  "has not finished; resume it (`murmur train --config ... --resume`) to the end")
+                                  "has not finished; resume it (`--resume`) to the end")
         raise CheckpointError(f"{path}: not a murmur model directory (no {' or '.join(missing)}); "
-                              "pass the run directory of a finished `murmur train`")
+                              "pass the run directory of a finished `murmur train` or `murmur sft`")
     if not (path / TOKENIZER_DIR / "tokenizer.json").is_file():
         raise CheckpointError(f"{path}: the model directory has no {TOKENIZER_DIR}/tokenizer.json")
     cfg = read_model_config(path / CONFIG_FILE)
@@ -153,19 +149,34 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
         state = load_file(str(path / MODEL_FILE))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path / MODEL_FILE}: cannot read weights ({e})") from None
-    with torch.device(device):
-        model = Transformer(cfg)
-    expected = set(model.state_dict())
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in Transformer(cfg).state_dict().items()}
     allowed_missing = {"output.weight"} if cfg.tie_embeddings else set()
-    lost = sorted(expected - set(state) - allowed_missing)
-    extra = sorted(set(state) - expected)
+    lost = sorted(set(shapes) - set(state) - allowed_missing)
+    extra = sorted(set(state) - set(shapes))
     if lost or extra:
         what = (f"missing {', '.join(lost[:3])}" if lost else "") + (f" unexpected {', '.join(extra[:3])}" if extra else "")
         raise CheckpointError(f"{path / MODEL_FILE}: weights do not match config.json ({what.strip()})")
     for k, v in state.items():
-        if v.shape != model.state_dict()[k].shape:
+        if v.shape != shapes[k]:
             raise CheckpointError(f"{path / MODEL_FILE}: {k} has shape {tuple(v.shape)}, config.json implies "
-                                  f"{tuple(model.state_dict()[k].shape)}")
+                                  f"{tuple(shapes[k])}")
+    return cfg, state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+               ) -> tuple[Transformer, Any, ModelConfig]:
+    """Load a model directory -> (model in eval mode, tokenizer, ModelConfig).
+
+    ``dtype`` casts the weights (default: as stored, fp32). Raises ``CheckpointError`` with one
+    actionable line for a missing, unfinished or mismatched directory.
+    """
+    from murmur.tokenizer import load_tokenizer
+
+    path = Path(path)
+    cfg, state = read_model_dir(path)
+    with torch.device(device):
+        model = Transformer(cfg)
     model.load_state_dict(state, strict=False)
     if dtype is not None:
         model.to(dtype)
