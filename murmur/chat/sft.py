@@ -426,16 +426,7 @@ class SFTTrainer:
                 for i in range(0, len(rows), mb)]
 
     def _find_resume(self) -> Path | None:
-        latest = ckpt.latest_checkpoint(self.out)
-        if latest is None:
-            if self.cfg.resume:
-                log(f"resume: no complete checkpoint in {self.out}; starting from {self.base}")
-            return None
-        if not self.cfg.resume:
-            raise CheckpointError(f"{self.out} already holds checkpoints (newest {latest.name}); pass --resume "
-                                  "(resume=true) to continue that run, or choose another out directory")
-        state = ckpt.read_trainer_state(latest)
-        ckpt.check_model_config(latest, state.get("model_config", {}), self.model_cfg)
+        latest, state = ckpt.find_resume(self.out, self.cfg.resume, self.model_cfg, f"from {self.base}", log)
         if state.get("data_sha256") not in (None, self.data_sha256):
             raise CheckpointError(f"{latest}: the conversation file {self.cfg.data} changed since this checkpoint; "
                                   "resume with the same data or start a new out directory")

@@ -23,7 +23,7 @@ import random
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,26 @@ def read_trainer_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not is_complete(path) or not (path / STATE_FILE).is_file():
         raise CheckpointError(f"{path}: not a complete checkpoint (no {COMPLETE_MARKER} or {STATE_FILE})")
     return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def find_resume(out: str | os.PathLike[str], resume: bool, model_cfg: ModelConfig, fresh: str,
+                log: Callable[[str], None]) -> tuple[Path | None, dict[str, Any]]:
+    """The newest complete checkpoint in ``out`` to resume from (checked against ``model_cfg``) and its state.
+
+    Without one, a run that asked to resume starts ``fresh`` (logged); checkpoints present in a run
+    that did not ask to resume are refused, so a new run never overwrites an old one by accident.
+    """
+    latest = latest_checkpoint(out)
+    if latest is None:
+        if resume:
+            log(f"resume: no complete checkpoint in {out}; starting {fresh}")
+        return None, {}
+    if not resume:
+        raise CheckpointError(f"{out} already holds checkpoints (newest {latest.name}); pass --resume "
+                              "(resume=true) to continue that run, or choose another out directory")
+    state = read_trainer_state(latest)
+    check_model_config(latest, state.get("model_config", {}), model_cfg)
+    return latest, state
 
 
 def check_model_config(path: str | os.PathLike[str], saved: dict[str, Any], current: ModelConfig) -> None:

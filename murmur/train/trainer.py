@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from murmur import config as cfgmod
 from murmur.data.shards_format import TokenShards
-from murmur.errors import CheckpointError, ConfigError, InputError, MurmurError
+from murmur.errors import ConfigError, InputError, MurmurError
 from murmur.model import ModelConfig, Transformer, flops_per_token, num_params, preset
 from murmur.progress import format_duration, log
 from murmur.train import checkpoint as ckpt
@@ -310,17 +310,7 @@ class Trainer:
 
     def _find_resume(self) -> Path | None:
         """The checkpoint to resume from (checked against this model's shape), or None."""
-        latest = ckpt.latest_checkpoint(self.out)
-        if latest is None:
-            if self.cfg.resume:
-                self._log(f"resume: no complete checkpoint in {self.out}; starting from scratch")
-            return None
-        if not self.cfg.resume:
-            raise CheckpointError(f"{self.out} already holds checkpoints (newest {latest.name}); pass --resume "
-                                  "(resume=true) to continue that run, or choose another out directory")
-        state = ckpt.read_trainer_state(latest)
-        ckpt.check_model_config(latest, state.get("model_config", {}), self.model_cfg)
-        return latest
+        return ckpt.find_resume(self.out, self.cfg.resume, self.model_cfg, "from scratch", self._log)[0]
 
     # -- setup (compute starts here)
     def _setup(self) -> None:
