@@ -280,3 +280,24 @@ def test_cli(run, tmp_path):
     missing = subprocess.run([*murmur, "data", "clean", str(tmp_path / "nope.parquet"), "-o", str(out)],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "nope.parquet: file not found" in missing.stderr
+
+
+def test_spam_hints_never_hide_a_match():
+    import re
+
+    from murmur.data import quality
+
+    texts = ["FREE BITCOIN for everyone who retweets this now", "BTC mega GIVEAWAY starting right now folks",
+             "huge giveaway today: crypto for the first 100", "Click HERE to claim your prize today",
+             "tap link in my bio for more", "haz clic aquí para ganar premios hoy", "Follow4Follow anyone? drop names",
+             "followback please, I always follow back", "SÍGUEME Y TE SIGO amigos de twitter",
+             "DM me 4 shoutouts and rates this week", "Earn $500 A DAY from home, no joke",
+             "make 2k usd per week with this trick", "Buy real followers cheap and fast here",
+             "get instant RETWEETS for your posts", "Daily reminder #123 that you matter",
+             "WEEKLY update 7 of the project is out", "an ordinary post about the weather today"]
+    for pattern, hints in quality._SPAM_HINTS.items():
+        compiled = re.compile(pattern, re.IGNORECASE | re.ASCII)
+        matched = [t for t in texts if compiled.search(t)]
+        assert matched, pattern
+        for t in matched:
+            assert any(h in t.lower() for h in hints), (pattern, t)

@@ -40,6 +40,16 @@ def test_signatures_equal_datasketch(hasher):
         assert np.array_equal(m.hashvalues, sig[i])
 
 
+def test_permutations_and_known_lsh_params_equal_datasketch():
+    for num_perm, seed in [(4, 0), (128, 1), (256, 12345)]:
+        perms = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        a, b = dd._permutations(num_perm, seed)
+        assert np.array_equal(a, perms[0]) and np.array_equal(b, perms[1])
+    for (threshold, num_perm), params in dd._KNOWN_LSH_PARAMS.items():
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        assert (lsh.b, lsh.r) == params
+
+
 def test_chunking_does_not_change_signatures(hasher):
     small = dd.MinHasher(num_perm=128, threshold=0.8, chunk_shingles=7)
     assert np.array_equal(small.signatures(DOCS), hasher.signatures(DOCS))

@@ -86,3 +86,28 @@ def test_source_codes():
     assert is_language_code("en") and is_language_code("pt-BR") and is_language_code("fil")
     for code in (None, "", "und", "qme", "qht", "zxx", "x", "english"):
         assert not is_language_code(code)
+
+
+def test_model_cache_gives_the_same_classifier(tmp_path, monkeypatch):
+    import numpy as np
+
+    from murmur.data import langid
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    languages = ("en", "es", "pt")
+    langid._py3_model.cache_clear()
+    try:
+        loaded = langid._py3_model(languages)  # py3langid's loader, then written to the cache
+        assert len(list((tmp_path / "murmur").glob("py3langid-*.npz"))) == 1
+        langid._py3_model.cache_clear()
+        cached = langid._py3_model(languages)  # from the cache
+        assert cached.classes == loaded.classes and cached.alias_pairs == loaded.alias_pairs
+        for name in loaded._ARRAYS:
+            assert np.array_equal(getattr(cached, name), getattr(loaded, name))
+        texts = ["the weather is lovely today", "hoy hace muy buen tiempo en la playa", "obrigado pela ajuda"]
+        assert cached.classify(texts) == loaded.classify(texts)
+        next((tmp_path / "murmur").glob("py3langid-*.npz")).write_bytes(b"broken")
+        langid._py3_model.cache_clear()
+        assert langid._py3_model(languages).classify(texts) == loaded.classify(texts)  # falls back
+    finally:
+        langid._py3_model.cache_clear()

@@ -75,9 +75,16 @@ def exact_hashes(keys: Sequence[str]) -> np.ndarray:
     return np.fromiter((exact_hash(k) for k in keys), dtype=np.uint64, count=len(keys))
 
 
+_KNOWN_LSH_PARAMS = {(0.8, 128): (9, 13)}
+"""``lsh_params`` of the default settings, so that a run at the defaults need not import datasketch
+(and scipy, ~0.6 s per process); a test checks them against datasketch."""
+
+
 @functools.lru_cache(maxsize=16)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) that datasketch's ``MinHashLSH`` picks for this threshold."""
+    if (threshold, num_perm) in _KNOWN_LSH_PARAMS:
+        return _KNOWN_LSH_PARAMS[(threshold, num_perm)]
     from datasketch import MinHashLSH
 
     try:
@@ -89,11 +96,15 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=16)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's affine32 permutation parameters (a odd, b) for ``seed``."""
-    from datasketch import MinHash
+    """datasketch's affine32 permutation parameters (a odd, b) for ``seed``.
 
-    perms = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    return np.ascontiguousarray(perms[0], dtype=np.uint32), np.ascontiguousarray(perms[1], dtype=np.uint32)
+    Drawn the way ``MinHash._init_permutations`` draws them (numpy's ``RandomState(seed)``), without
+    importing datasketch; a test checks they are equal to datasketch's.
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
 
 
 @dataclass

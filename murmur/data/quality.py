@@ -48,6 +48,22 @@ DEFAULT_SPAM_PATTERNS = [
     r"^(?:daily|hourly|weekly) (?:reminder|post|update|tweet) #?\d+",
 ]
 
+# For each default spam pattern, lowercase strings of which a match must contain one: when a text
+# holds none of them the (slow, position-by-position) pattern search is skipped. Other patterns get no
+# such hint, and a rule set with any of them always runs the search.
+_SPAM_HINTS: dict[str, tuple[str, ...]] = dict(zip(DEFAULT_SPAM_PATTERNS, [
+    ("giveaway",),
+    ("giveaway",),
+    ("free ",),
+    ("click ", "tap "),
+    ("haz ",),
+    ("follow", "f4f", "gueme y te sigo"),
+    ("dm ",),
+    ("a day", "a week", "a hour", "per day", "per week", "per hour", "every day", "every week", "every hour"),
+    ("followers", "likes", "retweets"),
+    ("daily ", "hourly ", "weekly "),
+], strict=True))
+
 _TAG_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])[@#]\w+", re.IGNORECASE)
 _WORD_TOKEN_RE = re.compile(r"\S*?\w\S*")
 _EMOJI_RE = re.compile(
@@ -72,8 +88,15 @@ class QualityRules:
         # ASCII semantics for \w and \b make the alternation of patterns ~2x faster
         spam = _compile_patterns(self.spam_patterns)
         run = re.compile(r"([^\d\s])\1{" + str(self.max_char_run) + ",}") if self.max_char_run > 0 else None
+        hints = None
+        if all(p in _SPAM_HINTS for p in self.spam_patterns):
+            hints = tuple(dict.fromkeys(h for p in self.spam_patterns for h in _SPAM_HINTS[p]))
+        # a run of more than n equal characters of any kind: a necessary condition for ``run``, ~2x cheaper
+        any_run = re.compile("(?s)(.)" + "\\1" * self.max_char_run) if run is not None else None
         object.__setattr__(self, "_spam", spam)
+        object.__setattr__(self, "_spam_hints", hints)
         object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_any_run", any_run)
 
 
 def _compile_patterns(patterns: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
@@ -142,6 +165,18 @@ def caps_ratio(text: str) -> tuple[int, float]:
     return cased, (upper / cased if cased else 0.0)
 
 
+def _may_be_spam(text: str, rules: QualityRules) -> bool:
+    """False when no spam pattern can match ``text`` (it holds none of their required strings)."""
+    hints = rules._spam_hints  # type: ignore[attr-defined]
+    if hints is None:
+        return True
+    lower = text.lower()
+    for hint in hints:  # a plain loop: ~1.5x faster than any() over a generator
+        if hint in lower:
+            return True
+    return False
+
+
 def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | None = None) -> str | None:
     """The first quality rule ``text`` fails (a reason string), or None when the post passes.
 
@@ -152,11 +187,11 @@ def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | N
     n_words = len(_WORD_TOKEN_RE.findall(content))
     if visible < rules.min_chars or n_words < rules.min_words:
         return TOO_SHORT
-    if rules._spam is not None and rules._spam.search(text):  # type: ignore[attr-defined]
+    if rules._spam is not None and _may_be_spam(text, rules) and rules._spam.search(text):  # type: ignore[attr-defined]
         return SPAM_PATTERN
     if tags and tags / (tags + n_words) > rules.max_tag_ratio:
         return MOSTLY_TAGS
-    if rules._run is not None and rules._run.search(text):  # type: ignore[attr-defined]
+    if rules._run is not None and rules._any_run.search(text) and rules._run.search(text):  # type: ignore[attr-defined]
         return REPEATED_CHARS
     emoji = count_emoji(text)
     if emoji and ((rules.max_emoji > 0 and emoji > rules.max_emoji) or emoji / max(1, visible) > rules.max_emoji_ratio):
