@@ -22,6 +22,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 POSTS_PER_USER = 12.0  # WorldConfig's mean; the user count is derived from the requested posts
 
@@ -172,20 +174,7 @@ def write_markdown(rows: list[dict], path: Path) -> None:
         if "plain" in r:
             m, p = r["tokenize"]["posts_per_s"], r["plain"]["posts_per_s"]
             lines.append(f"| {r['size']:,} | {m:,.0f} | {p:,.0f} | {m / p:.2f} |")
-    replace_section(path, "## Data pipeline", "\n".join(lines) + "\n")
-    print(f"wrote {path}")
-
-
-def replace_section(path: Path, heading: str, body: str) -> None:
-    """Replace the section that starts at ``heading`` (up to the next '## ') in ``path``, or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach figure is measured against a peer in the same run.\n"
-    start = text.find(heading + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
+    write_section("data_pipeline", "\n".join(lines), path)
 
 
 if __name__ == "__main__":

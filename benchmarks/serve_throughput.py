@@ -45,14 +45,14 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402
+
 from murmur.export import to_transformers  # noqa: E402
 from murmur.model import ModelConfig, Transformer, preset  # noqa: E402
 from murmur.progress import log  # noqa: E402
 from murmur.serve.engine import Engine  # noqa: E402
 from murmur.serve.sampling import SamplingParams  # noqa: E402
 
-SECTION_START = "<!-- serve_throughput:start -->"
-SECTION_END = "<!-- serve_throughput:end -->"
 TEMPERATURE, TOP_P = 0.8, 0.95
 WORDS = ("the a social network post reply thread coffee weather city music game news today people love new "
          "time good day great city rain sun morning night friends team win match goal launch update").split()
@@ -294,17 +294,6 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{SECTION_START}\n{text.strip()}\n{SECTION_END}"
-    if SECTION_START in old and SECTION_END in old:
-        new = old[:old.index(SECTION_START)] + block + old[old.index(SECTION_END) + len(SECTION_END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
@@ -384,7 +373,7 @@ def main() -> None:
     print()
     print(text)
     if args.write_docs:
-        write_docs(text)
+        write_section("serve_throughput", text)
         log("wrote docs/benchmarks.md")
 
 

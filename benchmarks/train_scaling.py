@@ -40,12 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from report import write_section  # noqa: E402
+
 from murmur.model import Transformer, flops_per_token, num_params, preset  # noqa: E402
 from murmur.train.config import OptimSection, ParallelConfig  # noqa: E402
 from murmur.train.metrics import cpu_model_name, peak_flops, read_metrics  # noqa: E402
-
-SECTION_START = "<!-- train_scaling:start -->"
-SECTION_END = "<!-- train_scaling:end -->"
 
 
 # ---------------------------------------------------------------- processes (the real trainer)
@@ -207,7 +206,7 @@ def machine(device: torch.device) -> str:
 
 
 def section(info: dict, procs: dict | None, one: dict | None) -> str:
-    lines = [SECTION_START, "## Training scaling (`benchmarks/train_scaling.py`)", "",
+    lines = ["## Training scaling (`benchmarks/train_scaling.py`)", "",
              f"{info['machine']}; torch {info['torch']}, Python {info['python']}, {info['date']}. The machine is "
              "shared with other work (load average during the run: " + info["load"] + "), so the figures are noisy; "
              "variants run in interleaved rounds and the tables give medians.", ""]
@@ -241,19 +240,7 @@ def section(info: dict, procs: dict | None, one: dict | None) -> str:
             lines.append(f"| {r['preset']} | {r['params'] / 1e6:,.0f}M | {r['micro']} x {r['seq']} | {variant} | "
                          f"{r['tok_s']:,.0f} | {mfu} | {mem} |")
         lines.append("")
-    lines.append(SECTION_END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this script's section of docs/benchmarks.md (or append it), leaving the others alone."""
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION_START in doc and SECTION_END in doc:
-        head, rest = doc.split(SECTION_START, 1)
-        doc = head + text + rest.split(SECTION_END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
 
 
 def main() -> None:
@@ -287,7 +274,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"info": info, "processes": procs, "one_device": one}, indent=2))
     if args.write_docs:
-        write_section(ROOT / "docs" / "benchmarks.md", text)
+        write_section("train_scaling", text)
 
 
 if __name__ == "__main__":

@@ -32,15 +32,14 @@ import torch.nn.functional as F  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402
+
 from murmur.export import to_transformers  # noqa: E402
 from murmur.model import Transformer, flops_per_token, preset  # noqa: E402
 from murmur.train.config import OptimSection  # noqa: E402
 from murmur.train.metrics import cpu_model_name, gpu_peak_flops, peak_flops  # noqa: E402
 from murmur.train.optim import build_optimizer  # noqa: E402
 from murmur.train.trainer import autocast, resolve_dtype  # noqa: E402
-
-SECTION_START = "<!-- train_throughput:start -->"
-SECTION_END = "<!-- train_throughput:end -->"
 
 
 # ---------------------------------------------------------------- the two models
@@ -167,7 +166,6 @@ def markdown(results: list[dict], info: dict, dtype: torch.dtype, steps: int, re
 
     dev = info["gpu"] or f"CPU: {info['cpu']}, {info['cores']} threads"
     lines = [
-        SECTION_START,
         "## Training throughput: murmur vs transformers' LlamaForCausalLM",
         "",
         f"`python benchmarks/train_throughput.py` on {dev}; torch {info['torch']}, transformers "
@@ -194,21 +192,7 @@ def markdown(results: list[dict], info: dict, dtype: torch.dtype, steps: int, re
             q = r["ratios"]["compiled_vs_eager"]
             lines.append(f"| {r['preset']} | | | murmur compiled vs transformers eager | | | {q['wall']:.2f}x | "
                          f"| {q['cpu']:.2f}x | |")
-    lines.append("")
-    lines.append(SECTION_END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n\nMeasured in the same run as " \
-        "a peer, on the machine named in each section.\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -240,7 +224,7 @@ def main() -> None:
     section = markdown(results, info, dtype, args.steps, args.repeats)
     print(section)
     if args.write_docs:
-        write_section(ROOT / "docs" / "benchmarks.md", section)
+        write_section("train_throughput", section)
 
 
 if __name__ == "__main__":
