@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import textwrap
@@ -101,16 +100,12 @@ def run_stage(stage: str, out: Path, workers: int, users: int) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
     import pyarrow
     import tokenizers
 
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    from murmur.train.metrics import cpu_model_name
+
+    return (f"{cpu_model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"tokenizers {tokenizers.__version__}, pyarrow {pyarrow.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
