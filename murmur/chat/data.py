@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from murmur.chat.template import check_messages
-from murmur.config import knob
+from murmur.config import knob, require_at_least
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_open, open_text
 from murmur.progress import Progress, log
@@ -64,11 +64,9 @@ class ConversationDataConfig:
     shuffle: bool = knob(True, "Shuffle the output lines (seeded); false keeps threads first.")
 
     def check(self) -> None:
-        for name in ("max_thread_conversations", "instructions", "min_chars"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
-        if self.paths_per_thread < 1:
-            raise ConfigError(f"paths_per_thread must be at least 1 (got {self.paths_per_thread})")
+        require_at_least(0, [(name, getattr(self, name))
+                             for name in ("max_thread_conversations", "instructions", "min_chars")])
+        require_at_least(1, [("paths_per_thread", self.paths_per_thread)])
         if self.max_turns < 2:
             raise ConfigError(f"max_turns must be at least 2 (a question and an answer), got {self.max_turns}")
         if not 0.0 <= self.system_fraction <= 1.0:
