@@ -28,7 +28,7 @@ POSTS_PER_USER = 12.0  # WorldConfig's mean; the user count is derived from the 
 
 STAGES = {
     "generate": """
-        from murmur.data.world import WorldConfig, generate_world
+        from murmur.world.generate import WorldConfig, generate_world
         s = generate_world(OUT / "world", WorldConfig(users=USERS, seed=0))
         RESULT["posts"] = s.posts
     """,

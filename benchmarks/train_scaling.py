@@ -176,7 +176,7 @@ def one_device_run(name: str, device: torch.device, fsdp: bool, compile_: bool, 
 
 
 def _cpu_bf16() -> bool:
-    from murmur.train.trainer import cpu_has_bf16
+    from murmur.runtime import cpu_has_bf16
 
     return cpu_has_bf16()
 

@@ -36,10 +36,10 @@ from report import write_section  # noqa: E402
 
 from murmur.export import to_transformers  # noqa: E402
 from murmur.model import Transformer, flops_per_token, preset  # noqa: E402
+from murmur.runtime import autocast, resolve_dtype  # noqa: E402
 from murmur.train.config import OptimSection  # noqa: E402
 from murmur.train.metrics import cpu_model_name, gpu_peak_flops, peak_flops  # noqa: E402
 from murmur.train.optim import build_optimizer  # noqa: E402
-from murmur.train.trainer import autocast, resolve_dtype  # noqa: E402
 
 
 # ---------------------------------------------------------------- the two models

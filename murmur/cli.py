@@ -42,7 +42,7 @@ def world_generate(
 ) -> None:
     """Generate a synthetic social network: posts in X archive and API v2 formats, plus ground truth."""
     from murmur import config as cfgmod
-    from murmur.data.world import WorldConfig, generate_world
+    from murmur.world.generate import WorldConfig, generate_world
 
     if knobs:
         for key, default, help_ in cfgmod.describe(WorldConfig):

@@ -60,14 +60,15 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     from murmur.data.clean import CleanConfig, clean
     from murmur.data.shards import ShardConfig, tokenize_to_shards
     from murmur.data.sources import ingest
-    from murmur.data.world import WorldConfig, generate_world
     from murmur.export import export_hf
-    from murmur.generate import generate_text, load_model
+    from murmur.generate import generate_text
+    from murmur.modeldir import load_model
     from murmur.plot import plot_run
     from murmur.tokenizer import TokenizerConfig, eval_tokenizer, train_tokenizer
     from murmur.train.config import TrainConfig
     from murmur.train.data import unigram_bits_per_byte
     from murmur.train.trainer import train
+    from murmur.world.generate import WorldConfig, generate_world
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

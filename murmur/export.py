@@ -28,9 +28,9 @@ import torch
 
 from murmur.chat.template import CHAT_TEMPLATE
 from murmur.errors import InputError
-from murmur.generate import TOKENIZER_DIR, read_model_dir
 from murmur.io import atomic_dir
 from murmur.model import ModelConfig, Transformer
+from murmur.modeldir import TOKENIZER_DIR, read_model_dir
 from murmur.tokenizer import DOC, DOC_ID, END, END_ID, PAD, PAD_ID, SPECIAL_TOKENS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

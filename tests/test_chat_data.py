@@ -150,7 +150,7 @@ def test_topic_names():
 
 def test_on_a_generated_world(tmp_path):
     from murmur.data.sources import ingest
-    from murmur.data.world import WorldConfig, generate_world
+    from murmur.world.generate import WorldConfig, generate_world
 
     generate_world(tmp_path / "world", dataclasses.replace(WorldConfig(), users=150, seed=0))
     ingest([str(tmp_path / "world" / "archives")], tmp_path / "posts.parquet")

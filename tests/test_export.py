@@ -17,7 +17,8 @@ from murmur.chat.sft import SFTConfig, sft
 from murmur.chat.template import END_ID, render
 from murmur.errors import CheckpointError, InputError
 from murmur.export import export_hf, load_hf, weight_names
-from murmur.generate import generate, load_model
+from murmur.generate import generate
+from murmur.modeldir import load_model
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,8 +9,9 @@ import torch
 from train_helpers import build_corpus
 
 from murmur.errors import CheckpointError, InputError
-from murmur.generate import generate, generate_text, load_model, sample_next
+from murmur.generate import generate, generate_text, sample_next
 from murmur.model import ModelConfig, Transformer
+from murmur.modeldir import load_model
 from murmur.train.checkpoint import save_inference_model
 
 CFG = ModelConfig(vocab_size=320, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=48)

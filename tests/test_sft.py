@@ -27,8 +27,9 @@ from murmur.chat.sft import (
 )
 from murmur.chat.template import ASSISTANT_ID, END_ID, render
 from murmur.errors import CheckpointError, ConfigError, InputError
-from murmur.generate import generate, load_model
+from murmur.generate import generate
 from murmur.model import Transformer
+from murmur.modeldir import load_model
 from murmur.tokenizer import load_tokenizer
 from murmur.train import checkpoint as ckpt
 from murmur.train.metrics import read_metrics

@@ -80,7 +80,8 @@ def test_run_learns_and_writes_everything(corpus, tmp_path):
     assert "tok_embeddings.weight" in weights and "output.weight" not in weights
     assert json.loads((out / "config.json").read_text())["dim"] == 32
     assert (out / "tokenizer" / "tokenizer.json").is_file()
-    from murmur.generate import generate_text, load_model
+    from murmur.generate import generate_text
+    from murmur.modeldir import load_model
 
     model, tokenizer, mcfg = load_model(out)
     assert mcfg.n_layers == 2 and tokenizer.vocab_size == mcfg.vocab_size

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from murmur import config as cfgmod
-from murmur.data import world_text as wt
 from murmur.data.normalize import dedup_key
-from murmur.data.world import POST_KINDS, WorldConfig, generate_world, read_api_pages, read_tweets_js
 from murmur.errors import ConfigError, InputError
 from murmur.io import is_complete
+from murmur.world import text as wt
+from murmur.world.generate import POST_KINDS, WorldConfig, generate_world, read_api_pages, read_tweets_js
 
 CFG = WorldConfig(users=200, seed=0)
 ARCHIVE_TIME = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} "

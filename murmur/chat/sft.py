@@ -357,8 +357,8 @@ class SFTTrainer:
     """A fine-tuning run. Construction checks everything (config, model, data); :meth:`run` trains."""
 
     def __init__(self, cfg: SFTConfig):
-        from murmur.generate import TOKENIZER_DIR, load_model
-        from murmur.train.trainer import resolve_device, resolve_dtype
+        from murmur.modeldir import TOKENIZER_DIR, load_model
+        from murmur.runtime import resolve_device, resolve_dtype
 
         self.cfg = cfg
         self._check_numbers()
@@ -472,7 +472,7 @@ class SFTTrainer:
         """One optimizer step; returns (mean loss over its assistant tokens, grad norm, those tokens, real tokens).
 
         The loss and norm stay tensors on the device (no synchronisation until a log line needs them)."""
-        from murmur.train.trainer import autocast
+        from murmur.runtime import autocast
 
         cfg = self.cfg
         set_lr(self.optimizer, lr_at(step, self.steps, cfg.optim.lr, cfg.schedule))
@@ -500,7 +500,7 @@ class SFTTrainer:
     @torch.no_grad()
     def evaluate(self) -> float | None:
         """Mean loss over the validation rows' assistant tokens (None without validation data)."""
-        from murmur.train.trainer import autocast
+        from murmur.runtime import autocast
 
         if not self.val_batches:
             return None
@@ -536,7 +536,7 @@ class SFTTrainer:
         return val
 
     def run(self) -> SFTResult:
-        from murmur.train.trainer import StopOnSignal
+        from murmur.runtime import StopOnSignal
 
         cfg = self.cfg
         self._setup()

@@ -340,7 +340,7 @@ class Engine:
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, **kwargs: Any) -> Engine:
         """Load ``model.safetensors`` + ``config.json`` + ``tokenizer/`` from a training run."""
-        from murmur.generate import load_model
+        from murmur.modeldir import load_model
 
         model, tokenizer, _ = load_model(run_dir)
         kwargs.setdefault("name", Path(run_dir).resolve().name)

@@ -11,7 +11,7 @@ It is built under a temporary name and renamed into place, so a crash mid-save n
 checkpoint that looks complete. Only the newest ``keep_last`` are kept.
 
 The inference model is ``model.safetensors`` (murmur parameter names, tied weights stored once) +
-``config.json`` (the ModelConfig) + ``tokenizer/``; ``murmur.generate.load_model`` reads it.
+``config.json`` (the ModelConfig) + ``tokenizer/``; ``murmur.modeldir.load_model`` reads it.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from murmur.errors import CheckpointError
-from murmur.generate import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 from murmur.io import COMPLETE_MARKER, atomic_dir, atomic_path, is_complete, write_json
 from murmur.model import ModelConfig
+from murmur.modeldir import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"

@@ -28,8 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from murmur.data.shards_format import TokenShards
 from murmur.errors import ConfigError, InputError, MurmurError
 from murmur.model import ModelConfig, Transformer, flops_per_token, num_params, preset
 from murmur.progress import format_duration, log
+from murmur.runtime import StopOnSignal, resolve_device, resolve_dtype
 from murmur.train import checkpoint as ckpt
 from murmur.train.config import ParallelConfig, TrainConfig, grad_accum_steps
 from murmur.train.data import WindowSampler, bits_per_byte, eval_batches, split_bytes
@@ -75,38 +74,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- device, dtype, model
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but CUDA is not available (use device=cpu or auto)")
-    return device
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 matmul instructions (AVX512-BF16 or AMX)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, c, lambda: False)() for c in checks)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The autocast compute dtype: bf16 where the hardware runs it fast, else fp32."""
-    if name == "fp32":
-        return torch.float32
-    if name == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else torch.float32
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     """The model shape: the preset, the section's overrides, and the tokenizer's vocabulary."""
     overrides = cfg.model.overrides()
@@ -202,31 +169,6 @@ def collective_error(e: BaseException, rank: int, doing: str, timeout_s: float) 
         return MurmurError(f"rank {rank}: lost contact with another process during {doing}: it probably died "
                            f"(see its log) [{first[:160]}]")
     return None
-
-
-# ---------------------------------------------------------------- signals
-class StopOnSignal:
-    """Turn SIGINT/SIGTERM into a flag the loop checks after each step (a second SIGINT aborts)."""
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        log(f"{self.requested} received: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 # ---------------------------------------------------------------- the trainer

@@ -1,6 +1,6 @@
 """Words for the demo world: topic vocabularies, post templates, names, spam, bots, PII and foreign lines.
 
-Everything the generator in :mod:`murmur.data.world` writes comes from the tables here, so a test
+Everything the generator in :mod:`murmur.world` writes comes from the tables here, so a test
 can check that a post about a topic uses that topic's words, and a small language model trained on
 the world has coherent phrases to learn. Topics are written as one readable block each::
 

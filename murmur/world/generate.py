@@ -9,7 +9,7 @@ minute on one core.
 What is in a world
 ------------------
 Accounts are humans, spam accounts and bots. Humans have 2-4 hidden interests among
-:data:`murmur.data.world_text.TOPICS` (37 topics), write English, Spanish or both, and follow others
+:data:`murmur.world.text.TOPICS` (37 topics), write English, Spanish or both, and follow others
 mostly among people who share an interest, weighted by popularity (a fitness model of preferential
 attachment, so follower counts are heavy-tailed). Posts are written from topic vocabularies and
 templates (hashtags such as ``#MachineLearning``, ``@mentions`` of followed accounts, ``https://t.co``
@@ -100,10 +100,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from murmur.config import knob
-from murmur.data import world_text as wt
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_dir, write_json
 from murmur.progress import Progress, log
+from murmur.world import text as wt
 
 FORMAT_VERSION = 1
 TWITTER_EPOCH_MS = 1288834974657  # snowflake ids count milliseconds from here
