@@ -163,14 +163,35 @@ def _deepcopy(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
+PRESETS = Path(__file__).resolve().parent / "configs"
+
+
+def presets() -> list[str]:
+    """Names of the TOML presets shipped inside the package (``tiny-cpu``, ``llama-1b``, ...)."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def find_config(path: str | os.PathLike[str]) -> Path:
+    """A config file: the path itself if it exists, else the packaged preset of that name.
+
+    ``configs/tiny-cpu.toml``, ``tiny-cpu.toml`` and ``tiny-cpu`` all find the shipped preset when no
+    such file is here, so the commands in the docs work from any directory and from an installed wheel.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    name = p.name.removesuffix(".toml")
+    if (PRESETS / f"{name}.toml").is_file() and (p.parent == Path(".") or p.parent.name == "configs"):
+        return PRESETS / f"{name}.toml"
+    raise ConfigError(f"{p}: config file not found (packaged presets: {', '.join(presets())})")
+
+
 def load(cls: type[T], path: str | os.PathLike[str] | None = None,
          overrides: typing.Sequence[str] = ()) -> T:
     """Load ``cls`` from a TOML file (optional) plus dotted overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
+        p = find_config(path)
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:

@@ -23,7 +23,7 @@ from murmur import config as cfgmod
 from murmur.errors import ConfigError
 from murmur.progress import console, format_duration, log
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parent / "configs"
 DEMO_PROMPTS = ["Just finished", "Mi receta favorita", "Big game tonight", "New blog post about"]
 
 

@@ -222,7 +222,7 @@ def test_bad_inputs_fail_in_one_line_before_compute(setup, tmp_path):
 def test_demo_config_matches_the_shipped_toml():
     from pathlib import Path
 
-    toml = Path(__file__).resolve().parent.parent / "configs" / "sft-tiny-cpu.toml"
+    toml = Path(__file__).resolve().parent.parent / "murmur" / "configs" / "sft-tiny-cpu.toml"
     assert cfgmod.load(SFTConfig, toml) == dataclasses.replace(demo_config(), out="runs/sft-tiny-cpu")
 
 

@@ -146,10 +146,10 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_cli_unknown_key_and_wrong_type(tmp_path):
-    r = run_cli("train", "--config", str(ROOT / "configs" / "tiny-cpu.toml"), "optim.lrr=1e-3")
+    r = run_cli("train", "--config", str(ROOT / "murmur" / "configs" / "tiny-cpu.toml"), "optim.lrr=1e-3")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "did you mean 'optim.lr'" in r.stderr
-    r = run_cli("train", "--config", str(ROOT / "configs" / "tiny-cpu.toml"), "steps=many")
+    r = run_cli("train", "--config", str(ROOT / "murmur" / "configs" / "tiny-cpu.toml"), "steps=many")
     assert r.returncode == 2 and "steps" in r.stderr and "expected an integer" in r.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[schedule]\nkind = "linear"\n')
@@ -196,7 +196,7 @@ def test_bad_inputs_fail_in_one_line_before_compute(corpus, tmp_path):
 # ---------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["tiny-cpu", "gpt-124m", "llama-1b"])
 def test_shipped_configs_load_and_size_up(name, corpus):
-    cfg = cfgmod.load(TrainConfig, ROOT / "configs" / f"{name}.toml")
+    cfg = cfgmod.load(TrainConfig, ROOT / "murmur" / "configs" / f"{name}.toml")
     plan = dry_run(cfg, vocab_size=8192)  # builds the model on the meta device: no memory, no GPU
     assert plan["params"] == num_params(ModelConfig(**plan["model"]))
     assert cfg.data.seq_len <= plan["model"]["max_seq_len"]
@@ -205,7 +205,7 @@ def test_shipped_configs_load_and_size_up(name, corpus):
         assert plan["tokens_per_step"] >= 500_000 and plan["params"] > 100e6
     # with real data, a run gets through every check up to the first compute (on CPU here)
     shards, tok = corpus
-    cfg = cfgmod.load(TrainConfig, ROOT / "configs" / f"{name}.toml",
+    cfg = cfgmod.load(TrainConfig, ROOT / "murmur" / "configs" / f"{name}.toml",
                       [f"data.shards={shards}", f"data.tokenizer={tok}", "device=cpu", "out=/nonexistent/x"])
     t = Trainer(cfg)
     assert t.model_cfg.vocab_size >= 320 and t.accum == grad_accum_steps(cfg)
