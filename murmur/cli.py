@@ -26,6 +26,9 @@ app.add_typer(world_app, name="world")
 export_app = typer.Typer(help="Export a model for other tools: Hugging Face transformers, vLLM, llama.cpp.",
                          no_args_is_help=True)
 app.add_typer(export_app, name="export")
+from murmur.ads.cli import ads_app  # noqa: E402  (the ads commands; typer only at import)
+
+app.add_typer(ads_app, name="ads")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
 
