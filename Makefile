@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU wheel of PyTorch; a GPU user installs the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean venv browser
+.PHONY: demo test lint bench clean venv browser postgres
 
 venv: $(STAMP)
 
@@ -14,13 +14,13 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[serve,dev]"
+	$(BIN)/python -m pip install -q -e ".[serve,dev,ads]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/murmur demo --out demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/ruff check murmur tests benchmarks
 	$(BIN)/python -m pytest -q -ra tests
 
@@ -31,6 +31,15 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || { echo "chromium could not be installed: the browser test will be skipped"; [ -z "$$CI" ] || exit 1; }; \
 	  else echo "chromium not installed (needs root and apt-get): the browser test will be skipped"; fi; }
+
+# Debian's PostgreSQL for the campaign store's tests (they start their own server in a temp dir).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || { echo "postgresql could not be installed: its store tests will be skipped"; [ -z "$$CI" ] || exit 1; }; \
+	  else echo "postgresql not installed (needs root and apt-get): its store tests will be skipped"; \
+	    [ -z "$$CI" ] || exit 1; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check murmur tests benchmarks
