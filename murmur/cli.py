@@ -98,6 +98,8 @@ def data_tokenize(
     tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Tokenizer directory.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output shard directory.")],
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
+                                                                 "(never anything murmur did not write).")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of ShardConfig knobs.")] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -106,7 +108,7 @@ def data_tokenize(
     from murmur.data.shards import ShardConfig, tokenize_to_shards
 
     cfg = cfgmod.load(ShardConfig, config, overrides or [])
-    manifest = tokenize_to_shards(src, tokenizer, out, cfg, workers=workers)
+    manifest = tokenize_to_shards(src, tokenizer, out, cfg, workers=workers, overwrite=overwrite)
     typer.echo(manifest.describe())
 
 
@@ -116,6 +118,8 @@ def tokenizer_train(
     src: Annotated[Path, typer.Argument(help="Clean posts Parquet file.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output tokenizer directory.")],
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.")] = 8192,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
+                                                                 "(never anything murmur did not write).")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of TokenizerConfig knobs.")] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -124,7 +128,7 @@ def tokenizer_train(
     from murmur.tokenizer import TokenizerConfig, train_tokenizer
 
     cfg = cfgmod.load(TokenizerConfig, config, [f"vocab_size={vocab_size}", *(overrides or [])])
-    tok = train_tokenizer([src], out, cfg)
+    tok = train_tokenizer([src], out, cfg, overwrite=overwrite)
     typer.echo(f"tokenizer with {tok.vocab_size:,} tokens written to {out}")
 
 
@@ -302,11 +306,13 @@ def export_hf_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Model directory (a finished `murmur train` or `murmur sft` run).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Hugging Face folder to write.")],
     dtype: Annotated[str, typer.Option(help="Weight dtype: float32, bfloat16 or float16.")] = "float32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
+                                                                 "(never anything murmur did not write).")] = False,
 ) -> None:
     """Write a Hugging Face LlamaForCausalLM folder (transformers, `vllm serve`, llama.cpp conversion)."""
     from murmur.export import export_hf
 
-    typer.echo(f"Hugging Face model written to {export_hf(run_dir, out, dtype)}")
+    typer.echo(f"Hugging Face model written to {export_hf(run_dir, out, dtype, overwrite=overwrite)}")
 
 
 # ---------------------------------------------------------------- cluster planner
@@ -348,14 +354,17 @@ def plan_cmd(
 
 
 def main() -> None:
+    from murmur.io import Terminated, cleanup_on_signals
+
+    cleanup_on_signals()
     try:
         app()
     except MurmurError as e:
         print(f"murmur: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("murmur: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
 
 
 if __name__ == "__main__":

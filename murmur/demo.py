@@ -81,9 +81,9 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     cleaned = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
                     workers=workers, stats_path=out / "stats.json")
     tok = t.run("train tokenizer", train_tokenizer, [out / "clean.parquet"], out / "tokenizer",
-                replace(TokenizerConfig(), seed=seed))
+                replace(TokenizerConfig(), seed=seed), overwrite=True)  # the demo reruns into its own folder
     manifest = t.run("tokenize", tokenize_to_shards, out / "clean.parquet", out / "tokenizer", out / "shards",
-                     ShardConfig(), workers=workers)
+                     ShardConfig(), workers=workers, overwrite=True)
     tok_eval = eval_tokenizer(out / "tokenizer", out / "clean.parquet")
 
     # ---- pretraining: the tiny model on CPU
@@ -107,7 +107,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
                                          f"checkpoint.every={max(1, sft_steps)}"] if sft_steps else [])
     sft_cfg = cfgmod.load(SFTConfig, _config_file("sft-tiny-cpu.toml"), sft_overrides)
     tuned = t.run("fine-tune (SFT)", sft, out / "pretrain", out / "conversations.jsonl", out / "chat", sft_cfg)
-    t.run("export to Hugging Face", export_hf, out / "chat", out / "hf")
+    t.run("export to Hugging Face", export_hf, out / "chat", out / "hf", overwrite=True)
 
     summary = {
         "posts_in": ingest_stats.posts,

@@ -36,3 +36,11 @@ class ConfigError(MurmurError):
 
 class CheckpointError(MurmurError):
     """A checkpoint that is missing, incomplete, or does not fit the model."""
+
+
+class OutputError(MurmurError):
+    """An output that cannot be written, or would replace something murmur did not write."""
+
+    def __init__(self, message: str, path: object | None = None):
+        super().__init__(f"{path}: {message}" if path is not None else message)
+        self.path = path

@@ -28,13 +28,14 @@ import torch
 
 from murmur.chat.template import CHAT_TEMPLATE
 from murmur.errors import InputError
-from murmur.io import atomic_dir
+from murmur.io import atomic_dir, check_output_dir
 from murmur.model import ModelConfig, Transformer
 from murmur.modeldir import TOKENIZER_DIR, read_model_dir
 from murmur.tokenizer import DOC, DOC_ID, END, END_ID, PAD, PAD_ID, SPECIAL_TOKENS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+HF_EXPORT_KIND = "hf-export"  # what an exported folder's completion marker says
 
 
 # ---------------------------------------------------------------- names and config
@@ -122,22 +123,25 @@ def tokenizer_config(base: dict[str, Any], max_len: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- export
-def export_hf(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
-    """Write the model directory ``run_dir`` (pretraining or SFT run) as a Hugging Face folder ``out_dir``."""
+def export_hf(run_dir: str | Path, out_dir: str | Path, dtype: str = "float32", overwrite: bool = False) -> Path:
+    """Write the model directory ``run_dir`` (pretraining or SFT run) as a Hugging Face folder ``out_dir``.
+
+    ``out_dir`` must be new or empty; with ``overwrite`` it may be an earlier export, never anything
+    else, and never a folder that is, holds or lies inside ``run_dir`` (:func:`murmur.io.check_output_dir`).
+    """
     from safetensors.torch import save_file
 
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})", field="dtype")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if out_dir.resolve() == run_dir.resolve():
-        raise InputError("the output folder must differ from the model directory", out_dir)
     cfg, state = read_model_dir(run_dir)
+    check_output_dir(out_dir, HF_EXPORT_KIND, overwrite, [run_dir])
     tok_dir = run_dir / TOKENIZER_DIR
     base_tok_cfg: dict[str, Any] = {}
     if (tok_dir / "tokenizer_config.json").is_file():
         base_tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
     hf_state = {theirs: state[ours].to(DTYPES[dtype]).contiguous() for ours, theirs in weight_names(cfg)}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, HF_EXPORT_KIND, overwrite, [run_dir]) as tmp:
         save_file(hf_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _dump(tmp / "config.json", hf_config(cfg, dtype))
         _dump(tmp / "generation_config.json", generation_config())

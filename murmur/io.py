@@ -2,21 +2,29 @@
 
 Every output murmur writes goes to a temporary path beside the target and is renamed into place,
 so a crash never leaves a file that looks complete. Directory outputs get a ``_COMPLETE`` marker
-written last.
+written last, naming what wrote them; a directory is replaced only when that marker says it is
+murmur's own output of the same kind (:func:`check_output_dir`). A full disk or a missing permission
+is one :class:`~murmur.errors.OutputError` line, and SIGTERM/SIGHUP unwind like Ctrl-C
+(:func:`cleanup_on_signals`) so no temporary file is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from murmur.errors import OutputError
 
 COMPLETE_MARKER = "_COMPLETE"
 
@@ -25,13 +33,24 @@ COMPLETE_MARKER = "_COMPLETE"
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise OutputError("is a folder; give the path of a file to write", target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise write_error(e, target) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+    except OSError as e:
+        raise write_error(e, target, creating=False) from None
+    else:
+        try:
+            os.replace(tmp_path, target)
+        except OSError as e:
+            raise write_error(e, target) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -54,29 +73,163 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike[str], kind: str = "output", overwrite: bool = False,
+               protect: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
     """Build a directory in a temporary sibling, then swap it into place with a completion marker.
 
-    An existing ``target`` is replaced only after the new one is complete.
+    ``kind`` names what is written (``tokenizer``, ``shards``, ``hf-export``...). The marker,
+    written last, records it with every path written, so a later run can tell murmur's own output
+    from anything else. ``target`` may be absent or empty; one that holds files is replaced only
+    with ``overwrite`` and only when it is a complete murmur ``kind`` holding nothing but what murmur
+    wrote (:func:`check_output_dir`, checked before the work starts and again before the swap).
+    ``protect`` lists the command's inputs: the target may not be one, hold one, or lie inside one.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    check_output_dir(target, kind, overwrite, protect)
     try:
-        yield tmp
-        (tmp / COMPLETE_MARKER).write_text("ok\n")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:
+        raise write_error(e, target) from None
+    old: Path | None = None
+    try:
+        try:
+            yield tmp
+        except OSError as e:
+            raise write_error(e, target, creating=False) from None
+        try:
+            files = _entries(tmp)
+            with open(tmp / COMPLETE_MARKER, "w", encoding="utf-8") as f:
+                json.dump({"murmur": kind, "files": files}, f, indent=0)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            check_output_dir(target, kind, overwrite, protect)
+            if os.path.lexists(target):
+                old = tmp.with_name(tmp.name.removesuffix(".tmp") + ".old")
+                os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if old is not None:  # put the previous output back rather than lose it
+                    os.replace(old, target)
+                    old = None
+                raise
+        except OSError as e:
+            raise write_error(e, target) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _entries(root: Path) -> list[str]:
+    """Every file and folder under ``root`` (relative POSIX paths, sorted); links are not followed."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        out.extend((rel / d).as_posix() for d in dirnames)
+        out.extend((rel / f).as_posix() for f in filenames)
+    return sorted(p for p in out if p != COMPLETE_MARKER)
+
+
+def written_by_murmur(directory: str | os.PathLike[str]) -> tuple[str, list[str] | None] | None:
+    """``(kind, paths written)`` from a directory's completion marker, None without one.
+
+    Markers from before kinds were recorded hold ``ok``: kind ``""`` and paths unknown (None).
+    """
+    marker = Path(directory) / COMPLETE_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        text = marker.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text.strip() == "ok":
+        return "", None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("murmur"), str):
+        return None
+    files = data.get("files")
+    return data["murmur"], [f for f in files if isinstance(f, str)] if isinstance(files, list) else None
+
+
+def check_output_dir(target: str | os.PathLike[str], kind: str, overwrite: bool = False,
+                     protect: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Raise :class:`OutputError` unless writing the directory ``target`` would delete only murmur's own output.
+
+    The rule every command that writes a directory follows: the target is absent, an empty folder,
+    or (with ``overwrite``) a complete murmur output of the same ``kind`` holding nothing murmur did
+    not write. Never a file, a link, or a folder that is, holds or lies inside one of ``protect``.
+    """
+    target = Path(target)
+    real = target.resolve()
+    for src in protect:
+        s = Path(src).resolve()
+        if real == s:
+            raise OutputError("is also an input of this command; choose another output folder", target)
+        if real in s.parents:
+            raise OutputError(f"holds an input of this command ({src}); choose a folder outside it", target)
+        if s in real.parents and s.is_dir():
+            raise OutputError(f"lies inside an input of this command ({src}); choose a folder outside it",
+                              target)
+    if target.is_symlink():
+        raise OutputError("is a symbolic link; give a new or empty folder (murmur does not write through links)",
+                          target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise OutputError("is a file, not a folder; murmur never replaces what it did not write", target)
+    try:
+        present = _entries(target)
+    except OSError as e:
+        raise OutputError(f"cannot look inside: {e.strerror}", target) from None
+    if not present and not (target / COMPLETE_MARKER).exists():
+        return
+    written = written_by_murmur(target)
+    if written is None:
+        raise OutputError("is not empty and was not written by murmur; choose a new or empty folder "
+                          "(murmur never deletes what it did not write)", target)
+    their_kind, files = written
+    if their_kind and their_kind != kind:
+        raise OutputError(f"holds a murmur {their_kind}, not a {kind}; choose another folder", target)
+    if files is not None:
+        foreign = sorted(set(present) - set(files))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise OutputError(f"holds files murmur did not write ({shown}); move them or choose another folder",
+                              target)
+    if not overwrite:
+        raise OutputError(f"already holds a murmur {their_kind or kind}; pass --overwrite to replace it", target)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EFBIG: "file too large for this file system or limit",
+                 errno.EROFS: "read-only file system"}
+_CREATE_ERRNOS = {**_WRITE_ERRNOS, errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                  errno.ENOTDIR: "a part of the path is a file, not a folder"}
+_ERRNO_RE = re.compile(r"errno (\d+)", re.IGNORECASE)
+
+
+def write_error(e: OSError, target: str | os.PathLike[str], creating: bool = True) -> Exception:
+    """The one-line :class:`OutputError` for an OS error while writing ``target`` (full disk, no permission).
+
+    ``creating`` is False for errors raised while the output was being filled, where only errors that
+    are about writing (a full disk, a size limit) are the output's; other OS errors are returned
+    unchanged (they concern an input, or are bugs, and keep their own message).
+    """
+    code = e.errno
+    if code is None:  # pyarrow's OSError carries the errno in its message only
+        m = _ERRNO_RE.search(str(e))
+        code = int(m.group(1)) if m else None
+    why = (_CREATE_ERRNOS if creating else _WRITE_ERRNOS).get(code if code is not None else -1)
+    if why is None:
+        return e
+    return OutputError(f"cannot write: {why}; nothing was written", target)
 
 
 def is_complete(directory: str | os.PathLike[str]) -> bool:
@@ -108,3 +261,26 @@ def strip_compression_suffix(name: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so every ``finally`` (temporary outputs) runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def cleanup_on_signals() -> None:
+    """Make SIGTERM and SIGHUP unwind the stack like Ctrl-C, so temporary outputs are removed.
+
+    The CLI calls this once at start; training and serving install their own handlers on top
+    (graceful stop, drain) for as long as they run.
+    """
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(s) in (signal.SIG_DFL, None):
+            signal.signal(s, _raise_terminated)

@@ -35,8 +35,10 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from murmur.config import knob
 from murmur.data.split import DEFAULT_VAL_FRACTION, val_mask
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_dir
+from murmur.io import atomic_dir, check_output_dir
 from murmur.progress import Progress, console, log
+
+TOKENIZER_KIND = "tokenizer"  # what a tokenizer directory's completion marker says
 
 # ---------------------------------------------------------------- special tokens (fixed ids)
 DOC, PAD, SYSTEM, USER, ASSISTANT, END, TOOL_CALL, TOOL_RESULT = (
@@ -249,13 +251,18 @@ def _sample_threshold(paths: Sequence[Path], cfg: TokenizerConfig) -> int | None
 
 # ---------------------------------------------------------------- training
 def train_tokenizer(paths: Sequence[Path] | Path, out_dir: Path,
-                    cfg: TokenizerConfig | None = None) -> MurmurTokenizer:
-    """Train the BPE on the train split of clean posts and write the tokenizer directory atomically."""
+                    cfg: TokenizerConfig | None = None, overwrite: bool = False) -> MurmurTokenizer:
+    """Train the BPE on the train split of clean posts and write the tokenizer directory atomically.
+
+    An existing ``out_dir`` is replaced only with ``overwrite`` and only when it is a murmur
+    tokenizer (:func:`murmur.io.check_output_dir`).
+    """
     cfg = cfg or TokenizerConfig()
     cfg.check()
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     if not paths:
         raise InputError("no input files given")
+    check_output_dir(out_dir, TOKENIZER_KIND, overwrite, paths)
     for p in paths:
         open_posts(p, ["post_id", "text"])
     start = time.perf_counter()
@@ -293,7 +300,7 @@ def train_tokenizer(paths: Sequence[Path] | Path, out_dir: Path,
         "posts_per_second": round(stats["posts"] / max(seconds, 1e-9), 1), "config": asdict(cfg),
         "val_fraction": cfg.val_fraction,
     }
-    tok = save_tokenizer(inner, out_dir, training)
+    tok = save_tokenizer(inner, out_dir, training, overwrite=overwrite, protect=paths)
     log(f"tokenizer: {tok.vocab_size:,} tokens from {stats['posts']:,} posts in {seconds:.1f}s "
         f"({training['posts_per_second']:,.0f} posts/s)")
     if tok.vocab_size < cfg.vocab_size:
@@ -305,7 +312,8 @@ def _count_rows(paths: Sequence[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
 
 
-def save_tokenizer(inner: Tokenizer, out_dir: Path, training: dict[str, Any] | None = None) -> MurmurTokenizer:
+def save_tokenizer(inner: Tokenizer, out_dir: Path, training: dict[str, Any] | None = None,
+                   overwrite: bool = False, protect: Sequence[Path] = ()) -> MurmurTokenizer:
     """Write ``tokenizer.json``, the transformers configs and ``murmur_tokenizer.json`` atomically."""
     _check_special_tokens(inner, None)
     out_dir = Path(out_dir)
@@ -317,7 +325,7 @@ def save_tokenizer(inner: Tokenizer, out_dir: Path, training: dict[str, Any] | N
         "special_tokens": dict(SPECIAL_IDS), "pre_tokenizer": "llama3-regex + byte-level",
         "split_pattern": SPLIT_PATTERN, "training": training or {},
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, TOKENIZER_KIND, overwrite, protect) as tmp:
         inner.save(str(tmp / TOKENIZER_FILE))
         _write_json(tmp / "tokenizer_config.json", _transformers_config())
         _write_json(tmp / "special_tokens_map.json", _special_tokens_map())

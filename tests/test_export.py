@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from murmur.chat.sft import SFTConfig, sft
 from murmur.chat.template import END_ID, render
-from murmur.errors import CheckpointError, InputError
+from murmur.errors import CheckpointError, InputError, OutputError
 from murmur.export import export_hf, load_hf, weight_names
 from murmur.generate import generate
 from murmur.modeldir import load_model
@@ -147,16 +147,64 @@ def test_untied_model_round_trips_through_load_hf(tmp_path):
     assert all(torch.equal(v, load_hf(sharded).state_dict()[k]) for k, v in back.state_dict().items())
 
 
-def test_bfloat16_export_and_replacing_a_folder(chat_run, tmp_path):
+def test_bfloat16_export_and_replacing_an_earlier_export(chat_run, tmp_path):
     run, _ = chat_run
     out = tmp_path / "bf16"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
-    export_hf(run, out, dtype="bfloat16")
-    assert not (out / "stale.txt").exists()  # the folder was replaced whole
+    export_hf(run, out, dtype="float16")
+    with pytest.raises(OutputError, match="pass --overwrite"):
+        export_hf(run, out, dtype="bfloat16")
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "float16"
+    export_hf(run, out, dtype="bfloat16", overwrite=True)
     assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
     assert all(t.dtype == torch.bfloat16 for t in load_file(str(out / "model.safetensors")).values())
     assert load_hf(out, dtype=None).tok_embeddings.weight.dtype == torch.bfloat16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bf16"]
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["non-empty folder", "a file", "parent of the model", "the model", "inside the model",
+                                  "earlier export with a user file", "a tokenizer folder"])
+def test_export_never_deletes_what_it_did_not_write(chat_run, tmp_path, case):
+    """Each destructive target: refused with and without --overwrite, nothing changed on disk."""
+    import shutil
+
+    run, hf = chat_run
+    runs = tmp_path / "runs"
+    model = runs / "chat"
+    shutil.copytree(run, model)
+    (runs / "sibling").mkdir()
+    (runs / "sibling" / "model.safetensors").write_bytes(b"another run")
+    if case == "non-empty folder":
+        out = tmp_path / "mine"
+        out.mkdir()
+        (out / "paper.tex").write_text("keep")
+    elif case == "a file":
+        out = tmp_path / "notes.txt"
+        out.write_text("keep")
+    elif case == "parent of the model":
+        out = runs
+    elif case == "the model":
+        out = model
+    elif case == "inside the model":
+        out = model / "tokenizer"
+    elif case == "earlier export with a user file":
+        out = tmp_path / "hf"
+        shutil.copytree(hf, out)
+        (out / "README.md").write_text("my model card")
+    else:
+        out = tmp_path / "tok"
+        shutil.copytree(model / "tokenizer", out)
+        (out / "_COMPLETE").write_text(json.dumps({"murmur": "tokenizer", "files": sorted(
+            p.name for p in out.iterdir() if p.name != "_COMPLETE")}))
+    before = _tree(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as e:
+            export_hf(model, out, overwrite=overwrite)
+        assert str(out) in str(e.value) and "\n" not in str(e.value)
+    assert _tree(tmp_path) == before
 
 
 def test_bad_inputs(chat_run, tmp_path):
@@ -165,7 +213,7 @@ def test_bad_inputs(chat_run, tmp_path):
         export_hf(tmp_path, tmp_path / "out")
     with pytest.raises(InputError, match="dtype"):
         export_hf(run, tmp_path / "out", dtype="int8")
-    with pytest.raises(InputError, match="must differ"):
+    with pytest.raises(OutputError, match="also an input"):
         export_hf(run, run)
     assert not (tmp_path / "out").exists()
     folder = tmp_path / "other"

@@ -30,8 +30,10 @@ from murmur.config import knob
 from murmur.data.shards_format import MANIFEST, dtype_for_vocab, read_manifest, shard_name, write_shard
 from murmur.data.split import DEFAULT_VAL_FRACTION, val_mask
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_dir, write_json
+from murmur.io import atomic_dir, check_output_dir, write_json
 from murmur.progress import Progress, log
+
+SHARDS_KIND = "shards"  # what a shard directory's completion marker says
 
 SPLITS = ("train", "val")
 FORMAT = "murmur-token-shards"
@@ -249,13 +251,17 @@ class _SplitWriter:
 
 # ---------------------------------------------------------------- the stage
 def tokenize_to_shards(src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConfig | None = None,
-                       workers: int = 1) -> ShardManifest:
-    """Tokenize clean posts into ``out/{train,val}-NNNNN.bin`` + ``manifest.json`` (atomically)."""
+                       workers: int = 1, overwrite: bool = False) -> ShardManifest:
+    """Tokenize clean posts into ``out/{train,val}-NNNNN.bin`` + ``manifest.json`` (atomically).
+
+    An existing ``out`` is replaced only with ``overwrite`` and only when it holds murmur shards.
+    """
     from murmur.tokenizer import load_tokenizer, open_posts
 
     cfg = cfg or ShardConfig()
     cfg.check()
     src, out = Path(src), Path(out)
+    check_output_dir(out, SHARDS_KIND, overwrite, (src, tokenizer_dir))
     tok = load_tokenizer(tokenizer_dir)
     pf = open_posts(src, ["post_id", "text"])
     trained_val = tok.meta.get("training", {}).get("val_fraction")
@@ -265,7 +271,7 @@ def tokenize_to_shards(src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConf
     dtype = dtype_for_vocab(tok.vocab_size)
     tokenizer_json = (tok.path / "tokenizer.json").read_text(encoding="utf-8") if tok.path else tok.inner.to_str()
     timer = Progress("tokenize", total=pf.metadata.num_rows, unit="posts")
-    with atomic_dir(out) as tmp, timer:
+    with atomic_dir(out, SHARDS_KIND, overwrite, (src, tokenizer_dir)) as tmp, timer:
         writers = {split: _SplitWriter(tmp, split, dtype, cfg.tokens_per_shard) for split in SPLITS}
         skipped = 0
         batches = pf.iter_batches(batch_size=cfg.batch_size, columns=["post_id", "text"])

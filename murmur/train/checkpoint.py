@@ -314,7 +314,7 @@ def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, mode
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).unlink(missing_ok=True)
     if tokenizer_dir:
-        with atomic_dir(out / TOKENIZER_DIR) as d:
+        with atomic_dir(out / TOKENIZER_DIR, "tokenizer", overwrite=True) as d:
             for p in Path(tokenizer_dir).iterdir():
                 if p.is_file() and p.name != COMPLETE_MARKER:
                     shutil.copy2(p, d / p.name)

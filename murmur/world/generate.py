@@ -1653,7 +1653,7 @@ def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     t0 = time.perf_counter()
-    with atomic_dir(out_dir) as root, _without_cycle_gc():
+    with atomic_dir(out_dir, "world", overwrite=True) as root, _without_cycle_gc():
         people = _make_people(cfg, start)
         _build_follows(people, cfg)
         if progress:
