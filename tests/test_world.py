@@ -11,6 +11,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +20,17 @@ from murmur.data.normalize import dedup_key
 from murmur.errors import ConfigError, InputError
 from murmur.io import is_complete
 from murmur.world import text as wt
-from murmur.world.generate import POST_KINDS, WorldConfig, generate_world, read_api_pages, read_tweets_js
+from murmur.world.generate import (
+    FIRST_LANG_SHARE,
+    POST_KINDS,
+    WorldConfig,
+    generate_world,
+    interest_weights,
+    lang_weights,
+    read_api_pages,
+    read_tweets_js,
+)
+from murmur.world.truth import load_truth
 
 CFG = WorldConfig(users=200, seed=0)
 ARCHIVE_TIME = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} "
@@ -412,3 +423,101 @@ def test_cli_generates_a_world(tmp_path):
     assert (out / "truth" / "posts.parquet").is_file() and is_complete(out)
     knobs = CliRunner().invoke(app, ["world", "generate", "--knobs"])
     assert knobs.exit_code == 0 and "spam_fraction" in knobs.output and "archive_zip_fraction" in knobs.output
+
+
+# ----------------------------------------------------------------------------- the truth API
+def test_truth_api_agrees_with_the_files(world):
+    truth = load_truth(world["root"])
+    assert truth.topics == wt.TOPIC_NAMES and truth.config["users"] == CFG.users
+    assert (truth.users.num_rows, truth.posts.num_rows, truth.follows.num_rows) == (
+        len(world["users"]), len(world["posts"]), len(world["follows"]))
+    for raw in world["users"]:
+        u = truth.user(raw["user_id"])
+        assert (u.handle, u.kind, list(u.langs), list(u.interests)) == (
+            raw["handle"], raw["kind"], raw["langs"], raw["interests"])
+        assert truth.user_by_handle("@" + raw["handle"].upper()) == u
+        assert u.interest_weights == interest_weights(len(u.interests))
+        assert u.lang_weights == lang_weights(len(u.langs)) and sum(u.lang_weights) == pytest.approx(1)
+        if u.interests:
+            assert sum(u.interest_weights) == pytest.approx(1)
+            assert u.interest_weights[0] > u.interest_weights[-1]
+    follows = {(f["src"], f["dst"]) for f in world["follows"]}
+    for raw in world["users"][:60]:
+        uid = raw["user_id"]
+        assert sorted(truth.following(uid)) == sorted(d for s, d in follows if s == uid)
+        assert sorted(truth.followers(uid)) == sorted(s for s, d in follows if d == uid)
+        assert truth.posts_by(uid) == [p["post_id"] for p in world["posts"] if p["author_id"] == uid]
+    ptr, nbr = truth.follow_csr()
+    assert ptr[-1] == len(nbr) == len(follows)
+    for raw in world["posts"][::7]:
+        p = truth.post(raw["post_id"])
+        assert {k: getattr(p, k) for k in raw} == raw
+        assert raw["post_id"] in truth.conversation(raw["conversation_id"])
+    ids = [p["post_id"] for p in world["posts"]][::-3]
+    assert truth.topics_of(ids) == [world["by_id"][i]["topic"] for i in ids]
+    m = truth.interest_matrix()
+    assert m.shape == (len(world["users"]), len(wt.TOPIC_NAMES))
+    for i, raw in enumerate(world["users"]):
+        got = {wt.TOPIC_NAMES[j]: float(m[i, j]) for j in np.flatnonzero(m[i])}
+        assert got == pytest.approx(dict(zip(raw["interests"], raw["interest_weights"], strict=True)))
+
+
+def test_posts_follow_the_interest_and_language_weights(world):
+    """The weights are the generator's real behaviour: a human's own posts draw their topic and language
+    from them (replies and quotes keep the other post's topic, so only the rest are counted)."""
+    truth = load_truth(world["root"])
+    own = [p for p in world["posts"] if p["kind"] in ("normal", "pii") and p["quote_of"] is None]
+    expected = observed = 0.0
+    off_interest = 0
+    for p in own:
+        u = truth.user(p["author_id"])
+        if p["topic"] not in u.interests:
+            off_interest += 1
+            continue
+        expected += u.interest_weights[0]
+        observed += p["topic"] == u.interests[0]
+    assert off_interest == 0
+    assert observed / len(own) == pytest.approx(expected / len(own), abs=0.04)
+    bilingual = [p for p in own if len(truth.user(p["author_id"]).langs) == 2]
+    first = sum(p["lang"] == truth.user(p["author_id"]).langs[0] for p in bilingual)
+    assert len(bilingual) > 50 and first / len(bilingual) == pytest.approx(FIRST_LANG_SHARE, abs=0.1)
+
+
+def test_truth_lookups_refuse_unknown_ids(world):
+    truth = load_truth(world["root"])
+    for bad in ("0", "abc", "", "99999999999999999999999", "-5"):
+        with pytest.raises(KeyError):
+            truth.user(bad)
+        with pytest.raises(KeyError):
+            truth.post(bad)
+    with pytest.raises(KeyError, match="nobody_here"):
+        truth.user_by_handle("nobody_here")
+    assert truth.conversation("0") == []
+
+
+def test_load_truth_names_what_is_wrong(world, tmp_path):
+    import shutil
+
+    with pytest.raises(InputError, match="no world.json"):
+        load_truth(tmp_path)
+    w = tmp_path / "w"
+    shutil.copytree(world["root"], w)
+    meta = json.loads((w / "world.json").read_text())
+    (w / "world.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(InputError, match="world.json.*'version'.*generate the world again"):
+        load_truth(w)
+    (w / "world.json").write_text("{not json")
+    with pytest.raises(InputError, match="world.json: not readable JSON"):
+        load_truth(w)
+    (w / "world.json").write_text(json.dumps(meta))
+    users = pq.read_table(w / "truth" / "users.parquet").drop_columns(["interest_weights"])
+    pq.write_table(users, w / "truth" / "users.parquet")
+    with pytest.raises(InputError, match="users.parquet.*'interest_weights'"):
+        load_truth(w)
+    (w / "truth" / "users.parquet").write_text("garbage")
+    with pytest.raises(InputError, match="users.parquet: not a readable parquet"):
+        load_truth(w)
+    (w / "truth" / "follows.parquet").unlink()
+    (w / "truth" / "users.parquet").unlink()
+    with pytest.raises(InputError, match="users.parquet: missing"):
+        load_truth(w)

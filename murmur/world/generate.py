@@ -54,8 +54,12 @@ Layout of ``out_dir``
     entities}`` with the full text, and ``text`` is its first 280 characters plus ``…``.
     ``includes.users`` lists the authors of the page's posts.
 ``truth/users.parquet``
-    user_id, handle, name, kind (human | spam | bot), langs, interests, followers, following,
-    posts, archive (the archive path, or null for accounts seen through the API).
+    user_id, handle, name, kind (human | spam | bot), langs, lang_weights (the share of its posts
+    in each language), interests (topic names; empty for spam and bots), interest_weights (the
+    chance each interest is picked for a post of its own; replies and quotes keep the other
+    post's topic),
+    followers, following, posts, archive (the archive path, or null for accounts seen through the
+    API). Read it through :func:`murmur.world.truth.load_truth`.
 ``truth/follows.parquet``
     src, dst (user ids): src follows dst.
 ``truth/posts.parquet``
@@ -105,7 +109,7 @@ from murmur.io import atomic_dir, write_json
 from murmur.progress import Progress, log
 from murmur.world import text as wt
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: users.parquet gained interest_weights and lang_weights
 TWITTER_EPOCH_MS = 1288834974657  # snowflake ids count milliseconds from here
 HUMAN, SPAM, BOT = 0, 1, 2
 KIND_NAMES = ("human", "spam", "bot")
@@ -123,6 +127,21 @@ _ES_FIXES = ((" de el ", " del "), (" a el ", " al "))
 _NOTE_LIMIT = 280
 _REPLY_WINDOW_MS = 3 * 86_400_000  # replies, retweets and quotes come within three days of their post
 _URL_HOLE, _MENTION_HOLE = "\x00", "\x01"
+FIRST_INTEREST_SHARE = 0.45  # chance a post takes its author's first interest outright (else any, uniformly)
+FIRST_LANG_SHARE = 0.6       # a bilingual account writes its first language this often
+
+
+def interest_weights(n: int) -> tuple[float, ...]:
+    """The probability that an account with ``n`` interests picks each of them for a post of its own."""
+    if n == 0:
+        return ()
+    rest = (1.0 - FIRST_INTEREST_SHARE) / n
+    return (FIRST_INTEREST_SHARE + rest,) + (rest,) * (n - 1)
+
+
+def lang_weights(n: int) -> tuple[float, ...]:
+    """The probability that an account writing ``n`` languages (1 or 2) writes each of them."""
+    return (1.0,) if n == 1 else (FIRST_LANG_SHARE, 1.0 - FIRST_LANG_SHARE)
 
 
 @dataclass(frozen=True)
@@ -752,11 +771,11 @@ class _Writer:
     # ----------------------------------------------------------------- text
     def choose_lang(self, a: int) -> str:
         langs = self.p.langs[a]
-        return langs[0] if len(langs) == 1 or self.rnd.random() < 0.6 else langs[1]
+        return langs[0] if len(langs) == 1 or self.rnd.random() < FIRST_LANG_SHARE else langs[1]
 
     def choose_topic(self, a: int) -> int:
         ints = self.p.interests[a]
-        return ints[0] if self.rnd.random() < 0.45 else ints[int(self.rnd.random() * len(ints))]
+        return ints[0] if self.rnd.random() < FIRST_INTEREST_SHARE else ints[int(self.rnd.random() * len(ints))]
 
     def line(self, topic: wt.Topic, lang: str) -> str:
         s = self.pick(topic.lines[lang])
@@ -1507,8 +1526,11 @@ def _write_users(path: Path, people: _People, posts: np.ndarray) -> None:
         "name": pa.array(people.names, pa.string()),
         "kind": pa.array([KIND_NAMES[k] for k in people.kind], pa.string()),
         "langs": pa.array([list(x) for x in people.langs], pa.list_(pa.string())),
+        "lang_weights": pa.array([list(lang_weights(len(x))) for x in people.langs], pa.list_(pa.float64())),
         "interests": pa.array([[wt.TOPIC_NAMES[t] for t in x] for x in people.interests],
                               pa.list_(pa.string())),
+        "interest_weights": pa.array([list(interest_weights(len(x))) for x in people.interests],
+                                     pa.list_(pa.float64())),
         "followers": pa.array(people.followers, pa.int64()),
         "following": pa.array(following, pa.int64()),
         "posts": pa.array(posts, pa.int64()),
