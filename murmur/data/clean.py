@@ -42,7 +42,6 @@ and ``stats.json`` are written atomically.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import tempfile
@@ -52,7 +51,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -67,11 +66,17 @@ from murmur.data.normalize import (
     PII_EMAIL,
     PII_PHONE,
     clean_text,
-    fold_key,
+    fold_keys,
     is_retweet,
     normalize_text,
 )
-from murmur.data.quality import DEFAULT_SPAM_PATTERNS, QualityRules, quality_reason, strip_tags
+from murmur.data.quality import (
+    DEFAULT_SPAM_PATTERNS,
+    QualityRules,
+    quality_reason,
+    spam_candidates,
+    strip_tags,
+)
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_path, write_json
@@ -252,22 +257,30 @@ class _Worker:
     def process(self, batch: pa.RecordBatch) -> _BatchResult:
         cfg = self.cfg
         reasons: Counter = Counter()
-        rows, cleaned, contents, piis = [], [], [], []
+        rows, cleaned, piis = [], [], []
         for i, raw in enumerate(batch.column("text").to_pylist()):
             text = normalize_text(raw or "", keep_newlines=cfg.keep_newlines, unescape_html=cfg.unescape_html)
             if cfg.drop_retweets and is_retweet(text):
                 reasons[RETWEET] += 1
                 continue
             text, pii = clean_text(text, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
+            rows.append(i)
+            cleaned.append(text)
+            piis.append(pii)
+        spam = spam_candidates(cleaned, self.rules)  # one vectorised pre-check for the whole batch
+        passed, texts, contents = [], [], []
+        for j, text in enumerate(cleaned):
             stripped = strip_tags(text)
-            reason = quality_reason(text, self.rules, stripped)
+            reason = quality_reason(text, self.rules, stripped, spam[j])
             if reason is not None:
                 reasons[reason] += 1
                 continue
-            rows.append(i)
-            cleaned.append(text)
+            passed.append(j)
+            texts.append(text)
             contents.append(stripped[0])
-            piis.append(pii)
+        rows = [rows[j] for j in passed]
+        piis = [piis[j] for j in passed]
+        cleaned = texts
 
         sources = batch.column("lang").to_pylist()
         langs = self.languages(contents, [sources[i] for i in rows])
@@ -287,7 +300,7 @@ class _Worker:
                                pa.array(langs, type=pa.string()))
         exact = bands = None
         if cfg.exact_dedup or cfg.near_dedup:
-            keys = [fold_key(c, cfg.fold_digits) for c in contents]  # == normalize.dedup_key(text)
+            keys = fold_keys(contents, cfg.fold_digits)  # == normalize.dedup_key(text) of each
             exact = dd.exact_hashes(keys) if cfg.exact_dedup else None
             bands = self.minhasher.keys_for(keys) if self.minhasher is not None else None
         return _BatchResult(batch.num_rows, reasons, identified, kept, exact, bands, pii_arr)
@@ -498,10 +511,4 @@ def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int
 
 def _by_count(counter: Counter) -> dict[str, int]:
     return {k: int(v) for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))}
-
-
-def load_stats(path: Path) -> dict[str, Any]:
-    """Read a ``stats.json`` written by ``clean``."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
 

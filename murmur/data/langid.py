@@ -145,7 +145,7 @@ def _py3_cache_path(languages: tuple[str, ...]) -> Path:
 
     model = Path(MODEL_FILE) if Path(MODEL_FILE).is_absolute() else Path(MODEL_DIR) / MODEL_FILE
     h = hashlib.blake2b(model.read_bytes(), digest_size=16)
-    h.update(f"|py3langid {version('py3langid')}|{','.join(languages)}|v1".encode())
+    h.update(f"|py3langid {version('py3langid')}|{','.join(languages)}|v2".encode())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "murmur" / f"py3langid-{h.hexdigest()}.npz"
 
@@ -191,9 +191,11 @@ class _Py3Batch:
 
     py3langid walks a byte automaton over each text in Python, counts the n-gram features it meets,
     and scores ``log1p(count) @ P(feature | language) + prior``, softmaxed at temperature
-    ``sqrt(bytes)``. Here the automaton advances every text of the batch one byte per numpy step,
-    the (text, feature) counts come from one sort, and the scores from one weighted ``bincount`` per
-    language. Every text is scored from its own features in a fixed order, so its answer does not
+    ``sqrt(bytes)``. Here the automaton advances every text of the batch one byte per numpy step
+    (two gathers per step from tables indexed by transition: the next state's row and the feature it
+    emits), the (text, feature) counts come from one sort, and the scores from one gather of
+    ``P(feature | ·)`` rows summed per text in float64 in feature order (what a per-language weighted
+    ``bincount`` gives, ~2x faster). Every text is scored from its own features in a fixed order, so its answer does not
     depend on the batch it came in.
     """
 
@@ -202,14 +204,21 @@ class _Py3Batch:
             return np.frombuffer(arr, dtype=np.dtype(arr.typecode)).astype(dtype)  # type: ignore[attr-defined]
 
         self.classes = list(model.nb_classes)  # type: ignore[attr-defined]
-        self.nextmove = as_np(model.tk_nextmove, np.int32)  # type: ignore[attr-defined]
+        nextmove = as_np(model.tk_nextmove, np.int32)  # type: ignore[attr-defined]
         self.rowbase = as_np(model.tk_row, np.int32) << 8  # type: ignore[attr-defined]
-        self.output = np.asarray(model.tk_output, dtype=np.int32)  # type: ignore[attr-defined]
-        self.ptc_t = np.ascontiguousarray(np.asarray(model.nb_ptc, dtype=np.float32).T)  # type: ignore[attr-defined]
+        output = np.asarray(model.tk_output, dtype=np.int32)  # type: ignore[attr-defined]
+        # the automaton by transition (row base + byte): the next state's row base, and the feature the
+        # next state emits (-1: none); one gather each per byte, no state ids needed on the way
+        self.nextbase = self.rowbase[nextmove]
+        self.emit = output[nextmove]
+        self.ptc = np.ascontiguousarray(np.asarray(model.nb_ptc, dtype=np.float32))  # type: ignore[attr-defined]
         self.prior = np.asarray(model.nb_pc, dtype=np.float32)  # type: ignore[attr-defined]
         self.alias_pairs = list(getattr(model, "_alias_pairs", []))
 
-    _ARRAYS = ("nextmove", "rowbase", "output", "ptc_t", "prior")
+    score_chunk = 256
+    """Texts scored at once (bounds the (features x classes) float64 block held while scoring)."""
+
+    _ARRAYS = ("nextbase", "emit", "rowbase", "ptc", "prior")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything the classifier holds, as arrays (for the on-disk cache)."""
@@ -232,33 +241,46 @@ class _Py3Batch:
         n = len(texts)
         if n == 0:
             return []
-        n_classes, n_features = self.ptc_t.shape
+        n_features, n_classes = self.ptc.shape
         enc = [(t.lower() if t.isupper() else t).encode("utf-8", "surrogatepass") for t in texts]
         lens = np.fromiter(map(len, enc), dtype=np.int64, count=n)
         flat = np.frombuffer(b"".join(enc), dtype=np.uint8)
         order = np.argsort(-lens, kind="stable")  # longest first: the active texts are a prefix
         slens, sstarts = lens[order], (np.cumsum(lens) - lens)[order]
         active = np.searchsorted(-slens, -np.arange(int(slens[0])), side="left")  # texts longer than t
-        state = np.zeros(n, dtype=np.int32)
-        rows, feats = [], []
+        # every (step, text) pair in step-major order: step t holds byte t of the first active[t] texts
+        step_off = np.cumsum(active) - active
+        total = int(active.sum())
+        text_at = np.arange(total, dtype=np.int64) - np.repeat(step_off, active)  # sorted position
+        steps = flat[sstarts[text_at] + np.repeat(np.arange(len(active), dtype=np.int64), active)].astype(np.int32)
+        found = np.empty(total, dtype=np.int32)
+        base = np.full(n, self.rowbase[0], dtype=np.int32)  # each text's state, as its row's base offset
         for t, k in enumerate(active.tolist()):
-            s = self.nextmove[self.rowbase[state[:k]] + flat[sstarts[:k] + t]]
-            state[:k] = s
-            f = self.output[s]
-            hit = np.flatnonzero(f >= 0)
-            if len(hit):
-                rows.append(hit)
-                feats.append(f[hit])
+            lo = int(step_off[t])
+            idx = steps[lo:lo + k]
+            idx += base[:k]
+            np.take(self.emit, idx, out=found[lo:lo + k])
+            np.take(self.nextbase, idx, out=base[:k])
+        hit = np.flatnonzero(found >= 0)
         scores = np.zeros((n, n_classes), dtype=np.float32)
         has = np.zeros(n, dtype=bool)
-        if rows:
-            key = np.sort(np.concatenate(rows).astype(np.int64) * n_features + np.concatenate(feats))
+        if len(hit):
+            key_type = np.uint32 if n * n_features < 2**32 else np.int64  # a 32-bit sort is ~1.7x faster
+            key = np.sort(text_at[hit].astype(key_type) * key_type(n_features) + found[hit].astype(key_type))
             first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
             counts = np.diff(np.r_[first, len(key)])
-            row, feat = key[first] // n_features, key[first] % n_features
+            row, feat = (key[first] // n_features).astype(np.int64), (key[first] % n_features).astype(np.int64)
             weight = np.log1p(counts.astype(np.float32))
-            for c in range(n_classes):
-                scores[:, c] = np.bincount(row, weights=self.ptc_t[c][feat] * weight, minlength=n)
+            # score[row] = sum over its features of log1p(count) * P(feature | class), summed in float64
+            # in feature order; rows come sorted, so each text's features are one contiguous segment
+            starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+            for lo_seg in range(0, len(starts), self.score_chunk):
+                seg = starts[lo_seg:lo_seg + self.score_chunk]
+                lo = int(seg[0])
+                hi = int(starts[lo_seg + self.score_chunk]) if lo_seg + self.score_chunk < len(starts) else len(row)
+                part = np.take(self.ptc, feat[lo:hi], axis=0)
+                part *= weight[lo:hi, None]  # float32 products, as py3langid's
+                scores[row[seg]] = np.add.reduceat(part.astype(np.float64), seg - lo, axis=0)
             has[row] = True
         scores = np.where(has[:, None], scores + self.prior, np.float32(0.0))
         scores *= (1.0 / np.sqrt(np.maximum(slens, 1))).astype(np.float32)[:, None]

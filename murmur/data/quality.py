@@ -152,12 +152,6 @@ def count_emoji(text: str) -> int:
     return len(_EMOJI_RE.findall(text)) if not text.isascii() else 0
 
 
-def tag_ratio(text: str) -> float:
-    """Hashtags, mentions, links and placeholders as a share of them plus the words (tokens with a letter or digit)."""
-    content, tags = strip_tags(text)
-    return tags / max(1, tags + len(_WORD_TOKEN_RE.findall(content)))
-
-
 def caps_ratio(text: str) -> tuple[int, float]:
     """(number of cased letters, share of them in upper case)."""
     upper = sum(map(str.isupper, text))
@@ -177,17 +171,44 @@ def _may_be_spam(text: str, rules: QualityRules) -> bool:
     return False
 
 
-def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | None = None) -> str | None:
+# the only characters outside ASCII whose lowercase holds ASCII letters (İ -> i̇, the Kelvin sign -> k)
+_LOWER_TO_ASCII = ("\u0130", "\u212a")
+
+
+def spam_candidates(texts: list[str], rules: QualityRules) -> list[bool]:
+    """For each text, False when no spam pattern can match it (``_may_be_spam`` for a whole batch).
+
+    One RE2 kernel over the batch: a case-insensitive search for the patterns' required strings. It
+    finds every text whose Python ``lower()`` holds one (RE2's case folding covers ASCII's, and the
+    two characters whose lowercase is ASCII are checked apart), so it never hides a match.
+    """
+    hints = rules._spam_hints  # type: ignore[attr-defined]
+    if hints is None or rules._spam is None:  # type: ignore[attr-defined]
+        return [rules._spam is not None] * len(texts)  # type: ignore[attr-defined]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(texts, type=pa.string())
+    found = pc.match_substring_regex(arr, "|".join(re.escape(h) for h in hints), ignore_case=True)
+    special = pc.match_substring_regex(arr, "|".join(_LOWER_TO_ASCII))  # case-sensitive: RE2 folds K to k
+    return pc.or_(found, special).to_pylist()
+
+
+def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | None = None,
+                   may_be_spam: bool | None = None) -> str | None:
     """The first quality rule ``text`` fails (a reason string), or None when the post passes.
 
-    ``stripped`` is ``strip_tags(text)`` when the caller already has it.
+    ``stripped`` is ``strip_tags(text)`` and ``may_be_spam`` its ``spam_candidates`` entry when the
+    caller already has them.
     """
     content, tags = stripped if stripped is not None else strip_tags(text)
     visible = len(content) - content.count(" ") - content.count("\n")
     n_words = len(_WORD_TOKEN_RE.findall(content))
     if visible < rules.min_chars or n_words < rules.min_words:
         return TOO_SHORT
-    if rules._spam is not None and _may_be_spam(text, rules) and rules._spam.search(text):  # type: ignore[attr-defined]
+    if may_be_spam is None:
+        may_be_spam = rules._spam is not None and _may_be_spam(text, rules)  # type: ignore[attr-defined]
+    if may_be_spam and rules._spam.search(text):  # type: ignore[attr-defined]
         return SPAM_PATTERN
     if tags and tags / (tags + n_words) > rules.max_tag_ratio:
         return MOSTLY_TAGS
