@@ -47,11 +47,11 @@ sys.path.insert(0, str(ROOT))
 
 from report import write_section  # noqa: E402
 
+from murmur.engine.engine import Engine  # noqa: E402
+from murmur.engine.sampling import SamplingParams  # noqa: E402
 from murmur.export import to_transformers  # noqa: E402
 from murmur.model import ModelConfig, Transformer, preset  # noqa: E402
 from murmur.progress import log  # noqa: E402
-from murmur.serve.engine import Engine  # noqa: E402
-from murmur.serve.sampling import SamplingParams  # noqa: E402
 
 TEMPERATURE, TOP_P = 0.8, 0.95
 WORDS = ("the a social network post reply thread coffee weather city music game news today people love new "

@@ -225,11 +225,17 @@ def serve_cmd(
                                                 help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
     max_batch: Annotated[int, typer.Option(help="Requests generated at once (KV cache rows).")] = 32,
     max_queue: Annotated[int, typer.Option(help="Requests allowed to wait for a row before HTTP 429.")] = 256,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body in MiB (HTTP 413 above).")
+                           ] = 8.0,
 ) -> None:
     """Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions), web chat at /."""
-    from murmur.serve.api import serve
+    from murmur.errors import InputError
+    from murmur.serve.app import serve
 
-    serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    if not max_body_mb > 0:
+        raise InputError(f"must be positive (got {max_body_mb})", field="--max-body-mb")
+    serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
+          max_body_bytes=int(max_body_mb * 2**20))
 
 
 # ---------------------------------------------------------------- demo

@@ -60,8 +60,8 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     from murmur.data.clean import CleanConfig, clean
     from murmur.data.shards import ShardConfig, tokenize_to_shards
     from murmur.data.sources import ingest
+    from murmur.engine import SamplingParams, generate, post_prompt
     from murmur.export import export_hf
-    from murmur.generate import generate_text
     from murmur.modeldir import load_model
     from murmur.plot import plot_run
     from murmur.tokenizer import TokenizerConfig, eval_tokenizer, train_tokenizer
@@ -97,8 +97,10 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     curves = plot_run(out / "pretrain")
     unigram = unigram_bits_per_byte(out / "shards", out / "tokenizer")
     model, tokenizer, _ = load_model(out / "pretrain")
-    samples = [generate_text(model, tokenizer, p, 40, temperature=0.8, top_k=50, seed=seed + i)[0]
-               for i, p in enumerate(DEMO_PROMPTS)]
+    posts = generate(model, tokenizer, [post_prompt(tokenizer, p) for p in DEMO_PROMPTS],
+                     [SamplingParams(max_tokens=40, temperature=0.8, top_k=50, seed=seed + i)
+                      for i in range(len(DEMO_PROMPTS))], fit=True)
+    samples = [p + c.text for p, c in zip(DEMO_PROMPTS, posts, strict=True)]
 
     # ---- chat: conversations, fine-tuning, export
     conv = t.run("chat data", build_conversations, out / "clean.parquet", out / "conversations.jsonl",
@@ -131,7 +133,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     _print_summary(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if serve:
-        from murmur.serve.api import serve as serve_model
+        from murmur.serve.app import serve as serve_model
 
         log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); Ctrl-C stops the server")
         serve_model(out / "chat", port=port)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from serve_helpers import make_tokenizer, micro_model, scripted_model
 
+from murmur.engine.detokenize import Detokenizer, StopMatcher, token_bytes_table
+from murmur.engine.engine import ContextLengthError, Engine, QueueFullError
+from murmur.engine.sampling import SamplingParams, apply_penalties, draw, filter_logits, nucleus
 from murmur.errors import InputError
-from murmur.serve.detokenize import Detokenizer, StopMatcher, token_bytes_table
-from murmur.serve.engine import ContextLengthError, Engine, QueueFullError
-from murmur.serve.sampling import SamplingParams, apply_penalties, draw, filter_logits, nucleus
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Generation: the KV-cached loop gives what re-running the model gives; sampling knobs; model loading."""
+"""Generation through the one engine: what re-running the model gives; the same tokens from the library,
+`murmur generate` and the HTTP server; model loading."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 from train_helpers import build_corpus
 
+from murmur.engine import SamplingParams, continue_post
 from murmur.errors import CheckpointError, InputError
-from murmur.generate import generate, generate_text, sample_next
+from murmur.generate import generate, generate_text
 from murmur.model import ModelConfig, Transformer
 from murmur.modeldir import load_model
 from murmur.train.checkpoint import save_inference_model
@@ -33,15 +35,31 @@ def model_dir(tmp_path_factory, model):
     return save_inference_model(root / "model", model, CFG, tok)
 
 
-def test_cached_generation_matches_full_reforward(model):
+def reference(model, prompt: list[int], n: int, temperature: float = 0.0, top_k: int = 0,
+              seed: int | None = None) -> list[int]:
+    """Decoding without any cache (the whole sequence re-run for every token), sampled with the
+    engine's own sampler on one row: what the batched, cached engine must reproduce."""
+    from murmur.engine.sampling import sample
+
+    seq, g = list(prompt), (torch.Generator().manual_seed(seed) if seed is not None else None)
+    with torch.no_grad():
+        for _ in range(min(n, CFG.max_seq_len - len(prompt))):
+            logits = model(torch.tensor([seq]))[:, -1]
+            t = sample(logits, torch.tensor([temperature]), torch.tensor([top_k]), torch.tensor([1.0]),
+                       torch.tensor([0.0]), [g])
+            seq.append(int(t))
+    return seq[len(prompt):]
+
+
+def test_engine_generation_matches_full_reforward(model):
     prompts = [[0, 5, 9, 11], [0], [0, 7, 7, 7, 7, 7, 3]]  # different lengths share one cache
     cached = generate(model, prompts, 20, temperature=0)
-    plain = generate(model, prompts, 20, temperature=0, use_cache=False)
-    assert cached == plain and all(len(o) == 20 for o in cached)
-    # seeded sampling is reproducible, and also identical with and without the cache
+    assert cached == [reference(model, p, 20) for p in prompts] and all(len(o) == 20 for o in cached)
+    # seeded sampling is reproducible, and prompt i (seed 7 + i) is what it is alone and uncached
     a = generate(model, prompts, 15, temperature=1.0, top_k=20, seed=7)
     assert a == generate(model, prompts, 15, temperature=1.0, top_k=20, seed=7)
-    assert a == generate(model, prompts, 15, temperature=1.0, top_k=20, seed=7, use_cache=False)
+    assert a == [reference(model, p, 15, 1.0, 20, seed=7 + i) for i, p in enumerate(prompts)]
+    assert len(set(map(tuple, generate(model, [[0]] * 3, 10, temperature=1.0, seed=1)))) == 3
 
 
 def test_stop_token_and_context_limit(model):
@@ -50,23 +68,43 @@ def test_stop_token_and_context_limit(model):
     stop_at = greedy.index(greedy[3])  # the first occurrence of the 4th token
     assert generate(model, [[0, 4]], 10, temperature=0, stop_ids=[greedy[3]])[0] == greedy[:stop_at]
     assert len(generate(model, [[0] * 40], 100, temperature=0)[0]) == CFG.max_seq_len - 40
-    with pytest.raises(InputError, match="does not fit"):
+    with pytest.raises(InputError, match="maximum context length is 48"):
         generate(model, [[0] * 48], 5)
     with pytest.raises(InputError, match="at least one token"):
         generate(model, [[]], 5)
 
 
-def test_sampling_filters():
-    logits = torch.tensor([[1.0, 3.0, 2.0, 0.5], [0.0, 0.0, 5.0, 0.0]])
-    g = torch.Generator().manual_seed(0)
-    assert sample_next(logits, temperature=0).tolist() == [1, 2]
-    for _ in range(20):
-        assert sample_next(logits, temperature=1.0, top_k=1, generator=g).tolist() == [1, 2]
-        assert sample_next(logits, temperature=1.0, top_p=1e-6, generator=g).tolist() == [1, 2]
-        assert sample_next(logits[:1], temperature=2.0, top_k=2, generator=g).item() in {1, 2}
-    # top_p = 0.7 on row 0 keeps tokens 1 and 2 (p = .63, .23): the smallest prefix reaching 0.7
-    seen = {sample_next(logits[:1], 1.0, top_p=0.7, generator=g).item() for _ in range(200)}
-    assert seen == {1, 2}
+def test_same_tokens_from_library_cli_and_server(model_dir):
+    """One prompt, seed and sampling settings: the library call, `murmur generate` and
+    POST /v1/completions give the same continuation."""
+    import httpx
+    from serve_helpers import ServerThread
+    from typer.testing import CliRunner
+
+    from murmur.cli import app
+    from murmur.engine import Engine
+    from murmur.serve.app import create_app
+
+    loaded, tok, _ = load_model(model_dir)
+    prompt = "just had coffee"
+    cases = [dict(temperature=0.0), dict(temperature=0.9, top_k=20, seed=5), dict(temperature=1.3, top_p=0.8, seed=11)]
+    for case in cases:
+        lib = continue_post(loaded, tok, prompt, SamplingParams(max_tokens=12, **case))[0]
+        assert lib.completion_tokens >= 1
+        flags = ["--max-tokens", "12", "--temperature", str(case["temperature"])]
+        flags += ["--top-k", str(case["top_k"])] if "top_k" in case else []
+        flags += ["--top-p", str(case["top_p"])] if "top_p" in case else []
+        flags += ["--seed", str(case["seed"])] if "seed" in case else []
+        cli = CliRunner().invoke(app, ["generate", "--model", str(model_dir), "--device", "cpu", *flags, prompt])
+        assert cli.exit_code == 0, cli.output
+        assert cli.stdout == prompt + lib.text + "\n"
+        case["text"] = lib.text
+    with ServerThread(create_app(Engine.from_run_dir(model_dir, max_batch=4))) as url:
+        for case in cases:
+            text = case.pop("text")
+            r = httpx.post(url + "/v1/completions", json={"prompt": prompt, "max_tokens": 12, **case}, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["text"] == text
 
 
 def test_load_model_and_generate_text(model_dir, model):
@@ -77,6 +115,7 @@ def test_load_model_and_generate_text(model_dir, model):
         assert torch.equal(v, loaded.state_dict()[k])
     texts = generate_text(loaded, tok, "hello", 8, temperature=0.8, seed=1, num_samples=2)
     assert len(texts) == 2 and all(t.startswith("hello") for t in texts)
+    assert texts[1] == generate_text(loaded, tok, "hello", 8, temperature=0.8, seed=2)[0]  # sample i: seed + i
 
 
 def test_load_model_errors(tmp_path, model_dir):

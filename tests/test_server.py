@@ -12,8 +12,8 @@ import pytest
 from serve_helpers import ServerThread, make_tokenizer, micro_model
 
 from murmur.chat.template import render
-from murmur.serve.api import create_app
-from murmur.serve.engine import Engine
+from murmur.engine import Engine
+from murmur.serve.app import create_app
 
 KEY = "sk-test-murmur"
 

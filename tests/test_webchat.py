@@ -16,8 +16,8 @@ import pytest
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
 from murmur.chat.template import ASSISTANT_ID
-from murmur.serve.api import create_app
-from murmur.serve.engine import Engine
+from murmur.engine import Engine
+from murmur.serve.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from murmur.serve.engine import TTFT_BUCKETS, Engine
+from murmur.engine.engine import TTFT_BUCKETS, Engine
 
 
 class HttpCounters:

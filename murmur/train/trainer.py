@@ -476,8 +476,10 @@ class Trainer:
         return val_loss, bits_per_byte(val_loss, self.val_shards.num_tokens, self.val_bytes)
 
     def samples(self, step: int) -> list[str]:
-        """A few posts generated from ``<|doc|>`` (seeded by the run's seed and the step)."""
-        from murmur.generate import generate
+        """A few posts generated from ``<|doc|>`` by the generation engine (sample i seeded by the run's
+        seed, the step and i)."""
+        from murmur.engine import SamplingParams, generate
+        from murmur.engine.generate import seeded
         from murmur.train.parallel import forward_context
 
         n = self.cfg.eval.samples
@@ -486,14 +488,15 @@ class Trainer:
         if n <= 0 or self.layout["tp"] > 1:
             return []
         self._doing = f"sampling at step {step}"
+        params = SamplingParams(max_tokens=self.cfg.eval.sample_tokens, temperature=self.cfg.eval.temperature,
+                                top_k=50, seed=self.cfg.seed * 1_000_003 + step, stop_token_ids=[self.tokenizer.doc_id])
         with contextlib.ExitStack() as stack:
             stack.enter_context(forward_context(self.model, self.pcfg, self.device))
             if self.cfg.compile and self.mesh is not None:  # compiled blocks: run the KV-cache path eagerly
                 stack.enter_context(torch.compiler.set_stance("force_eager"))
-            outs = generate(self.model, [[self.tokenizer.doc_id]] * n, self.cfg.eval.sample_tokens,
-                            temperature=self.cfg.eval.temperature, top_k=50, seed=self.cfg.seed * 1_000_003 + step,
-                            stop_ids=(self.tokenizer.doc_id,))
-        return [self.tokenizer.decode(o) for o in outs] if self.rank == 0 else []
+            outs = generate(self.model, self.tokenizer, [[self.tokenizer.doc_id]] * n,
+                            [seeded(params, i) for i in range(n)], fit=True)
+        return [c.text for c in outs] if self.rank == 0 else []
 
     def _eval_and_sample(self, step: int) -> tuple[float, float | None]:
         val_loss, bpb = self.evaluate()

@@ -69,6 +69,8 @@ class Detokenizer:
         if self.table is not None:
             piece = self.table[token_id] if 0 <= token_id < len(self.table) else b""
             return self._utf8.decode(piece)
+        if self.tokenizer is None:  # token ids only (a caller that has no tokenizer)
+            return ""
         # Generic path: decode everything and emit the new suffix once it no longer ends mid-character.
         if token_id not in self.special_ids:
             self._ids.append(token_id)
@@ -82,6 +84,8 @@ class Detokenizer:
         """Whatever is held back at the end of the sequence (an incomplete character -> U+FFFD)."""
         if self.table is not None:
             return self._utf8.decode(b"", final=True)
+        if self.tokenizer is None:
+            return ""
         text = self.tokenizer.decode(self._ids)
         new = text[len(self._text):] if text.startswith(self._text) else ""
         self._text = text

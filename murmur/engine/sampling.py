@@ -15,6 +15,7 @@ vLLM and Hugging Face:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -38,6 +39,11 @@ class SamplingParams:
     presence_penalty: float = 0.0
     repetition_penalty: float = 1.0
     ignore_eos: bool = False
+    #: Called as ``logits_processor(prompt_ids, output_ids, logits[V]) -> logits[V]`` before the
+    #: penalties and sampling, for this request only (constrained decoding: mask what may not come
+    #: next). An exception ends this request with finish_reason "error" and no other.
+    logits_processor: Callable[[Sequence[int], Sequence[int], torch.Tensor], torch.Tensor] | None = field(
+        default=None, repr=False, compare=False)
 
     def validate(self) -> SamplingParams:
         """Raise ``InputError`` naming the field when a value is out of range; return self."""
@@ -46,6 +52,7 @@ class SamplingParams:
             (0.0 <= self.temperature <= 2.0, "temperature", "must be between 0 and 2"),
             (0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]"),
             (self.top_k >= -1, "top_k", "must be -1 or 0 (off) or a positive count"),
+            (self.seed is None or -(2**63) <= self.seed < 2**64, "seed", "must fit in 64 bits"),
             (0.0 <= self.min_p <= 1.0, "min_p", "must be between 0 and 1"),
             (-2.0 <= self.frequency_penalty <= 2.0, "frequency_penalty", "must be between -2 and 2"),
             (-2.0 <= self.presence_penalty <= 2.0, "presence_penalty", "must be between -2 and 2"),

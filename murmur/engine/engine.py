@@ -11,7 +11,7 @@ the step loop; each step
    read over several steps and never holds up the others: a short request that arrives meanwhile
    starts at once;
 4. samples the next token of every request that needs one in one vectorised call
-   (``murmur.serve.sampling``) and streams the new text (``murmur.serve.detokenize``).
+   (``murmur.engine.sampling``) and streams the new text (``murmur.engine.detokenize``).
 
 Requests join and leave the batch between steps. The cache keeps the generating requests in rows
 ``0..d-1`` so the decode step reads a view of the cache (no gather); when a request leaves, the last
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +34,12 @@ from typing import Any
 
 import torch
 
+from murmur.engine.detokenize import Detokenizer, StopMatcher, token_bytes_table
+from murmur.engine.sampling import SamplingParams, apply_penalties, sample
 from murmur.errors import InputError, MurmurError
 from murmur.model import KVCache, Transformer
-from murmur.serve.detokenize import Detokenizer, StopMatcher, token_bytes_table
-from murmur.serve.sampling import SamplingParams, apply_penalties, sample
+
+log = logging.getLogger("murmur.engine")
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -59,6 +61,14 @@ class QueueFullError(MurmurError):
 
 class EngineClosedError(MurmurError):
     """The engine has stopped and takes no more requests."""
+
+
+class EngineNotReadyError(MurmurError):
+    """The model is still loading (or failed to load): HTTP 503."""
+
+    def __init__(self, message: str, failed: bool = False):
+        super().__init__(message)
+        self.failed = failed
 
 
 @dataclass
@@ -326,6 +336,11 @@ class Engine:
         self.default_stop_ids = {i for i in (getattr(tokenizer, "end_id", None), getattr(tokenizer, "doc_id", None))
                                  if i is not None}
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # A model sharded by FSDP2 gathers its root parameters (embeddings, norm, output) in the root's
+        # forward, so it is called whole; a plain model is run block by block (logits where needed only).
+        from torch.distributed.fsdp import FSDPModule
+
+        self._whole_forward = isinstance(model, FSDPModule)
         self.stats = EngineStats()
         # Scheduling state: ``rows[i]`` is the request in cache row i; rows [0, n_decoding) are generating.
         self.rows: list[Request | None] = [None] * max_batch
@@ -406,18 +421,24 @@ class Engine:
                 f"max_tokens or shorten the prompt", "max_tokens")
         return room if max_tokens is None else max_tokens
 
-    def submit(self, prompt: Sequence[int], params: SamplingParams | None = None) -> Request:
-        """Queue a request (thread-safe). Raises InputError / ContextLengthError / QueueFullError."""
+    def _request(self, prompt: Sequence[int], params: SamplingParams | None) -> Request:
+        """A checked request (not yet queued). Raises InputError / ContextLengthError."""
         params = (params or SamplingParams()).validate()
         prompt = [int(t) for t in prompt]
         max_tokens = self.check_prompt(prompt, params.max_tokens)
+        if params.stop_token_ids and (min(params.stop_token_ids) < 0 or max(params.stop_token_ids) >= self.vocab_size):
+            raise InputError(f"token ids must be in [0, {self.vocab_size})", field="stop_token_ids")
         stop_ids = set(self.default_stop_ids) if params.stop_token_ids is None else set(params.stop_token_ids)
         if params.ignore_eos:
             stop_ids = set(params.stop_token_ids or ())
         generator = None
         if params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        req = Request(self, prompt, params, max_tokens, stop_ids, generator)
+            generator = torch.Generator(device=self.device).manual_seed(params.seed % 2**64)
+        return Request(self, prompt, params, max_tokens, stop_ids, generator)
+
+    def submit(self, prompt: Sequence[int], params: SamplingParams | None = None) -> Request:
+        """Queue a request (thread-safe). Raises InputError / ContextLengthError / QueueFullError."""
+        req = self._request(prompt, params)
         with self._cv:
             if self._stopping or self._thread is None:
                 raise EngineClosedError("the engine is not running")
@@ -433,6 +454,31 @@ class Engine:
         """Submit and wait: the whole completion."""
         return self.submit(prompt, params).result(timeout)
 
+    def run(self, prompts: Sequence[Sequence[int]],
+            params: SamplingParams | Sequence[SamplingParams] | None = None) -> list[Completion]:
+        """Generate every prompt to the end in the calling thread; one ``params`` for all, or one each.
+
+        No background thread: the same steps as the server's loop, run here until every request is
+        done. This is how training samples from a model under FSDP (every process runs the same
+        steps, so their forward passes stay in step) and how the library call generates. With the
+        loop thread running, the requests are submitted to it instead.
+        """
+        each = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
+        if len(each) != len(prompts):
+            raise InputError(f"{len(prompts)} prompts but {len(each)} sampling settings")
+        if self._thread is not None:
+            return [r.result() for r in [self.submit(p, sp) for p, sp in zip(prompts, each, strict=True)]]
+        reqs = [self._request(p, sp) for p, sp in zip(prompts, each, strict=True)]
+        self._waiting.extend(reqs)
+        try:
+            with torch.no_grad():
+                while self._has_work():
+                    self.step()
+        except BaseException:
+            self._reset("cancelled")
+            raise
+        return [r.result() for r in reqs]
+
     # ---------------------------------------------------------------- the step loop
     def _has_work(self) -> bool:
         return bool(self._waiting or self._admitted or self.n_decoding)
@@ -447,13 +493,17 @@ class Engine:
             try:
                 with torch.inference_mode():
                     self.step()
-            except Exception:  # a bug: fail the requests in flight, keep serving
-                message = traceback.format_exc(limit=3)
-                for req in [*self._admitted, *(r for r in self.rows if r is not None)]:
-                    self._finish_quietly(req, "error", message)
-                self._admitted.clear()
-                self.rows = [None] * self.max_batch
-                self.n_decoding = 0
+            except Exception:  # a bug: fail the requests in flight (no details to clients), keep serving
+                log.exception("engine step failed; the requests in flight end with an error")
+                self._reset("error", "internal error while generating (details in the server log)")
+
+    def _reset(self, reason: str, error: str | None = None) -> None:
+        """End every admitted or running request with ``reason`` and empty the rows."""
+        for req in [*self._admitted, *(r for r in self.rows if r is not None)]:
+            self._finish_quietly(req, reason, error)
+        self._admitted.clear()
+        self.rows = [None] * self.max_batch
+        self.n_decoding = 0
 
     def step(self) -> None:
         """One scheduling step (see the module doc). Called by the loop thread."""
@@ -487,6 +537,10 @@ class Engine:
         This is ``Transformer.forward`` with the output projection applied to B positions, not B*T.
         """
         m = self.model
+        if self._whole_forward:
+            out = m(tokens, positions=positions, cache=self.cache, rows=rows)
+            idx = torch.full((out.shape[0],), out.shape[1] - 1, device=out.device) if last is None else last
+            return out[torch.arange(out.shape[0], device=out.device), idx].float()
         cos, sin = m.rope_cos[positions], m.rope_sin[positions]
         h = m.tok_embeddings(tokens)
         for block in m.layers.values():
@@ -572,6 +626,14 @@ class Engine:
 
     def _sample_and_emit(self, reqs: list[Request], logits: torch.Tensor) -> None:
         rows = torch.tensor([r.row for r in reqs], device=self.device)
+        failed: dict[int, str] = {}
+        for i, r in enumerate(reqs):
+            if r.params.logits_processor is not None:
+                try:
+                    logits[i] = r.params.logits_processor(r.prompt, r.output, logits[i])
+                except Exception as e:  # the request's own processor failed: end that request only
+                    log.exception("logits processor of request %s failed", r.id)
+                    failed[i] = f"logits processor failed: {type(e).__name__}"
         if any(r.params.uses_penalties for r in reqs):
             def col(name: str) -> torch.Tensor:
                 return torch.tensor([getattr(r.params, name) for r in reqs], device=self.device)
@@ -582,7 +644,8 @@ class Engine:
         else:
             def col(name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:  # noqa: F811
                 return torch.tensor([getattr(r.params, name) for r in reqs], device=self.device, dtype=dtype)
-            tokens = sample(logits, col("temperature"), col("top_k", torch.long), col("top_p"), col("min_p"),
+            top_k = torch.tensor([min(r.params.top_k, self.vocab_size) for r in reqs], device=self.device)
+            tokens = sample(logits, col("temperature"), top_k, col("top_p"), col("min_p"),
                             [r.generator for r in reqs], self.generator)
         self.counts.index_put_((rows, tokens), torch.ones(len(reqs), device=self.device), accumulate=True)
         self.seen[rows, tokens] = True
@@ -590,12 +653,12 @@ class Engine:
         wakeups: dict[asyncio.AbstractEventLoop, list[Request]] = {}
         finished, promoted = [], []
         n_prev = self.n_decoding
-        for req, token in zip(reqs, tokens.tolist(), strict=True):
+        for i, (req, token) in enumerate(zip(reqs, tokens.tolist(), strict=True)):
             if req.first_token_at is None:
                 req.first_token_at = now
                 self.stats.observe_ttft(now - req.submitted)
-            if req._cancelled:
-                self._finish_quietly(req, "cancelled")
+            if req._cancelled or i in failed:
+                self._finish_quietly(req, "error" if i in failed else "cancelled", failed.get(i))
                 finished.append(req)
                 continue
             req.output.append(token)

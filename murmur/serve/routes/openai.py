@@ -1,0 +1,204 @@
+"""The OpenAI-compatible routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+
+Each route checks its body (pydantic, ranges in ``protocol.py``), tokenizes off the event loop (a
+large prompt never stalls other streams or ``/health``), submits to the engine and answers whole or
+as server-sent events (``sse.py``). The app factory mounts this router behind the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from murmur.chat.template import render
+from murmur.engine import ContextLengthError, Engine, Event, SamplingParams
+from murmur.engine import Request as EngineRequest
+from murmur.engine.generate import post_prompt, seeded
+from murmur.errors import MurmurError
+from murmur.serve.errors import APIError
+from murmur.serve.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    CompletionRequest,
+    Delta,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    TextChoice,
+    TextCompletion,
+    Usage,
+)
+from murmur.serve.sse import event_stream, finish, merged_events, usage
+from murmur.serve.state import EngineDep, State, check_model, loaded_engine
+
+router = APIRouter(prefix="/v1")
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 500, 503)}
+STREAMED = {200: {"content": {"text/event-stream": {"schema": {"type": "string",
+                                                                   "description": "data: {chunk} events, then data: [DONE]"}}}}}
+
+
+def submit_all(engine: Engine, prompt: list[int], params: SamplingParams, n: int) -> list[EngineRequest]:
+    """n requests for one prompt (seeds seed, seed+1, ... so the choices differ yet reproduce)."""
+    reqs: list[EngineRequest] = []
+    try:
+        for i in range(n):
+            reqs.append(engine.submit(prompt, seeded(params, i)))
+    except MurmurError:
+        for r in reqs:
+            r.cancel()
+        raise
+    return reqs
+
+
+async def collect(reqs: list[EngineRequest], request: Request) -> list[tuple[str, str, int, int]]:
+    """Wait for every request: (text, finish_reason, prompt_tokens, completion_tokens) each.
+
+    If the client goes away meanwhile, the requests are cancelled and their rows freed.
+    """
+    texts: list[list[str]] = [[] for _ in reqs]
+    last: list[Event | None] = [None] * len(reqs)
+
+    async def gather() -> None:
+        async for i, event in merged_events(reqs):
+            texts[i].append(event.text)
+            if event.finish_reason is not None:
+                last[i] = event
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.25)
+
+    work, watcher = asyncio.create_task(gather()), asyncio.create_task(watch())
+    done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if work not in done:
+        work.cancel()
+        for r in reqs:
+            r.cancel()
+        raise APIError(499, "client closed the request")
+    watcher.cancel()
+    work.result()
+    out = []
+    for parts, event in zip(texts, last, strict=True):
+        assert event is not None
+        if event.finish_reason in ("error", "cancelled"):
+            raise APIError(500 if event.finish_reason == "error" else 503,
+                           f"generation failed: {event.error}" if event.error else "generation was cancelled",
+                           "server_error")
+        out.append(("".join(parts), event.finish_reason, event.prompt_tokens, event.completion_tokens))
+    return out
+
+
+@router.get("/models", response_model=ModelList, responses=ERRORS)
+def list_models(request: Request, state: State) -> ModelList:
+    engine = loaded_engine(request)
+    max_len = engine.max_len if engine is not None else None
+    return ModelList(data=[ModelCard(id=state.model_name, created=state.created, max_model_len=max_len)])
+
+
+@router.get("/models/{model_id}", response_model=ModelCard, responses=ERRORS)
+def get_model(model_id: str, request: Request, state: State) -> ModelCard:
+    check_model(model_id, state)
+    return list_models(request, state).data[0]
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses={**ERRORS, **STREAMED})
+async def chat_completions(body: ChatCompletionRequest, request: Request, state: State, engine: EngineDep
+                           ) -> Response | ChatCompletion:
+    model = check_model(body.model, state)
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    prompt = await run_in_threadpool(render, engine.tokenizer, messages, True)
+    max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    try:
+        reqs = submit_all(engine, prompt, body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
+    except ContextLengthError as e:
+        raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
+                       code="context_length_exceeded") from None
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+        def chunk(i: int, text: str | None, finish: str | None) -> ChatCompletionChunk:
+            delta = Delta(content=text) if text is not None else Delta()
+            return ChatCompletionChunk(id=rid, created=created, model=model,
+                                       choices=[ChunkChoice(index=i, delta=delta, finish_reason=finish)])
+
+        def usage_chunk(u: Usage) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=rid, created=created, model=model, choices=[], usage=u)
+
+        include = body.stream_options is not None and body.stream_options.include_usage
+        first = [ChatCompletionChunk(id=rid, created=created, model=model, choices=[
+            ChunkChoice(index=i, delta=Delta(role="assistant", content=""), finish_reason=None)])
+            for i in range(len(reqs))]
+        return event_stream(reqs, chunk, usage_chunk if include else None, len(prompt), first)
+    results = await collect(reqs, request)
+    return ChatCompletion(
+        id=rid, created=created, model=model,
+        choices=[ChatChoice(index=i, message=AssistantMessage(content=text), finish_reason=finish(reason))
+                 for i, (text, reason, _, _) in enumerate(results)],
+        usage=usage(len(prompt) * len(reqs), sum(r[3] for r in results)))
+
+
+def completion_prompts(engine: Engine, body: CompletionRequest) -> tuple[list[list[int]], list[str]]:
+    """The prompts of a completion request as token ids, and as text (for ``echo``); checked ids."""
+    tok = engine.tokenizer
+    if isinstance(body.prompt, list) and body.prompt and all(isinstance(p, int) for p in body.prompt):
+        ids = [int(t) for t in body.prompt]
+        engine.check_prompt(ids, None)  # ids outside the vocabulary are refused before decoding
+        return [ids], [tok.decode(ids, skip_special=True)]
+    texts = [body.prompt] if isinstance(body.prompt, str) else [str(p) for p in body.prompt]
+    if not texts:
+        raise APIError(400, "prompt must not be empty", param="prompt", code="invalid_value")
+    # A base model continues a post: every post in the training data starts with <|doc|>.
+    return [post_prompt(tok, t) for t in texts], texts
+
+
+@router.post("/completions", response_model=TextCompletion, responses={**ERRORS, **STREAMED})
+async def completions(body: CompletionRequest, request: Request, state: State, engine: EngineDep
+                      ) -> Response | TextCompletion:
+    model = check_model(body.model, state)
+    prompts, texts = await run_in_threadpool(completion_prompts, engine, body)
+    if body.stream and len(prompts) > 1:
+        raise APIError(400, "streaming takes one prompt at a time", param="prompt", code="invalid_value")
+    params = body.sampling(body.max_tokens)
+    fit = "max_tokens" not in body.model_fields_set  # the default 16 shrinks to what the context has room for
+    reqs: list[EngineRequest] = []
+    try:
+        for p in prompts:
+            room = engine.max_len - len(p)
+            p_params = dataclasses.replace(params, max_tokens=min(params.max_tokens or room, max(room, 1))) \
+                if fit else params
+            reqs.extend(submit_all(engine, p, p_params, body.n))
+    except MurmurError:
+        for r in reqs:
+            r.cancel()
+        raise
+    rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+        def chunk(i: int, text: str | None, finish: str | None) -> TextCompletion:
+            return TextCompletion(id=rid, created=created, model=model,
+                                  choices=[TextChoice(index=i, text=text or "", finish_reason=finish)])
+
+        def usage_chunk(u: Usage) -> TextCompletion:
+            return TextCompletion(id=rid, created=created, model=model, choices=[], usage=u)
+
+        include = body.stream_options is not None and body.stream_options.include_usage
+        first = [chunk(i, texts[0], None) for i in range(len(reqs))] if body.echo else []
+        return event_stream(reqs, chunk, usage_chunk if include else None, len(prompts[0]), first)
+    results = await collect(reqs, request)
+    choices = []
+    for i, (text, reason, _, _) in enumerate(results):
+        prefix = texts[i // body.n] if body.echo else ""
+        choices.append(TextChoice(index=i, text=prefix + text, finish_reason=finish(reason)))
+    prompt_tokens = sum(len(p) for p in prompts) * body.n
+    return TextCompletion(id=rid, created=created, model=model, choices=choices,
+                          usage=usage(prompt_tokens, sum(r[3] for r in results)))
