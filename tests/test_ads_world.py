@@ -63,7 +63,7 @@ def test_copy_appeal_rewards_topic_words_and_calls_to_action():
 
 
 def test_bad_input(tmp_path):
-    with pytest.raises(InputError, match="not a world"):
+    with pytest.raises(InputError, match="world.json"):
         generate_ads_world(tmp_path / "nothing", tmp_path / "out")
     with pytest.raises(ConfigError, match="days"):
         generate_ads_world(tmp_path, tmp_path / "out", AdsWorldConfig(days=0))

@@ -51,6 +51,7 @@ from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_dir, write_json
 from murmur.world import text as wt
 from murmur.world.generate import _HOURLY
+from murmur.world.truth import Truth, load_truth
 
 FORMAT_VERSION = 1
 LANGS = ("en", "es")
@@ -243,34 +244,29 @@ class ClickModel:
 
 def _read_users(world_dir: Path) -> dict[str, np.ndarray]:
     """The world's human users with their true interests and languages (from its ground truth)."""
-    path = Path(world_dir) / "truth" / "users.parquet"
-    if not path.exists():
-        raise InputError("not a world directory (no truth/users.parquet); write one with `murmur world generate`",
-                         path=world_dir)
-    t = pq.read_table(path, columns=["user_id", "kind", "langs", "interests", "posts"]).to_pydict()
-    keep = [i for i, k in enumerate(t["kind"]) if k == "human"]
-    tix = {name: i for i, name in enumerate(wt.TOPIC_NAMES)}
-    interests = np.zeros((len(keep), len(wt.TOPIC_NAMES)), dtype=bool)
-    langs = np.zeros((len(keep), len(LANGS)), dtype=bool)
-    for row, i in enumerate(keep):
-        for name in t["interests"][i] or ():
-            interests[row, tix[name]] = True
-        for lang in t["langs"][i] or ():
+    truth = load_truth(world_dir)
+    users = truth.users
+    human = np.flatnonzero(np.asarray(users["kind"].to_pylist()) == "human")
+    tcol = [truth.topics.index(t) for t in wt.TOPIC_NAMES]  # the ground truth's topic order -> ours
+    interests = truth.interest_matrix()[human][:, tcol] > 0
+    langs = np.zeros((len(human), len(LANGS)), dtype=bool)
+    user_langs = users["langs"].to_pylist()
+    for row, i in enumerate(human.tolist()):
+        for lang in user_langs[i] or ():
             if lang in LANGS:
                 langs[row, LANGS.index(lang)] = True
-    return {"user_ids": np.array([t["user_id"][i] for i in keep]), "interests": interests, "langs": langs,
-            "posts": np.array([t["posts"][i] for i in keep], dtype=np.float64)}
+    ids = np.asarray(users["user_id"].to_pylist(), dtype=object)[human].astype(str)
+    posts = users["posts"].to_numpy(zero_copy_only=False)[human].astype(np.float64)
+    return {"user_ids": ids, "interests": interests, "langs": langs, "posts": posts, "truth": truth}
 
 
-def _read_context_posts(world_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posts an ad may sit beside: human posts with a topic (post_id, topic index, created_at in s)."""
-    t = pq.read_table(Path(world_dir) / "truth" / "posts.parquet", columns=["post_id", "topic", "created_at"])
-    topic = t.column("topic").to_pylist()
+def _read_context_posts(truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+    """Posts an ad may sit beside: posts with a topic (post_id, topic index)."""
+    topic = truth.posts["topic"].to_pylist()
     keep = [i for i, x in enumerate(topic) if x is not None]
     tix = {name: i for i, name in enumerate(wt.TOPIC_NAMES)}
-    ids = np.array(t.column("post_id").to_pylist(), dtype=object)[keep]
-    secs = t.column("created_at").cast(pa.int64()).to_numpy()[keep] // 1_000_000
-    return ids, np.array([tix[topic[i]] for i in keep], dtype=np.int64), secs
+    ids = np.asarray(truth.posts["post_id"].to_pylist(), dtype=object)[keep]
+    return ids, np.array([tix[topic[i]] for i in keep], dtype=np.int64)
 
 
 def _brand(rnd: random.Random, taken: set[str]) -> str:
@@ -363,16 +359,11 @@ def generate_ads_world(world_dir: str | Path, out_dir: str | Path, cfg: AdsWorld
     cfg = cfg or AdsWorldConfig()
     _validate(cfg)
     world_dir = Path(world_dir)
-    meta_path = world_dir / "world.json"
-    if not meta_path.exists():
-        raise InputError("not a world directory (no world.json); write one with `murmur world generate`",
-                         path=world_dir)
-    world_meta = json.loads(meta_path.read_text())
-    start = dt.date.fromisoformat(world_meta.get("config", {}).get("start", "2024-05-01"))
     users = _read_users(world_dir)
     if len(users["user_ids"]) == 0:
         raise InputError("the world has no human users", path=world_dir)
-    post_ids, post_topic, _ = _read_context_posts(world_dir)
+    start = dt.date.fromisoformat(users["truth"].config.get("start", "2024-05-01"))
+    post_ids, post_topic = _read_context_posts(users["truth"])
     advertisers, ads = make_advertisers(cfg)
 
     rng = np.random.default_rng([cfg.seed, 0xAD5])
