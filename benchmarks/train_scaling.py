@@ -132,7 +132,7 @@ def one_device_run(name: str, device: torch.device, fsdp: bool, compile_: bool, 
     from murmur.train.parallel import DIM_NAMES, apply_compile, apply_fsdp, clip_grad_norm_, forward_context
 
     bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_bf16())
-    pcfg = ParallelConfig(compile=compile_, param_dtype="bf16" if bf16 else "fp32")
+    pcfg = ParallelConfig(param_dtype="bf16" if bf16 else "fp32")
     mcfg = preset(name, max_seq_len=max(seq, preset(name).max_seq_len))
     torch.manual_seed(0)
     with torch.device(device):

@@ -157,8 +157,7 @@ def train_cmd(
     from murmur.train.config import TrainConfig
 
     if knobs:
-        for key, default, help_ in cfgmod.describe(TrainConfig):
-            typer.echo(f"{key:<28} {default:<14} {help_}")
+        typer.echo(cfgmod.knobs_text(TrainConfig))
         return
     cfg = cfgmod.load(TrainConfig, config, [*(overrides or []), *(["resume=true"] if resume else [])])
     if dry_run:
@@ -291,14 +290,15 @@ def sft_cmd(
     from murmur.chat.sft import SFTConfig
 
     if knobs:
-        for key, default, help_ in cfgmod.describe(SFTConfig):
-            typer.echo(f"{key:<26} {default:<14} {help_}")
+        typer.echo(cfgmod.knobs_text(SFTConfig))
         return
     given = [f"{k}={v}" for k, v in (("model", model), ("data", data), ("out", out)) if v is not None]
     cfg = cfgmod.load(SFTConfig, config, [*given, *(overrides or []), *(["resume=true"] if resume else [])])
-    from murmur.chat.sft import SFTTrainer
+    from murmur.chat.sft import run_sft
 
-    result = SFTTrainer(cfg).run()
+    result = run_sft(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
+        return
     if result.interrupted:
         typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
     else:

@@ -256,6 +256,14 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     return rows
 
 
+def knobs_text(cls: type) -> str:
+    """Every knob of ``cls`` as aligned lines of key, default and help: what ``--knobs`` prints."""
+    rows = describe(cls)
+    key_w = max(len(k) for k, _, _ in rows) + 2
+    default_w = min(max(len(d) for _, d, _ in rows), 24) + 2
+    return "\n".join(f"{k:<{key_w}}{d:<{default_w}}{h}".rstrip() for k, d, h in rows)
+
+
 def require_at_least(minimum: float, values: typing.Iterable[tuple[str, float]]) -> None:
     """Raise ``ConfigError`` naming the first ``(key, value)`` whose value is below ``minimum``."""
     for name, value in values:

@@ -151,6 +151,13 @@ class KVCache:
         return keys, values, mask[:, None]
 
 
+def document_mask(doc_ids: torch.Tensor) -> torch.Tensor:
+    """The boolean attention mask [B, 1, T, T] of packed rows: causal, and within one document only."""
+    T = doc_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+    return ((doc_ids[:, :, None] == doc_ids[:, None, :]) & causal)[:, None]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -162,7 +169,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layer: int = 0,
                 cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         # -1 instead of the head count keeps this correct when tensor parallelism shards the heads.
         q = self.wq(x).view(B, T, -1, self.head_dim).transpose(1, 2)
@@ -170,8 +177,10 @@ class Attention(nn.Module):
         v = self.wv(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, k, cos, sin)
         gqa = q.shape[1] != k.shape[1]
-        if cache is None:
+        if cache is None and mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif cache is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         else:
             assert positions is not None
             k, v, mask = cache.update(layer, k, v, positions, rows)
@@ -202,8 +211,9 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                positions: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, self.layer, cache, positions, rows)
+                positions: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, self.layer, cache, positions, rows, mask)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -245,11 +255,16 @@ class Transformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                rows: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
-        """tokens [B, T] -> logits [B, T, V] (fp32), or the mean cross-entropy when ``targets`` is given.
+                rows: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None,
+                ignore_index: int = -100) -> torch.Tensor:
+        """tokens [B, T] -> logits [B, T, V] (fp32), or the mean cross-entropy when ``targets`` is given
+        (over the targets that are not ``ignore_index``).
 
         With a ``cache``, ``positions`` [B, T] gives each token's position and ``rows`` [B] the cache
         rows the batch occupies; without one, the sequence is attended causally from position 0.
+        ``doc_ids`` [B, T] packs several documents into one row: a token attends only to earlier
+        tokens with the same id (block-diagonal causal attention); give ``positions`` restarting at 0
+        for each document and every document is computed exactly as if it were alone.
         """
         B, T = tokens.shape
         if positions is None:
@@ -258,9 +273,10 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[:T][None], self.rope_sin[:T][None]
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        mask = None if doc_ids is None or cache is not None else document_mask(doc_ids)
         h = self.tok_embeddings(tokens)
         for block in self.layers.values():
-            h = block(h, cos, sin, cache, positions, rows)
+            h = block(h, cos, sin, cache, positions, rows, mask)
         h = self.norm(h)
         logits = self.output(h).float()
         if targets is None:

@@ -31,7 +31,6 @@ from murmur.train.parallel import (
     forward_context,
     gradient_sync,
     init_distributed,
-    loss_value,
     materialize,
     mesh_shape,
     micro_batch_syncs,
@@ -84,6 +83,8 @@ def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
 
 def train(model, cfg: ParallelConfig, mesh, micro: int, device="cpu") -> dict[str, list[float]]:
     """STEPS AdamW steps; returns the data-parallel mean loss and the clipped gradient norm per step."""
+    from torch.distributed.tensor import DTensor
+
     opt = optimizer(model)
     dp_rank, dp_size = data_parallel_rank(mesh)
     losses, norms = [], []
@@ -98,7 +99,7 @@ def train(model, cfg: ParallelConfig, mesh, micro: int, device="cpu") -> dict[st
             with gradient_sync(model, sync), forward_context(model, cfg, device):
                 loss = model(xs, ys) / micro
                 loss.backward()
-            total += loss_value(loss)
+            total += float((loss.full_tensor() if isinstance(loss, DTensor) else loss).detach())  # loss parallel
             if not sync and not losses and i == 0 and mesh is not None:
                 skipped = gradients_unreduced(model)
         norms.append(float(clip_grad_norm_(model.parameters(), MAX_NORM)))
@@ -133,14 +134,16 @@ def worker(world_size: int, out: str, names: list[str]) -> None:
     results = {}
     for name in names:
         overrides, micro = SCENARIOS[name]
+        overrides = dict(overrides)
+        compile_ = overrides.pop("compile", False)
         cfg = ParallelConfig(**overrides)
         mesh = build_mesh(cfg, world)
         if name.endswith("_meta"):
             with torch.device("meta"):
                 model = Transformer(MICRO)
-            model = materialize(parallelize(model, mesh, cfg), world.device)
+            model = materialize(parallelize(model, mesh, cfg, compile=compile_), world.device)
         else:
-            model = parallelize(new_model(), mesh, cfg)
+            model = parallelize(new_model(), mesh, cfg, compile=compile_)
         results[name] = train(model, cfg, mesh, micro, world.device)
         if name == "fsdp":
             # Parameter names survive parallelization (checkpoints and optimizer groups rely on them).
@@ -287,7 +290,7 @@ def test_tp_degree_must_divide_heads():
 
 def test_compile_with_tp_on_cpu_is_refused():
     with pytest.raises(ConfigError, match="needs CUDA"):
-        parallelize(new_model(), FakeMesh(2), ParallelConfig(tp=2, compile=True))
+        parallelize(new_model(), FakeMesh(2), ParallelConfig(tp=2), compile=True)
 
 
 @pytest.mark.gpu
@@ -308,8 +311,8 @@ def test_gpu_single_process_compile_bf16_autocast():
     x, y = (t.to(device) for t in batches()[0])
     ref = new_model().to(device)
     want = float(ref(x, y))
-    cfg = ParallelConfig(compile=True, activation_checkpointing="selective")
-    model = parallelize(new_model().to(device), None, cfg)
+    cfg = ParallelConfig(activation_checkpointing="selective")
+    model = parallelize(new_model().to(device), None, cfg, compile=True)
     with forward_context(model, cfg, device):
         loss = model(x, y)
         loss.backward()

@@ -13,18 +13,7 @@ from chat_helpers import CONVERSATIONS, make_base_model, make_tokenizer, write_j
 from safetensors.torch import load_file
 
 from murmur import config as cfgmod
-from murmur.chat.sft import (
-    IGNORE_INDEX,
-    SFTConfig,
-    SFTTrainer,
-    demo_config,
-    encode_conversation,
-    make_batch,
-    pack_rows,
-    packed_loss,
-    sft,
-    tokenize_conversations,
-)
+from murmur.chat.sft import SFTConfig, encode_conversation, sft, sft_task, tokenize_conversations
 from murmur.chat.template import ASSISTANT_ID, END_ID, render
 from murmur.errors import CheckpointError, ConfigError, InputError
 from murmur.generate import generate
@@ -33,6 +22,9 @@ from murmur.modeldir import load_model
 from murmur.tokenizer import load_tokenizer
 from murmur.train import checkpoint as ckpt
 from murmur.train.metrics import read_metrics
+from murmur.train.packing import make_batch, pack_rows
+from murmur.train.task import IGNORE_INDEX, lm_loss
+from murmur.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,7 +110,7 @@ def test_packing_keeps_every_conversation_once_and_apart(setup):
     rows = pack_rows([len(e) for e in examples], 64, range(len(examples)))
     assert any(len(r) > 1 for r in rows)
     with torch.no_grad():
-        packed = packed_loss(model, make_batch(examples, rows, 64, tok.pad_id))
+        packed = lm_loss(model, make_batch(examples, rows, 64, tok.pad_id))
         total = count = 0.0
         for i in range(len(examples)):
             b = make_batch(examples, [[i]], len(examples[i]), tok.pad_id)
@@ -133,7 +125,8 @@ def test_run_learns_to_answer_in_the_chat_format(setup, tmp_path):
     root, tok, base, data = setup
     out = tmp_path / "chat"
     result = sft(base, data, out, micro(steps=80, **{"eval.every": 40, "optim.lr": 2e-2}))
-    assert result.steps == 80 and not result.interrupted and result.conversations == len(CONVERSATIONS)
+    assert result.steps == 80 and not result.interrupted
+    assert json.loads((out / "sft.json").read_text())["conversations"] == len(CONVERSATIONS)
     assert result.train_loss < result.first_loss / 4
     records = read_metrics(out / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
@@ -183,15 +176,17 @@ def test_epochs_set_the_steps_and_validation_is_held_out(setup, tmp_path):
     many = write_jsonl(tmp_path / "many.jsonl", [
         [{"role": "user", "content": f"post {i}"}, {"role": "assistant", "content": f"pizza {i} #food"}]
         for i in range(60)])
-    trainer = SFTTrainer(dataclasses.replace(micro(epochs=2.0, **{"eval.val_fraction": 0.2}), model=str(base),
-                                             data=str(many), out=str(tmp_path / "e")))
-    assert 0 < len(trainer.val_examples) < 30 and len(trainer.train_examples) + len(trainer.val_examples) == 60
-    rows = trainer.stream.rows_in_epoch(0)
+    cfg = dataclasses.replace(micro(epochs=2.0, **{"eval.val_fraction": 0.2}), model=str(base), data=str(many),
+                              out=str(tmp_path / "e"))
+    trainer = Trainer(cfg, sft_task(cfg))
+    task = trainer.task
+    assert 0 < len(task.val_examples) < 30 and len(task.train_examples) + len(task.val_examples) == 60
+    rows = task.stream.rows_in_epoch(0)
     assert trainer.steps == -(-2 * rows // 2)
-    assert trainer.stream.epochs_at(trainer.steps * 2) == pytest.approx(2.0, abs=0.05)
+    assert task.stream.epochs_at(trainer.steps * 2) == pytest.approx(2.0, abs=0.05)
     # the data order is a function of (seed, step) only
-    again = SFTTrainer(trainer.cfg)
-    assert again.stream.rows(5, 7) == trainer.stream.rows(5, 7)
+    again = sft_task(cfg)
+    assert again.stream.rows(5, 7) == task.stream.rows(5, 7)
 
 
 # ---------------------------------------------------------------- bad input, configs
@@ -219,11 +214,10 @@ def test_bad_inputs_fail_in_one_line_before_compute(setup, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_demo_config_matches_the_shipped_toml():
-    from pathlib import Path
-
-    toml = Path(__file__).resolve().parent.parent / "murmur" / "configs" / "sft-tiny-cpu.toml"
-    assert cfgmod.load(SFTConfig, toml) == dataclasses.replace(demo_config(), out="runs/sft-tiny-cpu")
+def test_shipped_preset_loads():
+    cfg = cfgmod.load(SFTConfig, "sft-tiny-cpu")
+    assert cfg.out == "runs/sft-tiny-cpu" and cfg.seq_len == 256 and cfg.batch.micro_batch == 8
+    assert cfg.batch.tokens_per_step == 8 * 256  # no gradient accumulation on one process
 
 
 def test_cli_sft_and_knobs(setup, tmp_path):

@@ -208,7 +208,7 @@ def test_shipped_configs_load_and_size_up(name, corpus):
     cfg = cfgmod.load(TrainConfig, ROOT / "murmur" / "configs" / f"{name}.toml",
                       [f"data.shards={shards}", f"data.tokenizer={tok}", "device=cpu", "out=/nonexistent/x"])
     t = Trainer(cfg)
-    assert t.model_cfg.vocab_size >= 320 and t.accum == grad_accum_steps(cfg)
+    assert t.model_cfg.vocab_size >= 320 and t.accum == grad_accum_steps(cfg.batch, cfg.data.seq_len)
 
 
 # ---------------------------------------------------------------- pieces

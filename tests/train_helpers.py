@@ -53,3 +53,123 @@ def micro_overrides(shards: Path, tokenizer: Path, out: Path, steps: int = 6, **
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+# ---------------------------------------------------------------- faults and traces, injected from outside
+class TaskWrapper:
+    """A training task that passes everything to ``task`` (tests override one method)."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class Poisoned(TaskWrapper):
+    """Process 0's loss is NaN on the given global batches (a bad batch on one process)."""
+
+    def __init__(self, task, indices):
+        super().__init__(task)
+        self.indices = set(indices)
+
+    def batches(self, index, plan):
+        out = self.task.batches(index, plan)
+        if index in self.indices and _rank() == 0:
+            for b in out:
+                b.weight = float("nan")  # loss * weight is NaN, and so is every gradient
+        return out
+
+
+class Traced(TaskWrapper):
+    """Appends the token rows this process reads for each global batch to ``DIR/rank_R.jsonl``."""
+
+    def __init__(self, task, directory):
+        super().__init__(task)
+        self.directory = Path(directory)
+
+    def batches(self, index, plan):
+        import json
+
+        out = self.task.batches(index, plan)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f"rank_{_rank()}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"index": index, "dp_rank": plan.dp_rank, "dp_size": plan.dp_size,
+                                "rows": [row for b in out for row in b.tokens.tolist()]}) + "\n")
+        return out
+
+
+# ---------------------------------------------------------------- runs and processes
+def train_losses(run: Path) -> dict[int, float]:
+    """The logged training loss of each step of a run."""
+    from murmur.train.metrics import read_metrics
+
+    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
+
+
+def close(a: float, b: float, tol: float = 1e-5) -> bool:
+    """Equal within a relative ``tol`` (fp32 reductions in another order, over a few dozen steps)."""
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def rank_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RANK="):
+            return int(item[5:])
+    return None
+
+
+
+
+def kill_a_worker(cmd: list[str], out: Path, log: Path, env: dict, cwd: Path) -> tuple[str, Path]:
+    """Run a two-worker ``torchrun --max-restarts 1`` job ``cmd``; once a checkpoint of ``out`` exists,
+    freeze both workers, kill -9 rank 1 and let the job recover. Returns (the job's log, the newest
+    checkpoint at the kill)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from murmur.train import checkpoint as ckpt
+
+    with open(log, "w") as f:
+        job = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 90
+        while ckpt.latest_checkpoint(out) is None:
+            assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        workers = {rank_of(p): p for p in children(job.pid)}
+        assert set(workers) == {0, 1}, workers
+        for p in workers.values():
+            os.kill(p, signal.SIGSTOP)  # freeze both, so the run cannot finish before the kill
+        killed_at = ckpt.latest_checkpoint(out)
+        os.kill(workers[1], signal.SIGKILL)
+        os.kill(workers[0], signal.SIGCONT)
+        assert job.wait(timeout=120) == 0, log.read_text()[-4000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+    return log.read_text(), killed_at

@@ -64,9 +64,12 @@ class ScheduleSection:
 
 @dataclass(frozen=True)
 class BatchSection:
-    micro_batch: int = knob(8, "Windows per forward/backward pass on one process.")
-    tokens_per_step: int = knob(0, "Target tokens per optimizer step (0 = one micro-batch per process); "
-                                   "sets gradient accumulation.")
+    """The batch size, said one way for every task: rows per pass and tokens per optimizer step."""
+
+    micro_batch: int = knob(8, "Rows (windows or packed rows of seq_len tokens) per forward/backward pass on "
+                               "one process.")
+    tokens_per_step: int = knob(0, "Target tokens per optimizer step over all processes (0 = one micro-batch "
+                                   "per process); sets gradient accumulation.")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class CheckpointSection:
     every: int = knob(500, "Save a training checkpoint every N steps (0 = only at the end and on signals).")
     keep_last: int = knob(2, "Keep the newest K checkpoints (older ones are deleted).")
     async_save: bool = knob(False, "Write checkpoints in a background thread (dcp.async_save) while training "
-                                   "goes on; the state is first copied to CPU memory. Pretraining only.")
+                                   "goes on; the state is first copied to CPU memory.")
 
 
 @dataclass(frozen=True)
@@ -117,11 +120,8 @@ class ParallelConfig:
     activation_checkpointing: Literal["none", "selective", "full"] = knob(
         "none", "Recompute activations in backward: none, selective (keep matmul and attention outputs, "
                 "recompute norms and pointwise ops), or full (keep only each block's input).")
-    compile: bool = knob(False, "torch.compile each transformer block (in `murmur train`, set the top-level "
-                                "`compile` knob instead).")
     param_dtype: Literal["auto", "bf16", "fp32"] = knob(
-        "auto", "Compute dtype of parameters under FSDP (auto = bf16 on GPU, fp32 on CPU; in `murmur train`, "
-                "auto follows the top-level `dtype`).")
+        "auto", "Compute dtype of parameters under FSDP (auto = the run's `dtype`).")
     reduce_dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "Dtype of gradient reduction (auto = fp32).")
     loss_parallel: bool = knob(True, "With tp > 1, keep logits sharded over the vocabulary and compute the "
                                      "cross-entropy in parallel (no all-gather of [batch, seq, vocab] logits).")
@@ -130,16 +130,19 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a pretraining run needs; see docs/training.md."""
+class RunConfig:
+    """What every training task shares: the loop, optimizer, batch, evaluation, checkpoints, guard and
+    layout. A task's config adds its own model and data knobs (:class:`TrainConfig` for pretraining,
+    ``murmur.chat.sft.SFTConfig`` for chat fine-tuning); see docs/training.md, "Tasks"."""
 
     out: str = knob("runs/run", "Run directory: config, metrics, checkpoints and the final model.")
-    steps: int = knob(1000, "Optimizer steps to train for.")
+    steps: int = knob(1000, "Optimizer steps to train for (ignored when epochs > 0).")
+    epochs: float = knob(0.0, "If > 0, train this many passes over the training data instead of `steps`.")
     seed: int = knob(0, "Seed for the weights, the data order and the samples.")
     dtype: Literal["auto", "bf16", "fp32"] = knob("auto", "Compute dtype: auto = bf16 on CUDA and bf16-capable "
                                                           "CPUs, else fp32 (weights and AdamW stay fp32).")
-    compile: bool = knob(False, "torch.compile each transformer block (slow to start; faster steps). The one "
-                                "compile switch of a run (parallel.compile follows it).")
+    compile: bool = knob(False, "torch.compile the model (one graph in one process, block by block when "
+                                "sharded): slow to start, faster steps.")
     device: str = knob("auto", "auto, cpu, cuda or cuda:N.")
     log_every: int = knob(10, "Log a line (and a metrics.jsonl record) every N steps.")
     resume: bool = knob(False, "Continue from the newest complete checkpoint in `out` (start from scratch when "
@@ -148,8 +151,6 @@ class TrainConfig:
         "auto", "Build the model on the meta device and initialise only this process's shards (on), or build "
                 "it whole on every process (off); auto = on when the model is sharded and over 500M parameters.")
     tensorboard: bool = knob(False, "Also write TensorBoard events to <out>/tb (needs the tensorboard package).")
-    model: ModelSection = knob(ModelSection(), "Model shape.")
-    data: DataSection = knob(DataSection(), "Training data.")
     optim: OptimSection = knob(OptimSection(), "AdamW settings.")
     schedule: ScheduleSection = knob(ScheduleSection(), "Learning-rate schedule.")
     batch: BatchSection = knob(BatchSection(), "Batch size and gradient accumulation.")
@@ -159,12 +160,20 @@ class TrainConfig:
     parallel: ParallelConfig = knob(ParallelConfig(), "Data, fully sharded and tensor parallelism (torchrun).")
 
 
-def grad_accum_steps(cfg: TrainConfig, world_size: int = 1) -> int:
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """Pretraining: a model of a named shape, from random weights, on token shards; see docs/training.md."""
+
+    model: ModelSection = knob(ModelSection(), "Model shape.")
+    data: DataSection = knob(DataSection(), "Training data.")
+
+
+def grad_accum_steps(batch: BatchSection, seq_len: int, dp_size: int = 1) -> int:
     """Micro-batches per process per step so one step sees about ``batch.tokens_per_step`` tokens.
 
-    ``world_size`` is the number of data-parallel processes (tensor-parallel ranks share their rows).
+    ``dp_size`` is the number of data-parallel processes (tensor-parallel ranks share their rows).
     """
-    per_pass = cfg.batch.micro_batch * cfg.data.seq_len * world_size
-    if cfg.batch.tokens_per_step <= 0:
+    per_pass = batch.micro_batch * seq_len * dp_size
+    if batch.tokens_per_step <= 0:
         return 1
-    return max(1, math.ceil(cfg.batch.tokens_per_step / per_pass))
+    return max(1, math.ceil(batch.tokens_per_step / per_pass))

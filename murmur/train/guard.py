@@ -61,12 +61,6 @@ class LossGuard:
         self.skipped += 1
         return self.streak >= max(self.cfg.max_skips, 1)
 
-    def rolled_back(self) -> bool:
-        """Record a rollback; False once ``max_rollbacks`` is exceeded (the run has diverged)."""
-        self.rollbacks += 1
-        self.streak = 0
-        return self.rollbacks <= self.cfg.max_rollbacks
-
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "streak": self.streak, "rollbacks": self.rollbacks,
                 "skipped": self.skipped}

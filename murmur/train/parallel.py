@@ -183,26 +183,27 @@ def _device_of(mesh: Any) -> torch.device:
     return torch.device(mesh.device_type)
 
 
-def parallelize(model: nn.Module, mesh: Any, cfg: ParallelConfig) -> nn.Module:
-    """Apply TP, activation checkpointing, compile and FSDP2/HSDP or DDP to ``model`` (in place).
+def parallelize(model: nn.Module, mesh: Any, cfg: ParallelConfig, compile: bool = False) -> nn.Module:
+    """Apply TP, activation checkpointing, compile (``compile``: each block) and FSDP2/HSDP or DDP
+    to ``model`` (in place).
 
     ``model`` is a ``murmur.model.Transformer``. With ``mesh`` None (one process) the model is
     returned unchanged apart from activation checkpointing and compile, which also help there.
     A model built on the meta device stays there; call ``materialize`` afterwards.
     """
     tp = _size(mesh, "tp")
-    if cfg.compile and tp > 1 and mesh.device_type != "cuda":
+    if compile and tp > 1 and mesh.device_type != "cuda":
         # Measured with torch 2.13 on gloo: compiled tensor-parallel blocks train with wrong
         # gradients (or fail in backward), while eager TP and compiled FSDP blocks are exact.
-        raise ConfigError("parallel.compile with parallel.tp > 1 needs CUDA/NCCL; on CPU (gloo) compiled "
-                          "tensor-parallel blocks give wrong gradients. Set parallel.compile = false.")
+        raise ConfigError("compile with parallel.tp > 1 needs CUDA/NCCL; on CPU (gloo) compiled "
+                          "tensor-parallel blocks give wrong gradients. Set compile = false.")
     if mesh is not None and not _on_meta(model):
         model.to(_device_of(mesh))
     if tp > 1:
         apply_tp(model, mesh["tp"], loss_parallel=cfg.loss_parallel)
     if cfg.activation_checkpointing != "none":
         apply_ac(model, cfg.activation_checkpointing)
-    if cfg.compile:
+    if compile:
         apply_compile(model)
     if mesh is None:
         return model
@@ -245,8 +246,8 @@ def apply_tp(model: nn.Module, tp_mesh: Any, loss_parallel: bool = True) -> None
                                   output_layouts=Shard(-1) if loss_parallel else Replicate(),
                                   use_local_output=not loss_parallel),
     })
-    # Block.forward calls attention(x, cos, sin, layer, cache, positions, rows): only x is sharded.
-    rest = (None,) * 6
+    # Block.forward calls attention(x, cos, sin, layer, cache, positions, rows, mask): only x is sharded.
+    rest = (None,) * 7
     for block in model.layers.values():
         parallelize_module(block, tp_mesh, {
             "attention_norm": SequenceParallel(),
@@ -426,15 +427,6 @@ def _tp_sharded_logits(model: nn.Module) -> bool:
     out = getattr(model, "output", None)
     return out is not None and isinstance(out.weight, DTensor) and out.weight.device_mesh.ndim >= 1 and \
         any(n == "tp" for n in (out.weight.device_mesh.mesh_dim_names or ()))
-
-
-def loss_value(loss: torch.Tensor) -> float:
-    """A Python float from a loss that may be a (replicated) DTensor under loss parallelism."""
-    from torch.distributed.tensor import DTensor
-
-    if isinstance(loss, DTensor):
-        loss = loss.full_tensor()
-    return float(loss.detach())
 
 
 @torch.no_grad()

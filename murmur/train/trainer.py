@@ -1,9 +1,17 @@
-"""The pretraining loop: read a TrainConfig, train, evaluate, checkpoint, write the final model.
+"""The one training loop: read a config and a task, train, evaluate, checkpoint, write the final model.
 
-One step, top to bottom (:meth:`Trainer.train_step`): set the scheduled learning rate; for each
-micro-batch of this process's rows of the step's global batch, forward and backward the loss
-divided by the accumulation count (only the last micro-batch reduces gradients across processes);
-clip the global gradient norm; ask the loss guard; AdamW step.
+What varies between pretraining and fine-tuning is a *task* (:mod:`murmur.train.task`): where the
+model starts (fresh seeded weights, or a model directory's), the data source (the micro-batches of
+global batch ``index`` for this process, a pure function of (seed, index)) and the loss function.
+Pretraining is :class:`murmur.train.pretrain.PretrainTask`, chat fine-tuning
+:class:`murmur.train.packing.PackedTask` (built by ``murmur.chat.sft``). Everything else is this
+class, the same for every task: processes and layouts, optimizer and schedule, loss guard,
+checkpoints (async, exact resume, SIGTERM save), evaluation, metrics, TensorBoard, the final model.
+
+One step, top to bottom (:meth:`Trainer.train_step`): set the scheduled learning rate; for each of
+this process's micro-batches of the step's global batch, forward the task's loss and backward it
+times the micro-batch's share of the step's objective (only the last micro-batch reduces gradients
+across processes); clip the global gradient norm; ask the loss guard; AdamW step.
 
 The same code runs one process and a torchrun job: :func:`parallel.init_distributed` joins the job
 (or returns a one-process world), :func:`parallel.build_mesh` lays the processes out, the model is
@@ -11,10 +19,10 @@ built (whole, or on the meta device and materialized shard by shard) and
 :func:`parallel.parallelize` applies TP, activation checkpointing, compile and FSDP2/HSDP or DDP.
 Process 0 logs and writes metrics; every process writes its own checkpoint shards.
 
-Everything is checked before any compute starts (config, shards, tokenizer, context length,
-layout, checkpoint shape), so a mistake costs one line, not a crashed run. The data order depends
-only on (seed, index) with index = step + the guard's data offset, so that pair is the checkpoint's
-"sampler position".
+Everything is checked before any compute starts (config, data, tokenizer, context length,
+layout, checkpoint shape), so a mistake costs one line, not a crashed run. The data a step reads
+depends only on (seed, index) with index = step + the guard's data offset, so that pair is the
+checkpoint's "sampler position".
 
 SIGINT / SIGTERM (Ctrl-C, Slurm preemption, torchrun shutdown) finish the current step, save a
 checkpoint and return; a second SIGINT aborts at once. A collective that times out or loses its
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import time
@@ -37,25 +44,21 @@ import torch
 import torch.distributed as dist
 
 from murmur import config as cfgmod
-from murmur.data.shards_format import TokenShards
-from murmur.errors import ConfigError, InputError, MurmurError
-from murmur.model import ModelConfig, Transformer, flops_per_token, num_params, preset
+from murmur.errors import CheckpointError, ConfigError, MurmurError
+from murmur.model import Transformer, flops_per_token, num_params, preset
 from murmur.progress import format_duration, log
 from murmur.runtime import StopOnSignal, resolve_device, resolve_dtype
 from murmur.train import checkpoint as ckpt
-from murmur.train.config import ParallelConfig, TrainConfig, grad_accum_steps
-from murmur.train.data import WindowSampler, bits_per_byte, eval_batches, split_bytes
+from murmur.train.config import ParallelConfig, RunConfig, TrainConfig, grad_accum_steps
 from murmur.train.guard import LossGuard, rollback_offset
 from murmur.train.metrics import MetricsLogger, mfu, peak_flops, truncate_metrics
 from murmur.train.optim import build_optimizer, lr_at, set_lr
+from murmur.train.pretrain import PretrainTask, model_config
+from murmur.train.task import BatchPlan, Task
 
 CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
 META_INIT_PARAMS = 500_000_000  # meta_init = auto builds sharded models above this on the meta device
-
-# Test hooks (environment variables, read once per run; see docs/training.md, "Testing hooks"):
-NAN_BATCHES_ENV = "MURMUR_TEST_NAN_BATCHES"  # "5,6": process 0's loss is NaN on these data batches
-TRACE_DATA_ENV = "MURMUR_TEST_TRACE_DATA"  # a directory: each process appends the windows it reads
 
 
 @dataclass
@@ -71,38 +74,20 @@ class TrainResult:
     tokens_per_s: float
     mfu: float | None
     interrupted: bool = False
+    first_loss: float | None = None  # the first logged training loss of this run
+    epochs: float = 0.0  # passes over the training data at the end
 
 
-# ---------------------------------------------------------------- device, dtype, model
-def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The model shape: the preset, the section's overrides, and the tokenizer's vocabulary."""
-    overrides = cfg.model.overrides()
-    vocab = overrides.pop("vocab_size", vocab_size)
-    if vocab < vocab_size:
-        raise ConfigError(f"model.vocab_size ({vocab}) is smaller than the tokenizer's vocabulary ({vocab_size})")
-    try:
-        mcfg = preset(cfg.model.preset, vocab_size=vocab, **overrides)
-    except TypeError as e:
-        raise ConfigError(f"model: {e}") from None
-    if cfg.data.seq_len > mcfg.max_seq_len:
-        raise ConfigError(f"data.seq_len ({cfg.data.seq_len}) is longer than the model's max_seq_len "
-                          f"({mcfg.max_seq_len}); lower data.seq_len or raise model.max_seq_len")
-    return mcfg
-
-
-def run_parallel_config(cfg: TrainConfig, dtype: torch.dtype) -> ParallelConfig:
-    """The ``[parallel]`` section as the trainer applies it: the run's one ``compile`` switch, and
-    ``param_dtype = auto`` following the run's ``dtype`` (so FSDP casts, or :func:`forward_context`
-    autocasts, exactly once)."""
+# ---------------------------------------------------------------- device, dtype, layout
+def run_parallel_config(cfg: RunConfig, dtype: torch.dtype) -> ParallelConfig:
+    """The ``[parallel]`` section as the trainer applies it: ``param_dtype = auto`` follows the run's
+    ``dtype`` (so FSDP casts, or :func:`forward_context` autocasts, exactly once)."""
     p = cfg.parallel
-    if p.compile:
-        raise ConfigError("parallel.compile is set by the top-level `compile` knob in `murmur train`; "
-                          "write compile = true instead")
     param = p.param_dtype if p.param_dtype != "auto" else ("bf16" if dtype == torch.bfloat16 else "fp32")
-    return dataclasses.replace(p, compile=cfg.compile, param_dtype=param)
+    return dataclasses.replace(p, param_dtype=param)
 
 
-def join_job(cfg: TrainConfig) -> tuple[Any, torch.device]:
+def join_job(cfg: RunConfig) -> tuple[Any, torch.device]:
     """(World, device): join the torchrun job (process group with ``parallel.collective_timeout_s``)
     or, without torchrun's environment, a one-process world on ``cfg.device``."""
     from murmur.train.parallel import init_distributed
@@ -173,20 +158,30 @@ def collective_error(e: BaseException, rank: int, doing: str, timeout_s: float) 
 
 # ---------------------------------------------------------------- the trainer
 class Trainer:
-    """A pretraining run. Construction validates everything; :meth:`run` trains."""
+    """A training run: ``cfg`` (the loop's knobs) and a ``task`` (what it trains on; the pretraining
+    task of ``cfg`` when not given). Construction validates everything; :meth:`run` trains.
 
-    def __init__(self, cfg: TrainConfig):
+    The variation point is the task (:mod:`murmur.train.task`): its model config and starting
+    weights, its data source (``batches(index, plan)``, a pure function of (seed, index)) and its
+    loss. Fine-tuning, and any later task, is another task on this same loop.
+    """
+
+    def __init__(self, cfg: RunConfig, task: Task | None = None):
         from murmur.train.parallel import mesh_shape
 
         self.cfg = cfg
         self.out = Path(cfg.out)
         self._check_numbers()
-        if not cfg.data.shards:
-            raise ConfigError("data.shards is not set (the directory `murmur data tokenize` wrote)")
-        self.train_shards = TokenShards(cfg.data.shards, "train")
-        self.val_shards = TokenShards(cfg.data.shards, "val")
-        self.tokenizer_dir, self.tokenizer = self._load_tokenizer()
-        self.model_cfg = model_config(cfg, self.train_shards.vocab_size)
+        if task is None:
+            if not isinstance(cfg, TrainConfig):
+                raise ConfigError(f"{type(cfg).__name__} needs its task (the pretraining task reads a TrainConfig)")
+            task = PretrainTask(cfg)
+        self.task = task
+        self.tokenizer_dir, self.tokenizer = task.tokenizer_dir, task.tokenizer
+        self.model_cfg, self.seq_len = task.model_cfg, task.seq_len
+        if self.seq_len > self.model_cfg.max_seq_len:
+            raise ConfigError(f"seq_len ({self.seq_len}) is longer than the model's max_seq_len "
+                              f"({self.model_cfg.max_seq_len})")
         self._owns_process_group = not (dist.is_available() and dist.is_initialized())
         self.proc, self.device = join_job(cfg)
         self.rank, self.world = self.proc.rank, self.proc.world_size
@@ -195,16 +190,14 @@ class Trainer:
         self.layout = mesh_shape(self.pcfg, self.world)
         # Tensor-parallel ranks (consecutive, tp innermost) share their data-parallel rank and rows.
         self.dp_rank, self.dp_size = self.rank // self.layout["tp"], self.world // self.layout["tp"]
-        self.accum = grad_accum_steps(cfg, self.dp_size)
+        self.accum = grad_accum_steps(cfg.batch, self.seq_len, self.dp_size)
         self.global_batch = cfg.batch.micro_batch * self.accum * self.dp_size
-        self.sampler = WindowSampler(self.train_shards, cfg.data.seq_len, self.global_batch, cfg.seed)
-        self.val = eval_batches(self.val_shards, cfg.data.seq_len, cfg.batch.micro_batch, max(cfg.eval.batches, 1),
-                                self.dp_rank, self.dp_size)
-        self.val_bytes = split_bytes(self.val_shards, self.tokenizer)
+        self.plan = BatchPlan(self.global_batch, cfg.batch.micro_batch, self.dp_rank, self.dp_size)
+        self.steps = cfg.steps if cfg.epochs <= 0 else \
+            max(1, math.ceil(cfg.epochs * task.rows_per_epoch() / self.global_batch))
+        self.val = task.eval_batches(self.plan, cfg.eval.batches)
         self.resume_from = self._find_resume()
-        self.flops_per_token = flops_per_token(self.model_cfg, cfg.data.seq_len)
-        self._nan_batches = {int(v) for v in os.environ.get(NAN_BATCHES_ENV, "").split(",") if v.strip()}
-        self._trace_dir = os.environ.get(TRACE_DATA_ENV) or None
+        self.flops_per_token = flops_per_token(self.model_cfg, self.seq_len)
         self._doing = "setup"  # what the process is doing, for collective errors
         self.pending: ckpt.PendingCheckpoint | None = None  # a checkpoint being written in the background
 
@@ -217,9 +210,10 @@ class Trainer:
     def _check_numbers(self) -> None:
         c = self.cfg
         cfgmod.require_at_least(1, [("steps", c.steps), ("batch.micro_batch", c.batch.micro_batch),
-                             ("data.seq_len", c.data.seq_len), ("log_every", c.log_every)])
+                                    ("log_every", c.log_every)])
         cfgmod.require_at_least(0, [("eval.every", c.eval.every), ("checkpoint.every", c.checkpoint.every),
-                             ("schedule.warmup", c.schedule.warmup), ("eval.samples", c.eval.samples)])
+                                    ("schedule.warmup", c.schedule.warmup), ("eval.samples", c.eval.samples),
+                                    ("eval.batches", c.eval.batches), ("epochs", c.epochs)])
         if c.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be positive (got {c.optim.lr})")
         if len(c.optim.betas) != 2:
@@ -232,27 +226,14 @@ class Trainer:
         if c.parallel.collective_timeout_s <= 0:
             raise ConfigError(f"parallel.collective_timeout_s must be positive (got {c.parallel.collective_timeout_s})")
 
-    def _load_tokenizer(self) -> tuple[Path, Any]:
-        from murmur.tokenizer import load_tokenizer
-
-        source = self.cfg.data.tokenizer or self.train_shards.manifest.get("tokenizer", "")
-        if not source:
-            raise ConfigError("data.tokenizer is not set and the shard manifest does not name a tokenizer")
-        tok = load_tokenizer(source)
-        shards = self.train_shards
-        if tok.vocab_size != shards.vocab_size:
-            raise InputError(f"the tokenizer in {source} has {tok.vocab_size:,} tokens but the shards were made with "
-                             f"a vocabulary of {shards.vocab_size:,}; use the tokenizer the shards were made with",
-                             shards.directory / "manifest.json", field="vocab_size")
-        want = shards.manifest.get("tokenizer_sha256")
-        if want and tok.sha256 != want:
-            raise InputError(f"the tokenizer in {source} is not the one the shards were made with "
-                             "(tokenizer_sha256 differs)", shards.directory / "manifest.json", field="tokenizer_sha256")
-        return Path(tok.path or source), tok
-
     def _find_resume(self) -> Path | None:
-        """The checkpoint to resume from (checked against this model's shape), or None."""
-        return ckpt.find_resume(self.out, self.cfg.resume, self.model_cfg, "from scratch", self._log)[0]
+        """The checkpoint to resume from (checked against this model's shape and data), or None."""
+        latest, state = ckpt.find_resume(self.out, self.cfg.resume, self.model_cfg, self.task.start(), self._log)
+        saved, now = state.get("data"), self.task.fingerprint()
+        if latest is not None and saved is not None and saved != now:
+            raise CheckpointError(f"{latest}: the training data changed since this checkpoint ({saved} then, "
+                                  f"{now} now); resume with the same data or start a new out directory")
+        return latest
 
     # -- setup (compute starts here)
     def _setup(self) -> None:
@@ -270,11 +251,14 @@ class Trainer:
         # its own shards after sharding (not bit-identical to a one-process init, same distribution).
         with torch.device("meta" if self.meta_init else self.device):
             self.model = Transformer(self.model_cfg)
+        weights = self.task.initial_weights()
+        if weights is not None and not self.meta_init:
+            self.model.load_state_dict(weights, strict=False)  # the tied output weight is stored once
         # compile: one process compiles the whole model as one graph (the loss fused in; eval and
         # sampling call the eager module); sharded models compile block by block (FSDP2's hooks
         # sit between blocks), as torchtitan does.
         whole_graph = cfg.compile and self.mesh is None
-        parallelize(self.model, self.mesh, dataclasses.replace(self.pcfg, compile=False) if whole_graph else self.pcfg)
+        parallelize(self.model, self.mesh, self.pcfg, compile=cfg.compile and not whole_graph)
         self.train_module = torch.compile(self.model) if whole_graph else self.model
         if self.meta_init:
             if self.device.type != "cuda" and self.mesh is not None:
@@ -284,6 +268,12 @@ class Trainer:
                 shard = self.mesh["dp_shard"].get_local_rank() * self.layout["tp"] + self.mesh["tp"].get_local_rank()
                 torch.manual_seed(cfg.seed + 1_000_003 * (shard + 1))
             materialize(self.model, self.device)
+            if weights is not None:  # every process holds the whole weights; each keeps its shards
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+                set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True,
+                                                                                   strict=False))
+        del weights
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
@@ -299,7 +289,7 @@ class Trainer:
             self._load(self.resume_from)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            cfgmod.dump_toml(cfg, self.out / CONFIG_NAME)
+            cfgmod.dump_toml(dataclasses.replace(cfg, steps=self.steps, epochs=0.0), self.out / CONFIG_NAME)
             if self.resume_from is None:
                 (self.out / METRICS_NAME).unlink(missing_ok=True)
             else:
@@ -338,14 +328,19 @@ class Trainer:
     def _describe(self) -> None:
         c, m = self.cfg, self.model_cfg
         n = num_params(m)
-        tokens_per_step = self.global_batch * c.data.seq_len
-        start = f"resuming from {self.resume_from} (step {self.step})" if self.resume_from else "starting"
+        tokens_per_step = self.global_batch * self.seq_len
+        start = f"resuming from {self.resume_from} (step {self.step})" if self.resume_from \
+            else f"starting {self.task.start()}"
         self._log(
-            f"train: {start}; model {c.model.preset} ({n / 1e6:.1f}M params, dim {m.dim}, {m.n_layers} layers, "
-            f"vocab {m.vocab_size:,}); {self.train_shards.num_tokens:,} train tokens; "
-            f"{tokens_per_step:,} tokens/step = {self.dp_size} x {self.accum} x {c.batch.micro_batch} x {c.data.seq_len}; "
-            f"{c.steps} steps; {self._layout_text()}; {self.device} {str(self.dtype).removeprefix('torch.')}"
+            f"{self.task.name}: {start}; {self.task.describe()}; {n / 1e6:.1f}M params (dim {m.dim}, "
+            f"{m.n_layers} layers, vocab {m.vocab_size:,}); {tokens_per_step:,} tokens/step = {self.dp_size} x "
+            f"{self.accum} x {c.batch.micro_batch} x {self.seq_len} (~{self._epochs(self.steps):.2f} epochs); "
+            f"{self.steps} steps; {self._layout_text()}; {self.device} {str(self.dtype).removeprefix('torch.')}"
             f"{' compiled' if c.compile else ''}; out {self.out}")
+
+    def _epochs(self, step: int) -> float:
+        """Passes over the training data after ``step`` steps."""
+        return self.task.epochs_at((step + self.data_offset) * self.global_batch)
 
     def _layout_text(self) -> str:
         if self.world == 1:
@@ -363,54 +358,42 @@ class Trainer:
 
     # -- one step
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, str | None]:
-        """One optimizer step at ``step`` on batch ``step + data_offset``.
+        """One optimizer step at ``step`` on global batch ``step + data_offset``.
 
-        Returns (this process's mean loss, global grad norm) as tensors, and why the loss guard
-        skipped the step (None when the optimizer stepped). Without the guard there is no host sync.
+        Returns (this process's share of the step's loss, global grad norm) as tensors, and why the
+        loss guard skipped the step (None when the optimizer stepped). Without the guard there is
+        no host sync. The shares of all data-parallel processes add up to the step's loss.
         """
         from murmur.train.parallel import clip_grad_norm_, forward_context, gradient_sync, micro_batch_syncs
 
         cfg = self.cfg
-        set_lr(self.optimizer, lr_at(step, cfg.steps, cfg.optim.lr, cfg.schedule))
+        set_lr(self.optimizer, lr_at(step, self.steps, cfg.optim.lr, cfg.schedule))
         index = step + self.data_offset
         self._doing = f"step {step + 1} (forward/backward: parameter all-gathers, gradient reductions)"
-        batches = self.sampler.micro_batches(index, cfg.batch.micro_batch, self.dp_rank, self.dp_size)
-        if self._trace_dir:
-            self._trace(step, index)
+        batches = self.task.batches(index, self.plan)
         loss_sum = torch.zeros((), device=self.device)
         for i, sync in micro_batch_syncs(len(batches)):
-            x, y = (t.to(self.device, non_blocking=True) for t in batches[i])
+            batch = batches[i].to(self.device)
             # Only the last micro-batch reduces gradients; forward and backward both run inside
             # forward_context (loss parallelism, and bf16 autocast where FSDP does not cast).
+            # Data-parallel reduction averages gradients over processes, hence the dp_size.
             with gradient_sync(self.model, sync), forward_context(self.model, self.pcfg, self.device):
-                loss = self.train_module(x, y)
-                if index in self._nan_batches and self.rank == 0:
-                    loss = loss * float("nan")  # test hook: a poisoned batch on one process
-                (loss / len(batches)).backward()
+                loss = self.task.loss(self.train_module, batch) * batch.weight
+                (loss * self.dp_size).backward()
             loss_sum += _plain(loss.detach())
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
         grad_norm = clip_grad_norm_(self.params, max_norm)
-        loss = loss_sum / len(batches)
         if cfg.guard.enabled:
             self._doing = f"step {step + 1} (loss all-reduce for the guard)"
-            global_loss = float(_all_reduce_sum(loss.detach().clone()) / self.world)
+            global_loss = float(_all_reduce_sum(loss_sum.clone()) / self.layout["tp"])
             reason = self.guard.check(global_loss, float(grad_norm))
             if reason is not None:
                 self.optimizer.zero_grad(set_to_none=True)
-                return loss, grad_norm, reason
+                return loss_sum, grad_norm, reason
             self.guard.accept(global_loss)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss, grad_norm, None
-
-    def _trace(self, step: int, index: int) -> None:
-        """Test hook: append the windows this process reads to ``$MURMUR_TEST_TRACE_DATA/rank_R.jsonl``."""
-        starts = self.sampler.starts(index, self.dp_rank, self.dp_size)
-        path = Path(self._trace_dir) / f"rank_{self.rank}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "index": index, "dp_rank": self.dp_rank, "dp_size": self.dp_size,
-                                "starts": starts.tolist()}) + "\n")
+        return loss_sum, grad_norm, None
 
     def _skip(self, reason: str) -> None:
         """A step the guard refused: move the data past its batch; roll back after too many in a row."""
@@ -454,26 +437,33 @@ class Trainer:
 
     # -- evaluation
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float | None]:
-        """(validation loss in nats/token, bits per byte) over the fixed validation windows.
+    def evaluate(self) -> tuple[float | None, float | None]:
+        """(validation loss in nats per target, bits per byte) over the task's fixed validation batches,
+        or (None, None) without validation data.
 
         Each data-parallel process scores its share (the same number of passes on every process);
         the sums are all-reduced (tensor-parallel ranks add identical copies, which cancel in the ratio).
         """
         from murmur.train.parallel import forward_context
 
+        if not self.val:
+            return None, None
         self._doing = f"evaluation at step {self.step}"
         self.model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for x, y in self.val:
-            x, y = x.to(self.device), y.to(self.device)
+        for batch in self.val:
+            n = self.task.eval_count(batch)
             with forward_context(self.model, self.pcfg, self.device):
-                loss = _plain(self.model(x, y))
-            total += torch.stack([loss.double() * y.numel(), torch.tensor(y.numel(), device=self.device)])
+                loss = _plain(self.task.loss(self.model, batch.to(self.device)))
+            if n:  # the pass runs on every process (a collective when sharded); an empty one adds nothing
+                total += torch.stack([loss.double() * n, torch.tensor(float(n), dtype=torch.float64,
+                                                                      device=self.device)])
         self.model.train()
         total = _all_reduce_sum(total)
+        if float(total[1]) == 0:
+            return None, None
         val_loss = float(total[0] / total[1])
-        return val_loss, bits_per_byte(val_loss, self.val_shards.num_tokens, self.val_bytes)
+        return val_loss, self.task.bits_per_byte(val_loss)
 
     def samples(self, step: int) -> list[str]:
         """A few posts generated from ``<|doc|>`` by the generation engine (sample i seeded by the run's
@@ -498,11 +488,12 @@ class Trainer:
                             [seeded(params, i) for i in range(n)], fit=True)
         return [c.text for c in outs] if self.rank == 0 else []
 
-    def _eval_and_sample(self, step: int) -> tuple[float, float | None]:
+    def _eval_and_sample(self, step: int) -> tuple[float | None, float | None]:
         val_loss, bpb = self.evaluate()
-        bpb_text = f" | {bpb:.3f} bits/byte" if bpb is not None else ""
-        self._log(f"eval step {step} | val loss {val_loss:.4f}{bpb_text}")
-        self._record({"kind": "eval", "step": step, "val_loss": val_loss, "val_bpb": bpb})
+        if val_loss is not None:
+            bpb_text = f" | {bpb:.3f} bits/byte" if bpb is not None else ""
+            self._log(f"eval step {step} | val loss {val_loss:.4f}{bpb_text}")
+            self._record({"kind": "eval", "step": step, "val_loss": val_loss, "val_bpb": bpb})
         for text in self.samples(step):
             self._log(f"  sample: {text!r}")
             self._record({"kind": "sample", "step": step, "text": text})
@@ -516,8 +507,9 @@ class Trainer:
         state = {"tokens": self.tokens_seen, "rng": ckpt.rng_state(),
                  "model_config": dataclasses.asdict(self.model_cfg),
                  "scheduler": {"kind": self.cfg.schedule.kind, "lr": self.optimizer.param_groups[0]["lr"],
-                               "total_steps": self.cfg.steps},
+                               "total_steps": self.steps},
                  "sampler": {"seed": self.cfg.seed, "step": step, "global_batch": self.global_batch},
+                 "data": self.task.fingerprint(),
                  "data_offset": self.data_offset, "guard": self.guard.state_dict(),
                  "world": {"processes": self.world, **self.layout},
                  "config": cfgmod.to_dict(self.cfg)}
@@ -543,23 +535,25 @@ class Trainer:
     # -- the loop
     def _log_interval(self, meter: Meter, grad_norm: torch.Tensor) -> None:
         """The log line and metrics record for the steps since the last one."""
-        cfg = self.cfg
         self._doing = f"step {self.step} (loss all-reduce for the log)"
-        loss = float(_all_reduce_sum(meter.loss / meter.steps) / self.world)
+        loss = float(_all_reduce_sum(meter.loss / meter.steps) / self.layout["tp"])
         if not math.isfinite(loss):
             raise MurmurError(f"training diverged: loss is {loss} at step {self.step}; "
                               "lower optim.lr or raise schedule.warmup")
         tok_s = meter.tokens_per_s()
         mfu_value = mfu(tok_s / self.world, self.flops_per_token, self.peak)
         lr = self.optimizer.param_groups[0]["lr"]
-        eta = (cfg.steps - self.step) * meter.seconds_per_step()
+        eta = (self.steps - self.step) * meter.seconds_per_step()
         mfu_text = f" | MFU {mfu_value:.1%}" if mfu_value is not None else ""
-        self._log(f"step {self.step}/{cfg.steps} | loss {loss:.4f} | lr {lr:.2e} | grad {float(grad_norm):.3f} | "
-                  f"{tok_s:,.0f} tok/s{mfu_text} | ETA {format_duration(eta)}")
+        epoch = self._epochs(self.step)
+        self._log(f"step {self.step}/{self.steps} | loss {loss:.4f} | lr {lr:.2e} | grad {float(grad_norm):.3f} | "
+                  f"epoch {epoch:.2f} | {tok_s:,.0f} tok/s{mfu_text} | ETA {format_duration(eta)}")
         self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
-                      "tokens_per_s": tok_s, "mfu": mfu_value, "tokens": self.tokens_seen,
+                      "tokens_per_s": tok_s, "mfu": mfu_value, "tokens": self.tokens_seen, "epoch": epoch,
                       "data_index": self.step - 1 + self.data_offset})
         meter.last_loss = loss
+        if meter.first_loss is None:
+            meter.first_loss = loss
         meter.reset()
 
     def run(self) -> TrainResult:
@@ -590,12 +584,12 @@ class Trainer:
         self.pending = None
         self._setup()
         self._describe()
-        meter = Meter(self.global_batch * cfg.data.seq_len, torch.zeros((), device=self.device))
+        meter = Meter(self.global_batch * self.seq_len, torch.zeros((), device=self.device))
         val_loss = bpb = None
         interrupted = False
         try:
             with StopOnSignal() as stop:
-                while self.step < cfg.steps:
+                while self.step < self.steps:
                     t0 = time.perf_counter()
                     loss, grad_norm, skipped = self.train_step(self.step)
                     if skipped is not None:
@@ -607,7 +601,7 @@ class Trainer:
                     self.step += 1
                     self.tokens_seen += meter.tokens_per_step
                     stopping = _any_rank(stop.requested is not None, self.device)
-                    log_now = self.step % cfg.log_every == 0 or self.step == cfg.steps or stopping
+                    log_now = self.step % cfg.log_every == 0 or self.step == self.steps or stopping
                     if log_now and self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)  # the step's time includes its GPU work
                     meter.add(loss, time.perf_counter() - t0)
@@ -619,7 +613,7 @@ class Trainer:
                         self._log(f"stopped at step {self.step} ({stop.requested or 'signal'}); "
                                   "continue with --resume")
                         break
-                    if self.step < cfg.steps:
+                    if self.step < self.steps:
                         if cfg.eval.every and self.step % cfg.eval.every == 0:
                             val_loss, bpb = self._eval_and_sample(self.step)
                         if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
@@ -638,7 +632,8 @@ class Trainer:
                 self.metrics.close()
         tok_s = meter.total_tokens_per_s()
         return TrainResult(self.out, self.step, self.tokens_seen, meter.last_loss, val_loss, bpb, tok_s,
-                           mfu(tok_s / self.world, self.flops_per_token, self.peak) if tok_s else None, interrupted)
+                           mfu(tok_s / self.world, self.flops_per_token, self.peak) if tok_s else None, interrupted,
+                           meter.first_loss, self._epochs(self.step))
 
 
 @dataclass
@@ -652,6 +647,7 @@ class Meter:
     total_steps: int = 0
     total_seconds: float = 0.0
     last_loss: float | None = None
+    first_loss: float | None = None
 
     def add(self, loss: torch.Tensor, seconds: float) -> None:
         self.loss += loss
@@ -674,12 +670,13 @@ class Meter:
         return self.tokens_per_step * self.total_steps / max(self.total_seconds, 1e-9) if self.total_steps else 0.0
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train a model as ``cfg`` says (resuming when ``cfg.resume``); see :class:`Trainer`.
+def train(cfg: RunConfig, task: Task | None = None) -> TrainResult:
+    """Train a model as ``cfg`` says on ``task`` (default: pretraining as ``cfg`` says), resuming when
+    ``cfg.resume``; see :class:`Trainer`.
 
     Under torchrun every process calls this; it joins the job and leaves it at the end.
     """
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, task)
     try:
         return trainer.run()
     finally:
@@ -697,7 +694,7 @@ def dry_run(cfg: TrainConfig, vocab_size: int | None = None) -> dict[str, Any]:
     with torch.device("meta"):
         model = Transformer(mcfg)
     n = sum(p.numel() for p in model.parameters())
-    accum = grad_accum_steps(cfg)
+    accum = grad_accum_steps(cfg.batch, cfg.data.seq_len)
     tokens_per_step = cfg.batch.micro_batch * accum * cfg.data.seq_len
     return {"params": n, "model": dataclasses.asdict(mcfg), "grad_accum": accum, "tokens_per_step": tokens_per_step,
             "total_tokens": tokens_per_step * cfg.steps,
