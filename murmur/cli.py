@@ -321,6 +321,20 @@ def export_hf_cmd(
     typer.echo(f"Hugging Face model written to {export_hf(run_dir, out, dtype, overwrite=overwrite)}")
 
 
+@export_app.command("gguf")
+def export_gguf_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Model directory (a finished `murmur train` or `murmur sft` run).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="GGUF file to write (e.g. model.gguf).")],
+    dtype: Annotated[str, typer.Option(help="Weight type: f32, f16 or q8_0.")] = "f16",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing GGUF file there "
+                                                                 "(never any other file).")] = False,
+) -> None:
+    """Write one GGUF file for llama.cpp, Ollama and LM Studio (no conversion step, no patch)."""
+    from murmur.export_gguf import export_gguf
+
+    typer.echo(f"GGUF model written to {export_gguf(run_dir, out, dtype, overwrite=overwrite)}")
+
+
 # ---------------------------------------------------------------- cluster planner
 @app.command("plan")
 def plan_cmd(

@@ -12,7 +12,7 @@ configs. ``export_hf(run_dir, out_dir)`` writes, atomically (built in a temporar
 - ``generation_config.json`` whose ``eos_token_id`` stops at the end of a turn (or of a post).
 
 The folder loads offline with ``LlamaForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``,
-serves with ``vllm serve``, and converts with llama.cpp's ``convert_hf_to_gguf.py`` (docs/chat.md).
+and serves with ``vllm serve``; :mod:`murmur.export_gguf` writes the GGUF file for llama.cpp (docs/chat.md).
 :func:`load_hf` goes the other way: a Llama folder (ours, or any plain Llama checkpoint) to a murmur
 :class:`~murmur.model.Transformer`.
 """
