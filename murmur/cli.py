@@ -33,12 +33,22 @@ app.add_typer(ads_app, name="ads")
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
 
 
+def given(overrides: list[str] | None = None, **flags: object) -> list[str]:
+    """Config overrides from the flags the user gave (those not None), then the key=value arguments.
+
+    Flags that set a config key default to None, so a key in ``--config`` takes effect unless the
+    flag is given on the command line; the defaults themselves live in the config dataclass only.
+    """
+    return [*(f"{key}={value}" for key, value in flags.items() if value is not None), *(overrides or [])]
+
+
 # ---------------------------------------------------------------- world
 @world_app.command("generate")
 def world_generate(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output directory for the world (required).")] = None,
-    users: Annotated[int, typer.Option(help="Number of accounts.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same world.")] = 0,
+    users: Annotated[int | None, typer.Option(help="Number of accounts (overrides the config's users).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same world "
+                                                  "(overrides the config's seed).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of WorldConfig knobs.")] = None,
     knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
     overrides: Overrides = None,
@@ -53,7 +63,7 @@ def world_generate(
         return
     if out is None:
         raise typer.BadParameter("give the output directory with -o/--out", param_hint="'-o' / '--out'")
-    cfg = cfgmod.load(WorldConfig, config, [f"users={users}", f"seed={seed}", *(overrides or [])])
+    cfg = cfgmod.load(WorldConfig, config, given(overrides, users=users, seed=seed))
     summary = generate_world(out, cfg)
     typer.echo(summary.describe())
 
@@ -117,7 +127,8 @@ def data_tokenize(
 def tokenizer_train(
     src: Annotated[Path, typer.Argument(help="Clean posts Parquet file.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output tokenizer directory.")],
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.")] = 8192,
+    vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size, special tokens included "
+                                                        "(overrides the config's vocab_size).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
                                                                  "(never anything murmur did not write).")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of TokenizerConfig knobs.")] = None,
@@ -127,7 +138,7 @@ def tokenizer_train(
     from murmur import config as cfgmod
     from murmur.tokenizer import TokenizerConfig, train_tokenizer
 
-    cfg = cfgmod.load(TokenizerConfig, config, [f"vocab_size={vocab_size}", *(overrides or [])])
+    cfg = cfgmod.load(TokenizerConfig, config, given(overrides, vocab_size=vocab_size))
     tok = train_tokenizer([src], out, cfg, overwrite=overwrite)
     typer.echo(f"tokenizer with {tok.vocab_size:,} tokens written to {out}")
 
@@ -261,8 +272,10 @@ def demo(
 def sft_data_cmd(
     src: Annotated[Path, typer.Argument(help="Clean posts Parquet (`murmur data clean`).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Conversation JSONL to write.")] = Path("conversations.jsonl"),
-    seed: Annotated[int, typer.Option(help="Seed for every choice; the same posts and seed give the same file.")] = 0,
-    instructions: Annotated[int, typer.Option(help="Instruction/answer conversations to write.")] = 3000,
+    seed: Annotated[int | None, typer.Option(help="Seed for every choice; the same posts and seed give the same "
+                                                  "file (overrides the config's seed).")] = None,
+    instructions: Annotated[int | None, typer.Option(help="Instruction/answer conversations to write "
+                                                          "(overrides the config's instructions).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of ConversationDataConfig knobs.")] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -270,8 +283,7 @@ def sft_data_cmd(
     from murmur import config as cfgmod
     from murmur.chat.data import ConversationDataConfig, build_conversations
 
-    cfg = cfgmod.load(ConversationDataConfig, config, [f"seed={seed}", f"instructions={instructions}",
-                                                       *(overrides or [])])
+    cfg = cfgmod.load(ConversationDataConfig, config, given(overrides, seed=seed, instructions=instructions))
     typer.echo(build_conversations(src, out, cfg).describe())
 
 

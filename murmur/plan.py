@@ -445,6 +445,7 @@ def enumerate_layouts(cfg: PlanConfig, s: Shape) -> tuple[list[Candidate], int, 
 
 def plan(cfg: PlanConfig) -> Plan:
     """Search the layouts and summarise the best: time, cost, failures, checkpoints and goodput."""
+    cfg = dataclasses.replace(cfg, gpu={g.lower(): g for g in GPUS}.get(cfg.gpu.lower(), cfg.gpu))  # any case
     validate(cfg)
     s = model_shape(cfg)
     fits, considered, reasons = enumerate_layouts(cfg, s)
