@@ -33,6 +33,27 @@ def knob(default: Any, help: str, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
+def optional_section(base: type, name: str, doc: str, unset: str = "the default's", **first: Any) -> type:
+    """A frozen config section with every field of dataclass ``base``, each unset (``None``) unless given.
+
+    For a section that overrides a named default field by field (``[model]``: a preset plus any
+    ModelConfig field): the fields, types and help are declared once, on ``base``. ``first`` adds
+    leading fields as ``name=(type, knob(...))``; :meth:`overrides` returns the fields that are set.
+    """
+    hints = _type_hints(base)
+    fields: list[Any] = [(k, tp, f) for k, (tp, f) in first.items()]
+    for f in dataclasses.fields(base):
+        fields.append((f.name, hints[f.name] | None, knob(None, f"{f.metadata.get('help', '')} Unset = {unset}.")))
+
+    def overrides(self: Any) -> dict[str, Any]:
+        """The fields of ``base`` this section sets."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(base) if getattr(self, f.name) is not None}
+
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"overrides": overrides, "__doc__": doc})
+    cls.__module__ = base.__module__
+    return cls
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -6,36 +6,17 @@ resolved config to ``<out>/config.toml``; loading that file again repeats the ru
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
 
-from murmur.config import knob
+from murmur.config import knob, optional_section
+from murmur.modelconfig import ModelConfig
 
-
-@dataclass(frozen=True)
-class ModelSection:
-    """A named model shape plus field overrides (unset fields keep the preset's value)."""
-
-    preset: str = knob("tiny", "Named shape from murmur.model.PRESETS (tiny, 20m, 124m, 350m, 1b, 8b, 70b).")
-    vocab_size: int | None = knob(None, "Vocabulary size; unset = the tokenizer's (set larger to pad for speed).")
-    dim: int | None = knob(None, "Hidden size.")
-    n_layers: int | None = knob(None, "Transformer blocks.")
-    n_heads: int | None = knob(None, "Query heads.")
-    n_kv_heads: int | None = knob(None, "Key/value heads (grouped-query attention).")
-    head_dim: int | None = knob(None, "Size of one head.")
-    ffn_dim: int | None = knob(None, "SwiGLU hidden size.")
-    max_seq_len: int | None = knob(None, "Longest context the model is built for.")
-    rope_theta: float | None = knob(None, "RoPE base frequency.")
-    norm_eps: float | None = knob(None, "RMSNorm epsilon.")
-    tie_embeddings: bool | None = knob(None, "Share input embedding and output projection.")
-    init_std: float | None = knob(None, "Std of the normal weight init.")
-
-    def overrides(self) -> dict[str, object]:
-        """The ModelConfig fields this section sets explicitly."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "preset" and getattr(self, f.name) is not None}
+# The [model] section: a preset plus any ModelConfig field (declared once, in murmur.modelconfig).
+ModelSection = optional_section(
+    ModelConfig, "ModelSection", "A named model shape plus field overrides (unset fields keep the preset's value).",
+    unset="the preset's", preset=(str, knob("tiny", "Named shape from murmur.modelconfig.PRESETS (tiny, 20m, 124m, 350m, 1b, 8b, 70b).")))
 
 
 @dataclass(frozen=True)
@@ -164,7 +145,7 @@ class RunConfig:
 class TrainConfig(RunConfig):
     """Pretraining: a model of a named shape, from random weights, on token shards; see docs/training.md."""
 
-    model: ModelSection = knob(ModelSection(), "Model shape.")
+    model: ModelSection = knob(ModelSection(), "Model shape.")  # type: ignore[valid-type]
     data: DataSection = knob(DataSection(), "Training data.")
 
 
