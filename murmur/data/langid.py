@@ -171,7 +171,11 @@ _FROM_LINGUA = {"nb": "no"}
 
 @functools.lru_cache(maxsize=2)
 def _lingua_detector(languages: tuple[str, ...]) -> object:
-    from lingua import IsoCode639_1, LanguageDetectorBuilder
+    try:
+        from lingua import IsoCode639_1, LanguageDetectorBuilder
+    except ImportError:
+        raise ConfigError("langid_backend: 'lingua' needs lingua-language-detector: "
+                          "pip install 'murmur-lm[lingua]'") from None
 
     if languages:
         codes = []
