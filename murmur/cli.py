@@ -386,7 +386,7 @@ def plan_cmd(
 
 
 def main() -> None:
-    from murmur.io import Terminated, cleanup_on_signals
+    from murmur.io import Terminated, cleanup_on_signals, received_signal
 
     cleanup_on_signals()
     try:
@@ -397,6 +397,18 @@ def main() -> None:
     except KeyboardInterrupt as e:
         print("murmur: interrupted", file=sys.stderr)
         sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
+    except SystemExit as e:  # typer turns an interrupt inside a command into exit status 130
+        signum = received_signal()
+        if signum is not None or e.code == 130:
+            print("murmur: interrupted" + (f" ({signal_name(signum)})" if signum else ""), file=sys.stderr)
+            sys.exit(128 + signum if signum else 130)
+        raise
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ import re
 import shutil
 import signal
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from murmur.errors import OutputError
+from murmur.errors import InputError, OutputError
 
 COMPLETE_MARKER = "_COMPLETE"
 
@@ -243,16 +244,121 @@ def open_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> IO[str]:
 
 
 def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
-    """Open a plain, ``.gz`` or ``.zst`` file for streaming binary reads."""
+    """Open a plain, ``.gz`` or ``.zst`` file for streaming binary reads.
+
+    A file that cannot be opened or read, compressed data that is corrupt, not compressed at all, or
+    cut short (a truncated ``.zst`` too, which zstandard's own reader would end silently) raises one
+    :class:`~murmur.errors.InputError` naming the file and the line of the decompressed text where the
+    data breaks.
+    """
     path = Path(path)
     name = path.name.lower()
+    try:
+        raw = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot open: {_os_reason(e)}", path) from None
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if name.endswith(".zst") or name.endswith(".zstd"):
+        inner: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+        kind = "gzip"
+    elif name.endswith((".zst", ".zstd")):
+        inner, kind = _ZstdFrames(raw), "zstd"
+    else:
+        inner, kind = raw, None
+    return io.BufferedReader(_CheckedReader(inner, raw, path, kind), buffer_size=1 << 16)
+
+
+def _os_reason(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "a symbolic link that loops"
+    if e.errno == errno.ENOENT and e.filename and os.path.islink(e.filename):
+        return "a symbolic link to nothing"
+    return (e.strerror or str(e)).lower()
+
+
+class _CheckedReader(io.RawIOBase):
+    """Bytes of a (decompressed) file; every read failure becomes one InputError with the file and line."""
+
+    def __init__(self, inner: Any, raw: IO[bytes], path: Path, kind: str | None):
+        self._inner, self._raw, self._path, self._kind = inner, raw, path, kind
+        self._read = getattr(inner, "read1", inner.read)  # one step at a time: data before a break comes out
+        self._lines = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            data = self._read(len(b))
+        except EOFError:
+            raise InputError(f"{self._kind} data ends early: the file is truncated or corrupt", self._path,
+                             self._lines + 1) from None
+        except gzip.BadGzipFile as e:
+            what = "not gzip data (the name ends in .gz)" if self._lines == 0 and "Not a gzipped" in str(e) \
+                else f"corrupt gzip data ({e})"
+            raise InputError(what, self._path, self._lines + 1) from None
+        except zlib.error as e:
+            raise InputError(f"corrupt gzip data ({e})", self._path, self._lines + 1) from None
+        except OSError as e:
+            raise InputError(f"cannot read: {_os_reason(e)}", self._path, self._lines + 1) from None
+        except Exception as e:  # zstandard.ZstdError
+            if self._kind != "zstd" or type(e).__name__ != "ZstdError":
+                raise
+            what = "not zstd data (the name ends in .zst)" if self._lines == 0 and "Unknown frame" in str(e) \
+                else f"corrupt zstd data ({e})"
+            raise InputError(what, self._path, self._lines + 1) from None
+        n = len(data)
+        b[:n] = data
+        self._lines += data.count(b"\n")
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                if self._inner is not self._raw:
+                    self._inner.close()
+            finally:
+                self._raw.close()
+        super().close()
+
+
+class _ZstdFrames:
+    """Every zstd frame of a file, decompressed in small steps (memory stays bounded for any ratio).
+
+    Unlike ``ZstdDecompressor().stream_reader``, a file that ends inside a frame raises EOFError.
+    """
+
+    _STEP = 1 << 12  # compressed bytes per step: at most ~128 MB out even for the most extreme ratio
+
+    def __init__(self, raw: IO[bytes]):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # type: ignore[return-value]
-    return open(path, "rb")
+        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._fed = False
+        self._pending = b""
+        self._done = False
+
+    def read(self, n: int) -> bytes:
+        while not self._pending and not self._done:
+            chunk = self._raw.read(self._STEP)
+            if not chunk:
+                if self._fed and not self._obj.eof:
+                    raise EOFError("zstd data ends inside a frame")
+                self._done = True
+                break
+            out = []
+            while chunk:
+                if self._obj.eof:  # the next frame
+                    self._obj, self._fed = self._dctx.decompressobj(), False
+                self._fed = True
+                out.append(self._obj.decompress(chunk))
+                chunk = self._obj.unused_data if self._obj.eof else b""
+            self._pending = b"".join(out)
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 def strip_compression_suffix(name: str) -> str:
@@ -271,8 +377,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise Terminated(signum)
+
+
+def received_signal() -> int | None:
+    """The SIGTERM/SIGHUP that :func:`cleanup_on_signals` turned into :class:`Terminated`, if one came."""
+    return _received[-1] if _received else None
 
 
 def cleanup_on_signals() -> None:

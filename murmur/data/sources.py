@@ -14,17 +14,20 @@ order (arguments in the order given, files inside a directory or glob sorted by 
 number of worker processes: workers read whole files into temporary Arrow IPC files, and the parent
 appends them in file order, re-cut into row groups of exactly ``batch_size`` rows.
 
-Errors: a file that cannot be read as its format (malformed JSON or CSV, not UTF-8, empty, no text
-column, a zip without ``tweets.js``) stops the ingest with an :class:`InputError` naming file and line.
-A single record that cannot become a post (no text, no id) is skipped and counted; a field value that
-cannot be read (a date in an unknown format, a count that is not a number) is left empty and counted.
-Both show in :meth:`IngestStats.describe` with the place of the first one.
+Errors (docs/formats.md, "Errors and skipped records"): a file that cannot be read as its format
+(malformed JSON or CSV, corrupt or truncated compression, not UTF-8, empty, no text column, a zip
+without ``tweets.js``) stops the ingest with an :class:`InputError` naming file and line. A single
+record that cannot become a post (no text, text that is not a string or not valid Unicode, no id) is
+skipped and counted; a field value that cannot be read (a date in an unknown format or out of range, a
+count that is not a number or beyond int64) is left empty and counted. Both show in
+:meth:`IngestStats.describe` with the place of the first one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import glob
 import multiprocessing
 import os
@@ -203,6 +206,29 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def printable(name: str) -> str:
+    """A file name as text that can be stored and printed: bytes that are not UTF-8 become U+FFFD.
+
+    (Python keeps them as lone surrogates, which Parquet and a UTF-8 terminal refuse.)
+    """
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _not_regular(p: Path) -> str:
+    """Why an existing path is not a file that can be read."""
+    if p.is_symlink():
+        try:
+            p.resolve(strict=True)
+        except RuntimeError:
+            return "a symbolic link that loops"
+        except OSError as e:
+            return "a symbolic link that loops" if e.errno == errno.ELOOP else "a symbolic link to nothing"
+        return "a link to something that is not a file"
+    return "not a regular file"
+
+
 def plan(sources: list[str], fmt: str = "auto", mapping: dict[str, str] | None = None,
          exclude: Path | None = None) -> tuple[list[FileTask], list[tuple[int, str]]]:
     """Expand source arguments into file tasks in reading order, plus ``(source index, why)`` of files passed over."""
@@ -214,6 +240,10 @@ def plan(sources: list[str], fmt: str = "auto", mapping: dict[str, str] | None =
     skip = exclude.resolve() if exclude is not None else None
 
     def add(path: Path, label: str, idx: int, explicit: bool) -> None:
+        label = printable(label)
+        if not explicit and not path.is_file():  # a link that loops or points nowhere, a socket, a FIFO
+            passed.append((idx, f"{label}: {_not_regular(path)}"))
+            return
         real = path.resolve()
         if real == skip:
             return
@@ -243,6 +273,8 @@ def plan(sources: list[str], fmt: str = "auto", mapping: dict[str, str] | None =
                 add(f, f.relative_to(p).as_posix(), idx, False)
         elif p.is_file():
             add(p, p.name, idx, True)
+        elif os.path.lexists(p):
+            raise InputError(_not_regular(p), src)
         elif glob.has_magic(src):
             base = _glob_base(src)
             matches = sorted(glob.glob(src, recursive=True))
@@ -296,13 +328,13 @@ def _task_batches(task: FileTask, batch_size: int, report: FileReport) -> Iterat
                 head = read_head(f)
                 values = iter_json(f, where, initial=head)
             else:
-                values = iter_json_lines(f, where)
+                values = iter_json_lines(f, where, report, label)
             rows = tabular.iter_json_rows(values, where, label, fmt, mapping, report)
             yield from batches(guard_utf8(rows, where, opener), label)
     elif kind in ("csv", "tsv"):
         report.reader = "csv"
-        yield from batches(tabular.iter_csv_rows(path, label, mapping, report, "\t" if kind == "tsv" else ","),
-                           label)
+        rows = tabular.iter_csv_rows(path, label, mapping, report, "\t" if kind == "tsv" else ",")
+        yield from batches(guard_utf8(rows, where, opener), label)
     elif kind == "parquet":
         report.reader = "parquet"
         yield from batches(tabular.iter_parquet_rows(path, label, mapping, report, batch_size), label)
@@ -378,6 +410,9 @@ class IngestStats:
 
     def describe(self) -> str:
         """A few lines for the terminal."""
+        return printable(self._describe())
+
+    def _describe(self) -> str:
         def counts(c: Counter) -> str:
             return ", ".join(f"{k} {v:,}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -526,8 +561,11 @@ def ingest(sources: list[str], out: str | os.PathLike[str], fmt: str = "auto",
                             writer.write(batch)
                             bar.advance(batch.num_rows)
                         stats.add(task, report)
-            finally:
-                writer.close()
+            except BaseException:
+                with contextlib.suppress(Exception):  # after a failed write the file may be closed already
+                    writer.close()
+                raise
+            writer.close()
             _check_sources(sources, stats, passed, tasks)
     finally:
         if tmpdir is not None:

@@ -73,18 +73,6 @@ def to_batch(rows: list[Row], source: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=POST_SCHEMA)
 
 
-def batched(rows: Iterator[Row], source: str, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Group an iterator of rows into record batches of ``batch_size`` rows (the last may be short)."""
-    buf: list[Row] = []
-    for row in rows:
-        buf.append(row)
-        if len(buf) >= batch_size:
-            yield to_batch(buf, source)
-            buf = []
-    if buf:
-        yield to_batch(buf, source)
-
-
 # ---------------------------------------------------------------- dates
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))}
@@ -110,12 +98,6 @@ def _days(y: int, m: int, d: int) -> int:
         if len(_day_cache) < 1_000_000:
             _day_cache[key] = days
     return days
-
-
-def _epoch_us(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int, offset_s: int) -> int:
-    if not (0 <= h < 24 and 0 <= mi < 60 and 0 <= s < 61):
-        raise ValueError(f"no such time {h:02d}:{mi:02d}:{s:02d}")
-    return (_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset_s) * 1_000_000 + us
 
 
 _archive_day_cache: dict[str, int] = {}
@@ -174,14 +156,31 @@ def datetime_us(dt: datetime | date) -> int:
     return (dt - _EPOCH) // _ONE_US
 
 
+# The timestamps a post may carry: years 1 to 9999, as Python's datetime (and every reader) knows them.
+MIN_US = -62_135_596_800_000_000
+MAX_US = 253_402_300_799_999_999
+
+
 def epoch_us(v: float) -> int:
-    """A Unix time -> microseconds: seconds below 1e11, milliseconds below 1e14, else microseconds."""
+    """A Unix time -> microseconds: seconds below 1e11, milliseconds below 1e14, else microseconds.
+
+    ValueError outside years 1-9999 (``1e22``, infinities).
+    """
     a = abs(v)
     if a < 1e11:
         return int(round(v * 1_000_000))
     if a < 1e14:
         return int(round(v * 1000))
-    return int(v)
+    if not a <= MAX_US:
+        raise ValueError(f"time out of range: {v!r}")
+    return in_time_range(int(v))
+
+
+def in_time_range(us: int) -> int:
+    """``us`` itself when it lies in years 1-9999, else ValueError."""
+    if not MIN_US <= us <= MAX_US:
+        raise ValueError(f"time out of range: {us} us")
+    return us
 
 
 def parse_time(v: Any) -> int | None:
@@ -250,7 +249,10 @@ def unescape_x(text: str) -> str:
 
 
 def to_id(v: Any) -> str | None:
-    """An identifier as a string (``12.0`` from a float column -> ``"12"``); empty -> None."""
+    """An identifier as a string (``12.0`` from a float column -> ``"12"``); empty -> None.
+
+    ValueError for a value that is not an identifier (an object, a list, bytes, an infinity).
+    """
     if type(v) is str:
         v = v.strip()
         return v or None
@@ -263,24 +265,133 @@ def to_id(v: Any) -> str | None:
             return None
         if v.is_integer():
             return str(int(v))
-    return str(v)
+        if v in (_INF, -_INF):
+            raise ValueError(f"not an id: {v!r}")
+        return str(v)
+    if isinstance(v, int | str):
+        return str(v)
+    raise ValueError(f"not an id: {type(v).__name__}")
+
+
+_INF = float("inf")
+INT64_MAX = (1 << 63) - 1
 
 
 def to_count(v: Any) -> int | None:
-    """A like/repost/reply count: ints, digit strings (X archives store ``"3"``); ValueError if unreadable."""
-    if v is None or type(v) is int:
-        return v
-    if isinstance(v, str):
+    """A like/repost/reply count: ints, digit strings (X archives store ``"3"``).
+
+    ValueError for anything else, and for a count that does not fit in int64 (a 20-digit count).
+    """
+    if v is None:
+        return None
+    if type(v) is int:
+        n = v
+    elif isinstance(v, str):
         s = v.strip().replace(",", "").replace("_", "")
         if not s:
             return None
         try:
-            return int(s)
+            n = int(s)
         except ValueError:
-            return int(float(s))
-    if isinstance(v, float):
-        return None if v != v else int(v)
-    raise ValueError(f"not a count: {v!r}")
+            f = float(s)
+            if f != f or f in (_INF, -_INF):
+                raise ValueError(f"not a count: {v!r}") from None
+            n = int(f)
+    elif isinstance(v, float):
+        if v != v:
+            return None
+        if v in (_INF, -_INF):
+            raise ValueError(f"not a count: {v!r}")
+        n = int(v)
+    else:
+        raise ValueError(f"not a count: {v!r}")
+    if not -INT64_MAX <= n <= INT64_MAX:
+        raise ValueError(f"count out of range: {v!r}")
+    return n
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_OPTIONAL_STRINGS = ((1, "author_id"), (3, "lang"), (5, "reply_to"), (6, "conversation_id"))
+_LISTS = ((7, "hashtags"), (8, "mentions"), (9, "urls"))
+_COUNTS = ((10, "likes"), (11, "reposts"), (12, "replies"))
+
+
+def _bad_str(v: Any) -> bool:
+    """Not a string Arrow can store: another type, or a lone surrogate (``"\\ud800"`` in JSON)."""
+    return type(v) is not str or (not v.isascii() and _SURROGATE.search(v) is not None)
+
+
+def _ok_list(v: Any) -> bool:
+    if type(v) is not list:
+        return v is None
+    for x in v:
+        if type(x) is not str or (not x.isascii() and _SURROGATE.search(x) is not None):
+            return False
+    return True
+
+
+def finish_row(row: Row, where: str, report: FileReport) -> Row | None:
+    """Every reader's last check: a row the post schema can hold, or None (skipped and counted).
+
+    A post_id or text that is not valid Unicode skips the record; any other value the schema cannot
+    hold (a lone surrogate, a count beyond int64, a time outside years 1-9999, a wrong type) is left
+    empty and counted. One pass of cheap tests when the row is fine, which is almost always.
+    """
+    pid, author, ts, lang, text, reply, conv, tags, ments, urls, likes, reposts, replies = row
+    if (type(text) is str and (text.isascii() or _SURROGATE.search(text) is None)
+            and type(pid) is str and pid.isascii() and type(lang) is str and lang.isascii()
+            and (author is None or type(author) is str and author.isascii())
+            and (reply is None or type(reply) is str and reply.isascii())
+            and (conv is None or type(conv) is str and conv.isascii())
+            and (ts is None or type(ts) is int and MIN_US <= ts <= MAX_US)
+            and (likes is None or type(likes) is int and -INT64_MAX <= likes <= INT64_MAX)
+            and (reposts is None or type(reposts) is int and -INT64_MAX <= reposts <= INT64_MAX)
+            and (replies is None or type(replies) is int and -INT64_MAX <= replies <= INT64_MAX)
+            and (not tags or _ok_list(tags)) and (not ments or _ok_list(ments)) and (not urls or _ok_list(urls))):
+        return row
+    return _finish_slow(row, where, report)
+
+
+def _finish_slow(row: Row, where: str, report: FileReport) -> Row | None:
+    if _bad_str(row[4]):
+        report.skip("text not valid Unicode" if type(row[4]) is str else "text is not a string", where)
+        return None
+    if _bad_str(row[0]):
+        report.skip("post_id not valid Unicode", where)
+        return None
+    fixed: list | None = None
+    for i, name in _OPTIONAL_STRINGS:
+        v = row[i]
+        if v is not None and _bad_str(v):
+            fixed = fixed or list(row)
+            fixed[i] = "und" if name == "lang" else None
+            report.null(f"{name} unreadable", where)
+    for i, name in _LISTS:
+        v = row[i]
+        if v is None:
+            continue
+        if _ok_list(v):
+            continue
+        fixed = fixed or list(row)
+        fixed[i] = None
+        report.null(f"{name} unreadable", where)
+    for i, name in _COUNTS:
+        v = row[i]
+        if v is not None and (type(v) is not int or not -INT64_MAX <= v <= INT64_MAX):
+            fixed = fixed or list(row)
+            fixed[i] = None
+            report.null(f"{name} unreadable", where)
+    v = row[2]
+    if v is not None and (type(v) is not int or not MIN_US <= v <= MAX_US):
+        fixed = fixed or list(row)
+        fixed[2] = None
+        report.null("created_at unreadable", where)
+    return tuple(fixed) if fixed is not None else row
+
+
+def as_list(v: Any) -> list | tuple:
+    """``v`` when it is a list, else an empty tuple (an entity list given as something else)."""
+    return v if isinstance(v, list) else ()
 
 
 def stable_id(label: str, n: int) -> str:
@@ -330,6 +441,7 @@ def encoding_error(where: str, open_bytes: Callable[[], IO[bytes]]) -> InputErro
 
 # ---------------------------------------------------------------- streaming JSON
 _WS = re.compile(r"[ \t\n\r]*")
+_MAX_DEPTH_HINT = 900  # json's C decoder recurses; Python's default limit stops it near 1000 levels
 _DECODER = json.JSONDecoder()
 _CHUNK = 1 << 20
 
@@ -388,6 +500,9 @@ def iter_json(f: IO[str], where: str, initial: str = "", first_line: int = 1,
         while True:
             try:
                 value, end = _DECODER.raw_decode(buf, pos)
+            except RecursionError:
+                raise InputError(f"JSON nested too deeply to read (over {_MAX_DEPTH_HINT} levels)", where,
+                                 line_at(pos)) from None
             except json.JSONDecodeError as e:
                 truncated = e.pos >= len(buf) - 16 or e.msg.startswith("Unterminated string")
                 if eof or not truncated:
@@ -396,6 +511,8 @@ def iter_json(f: IO[str], where: str, initial: str = "", first_line: int = 1,
                 want = max(_CHUNK, len(buf) - pos)  # grow geometrically for a huge single value
                 fill()
                 continue
+            except ValueError as e:  # an integer of more than 4300 digits
+                raise InputError(f"unreadable JSON value: {e}", where, line_at(pos)) from None
             if end >= len(buf) and not eof:  # a number may continue in the next chunk
                 want = _CHUNK
                 fill()
@@ -435,17 +552,35 @@ def iter_json(f: IO[str], where: str, initial: str = "", first_line: int = 1,
             yield decode(), start
 
 
-def iter_json_lines(f: IO[str], where: str) -> Iterator[tuple[Any, int]]:
-    """Yield ``(value, line)`` for each non-blank line of a JSON Lines stream."""
+def iter_json_lines(f: IO[str], where: str, report: FileReport | None = None,
+                    label: str | None = None) -> Iterator[tuple[Any, int]]:
+    """Yield ``(value, line)`` for each non-blank line of a JSON Lines stream.
+
+    A line that is not JSON stops the file (:class:`InputError`); a line of valid JSON that Python
+    cannot hold (nested too deeply, a number of thousands of digits) is one bad record: skipped and
+    counted in ``report`` when one is given (an error otherwise).
+    """
     loads = json.loads
     for n, text in enumerate(f, 1):
         if not text or text.isspace():
             continue
         try:
-            yield loads(text), n
+            value = loads(text)
+        except RecursionError:
+            if report is None:
+                raise InputError(f"JSON nested too deeply to read (over {_MAX_DEPTH_HINT} levels)", where,
+                                 n) from None
+            report.skip("JSON nested too deeply", f"{label or where}:{n}")
+            continue
         except json.JSONDecodeError:
             try:  # again without the line break, so the column points into the line
                 loads(text.rstrip("\r\n"))
             except json.JSONDecodeError as e:
                 raise InputError(f"malformed JSON: {e.msg} (column {e.colno})", where, n) from None
             raise InputError("malformed JSON: a value runs past the end of the line", where, n) from None
+        except ValueError as e:  # an integer of more than 4300 digits
+            if report is None:
+                raise InputError(f"unreadable JSON value: {e}", where, n) from None
+            report.skip("JSON number too long", f"{label or where}:{n}")
+            continue
+        yield value, n

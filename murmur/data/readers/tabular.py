@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from murmur.data.readers.common import (
     FileReport,
     NoPostsHere,
     Row,
-    encoding_error,
     extract_hashtags,
     extract_mentions,
     extract_urls,
+    finish_row,
     parse_time,
     stable_id,
     to_count,
@@ -125,7 +124,7 @@ def _to_list(v: Any, strip: str) -> list[str] | None:
         if not s:
             return []
         if s[0] == "[":
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 v = json.loads(s)
         if isinstance(v, str):
             return [x.lstrip(strip) for x in _SPLIT_RE.split(s) if x.lstrip(strip)]
@@ -135,12 +134,18 @@ def _to_list(v: Any, strip: str) -> list[str] | None:
             if isinstance(x, dict):  # {"tag": ...} / {"text": ...} entity objects
                 x = x.get("tag") or x.get("text") or x.get("username") or x.get("screen_name") \
                     or x.get("expanded_url") or x.get("url")
-            if x is not None and str(x).lstrip(strip):
-                out.append(str(x).lstrip(strip))
+            if x is None:
+                continue
+            if type(x) is int:
+                x = str(x)
+            elif type(x) is not str:
+                raise ValueError(f"not a list of names: {type(x).__name__} inside")
+            if x.lstrip(strip):
+                out.append(x.lstrip(strip))
         return out
     if isinstance(v, float) and v != v:
         return None
-    raise ValueError(f"not a list: {v!r}")
+    raise ValueError(f"not a list: {type(v).__name__}")
 
 
 def _author(v: Any) -> str | None:
@@ -153,40 +158,66 @@ def generic_row(v: list[Any] | tuple[Any, ...], n: int, label: str, report: File
                 time_fn: Callable[[Any], int | None] = parse_time) -> Row | None:
     """Values in schema-field order (None where absent) -> a row, or None when there is no text."""
     pid, author, created, lang, text, reply, conv, tags, ments, urls, likes, reposts, replies = v
-    if text is None or (isinstance(text, float) and text != text):
-        report.skip("empty text", f"{label}:{n}")
-        return None
-    if not isinstance(text, str):
-        text = str(text)
+    where = f"{label}:{n}"
+    if type(text) is not str:
+        if text is None or (isinstance(text, float) and text != text):
+            report.skip("empty text", where)
+            return None
+        if isinstance(text, bytes):  # a binary Parquet column
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                report.skip("text not valid UTF-8", where)
+                return None
+        elif type(text) is int:  # a number written as the post: its digits are the text
+            text = str(text)
+        else:  # an object, a list, a float, a boolean: not text, never its Python repr
+            report.skip("text is not a string", where)
+            return None
     if not text.strip():
-        report.skip("empty text", f"{label}:{n}")
+        report.skip("empty text", where)
+        return None
+    try:
+        post_id = to_id(pid) or stable_id(label, n)
+    except ValueError:
+        report.skip("post_id is not an id", where)
         return None
     try:
         created_us = time_fn(created) if created is not None else None
     except (ValueError, TypeError, OverflowError):
-        report.null("created_at unreadable", f"{label}:{n}")
+        report.null("created_at unreadable", where)
         created_us = None
     try:
         tags = _to_list(tags, "#＃")
         ments = _to_list(ments, "@＠")
         urls = _to_list(urls, "")
     except ValueError:
-        report.null("hashtags/mentions/urls unreadable", f"{label}:{n}")
+        report.null("hashtags/mentions/urls unreadable", where)
         tags = ments = urls = None
     counts = []
     for c in (likes, reposts, replies):
         try:
             counts.append(to_count(c))
         except (ValueError, TypeError, OverflowError):
-            report.null("likes/reposts/replies unreadable", f"{label}:{n}")
+            report.null("likes/reposts/replies unreadable", where)
             counts.append(None)
     lang = lang.strip() if isinstance(lang, str) else None
-    return (to_id(pid) or stable_id(label, n), _author(author), created_us, lang or "und", text,
-            to_id(reply), to_id(conv),
-            extract_hashtags(text) if tags is None else tags,
-            extract_mentions(text) if ments is None else ments,
-            extract_urls(text) if urls is None else urls,
-            counts[0], counts[1], counts[2])
+    try:
+        ids = [_author(author), to_id(reply), to_id(conv)]
+    except ValueError:
+        ids = []
+        for name, value, fn in (("author_id", author, _author), ("reply_to", reply, to_id),
+                                ("conversation_id", conv, to_id)):
+            try:
+                ids.append(fn(value))
+            except ValueError:
+                report.null(f"{name} unreadable", where)
+                ids.append(None)
+    return finish_row((post_id, ids[0], created_us, lang or "und", text, ids[1], ids[2],
+                       extract_hashtags(text) if tags is None else tags,
+                       extract_mentions(text) if ments is None else ments,
+                       extract_urls(text) if urls is None else urls,
+                       counts[0], counts[1], counts[2]), where, report)
 
 
 # ---------------------------------------------------------------- JSON
@@ -270,66 +301,65 @@ def _json_getters(first: dict, mapping: dict[str, str], where: str) -> list[Call
 
 
 # ---------------------------------------------------------------- CSV
-def _csv_stream(path: Path) -> pa.NativeFile:
-    name = path.name.lower()
-    comp = "gzip" if name.endswith(".gz") else "zstd" if name.endswith((".zst", ".zstd")) else None
-    return pa.input_stream(str(path), compression=comp)
-
-
-def _csv_error(e: Exception, path: Path, delimiter: str) -> InputError:
-    msg = str(e)
-    where = str(path)
-    if "Empty CSV" in msg:
-        return InputError("empty file", where)
-    if "UTF8" in msg or "UTF-8" in msg:
-        return encoding_error(where, lambda: open_binary(path))
-    if "CSV parse error" in msg:
-        line, detail = _find_bad_csv_row(path, delimiter)
-        return InputError(f"malformed CSV: {detail}", where, line)
-    return InputError(f"unreadable CSV: {msg.splitlines()[0]}", where)
-
-
-def _find_bad_csv_row(path: Path, delimiter: str) -> tuple[int | None, str]:
-    """(line, what) of the first row whose number of fields differs from the header's (slow path)."""
-    with open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, [])
-        for row in reader:
-            if row and len(row) != len(header):
-                return reader.line_num, f"expected {len(header)} fields, got {len(row)}"
-    return None, "unbalanced quotes or a broken row"
+CSV_FIELD_LIMIT = 16 << 20  # characters in one field: a runaway quote stops here, not at the end of memory
 
 
 def iter_csv_rows(path: Path, label: str, mapping: dict[str, str], report: FileReport,
                   delimiter: str = ",") -> Iterator[Row]:
-    """Rows of a CSV (or TSV) file, parsed by pyarrow in streaming blocks; all columns read as text."""
+    """Rows of a CSV (or TSV) file, read as text with Python's csv module in strict mode.
+
+    Quoted fields may hold line breaks. A quote that is never closed, text after a closing quote or a
+    row with more or fewer fields than the header is a broken file: one
+    :class:`InputError` naming the line where the row starts (never two rows merged into one post).
+    """
     where = str(path)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    try:
-        with _csv_stream(path) as s:
-            names = pacsv.open_csv(s, parse_options=parse).schema.names
-    except (pa.ArrowInvalid, OSError) as e:
-        raise _csv_error(e, path, delimiter) from None
-    cols = resolve_columns(names, mapping, where)
-    used = sorted(set(cols.values()), key=names.index)
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in used}, include_columns=used,
-                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
-    n = 0
-    try:
-        with _csv_stream(path) as s:
-            reader = pacsv.open_csv(s, parse_options=parse, convert_options=convert,
-                                    read_options=pacsv.ReadOptions(block_size=1 << 22))
-            for batch in reader:
-                lists = {c: batch.column(c).to_pylist() for c in used}
-                nones = [None] * batch.num_rows
-                columns = [lists[cols[f]] if f in cols else nones for f in FIELDS]
-                for vals in zip(*columns, strict=True):
-                    n += 1
-                    row = generic_row(vals, n, label, report)
-                    if row is not None:
-                        yield row
-    except (pa.ArrowInvalid, OSError) as e:
-        raise _csv_error(e, path, delimiter) from None
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        start = 1
+
+        def rows() -> Iterator[list[str]]:
+            nonlocal start
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    raise InputError(f"malformed CSV: {_csv_reason(e)}", where, start) from None
+                if row:
+                    yield row
+
+        it = rows()
+        header = next(it, None)
+        if header is None:
+            raise InputError("empty file", where)
+        if header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        cols = resolve_columns(header, mapping, where)
+        index = {name: i for i, name in reversed(list(enumerate(header)))}
+        picks = [index[cols[f]] if f in cols else None for f in FIELDS]
+        width = len(header)
+        n = 0
+        for row in it:
+            if len(row) != width:
+                raise InputError(f"malformed CSV: expected {width} fields, got {len(row)}", where, start)
+            n += 1
+            out = generic_row([row[i] if i is not None else None for i in picks], n, label, report)
+            if out is not None:
+                yield out
+
+
+def _csv_reason(e: csv.Error) -> str:
+    msg = str(e)
+    if "unexpected end of data" in msg:
+        return "a quote opened in this row is never closed"
+    if "expected after" in msg:
+        return "text after a closing quote (an unbalanced quote?)"
+    if "field larger than field limit" in msg:
+        return f"a field longer than {CSV_FIELD_LIMIT:,} characters (an unbalanced quote?)"
+    return msg
 
 
 # ---------------------------------------------------------------- Parquet

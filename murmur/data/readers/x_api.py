@@ -14,9 +14,11 @@ from typing import Any
 from murmur.data.readers.common import (
     FileReport,
     Row,
+    as_list,
     extract_hashtags,
     extract_mentions,
     extract_urls,
+    finish_row,
     parse_iso_time,
     parse_time,
     to_count,
@@ -37,7 +39,10 @@ def looks_like_api_tweet(rec: dict) -> bool:
 
 def api_row(t: dict, where: str, report: FileReport) -> Row | None:
     """One API v2 tweet object -> a row, or None (counted as skipped) when it has no id or text."""
-    pid = to_id(t.get("id"))
+    try:
+        pid = to_id(t.get("id"))
+    except ValueError:
+        pid = None
     if pid is None:
         report.skip("tweet without id", where)
         return None
@@ -53,20 +58,20 @@ def api_row(t: dict, where: str, report: FileReport) -> Row | None:
     if created is not None:
         try:
             created_us = parse_iso_time(created) if isinstance(created, str) else parse_time(created)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             report.null("created_at unreadable", where)
     reply_to = None
     refs = t.get("referenced_tweets")
-    if refs:
+    if isinstance(refs, list):
         for ref in refs:
             if isinstance(ref, dict) and ref.get("type") == "replied_to":
-                reply_to = to_id(ref.get("id"))
+                reply_to = _id_or_none(ref.get("id"), "reply_to", where, report)
                 break
     ent: Any = (note.get("entities") if note else None) or t.get("entities")
     if isinstance(ent, dict):
-        hashtags = [h["tag"] for h in ent.get("hashtags") or () if isinstance(h, dict) and h.get("tag")]
-        mentions = [m["username"] for m in ent.get("mentions") or () if isinstance(m, dict) and m.get("username")]
-        urls = [u.get("expanded_url") or u.get("url") for u in ent.get("urls") or ()
+        hashtags = [h["tag"] for h in as_list(ent.get("hashtags")) if isinstance(h, dict) and h.get("tag")]
+        mentions = [m["username"] for m in as_list(ent.get("mentions")) if isinstance(m, dict) and m.get("username")]
+        urls = [u.get("expanded_url") or u.get("url") for u in as_list(ent.get("urls"))
                 if isinstance(u, dict) and (u.get("expanded_url") or u.get("url"))]
     else:  # the API leaves `entities` out when there are none (or when not requested)
         hashtags, mentions, urls = extract_hashtags(text), extract_mentions(text), extract_urls(text)
@@ -78,5 +83,17 @@ def api_row(t: dict, where: str, report: FileReport) -> Row | None:
             replies = to_count(pm.get("reply_count"))
         except ValueError:
             report.null("public_metrics unreadable", where)
-    return (pid, to_id(t.get("author_id")), created_us, t.get("lang") or "und", text, reply_to,
-            to_id(t.get("conversation_id")), hashtags, mentions, urls, likes, reposts, replies)
+            likes = reposts = replies = None
+    return finish_row((pid, _id_or_none(t.get("author_id"), "author_id", where, report), created_us,
+                       t.get("lang") or "und", text, reply_to,
+                       _id_or_none(t.get("conversation_id"), "conversation_id", where, report),
+                       hashtags, mentions, urls, likes, reposts, replies), where, report)
+
+
+def _id_or_none(v: Any, name: str, where: str, report: FileReport) -> str | None:
+    """An optional id field; a value that is not an id is left empty and counted."""
+    try:
+        return to_id(v)
+    except ValueError:
+        report.null(f"{name} unreadable", where)
+        return None

@@ -20,9 +20,11 @@ from murmur.data.readers.common import (
     FileReport,
     NoPostsHere,
     Row,
+    as_list,
     extract_hashtags,
     extract_mentions,
     extract_urls,
+    finish_row,
     guard_utf8,
     iter_json,
     parse_x_archive_time,
@@ -81,7 +83,10 @@ def read_account(f: IO[str], where: str) -> tuple[str | None, str | None]:
         acct = value.get("account", value) if isinstance(value, dict) else None
         if not isinstance(acct, dict) or "accountId" not in acct:
             raise InputError("account.js entry without 'accountId'", where, line, "accountId")
-        return to_id(acct.get("accountId")), to_id(acct.get("username"))
+        try:
+            return to_id(acct.get("accountId")), to_id(acct.get("username"))
+        except ValueError:
+            raise InputError("account.js: accountId or username is not an id", where, line, "accountId") from None
     raise InputError("account.js holds no account", where)
 
 
@@ -96,7 +101,10 @@ def find_account_file(tweets_path: Path) -> Path | None:
 
 def archive_row(t: dict, author_id: str | None, where: str, report: FileReport) -> Row | None:
     """One archive tweet object -> a row, or None (counted as skipped) when it has no id or text."""
-    pid = to_id(t.get("id_str") or t.get("id"))
+    try:
+        pid = to_id(t.get("id_str") or t.get("id"))
+    except ValueError:
+        pid = None
     if pid is None:
         report.skip("tweet without id_str", where)
         return None
@@ -110,17 +118,21 @@ def archive_row(t: dict, author_id: str | None, where: str, report: FileReport) 
     if created:
         try:
             created_us = parse_x_archive_time(created) if isinstance(created, str) else None
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, OverflowError):
             created_us = None
         if created_us is None:
             report.null("created_at unreadable", where)
-    reply_to = to_id(t.get("in_reply_to_status_id_str") or t.get("in_reply_to_status_id"))
+    try:
+        reply_to = to_id(t.get("in_reply_to_status_id_str") or t.get("in_reply_to_status_id"))
+    except ValueError:
+        report.null("reply_to unreadable", where)
+        reply_to = None
     ent = t.get("entities")
     if isinstance(ent, dict):
-        hashtags = [h["text"] for h in ent.get("hashtags") or () if isinstance(h, dict) and h.get("text")]
-        mentions = [m["screen_name"] for m in ent.get("user_mentions") or ()
+        hashtags = [h["text"] for h in as_list(ent.get("hashtags")) if isinstance(h, dict) and h.get("text")]
+        mentions = [m["screen_name"] for m in as_list(ent.get("user_mentions"))
                     if isinstance(m, dict) and m.get("screen_name")]
-        urls = [u.get("expanded_url") or u.get("url") for u in ent.get("urls") or ()
+        urls = [u.get("expanded_url") or u.get("url") for u in as_list(ent.get("urls"))
                 if isinstance(u, dict) and (u.get("expanded_url") or u.get("url"))]
     else:
         hashtags, mentions, urls = extract_hashtags(text), extract_mentions(text), extract_urls(text)
@@ -132,8 +144,8 @@ def archive_row(t: dict, author_id: str | None, where: str, report: FileReport) 
     # A post that replies to nothing starts its own conversation (the X API's conversation_id rule);
     # for a reply the archive does not say which conversation it belongs to.
     conversation = pid if reply_to is None else None
-    return (pid, author_id, created_us, t.get("lang") or "und", text, reply_to, conversation,
-            hashtags, mentions, urls, likes, reposts, None)
+    return finish_row((pid, author_id, created_us, t.get("lang") or "und", text, reply_to, conversation,
+                       hashtags, mentions, urls, likes, reposts, None), where, report)
 
 
 def iter_archive_rows(f: IO[str], where: str, label: str, author_id: str | None,
