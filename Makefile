@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU wheel of PyTorch; a GPU user installs the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean venv browser postgres
+.PHONY: demo test lint bench clean venv browser postgres gpu-wheels
 
 venv: $(STAMP)
 
@@ -46,6 +46,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/data_pipeline.py
+
+# Wheels benchmarks/gpu_suite.sh installs on a CUDA machine with no internet (Python 3.12, x86_64):
+# what murmur and pytest need beyond torch, transformers, tokenizers, safetensors, pyarrow and numpy.
+GPU_WHEELS ?= typer click shellingham annotated-doc rich markdown-it-py mdurl pygments zstandard \
+	pytest pluggy iniconfig pytest-timeout
+gpu-wheels:
+	rm -rf gpu-wheels.tmp && mkdir -p gpu-wheels.tmp
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --abi cp312 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d gpu-wheels.tmp $(GPU_WHEELS)
+	rm -rf gpu-wheels && mv gpu-wheels.tmp gpu-wheels
+	@du -sh gpu-wheels
 
 clean:
 	rm -rf demo .pytest_cache

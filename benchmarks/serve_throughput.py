@@ -1,6 +1,6 @@
 """Serving throughput: murmur's engine vs transformers' ``generate``, same weights, same requests.
 
-A random-init ``preset("20m")`` model (fp32, CPU) serves a closed-loop workload: ``C`` clients
+A random-init ``preset("20m")`` model (fp32, CPU; ``--device cuda --preset 124m --dtype bf16`` on a GPU) serves a closed-loop workload: ``C`` clients
 (1, 8, 32) each send ``--rounds`` requests one after another; prompts are 16-128 tokens and each
 request asks for 32-192 new tokens (seeded, so every system gets the same list; end-of-text is
 ignored so lengths are exact). Sampling: temperature 0.8, top_p 0.95.
@@ -165,7 +165,7 @@ def run_hf(hf, work: list[list[tuple[list[int], int]]], pad_id: int) -> Result:
         def __call__(self, input_ids, scores, **kwargs):  # called once per generated token
             if self.at is None:
                 self.at = time.perf_counter()
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     ttft: list[float] = []
     tokens = 0
@@ -178,6 +178,7 @@ def run_hf(hf, work: list[list[tuple[list[int], int]]], pad_id: int) -> Result:
         for i, (p, _) in enumerate(batch):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
+        ids, mask = ids.to(hf.device), mask.to(hf.device)
         first = FirstToken()
         t0 = time.perf_counter()
         torch.manual_seed(r)
@@ -278,7 +279,8 @@ def machine() -> str:
     from murmur.train.metrics import cpu_model_name
 
     omp = os.environ.get("OMP_WAIT_POLICY", "default")
-    return (f"{cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+    gpu = f"{torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
+    return (f"{gpu}{cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
             f"threads, OMP_WAIT_POLICY={omp}), transformers {transformers.__version__}, "
             f"Python {platform.python_version()}, {datetime.date.today().isoformat()}")
 
@@ -302,17 +304,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one round, no HTTP, no probe")
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the model and both systems run there)")
+    ap.add_argument("--preset", default="20m", help="model preset (random weights)")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and compute")
     args = ap.parse_args()
     rounds = 1 if args.quick else args.rounds
     repeats = 1 if args.quick else args.repeats
 
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="murmur-serve-bench-"))
-    cfg: ModelConfig = preset("20m")
+    cfg: ModelConfig = preset(args.preset)
     tok = build_tokenizer(tmp / "tokenizer", cfg.vocab_size)
-    model = Transformer(cfg).eval()
+    model = Transformer(cfg).to(args.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]).eval()
     hf = hf_model(model)
-    log(f"model: preset 20m, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+    log(f"model: preset {args.preset} ({args.dtype}, {args.device}), {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
         f"vocab {cfg.vocab_size}; tokenizer {tok.vocab_size} tokens; {machine()}")
 
     results: list[Result] = []
@@ -355,8 +360,8 @@ def main() -> None:
     lines = [
         "## Serving throughput (`benchmarks/serve_throughput.py`)",
         "",
-        f"Machine: {machine()}. Model: random-init `preset(\"20m\")` "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, fp32, CPU). "
+        f"Machine: {machine()}. Model: random-init `preset(\"{args.preset}\")` "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {args.dtype}, {args.device}). "
         f"Workload: C clients, each sending {rounds} requests back to back (C = 1: three); prompts 16-128 "
         f"tokens, 32-192 new tokens each, temperature {TEMPERATURE}, top_p {TOP_P}. HF generate runs each round's "
         "C requests as one left-padded static batch to the longest `max_tokens`; tok/s counts useful tokens only. "
