@@ -5,10 +5,16 @@ A training checkpoint is a directory ``<run>/checkpoints/step_XXXXXXXX/`` holdin
 - the model and optimizer state, saved with ``torch.distributed.checkpoint`` (DCP) from
   ``get_state_dict`` so the same code saves and reshards FSDP/TP-sharded states later;
 - ``trainer_state.pt``: step, schedule, RNG states, model config, tokens seen;
+- ``digests.json``: the size and SHA-256 of every other file, each process's shards hashed by the
+  process that wrote them as soon as they are written;
 - ``_COMPLETE``, written last. A directory without it is ignored (and cleaned up).
 
 It is built under a temporary name and renamed into place, so a crash mid-save never leaves a
 checkpoint that looks complete. Only the newest ``keep_last`` are kept.
+
+A resume (and a loss-guard rollback) verifies the checkpoint against its digests first and falls
+back to the newest checkpoint that verifies, saying so in one line: a bit flipped by a bad disk, a
+file truncated or lost by a partial copy, never loads silently and never ends in a traceback.
 
 The inference model is ``model.safetensors`` (murmur parameter names, tied weights stored once) +
 ``config.json`` (the ModelConfig) + ``tokenizer/``; ``murmur.modeldir.load_model`` reads it.
@@ -18,10 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import random
 import re
 import shutil
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +41,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -47,6 +57,9 @@ from murmur.modeldir import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
+DIGESTS_FILE = "digests.json"
+_RANK_DIGESTS = ".digests_rank_{}.json"  # one process's digests, merged into DIGESTS_FILE by process 0
+DIGEST_WAIT_S = 600.0  # how long process 0 waits for the other processes' digests of a background save
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 # Fields that change the parameters' shapes or meaning; a checkpoint must agree on all of them.
@@ -66,8 +79,104 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def _world() -> int:
+    return dist.get_world_size() if _distributed() else 1
+
+
+# ---------------------------------------------------------------- digests
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of one file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _record_own_digests(directory: Path, rank: int) -> None:
+    """Hash the files this process wrote (DCP names them ``__RANK_*``; process 0 also writes the
+    metadata) into ``.digests_rank_R.json``, written atomically."""
+    own = sorted(directory.glob(f"__{rank}_*"))
+    if rank == 0 and (directory / ".metadata").is_file():
+        own.append(directory / ".metadata")
+    digests = {p.name: file_digest(p) for p in own}
+    tmp = directory / (_RANK_DIGESTS.format(rank) + ".tmp")
+    tmp.write_text(json.dumps(digests), encoding="utf-8")
+    os.replace(tmp, directory / _RANK_DIGESTS.format(rank))
+
+
+def _merge_digests(directory: Path, world: int, wait_s: float) -> dict[str, Any]:
+    """Process 0: every process's digests (waiting up to ``wait_s`` for them), plus the trainer state's."""
+    deadline = time.monotonic() + wait_s
+    files: dict[str, Any] = {}
+    for rank in range(world):
+        path = directory / _RANK_DIGESTS.format(rank)
+        while not path.is_file():
+            if time.monotonic() > deadline:
+                raise CheckpointError(f"{directory}: process {rank} did not record the digests of its checkpoint "
+                                      f"files within {wait_s:g}s")
+            time.sleep(0.01)
+        files.update(json.loads(path.read_text(encoding="utf-8")))
+        path.unlink()
+    files[STATE_FILE] = file_digest(directory / STATE_FILE)
+    return files
+
+
+def verify_checkpoint(path: str | os.PathLike[str]) -> str | None:
+    """Why checkpoint ``path`` cannot be trusted (a file missing, of another size, or not matching its
+    digest), or None when every file matches what was written. A checkpoint written before digests
+    were recorded is taken as it is (None)."""
+    path = Path(path)
+    manifest = path / DIGESTS_FILE
+    if not manifest.is_file():
+        return None  # written before digests existed; a damaged file still fails to load, in one line
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{DIGESTS_FILE} is unreadable"
+    for name, want in sorted(files.items()):
+        p = path / name
+        if not p.is_file():
+            return f"{name} is missing"
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            return f"{name} has {size:,} bytes, {want['bytes']:,} when written"
+        if file_digest(p)["sha256"] != want["sha256"]:
+            return f"{name} does not match its SHA-256 digest"
+    return None
+
+
+def newest_verified(run_dir: str | os.PathLike[str], log: Callable[[str], None],
+                    below: int | None = None) -> Path | None:
+    """The newest complete checkpoint of a run (older than step ``below``, if given) whose files match
+    their digests; each newer one that does not is named in one log line. Process 0 reads the files
+    and tells the others (every process gets the same answer)."""
+    chosen: list[Any] = [None]
+    if _rank() == 0:
+        found = [(s, p) for s, p in list_checkpoints(run_dir) if below is None or s < below]
+        for step, path in reversed(found):
+            problem = verify_checkpoint(path)
+            if problem is None:
+                chosen[0] = str(path)
+                break
+            older = next((p.name for s, p in reversed(found) if s < step and verify_checkpoint(p) is None), None)
+            log(f"checkpoint {path} is damaged ({problem}); "
+                + (f"falling back to {older}" if older else "no older checkpoint verifies"))
+    if _distributed():
+        dist.broadcast_object_list(chosen, src=0)
+    return Path(chosen[0]) if chosen[0] else None
+
+
 def checkpoint_path(run_dir: str | os.PathLike[str], step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"step_{step:08d}"
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int:
+    """The step of a checkpoint directory (``step_00000042`` -> 42)."""
+    m = _STEP_DIR.match(Path(path).name)
+    if m is None:
+        raise CheckpointError(f"{path}: not a checkpoint directory (step_NNNNNNNN)")
+    return int(m.group(1))
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -125,7 +234,8 @@ def save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.Module
     model_sd, optim_sd = get_state_dict(model, optimizer)
     with _dcp_quiet():
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
-    _barrier()  # every process's shards are on disk before the marker says so
+    _record_own_digests(tmp, _rank())
+    _barrier()  # every process's shards (and their digests) are on disk before the marker says so
     final = _finish(run_dir, step, trainer_state, keep_last)
     _barrier()
     return final
@@ -177,6 +287,13 @@ def async_save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.
         future = dcp.async_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp,
                                 process_group=process_group, no_dist=not _distributed())
     future = getattr(future, "upload_completion", future)  # AsyncSaveResponse in some versions
+    rank = _rank()
+
+    def record(done: Any) -> None:  # in the writing thread, as soon as this process's files are written
+        if done.exception() is None:
+            _record_own_digests(tmp, rank)
+
+    future.add_done_callback(record)
     return PendingCheckpoint(Path(run_dir), step, future, dict(trainer_state), keep_last)
 
 
@@ -198,6 +315,11 @@ def _finish(run_dir: str | os.PathLike[str], step: int, trainer_state: dict[str,
     tmp = final.with_name(f".{final.name}.tmp")
     if _rank() == 0:
         torch.save({**trainer_state, "step": step}, tmp / STATE_FILE)
+        digests = _merge_digests(tmp, _world(), DIGEST_WAIT_S)
+        with open(tmp / DIGESTS_FILE, "w", encoding="utf-8") as f:
+            json.dump({"files": digests}, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
         with open(tmp / COMPLETE_MARKER, "w") as f:
             f.write("ok\n")
             f.flush()
@@ -228,15 +350,25 @@ def read_trainer_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not is_complete(path) or not (path / STATE_FILE).is_file():
         raise CheckpointError(f"{path}: not a complete checkpoint (no {COMPLETE_MARKER} or {STATE_FILE})")
-    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    except Exception as e:  # a damaged file: one line
+        raise CheckpointError(f"{path / STATE_FILE}: cannot read the trainer state ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def find_resume(out: str | os.PathLike[str], resume: bool, model_cfg: ModelConfig, fresh: str,
                 log: Callable[[str], None]) -> tuple[Path | None, dict[str, Any]]:
-    """The newest complete checkpoint in ``out`` to resume from (checked against ``model_cfg``) and its state.
+    """The newest complete checkpoint in ``out`` that verifies against its digests, to resume from
+    (checked against ``model_cfg``), and its state.
 
     Without one, a run that asked to resume starts ``fresh`` (logged); checkpoints present in a run
     that did not ask to resume are refused, so a new run never overwrites an old one by accident.
+    Damaged checkpoints are skipped with one line each; if every one is damaged the run stops.
     """
     latest = latest_checkpoint(out)
     if latest is None:
@@ -246,6 +378,10 @@ def find_resume(out: str | os.PathLike[str], resume: bool, model_cfg: ModelConfi
     if not resume:
         raise CheckpointError(f"{out} already holds checkpoints (newest {latest.name}); pass --resume "
                               "(resume=true) to continue that run, or choose another out directory")
+    latest = newest_verified(out, log)
+    if latest is None:
+        raise CheckpointError(f"{out}: no checkpoint verifies against its digests (see above); restore the "
+                              "checkpoints directory from a copy, or start a new out directory")
     state = read_trainer_state(latest)
     check_model_config(latest, state.get("model_config", {}), model_cfg)
     return latest, state
@@ -271,8 +407,8 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: t
             _load_states(path, model, optimizer)
     except CheckpointError:
         raise
-    except Exception as e:  # a corrupt or foreign checkpoint: one actionable line
-        raise CheckpointError(f"{path}: could not load checkpoint: {str(e).splitlines()[0]}") from None
+    except (Exception, CheckpointException) as e:  # damaged or foreign (DCP's exception is a BaseException)
+        raise CheckpointError(f"{path}: could not load checkpoint: {_first_line(e)}") from None
     return state
 
 
@@ -346,10 +482,13 @@ def consolidate(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     c = model.cfg
     model.rope_cos, model.rope_sin = rope_tables(c.head_dim, c.max_seq_len, c.rope_theta)
     sd = {"model": get_model_state_dict(model)}
+    problem = verify_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: checkpoint is damaged ({problem})")
     try:
         with _dcp_quiet():
             dcp.load(sd, checkpoint_id=path, no_dist=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: could not load checkpoint: {str(e).splitlines()[0]}") from None
+    except (Exception, CheckpointException) as e:
+        raise CheckpointError(f"{path}: could not load checkpoint: {_first_line(e)}") from None
     set_model_state_dict(model, sd["model"])
     return save_inference_model(out_dir, model, mcfg, tokenizer_dir)

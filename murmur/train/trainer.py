@@ -285,8 +285,16 @@ class Trainer:
         # DCP's background collectives get a gloo group of their own (never the training group).
         self.ckpt_group = dist.new_group(backend="gloo") \
             if cfg.checkpoint.async_save and self.world > 1 else None
-        if self.resume_from is not None:
-            self._load(self.resume_from)
+        while self.resume_from is not None:
+            try:
+                self._load(self.resume_from)
+                break
+            except CheckpointError as e:  # verified, yet it does not load: the next older one that does
+                older = ckpt.newest_verified(self.out, self._log, below=ckpt.checkpoint_step(self.resume_from))
+                self._log(f"{e}; " + (f"falling back to {older}" if older else "no older checkpoint to fall back to"))
+                if older is None:
+                    raise
+                self.resume_from = older
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             cfgmod.dump_toml(dataclasses.replace(cfg, steps=self.steps, epochs=0.0), self.out / CONFIG_NAME)
@@ -410,7 +418,7 @@ class Trainer:
         """Reload the newest checkpoint and move the data past the last bad batch (all processes)."""
         self._finish_pending()
         _barrier()
-        path = ckpt.latest_checkpoint(self.out)
+        path = ckpt.newest_verified(self.out, self._log)
         n = self.guard.streak
         if path is None:
             raise MurmurError(f"training diverged: {n} bad steps in a row at step {self.step + 1} ({reason}) and no "
