@@ -183,6 +183,9 @@ def test_fsdp_two_processes_match_one(fsdp, single):
     # every process wrote its own shards of each checkpoint; the marker came last
     files = {p.name for p in ckpt.checkpoint_path(fsdp, EVERY).iterdir()}
     assert {"__0_0.distcp", "__1_0.distcp", "_COMPLETE", "trainer_state.pt", ".metadata"} <= files
+    digests = json.loads((ckpt.checkpoint_path(fsdp, EVERY) / ckpt.DIGESTS_FILE).read_text())["files"]
+    assert set(digests) == {"__0_0.distcp", "__1_0.distcp", "trainer_state.pt", ".metadata"}  # both processes'
+    assert ckpt.verify_checkpoint(ckpt.checkpoint_path(fsdp, EVERY)) is None
     assert ckpt.read_trainer_state(ckpt.checkpoint_path(fsdp, EVERY))["world"]["dp_shard"] == 2
 
 
