@@ -352,7 +352,7 @@ def export_gguf_cmd(
 def plan_cmd(
     model: Annotated[str | None, typer.Option("--model", help="Model preset (1b, 8b, 70b...); shape fields as overrides.")] = None,
     tokens: Annotated[str | None, typer.Option("--tokens", help="Training tokens, e.g. 15T, 2e12.")] = None,
-    gpu: Annotated[str | None, typer.Option("--gpu", help="A100-40GB, A100-80GB, H100 or H200.")] = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="A100-40GB, A100-80GB, H100 or H200 (any case).")] = None,
     gpus: Annotated[int | None, typer.Option("--gpus", help="Number of GPUs.")] = None,
     interconnect: Annotated[str | None, typer.Option(help="default, ib-4x200, ib-8x200 or ib-8x400.")] = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence.")] = None,

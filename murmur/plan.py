@@ -1,9 +1,12 @@
 """Cluster planner: how to lay a model out on N GPUs, how long it trains, and what failures cost.
 
 Given a model shape, a token budget, a GPU type and count and the interconnect, ``plan`` enumerates
-layouts (tensor-parallel degree within a node, FSDP shard group size and replicas (HSDP), or DDP;
-activation checkpointing none/selective/full; the micro-batch), keeps those that fit in GPU memory,
-estimates each one's step time with a compute/communication roofline, and picks the fastest. It then
+layouts (tensor-parallel degree within a node, pipeline stages with their schedule (GPipe, 1F1B,
+interleaved 1F1B with virtual stages, zero-bubble), context parallelism for long sequences, FSDP
+shard group size and replicas (HSDP), or DDP; activation checkpointing none/selective/full; the
+micro-batch), keeps those that fit in GPU memory, estimates each one's step time with a
+compute/communication roofline (pipeline bubble and point-to-point traffic included), and picks the
+fastest. It then
 turns the step time into days, GPU-hours and dollars, and the cluster's failure rate into the
 Young/Daly checkpoint interval and the goodput that survives checkpoints, lost work and restarts.
 
@@ -54,6 +57,9 @@ INTERCONNECTS: dict[str, tuple[int, float]] = {
 }
 
 AC_MODES = ("none", "selective", "full")
+# Pipeline schedules, named as ``parallel.pp_schedule`` names them (torch.distributed.pipelining).
+SCHEDULES = ("gpipe", "1f1b", "interleaved_1f1b", "zero_bubble")
+INTERLEAVED = ("interleaved_1f1b", "zero_bubble")  # several virtual stages per rank
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,17 @@ class PlanConfig:
     max_batch_factor: float = knob(2.0, "Reject layouts whose smallest possible global batch (one sequence "
                                         "per data-parallel rank) exceeds this multiple of batch_tokens.")
     tp: list[int] = knob([1, 2, 4, 8], "Tensor-parallel degrees to consider.")
+    pp: list[int] = knob([1, 2, 4, 8, 16, 32, 64], "Pipeline stages to consider (1 = no pipeline).")
+    schedules: list[str] = knob(list(SCHEDULES), f"Pipeline schedules to consider: {', '.join(SCHEDULES)}.")
+    virtual_stages: list[int] = knob([2, 4, 8], "Virtual stages per pipeline rank to consider for the "
+                                                "interleaved schedules (layers per stage / v each).")
+    cp: list[int] = knob([1, 2, 4, 8, 16], "Context-parallel degrees to consider (sequences split into cp chunks).")
+    cp_min_chunk: int = knob(2048, "Smallest sequence chunk per context-parallel rank worth splitting to.")
     ac: list[str] = knob(list(AC_MODES), "Activation checkpointing modes to consider.")
-    compute_efficiency: float = knob(0.6, "Fraction of peak bf16 FLOP/s the matmuls achieve (before "
+    compute_efficiency: float = knob(0.58, "Fraction of peak bf16 FLOP/s the matmuls achieve (before "
                                           "communication; 0.5-0.7 is typical for large dense models).")
+    attention_efficiency: float = knob(0.4, "Fraction of peak the attention kernels achieve on PaLM's count of "
+                                            "attention FLOPs (12 L H d T, as if not causal).")
     link_efficiency: float = knob(0.8, "Fraction of nominal NVLink/InfiniBand bandwidth collectives achieve.")
     latency_us: float = knob(8.0, "Latency of one inter-node step of a ring collective, microseconds "
                                   "(an intra-node step is taken as 1 us).")
@@ -111,6 +125,12 @@ class Shape:
     tied: bool
     params: int
     flops_per_token: float
+    seq_len: int = 0
+
+    @property
+    def attention_flops_per_token(self) -> float:
+        """The attention score and value matmuls of ``flops_per_token``: 12 L H d T (PaLM's count)."""
+        return 12 * self.n_layers * self.q_dim * self.seq_len
 
     @property
     def q_dim(self) -> int:
@@ -135,7 +155,7 @@ def shape_of(model_cfg: Any, seq_len: int) -> Shape:
 
     c = model_cfg.resolved()
     return Shape(c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size,
-                 c.tie_embeddings, num_params(c), flops_per_token(c, seq_len))
+                 c.tie_embeddings, num_params(c), flops_per_token(c, seq_len), seq_len)
 
 
 def model_shape(cfg: PlanConfig) -> Shape:
@@ -150,12 +170,14 @@ def model_shape(cfg: PlanConfig) -> Shape:
     return shape_of(preset(cfg.model, **over), cfg.seq_len)
 
 
-def params_per_gpu(s: Shape, tp: int) -> dict[str, float]:
-    """Parameters one GPU owns after tensor parallelism: matrices split tp ways, norms replicated."""
+def params_per_gpu(s: Shape, tp: int, pp: int = 1) -> dict[str, float]:
+    """Parameters one GPU owns after tensor and pipeline parallelism: matrices split tp ways, norms
+    replicated; with pp stages, the fullest stage (ceil(L / pp) blocks, plus the embedding on the
+    first stage or the final norm and output projection on the last; a tied matrix lives on both)."""
     block = s.block_matrix_params / tp + 2 * s.dim
-    root = s.root_matrix_params / tp + s.dim
-    return {"block": block, "root": root, "total": s.n_layers * block + root}
-
+    layers = math.ceil(s.n_layers / pp)
+    root = s.root_matrix_params / tp + s.dim if pp == 1 else s.vocab_size * s.dim / tp + s.dim
+    return {"block": block, "root": root, "layers": layers, "total": layers * block + root}
 
 # ---------------------------------------------------------------- memory
 def weight_bytes(params: float, dtype_bytes: int = 2) -> float:
@@ -214,12 +236,21 @@ class Layout:
     dp_replicate: int
     ac: str
     micro_batch: int
+    pp: int = 1
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
+    cp: int = 1
 
     @property
     def kind(self) -> str:
         if self.dp_shard > 1:
             return "HSDP" if self.dp_replicate > 1 else "FSDP"
         return "DDP" if self.dp_replicate > 1 else "single"
+
+    @property
+    def model_parallel(self) -> int:
+        """GPUs one copy of the model spans: tp x cp x pp."""
+        return self.tp * self.cp * self.pp
 
     def describe(self) -> str:
         parts = [f"{self.kind}"]
@@ -228,24 +259,76 @@ class Layout:
         if self.dp_replicate > 1:
             parts.append(f"x {self.dp_replicate} replicas")
         parts.append(f"TP {self.tp}")
+        if self.cp > 1:
+            parts.append(f"CP {self.cp}")
+        if self.pp > 1:
+            v = f", {self.virtual_stages} virtual" if self.schedule in INTERLEAVED else ""
+            parts.append(f"PP {self.pp} ({self.schedule}{v})")
         parts.append(f"AC {self.ac}")
         parts.append(f"micro-batch {self.micro_batch}")
         return ", ".join(parts)
 
 
-def memory_per_gpu(s: Shape, lay: Layout, seq_len: int) -> dict[str, float]:
-    """Bytes per GPU at the peak of a step, by component (bf16 compute, fp32 master weights and AdamW)."""
-    p = params_per_gpu(s, lay.tp)
-    out = {"states": state_bytes(p["total"], lay.dp_shard)}
-    if lay.dp_shard > 1:
+def in_flight(lay: Layout, microbatches: int) -> float:
+    """Micro-batches whose activations the busiest pipeline stage holds at once, in units of one
+    micro-batch through one stage's layers (Narayanan et al. 2021, section 2.2): GPipe keeps all m;
+    1F1B (and zero-bubble, whose deferred weight gradients keep the same inputs alive) keeps pp; the
+    interleaved schedules (1 + (pp - 1) / (pp v)) times that."""
+    if lay.pp == 1:
+        return 1.0
+    if lay.schedule == "gpipe":
+        return float(microbatches)
+    held = float(min(microbatches, lay.pp))
+    if lay.schedule in INTERLEAVED:
+        held *= 1 + (lay.pp - 1) / (lay.pp * lay.virtual_stages)
+    return held
+
+
+def bubble_fraction(lay: Layout, microbatches: int) -> float:
+    """Idle time of a pipeline step as a fraction of its useful time, for m micro-batches:
+    GPipe and 1F1B (pp - 1) / m; interleaved 1F1B with v virtual stages (pp - 1) / (v m)
+    (Narayanan et al. 2021); zero-bubble a third of that, the backward split into input and weight
+    gradients that fill the warm-up and cool-down (Qi et al. 2023, ZB-H1)."""
+    if lay.pp == 1:
+        return 0.0
+    m = max(1, microbatches)
+    if lay.schedule in INTERLEAVED:
+        frac = (lay.pp - 1) / (lay.virtual_stages * m)
+        return frac / 3 if lay.schedule == "zero_bubble" else frac
+    return (lay.pp - 1) / m
+
+
+def memory_per_gpu(s: Shape, lay: Layout, seq_len: int, microbatches: int = 1) -> dict[str, float]:
+    """Bytes per GPU at the peak of a step, by component (bf16 compute, fp32 master weights and AdamW).
+
+    ``microbatches`` is the number of micro-batches per optimizer step on this pipeline (it sets
+    what GPipe keeps in flight). Context parallelism divides each sequence's tokens over cp ranks,
+    and FSDP shards the states over dp_shard x cp (the cp ranks hold the same weights).
+    """
+    p = params_per_gpu(s, lay.tp, lay.pp)
+    shard = lay.dp_shard * lay.cp
+    out = {"states": state_bytes(p["total"], shard)}
+    if shard > 1 and lay.pp > 1:
+        # Under a pipeline schedule FSDP keeps the stage's weights gathered for the whole step (one
+        # all-gather, not one per micro-batch) and accumulates unsharded fp32 gradients.
+        out["gathered"] = p["total"] * (2 + 4)
+    elif shard > 1:
         # Two blocks gathered at a time (current + prefetched): bf16 weights, bf16 grads, fp32 grads
         # for the reduce-scatter; the root (embedding, output) stays gathered with its bf16 gradient.
         out["gathered"] = 2 * p["block"] * (2 + 2 + 4) + p["root"] * (2 + 2)
     else:
         out["gathered"] = 2 * p["total"]  # bf16 autocast copies of the weights
-    act = activation_bytes(s, lay.micro_batch, seq_len, lay.ac, lay.tp)
-    out["activations"] = act["saved"]
-    out["transient"] = act["peak"] - act["saved"]
+    per = activation_bytes_per_token(s, lay.ac, lay.tp)
+    n = lay.micro_batch * seq_len / lay.cp
+    if lay.pp == 1:
+        saved = n * (s.n_layers * per["layer"] + per["head"])
+    else:
+        # The first stage holds the most micro-batches; the last holds one (GPipe: all) plus the head.
+        layers = p["layers"] * n * per["layer"]
+        last = 1.0 if lay.schedule != "gpipe" else float(microbatches)
+        saved = max(in_flight(lay, microbatches) * layers, last * (layers + n * per["head"]))
+    out["activations"] = saved
+    out["transient"] = n * (per["recompute"] + per["logits_grad"])
     out["total"] = sum(out.values())
     return out
 
@@ -260,65 +343,102 @@ def link_gbps(cfg: PlanConfig) -> tuple[float, float]:
     return gpu.nvlink_gbps * 1e9 * cfg.link_efficiency, inter * cfg.link_efficiency
 
 
-def step_time(cfg: PlanConfig, s: Shape, lay: Layout, seqs_per_rank: int) -> dict[str, float]:
-    """Seconds per optimizer step: compute, exposed tensor-parallel and data-parallel communication.
+def recompute_flops_per_token(s: Shape, ac: str) -> float:
+    """FLOPs per token that activation checkpointing adds: full AC runs every block's forward again,
+    2 N_blocks for the matmuls plus 4 L H d T, the forward third of the attention term."""
+    if ac != "full":
+        return 0.0
+    return 2 * s.block_matrix_params * s.n_layers + 4 * s.n_layers * s.q_dim * s.seq_len
 
-    compute = FLOPs (6N + attention, plus a forward of the blocks again under full AC) / (peak x
-    efficiency); TP moves 8 activation all-gathers/reduce-scatters per block per micro-batch (12 with
-    full AC) over NVLink, not overlapped; FSDP all-gathers bf16 weights twice per micro-batch and
-    reduce-scatters fp32 gradients once per step (gradient sync skipped while accumulating), HSDP
-    and DDP all-reduce fp32 gradients across replicas, hidden behind ``overlap`` of the compute.
+
+def step_time(cfg: PlanConfig, s: Shape, lay: Layout, seqs_per_rank: int) -> dict[str, float]:
+    """Seconds per optimizer step of one pipeline (data-parallel rank) that trains ``seqs_per_rank``
+    sequences in micro-batches of ``lay.micro_batch``.
+
+    Per micro-batch and GPU: compute = FLOPs (6N + attention, plus a forward of the blocks again
+    under full AC) / (tp cp pp) / (peak x efficiency); TP moves 8 activation all-gathers /
+    reduce-scatters per block (12 with full AC) over NVLink, not overlapped; CP all-gathers the
+    keys and values of every block in forward and reduce-scatters their gradients in backward,
+    hidden behind ``overlap`` of the attention; PP sends each micro-batch's activations forward and
+    their gradients back at every (virtual) stage boundary, on the critical path. The pipeline runs
+    m micro-batches plus its bubble. Data parallel: without a pipeline, FSDP all-gathers bf16 weights
+    twice per micro-batch and reduce-scatters fp32 gradients once per step, hidden behind ``overlap``
+    of the compute; under a pipeline schedule it gathers once per step and the gradient traffic
+    hides only behind one micro-batch (the first forward, the last backward). HSDP and DDP
+    all-reduce fp32 gradients across replicas.
     """
     gpu = GPUS[cfg.gpu]
     intra, inter = link_gbps(cfg)
-    p = params_per_gpu(s, lay.tp)
-    accum = seqs_per_rank // lay.micro_batch
-    # Model FLOPs of this GPU's share: its data-parallel rank's tokens, whose matmuls TP splits tp ways.
-    flops = s.flops_per_token * seqs_per_rank * cfg.seq_len / lay.tp
-    if lay.ac == "full":
-        flops *= 1 + (2 * s.block_matrix_params * s.n_layers + 4 * s.n_layers * s.q_dim * cfg.seq_len) / (
-            s.flops_per_token)
-    compute = flops / (gpu.peak_flops * cfg.compute_efficiency)
+    p = params_per_gpu(s, lay.tp, lay.pp)
+    m = seqs_per_rank // lay.micro_batch
+    tokens = lay.micro_batch * cfg.seq_len  # one micro-batch, before context parallelism splits it
+    share = lay.tp * lay.cp * lay.pp
+    attn = s.attention_flops_per_token * (4 / 3 if lay.ac == "full" else 1.0)
+    matmul = s.flops_per_token + recompute_flops_per_token(s, lay.ac) - attn
+    attn_mb = attn * tokens / share / (gpu.peak_flops * cfg.attention_efficiency)
+    compute_mb = matmul * tokens / share / (gpu.peak_flops * cfg.compute_efficiency) + attn_mb
     if lay.ac == "selective":
-        compute *= 1 + cfg.selective_ac_overhead
-    # Tensor parallel (sequence parallel): all-gather + reduce-scatter of [b, s, D] activations.
-    tp_t = 0.0
+        compute_mb *= 1 + cfg.selective_ac_overhead
+    layers = s.n_layers / lay.pp  # stages balanced (the first and last carry fewer blocks)
+    # Tensor parallel (sequence parallel): all-gather + reduce-scatter of [b, s / cp, D] activations.
+    tp_mb = 0.0
     if lay.tp > 1:
-        per_coll = (lay.tp - 1) / lay.tp * lay.micro_batch * cfg.seq_len * s.dim * 2
-        colls = accum * ((12 if lay.ac == "full" else 8) * s.n_layers + 2)
-        tp_t = colls * (per_coll / intra + (lay.tp - 1) * 1e-6)
-    # Data parallel. FSDP units: every block and the root; a ring over S ranks takes S - 1 steps.
+        per_coll = (lay.tp - 1) / lay.tp * tokens / lay.cp * s.dim * 2
+        colls = (12 if lay.ac == "full" else 8) * layers + 2 / lay.pp
+        tp_mb = colls * (per_coll / intra + (lay.tp - 1) * 1e-6)
+    # Context parallel: keys and values of the whole sequence gathered per block, their gradients
+    # reduce-scattered (gathered again under full AC).
+    cp_mb = cp_exposed_mb = 0.0
+    if lay.cp > 1:
+        bw, lat = _ring(cfg, lay.cp, lay.tp, intra, inter)
+        kv = (lay.cp - 1) / lay.cp * tokens * 2 * s.kv_dim / lay.tp * 2
+        cp_mb = (3 if lay.ac == "full" else 2) * layers * (kv / bw + lat)
+        cp_exposed_mb = max(0.0, cp_mb - cfg.overlap * attn_mb)
+    # Pipeline: activations forward and gradients back across each of v stage boundaries, [b, s/cp, D] / tp.
+    p2p_mb = 0.0
+    if lay.pp > 1:
+        bw = intra if lay.tp * lay.cp * 2 <= cfg.gpus_per_node else inter
+        v = lay.virtual_stages if lay.schedule in INTERLEAVED else 1
+        msg = tokens / lay.cp * s.dim * 2 / lay.tp
+        p2p_mb = 2 * v * (msg / bw + cfg.latency_us * 1e-6)
+    per_mb = compute_mb + tp_mb + cp_exposed_mb + p2p_mb
+    bubble = bubble_fraction(lay, m) * m * per_mb
+    pipeline = m * per_mb + bubble
+    # Data parallel over S = dp_shard x cp (FSDP) and R = dp_replicate (HSDP / DDP).
     dp_t = 0.0
-    S, R = lay.dp_shard, lay.dp_replicate
-    units = s.n_layers + 1
+    S, R = lay.dp_shard * lay.cp, lay.dp_replicate
+    units = p["layers"] + 1
+    gathers = 1 if lay.pp > 1 else 2 * m  # per step: once under a pipeline schedule, else per micro-batch
     if S > 1:
         bw, step_lat = _ring(cfg, S, lay.tp, intra, inter)
-        n_ag, n_rs = accum * 2 * units, units  # all-gather forward and backward; reduce-scatter once
-        dp_t += n_ag * (step_lat + (S - 1) / S * 2 * p["total"] / units / bw)  # bf16 weights
-        dp_t += n_rs * (step_lat + (S - 1) / S * 4 * p["total"] / units / bw)  # fp32 gradients
+        dp_t += gathers * units * (step_lat + (S - 1) / S * 2 * p["total"] / units / bw)  # bf16 weights
+        dp_t += units * (step_lat + (S - 1) / S * 4 * p["total"] / units / bw)  # fp32 gradients
     if R > 1:
         # All-reduce of the (sharded) fp32 gradients across replicas: a ring moves 2 (R-1)/R of the
         # data; NCCL's tree keeps the latency logarithmic. DDP buckets 100 MB at a time.
-        bw, _ = _ring(cfg, R, lay.tp * S, intra, inter)
+        bw, _ = _ring(cfg, R, lay.tp * S * lay.pp, intra, inter)
         data = 4 * p["total"] / S
         buckets = units if S > 1 else max(1, math.ceil(data / 100e6))
-        lat = 2 * math.log2(R) * (cfg.latency_us * 1e-6 if S * R * lay.tp > cfg.gpus_per_node else 1e-6)
+        span = S * R * lay.model_parallel
+        lat = 2 * math.log2(R) * (cfg.latency_us * 1e-6 if span > cfg.gpus_per_node else 1e-6)
         dp_t += buckets * lat + 2 * (R - 1) / R * data / bw
-    exposed = max(0.0, dp_t - cfg.overlap * compute)
-    total = compute + tp_t + exposed
-    return {"compute": compute, "tp_comm": tp_t, "dp_comm": dp_t, "dp_exposed": exposed, "total": total}
+    window = m * compute_mb if lay.pp == 1 else per_mb
+    exposed = max(0.0, dp_t - cfg.overlap * window)
+    total = pipeline + exposed
+    return {"compute": m * compute_mb, "tp_comm": m * tp_mb, "cp_comm": m * cp_mb, "pp_comm": m * p2p_mb,
+            "bubble": bubble, "dp_comm": dp_t, "dp_exposed": exposed, "total": total}
 
 
 def _ring(cfg: PlanConfig, ranks: int, stride: int, intra: float, inter: float) -> tuple[float, float]:
     """(bandwidth per GPU, latency of a whole ring) for a group of ``ranks`` GPUs spaced ``stride`` apart.
 
     A group that fits in one node runs over NVLink; a larger one is limited by each GPU's share of
-    the node's NICs, and its ring crosses every node the group spans.
+    the node's NICs, and its ring crosses every node the group spans (at most one per rank).
     """
     span = ranks * stride
     if span <= cfg.gpus_per_node:
         return intra, (ranks - 1) * 1e-6
-    nodes = math.ceil(span / cfg.gpus_per_node)
+    nodes = min(ranks, math.ceil(span / cfg.gpus_per_node))
     per_node = max(1, ranks // nodes)
     return inter, (nodes - 1) * cfg.latency_us * 1e-6 + (nodes * (per_node - 1)) * 1e-6
 
@@ -393,9 +513,17 @@ def _divisors(n: int) -> list[int]:
     return sorted(set(small + [n // d for d in small]))
 
 
-def validate(cfg: PlanConfig) -> None:
-    if cfg.gpu not in GPUS:
-        raise ConfigError(f"unknown gpu {cfg.gpu!r} (choose from {', '.join(GPUS)})")
+def gpu_name(name: str) -> str:
+    """The GPU table's spelling of ``name``, in any case (``h100`` -> ``H100``, ``a100-80gb`` -> ``A100-80GB``)."""
+    for key in GPUS:
+        if key.lower() == name.strip().lower():
+            return key
+    raise ConfigError(f"unknown gpu {name!r} (choose from {', '.join(GPUS)}, in any case)")
+
+
+def validate(cfg: PlanConfig) -> PlanConfig:
+    """Check the knobs; returns the config with the GPU name spelled as the table spells it."""
+    cfg = dataclasses.replace(cfg, gpu=gpu_name(cfg.gpu))
     if cfg.interconnect != "default" and cfg.interconnect not in INTERCONNECTS:
         raise ConfigError(f"unknown interconnect {cfg.interconnect!r} (choose from default, "
                           f"{', '.join(INTERCONNECTS)})")
@@ -404,15 +532,46 @@ def validate(cfg: PlanConfig) -> None:
     bad = [a for a in cfg.ac if a not in AC_MODES]
     if bad:
         raise ConfigError(f"unknown activation checkpointing mode {bad[0]!r} (choose from {', '.join(AC_MODES)})")
+    bad = [x for x in cfg.schedules if x not in SCHEDULES]
+    if bad:
+        raise ConfigError(f"unknown pipeline schedule {bad[0]!r} (choose from {', '.join(SCHEDULES)})")
+    if any(d < 1 for d in [*cfg.tp, *cfg.pp, *cfg.cp, *cfg.virtual_stages]):
+        raise ConfigError("tp, pp, cp and virtual_stages degrees must be >= 1")
+    return cfg
+
+
+def pipeline_options(cfg: PlanConfig, s: Shape, pp: int) -> list[tuple[str, int]]:
+    """(schedule, virtual stages) pairs for ``pp`` stages: one stage per rank for GPipe and 1F1B,
+    v >= 2 for the interleaved schedules while every virtual stage keeps at least one block."""
+    if pp == 1:
+        return [("1f1b", 1)]
+    out: list[tuple[str, int]] = []
+    for sched in cfg.schedules:
+        if sched in INTERLEAVED:
+            out += [(sched, v) for v in sorted(set(cfg.virtual_stages)) if v >= 2 and pp * v <= s.n_layers]
+        else:
+            out.append((sched, 1))
+    return out
+
+
+def evaluate(cfg: PlanConfig, s: Shape, lay: Layout, seqs_per_rank: int) -> Candidate:
+    """Memory and step time of one layout whose pipelines each train ``seqs_per_rank`` sequences a step."""
+    m = seqs_per_rank // lay.micro_batch
+    dp = lay.dp_shard * lay.dp_replicate
+    return Candidate(lay, memory_per_gpu(s, lay, cfg.seq_len, m), step_time(cfg, s, lay, seqs_per_rank),
+                     seqs_per_rank * dp * cfg.seq_len, m)
 
 
 def enumerate_layouts(cfg: PlanConfig, s: Shape) -> tuple[list[Candidate], int, list[str]]:
-    """Every layout (tp, shard group, replicas, AC, micro-batch) that fits in memory, and why others don't."""
+    """Every layout (tp, cp, pp and schedule, shard group, replicas, AC, micro-batch) that fits in
+    memory, and why others don't. For each (tp, cp, pp, schedule, shard, AC) the fastest fitting
+    micro-batch is kept."""
     gpu = GPUS[cfg.gpu]
     budget = (gpu.memory_gib - cfg.reserve_gib) * GiB
     fits: list[Candidate] = []
     reasons: list[str] = []
     considered = 0
+    seqs = max(1, math.ceil(cfg.batch_tokens / cfg.seq_len))
     for tp in sorted(set(cfg.tp)):
         if tp > cfg.gpus_per_node or cfg.gpus % tp:
             reasons.append(f"tp {tp}: must divide the GPU count and stay within a node")
@@ -420,33 +579,45 @@ def enumerate_layouts(cfg: PlanConfig, s: Shape) -> tuple[list[Candidate], int, 
         if s.n_heads % tp or s.n_kv_heads % tp:
             reasons.append(f"tp {tp}: does not divide the model's {s.n_heads} heads / {s.n_kv_heads} KV heads")
             continue
-        dp = cfg.gpus // tp
-        seqs = max(1, math.ceil(cfg.batch_tokens / cfg.seq_len))
-        seqs_per_rank = max(1, math.ceil(seqs / dp))
-        global_tokens = seqs_per_rank * dp * cfg.seq_len
-        if global_tokens > cfg.max_batch_factor * cfg.batch_tokens:
-            reasons.append(f"tp {tp}: {dp} data-parallel ranks need a global batch of at least "
-                           f"{global_tokens / 1e6:.1f}M tokens, over {cfg.max_batch_factor:g}x the target")
-            continue
-        micro_batches = [b for b in _divisors(seqs_per_rank)]
-        for shard in _divisors(dp):
-            replicas = dp // shard
-            for ac in cfg.ac:
-                for b in sorted(micro_batches, reverse=True):
-                    considered += 1
-                    lay = Layout(tp, shard, replicas, ac, b)
-                    mem = memory_per_gpu(s, lay, cfg.seq_len)
-                    if mem["total"] <= budget:
-                        t = step_time(cfg, s, lay, seqs_per_rank)
-                        fits.append(Candidate(lay, mem, t, global_tokens, seqs_per_rank // b))
-                        break  # the largest micro-batch that fits is the fastest for this layout
+        for cp in sorted(set(cfg.cp)):
+            if cp > 1 and (cfg.seq_len % cp or cfg.seq_len // cp < cfg.cp_min_chunk):
+                continue  # sequences too short to split (cp_min_chunk)
+            for pp in sorted(set(cfg.pp)):
+                if pp > s.n_layers or cfg.gpus % (tp * cp * pp):
+                    continue
+                dp = cfg.gpus // (tp * cp * pp)
+                seqs_per_rank = max(1, math.ceil(seqs / dp))
+                global_tokens = seqs_per_rank * dp * cfg.seq_len
+                if global_tokens > cfg.max_batch_factor * cfg.batch_tokens:
+                    reasons.append(f"tp {tp} cp {cp} pp {pp}: {dp} data-parallel ranks need a global batch of "
+                                   f"at least {global_tokens / 1e6:.1f}M tokens, over {cfg.max_batch_factor:g}x "
+                                   f"the target")
+                    continue
+                for sched, v in pipeline_options(cfg, s, pp):
+                    for shard in _divisors(dp):
+                        for ac in cfg.ac:
+                            best: Candidate | None = None
+                            for b in sorted(_divisors(seqs_per_rank), reverse=True):
+                                m = seqs_per_rank // b
+                                if pp > 1 and (m < pp or (sched in INTERLEAVED and m % (m // pp))):
+                                    continue  # torch's schedules: m >= pp; interleaved: whole rounds
+                                considered += 1
+                                lay = Layout(tp, shard, dp // shard, ac, b, pp, sched, v, cp)
+                                if memory_per_gpu(s, lay, cfg.seq_len, m)["total"] > budget:
+                                    continue
+                                c = evaluate(cfg, s, lay, seqs_per_rank)
+                                if best is None or c.time["total"] < best.time["total"]:
+                                    best = c
+                                if pp == 1:
+                                    break  # without a pipeline the largest micro-batch that fits is fastest
+                            if best is not None:
+                                fits.append(best)
     return fits, considered, reasons
 
 
 def plan(cfg: PlanConfig) -> Plan:
     """Search the layouts and summarise the best: time, cost, failures, checkpoints and goodput."""
-    cfg = dataclasses.replace(cfg, gpu={g.lower(): g for g in GPUS}.get(cfg.gpu.lower(), cfg.gpu))  # any case
-    validate(cfg)
+    cfg = validate(cfg)
     s = model_shape(cfg)
     fits, considered, reasons = enumerate_layouts(cfg, s)
     if not fits:
@@ -455,15 +626,35 @@ def plan(cfg: PlanConfig) -> Plan:
         return Plan(cfg, s, None, considered, 0, reasons=reasons)
     fits.sort(key=lambda c: (c.time["total"], c.memory["total"]))
     best = fits[0]
-    others, seen = [], {best.layout.kind + str(best.layout.tp) + best.layout.ac}
+
+    def key(c: Candidate) -> str:
+        return f"{c.layout.kind} tp{c.layout.tp} cp{c.layout.cp} pp{c.layout.pp} {c.layout.schedule} {c.layout.ac}"
+
+    others, seen = [], {key(best)}
     for c in fits[1:]:
-        key = c.layout.kind + str(c.layout.tp) + c.layout.ac
-        if key not in seen:
-            seen.add(key)
+        if key(c) not in seen:
+            seen.add(key(c))
             others.append(c)
         if len(others) == 5:
             break
     return Plan(cfg, s, best, considered, len(fits), others, reasons, summarize(cfg, s, best))
+
+
+def evaluate_layout(cfg: PlanConfig, layout: Layout) -> Plan:
+    """The plan of one given layout (a published run's, say) instead of the best one found: its
+    memory, step time, MFU and cost under the same model. The global batch is ``batch_tokens``
+    rounded up to whole sequences per data-parallel rank."""
+    cfg = validate(cfg)
+    s = model_shape(cfg)
+    dp = cfg.gpus // layout.model_parallel
+    if dp * layout.model_parallel != cfg.gpus or layout.dp_shard * layout.dp_replicate != dp:
+        raise ConfigError(f"layout {layout.describe()} does not multiply out to {cfg.gpus} GPUs")
+    seqs_per_rank = max(1, math.ceil(cfg.batch_tokens / cfg.seq_len / dp))
+    if seqs_per_rank % layout.micro_batch:
+        raise ConfigError(f"micro-batch {layout.micro_batch} does not divide {seqs_per_rank} sequences per rank")
+    c = evaluate(cfg, s, layout, seqs_per_rank)
+    return Plan(cfg, s, c, 1, int(c.memory["total"] <= (GPUS[cfg.gpu].memory_gib - cfg.reserve_gib) * GiB),
+                summary=summarize(cfg, s, c))
 
 
 def summarize(cfg: PlanConfig, s: Shape, c: Candidate) -> dict[str, Any]:
@@ -471,6 +662,8 @@ def summarize(cfg: PlanConfig, s: Shape, c: Candidate) -> dict[str, Any]:
     step = c.time["total"]
     tokens_per_s = c.global_batch_tokens / step
     mfu = s.flops_per_token * tokens_per_s / (cfg.gpus * gpu.peak_flops)
+    # Hardware FLOPs also count the recomputed forward of full checkpointing (Megatron-LM's count).
+    hw_flops = s.flops_per_token + recompute_flops_per_token(s, c.layout.ac)
     mtbf_s = mtbf_hours(cfg.gpus, cfg.failures_per_gpu_hour) * 3600
     ckpt_bytes = checkpoint_bytes(s.params)
     ckpt_s = cfg.ckpt_write_s or ckpt_bytes / (cfg.storage_gbps * 1e9)
@@ -482,6 +675,9 @@ def summarize(cfg: PlanConfig, s: Shape, c: Candidate) -> dict[str, Any]:
     return {
         "params": s.params, "flops_per_token": s.flops_per_token, "step_time_s": step,
         "tokens_per_step": c.global_batch_tokens, "tokens_per_s": tokens_per_s, "mfu": mfu,
+        "hfu": hw_flops * tokens_per_s / (cfg.gpus * gpu.peak_flops),
+        "tflops_per_gpu": s.flops_per_token * tokens_per_s / cfg.gpus / 1e12,
+        "train_overrides": train_overrides(c.layout), "microbatches": c.accum,
         "steps": math.ceil(cfg.tokens / c.global_batch_tokens), "ideal_days": ideal_days, "days": days,
         "gpu_hours": gpu_hours, "cost_usd": gpu_hours * cfg.price_per_gpu_hour,
         "failures_per_day": failures_per_day(cfg.gpus, cfg.failures_per_gpu_hour), "mtbf_hours": mtbf_s / 3600,
@@ -493,6 +689,24 @@ def summarize(cfg: PlanConfig, s: Shape, c: Candidate) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- output
+def train_overrides(lay: Layout) -> str:
+    """The ``murmur train`` overrides that run ``lay`` (``parallel.tp=8 parallel.pp=16 ...``).
+
+    Context parallelism is planned but not in the trainer: a layout with cp > 1 says so instead of
+    printing an override that would be refused.
+    """
+    parts = [f"parallel.dp_replicate={lay.dp_replicate}", f"parallel.dp_shard={lay.dp_shard}",
+             f"parallel.tp={lay.tp}", f"parallel.pp={lay.pp}"]
+    if lay.pp > 1:
+        parts.append(f"parallel.pp_schedule={lay.schedule}")
+        if lay.schedule in INTERLEAVED:
+            parts.append(f"parallel.pp_virtual_stages={lay.virtual_stages}")
+    parts += [f"parallel.activation_checkpointing={lay.ac}", f"batch.micro_batch={lay.micro_batch}"]
+    if lay.cp > 1:
+        parts.append(f"# context parallel {lay.cp} is not in murmur train yet (the dp_shard above includes it)")
+    return " ".join(parts)
+
+
 def parse_count(text: str) -> float:
     """'15T', '4M', '2.5e12', '1_000' -> a number (K, M, B or G, T = 1e3, 1e6, 1e9, 1e12)."""
     t = text.strip().replace("_", "").replace(",", "")
@@ -531,11 +745,16 @@ def print_plan(p: Plan) -> None:
     t.add_column("", style="bold")
     t.add_column("")
     t.add_row("layout", c.layout.describe())
-    t.add_row("global batch", f"{_fmt_tokens(c.global_batch_tokens)} tokens ({c.accum} micro-batches per GPU)")
-    t.add_row("step time", f"{m['step_time_s']:.2f} s (compute {c.time['compute']:.2f}, TP comm "
-                           f"{c.time['tp_comm']:.2f}, DP comm {c.time['dp_comm']:.2f} of which exposed "
-                           f"{c.time['dp_exposed']:.2f})")
-    t.add_row("throughput / MFU", f"{m['tokens_per_s'] / 1e6:.2f}M tokens/s, MFU {m['mfu'] * 100:.1f}%")
+    t.add_row("murmur train", m["train_overrides"])
+    t.add_row("global batch", f"{_fmt_tokens(c.global_batch_tokens)} tokens ({c.accum} micro-batches per "
+                              f"{'pipeline' if c.layout.pp > 1 else 'GPU'})")
+    tm = c.time
+    pipe = (f", PP comm {tm['pp_comm']:.2f}, bubble {tm['bubble']:.2f}" if c.layout.pp > 1 else "")
+    ctx = f", CP comm {tm['cp_comm']:.2f}" if c.layout.cp > 1 else ""
+    t.add_row("step time", f"{m['step_time_s']:.2f} s (compute {tm['compute']:.2f}, TP comm {tm['tp_comm']:.2f}"
+                           f"{ctx}{pipe}, DP comm {tm['dp_comm']:.2f} of which exposed {tm['dp_exposed']:.2f})")
+    t.add_row("throughput / MFU", f"{m['tokens_per_s'] / 1e6:.2f}M tokens/s, {m['tflops_per_gpu']:.0f} TFLOP/s "
+                                  f"per GPU, MFU {m['mfu'] * 100:.1f}%")
     t.add_row("training time", f"{m['days']:.1f} days ({m['ideal_days']:.1f} without failures), "
                                f"{m['steps']:,} steps")
     t.add_row("cost", f"{m['gpu_hours'] / 1e6:.2f}M GPU-hours = ${m['cost_usd'] / 1e6:.2f}M at "

@@ -187,3 +187,112 @@ def test_cli_plan_json():
     out = json.loads(r.output)
     assert out["best"]["layout"]["tp"] in (1, 2, 4, 8)
     assert out["summary"]["days"] > 0
+
+
+# ---------------------------------------------------------------- pipeline and context parallelism
+def test_pipeline_bubble_and_in_flight_formulas():
+    from murmur.plan import bubble_fraction, in_flight
+
+    one = Layout(8, 1, 1, "none", 1, pp=16, schedule="1f1b")
+    assert bubble_fraction(one, 32) == pytest.approx(15 / 32)
+    assert bubble_fraction(Layout(8, 1, 1, "none", 1, pp=16, schedule="gpipe"), 32) == pytest.approx(15 / 32)
+    inter = Layout(8, 1, 1, "none", 1, pp=16, schedule="interleaved_1f1b", virtual_stages=4)
+    assert bubble_fraction(inter, 32) == pytest.approx(15 / (4 * 32))
+    zb = Layout(8, 1, 1, "none", 1, pp=16, schedule="zero_bubble", virtual_stages=4)
+    assert bubble_fraction(zb, 32) == pytest.approx(15 / (3 * 4 * 32))
+    assert bubble_fraction(Layout(8, 1, 1, "none", 1), 32) == 0
+    # 1F1B keeps pp micro-batches in flight, GPipe all of them, interleaved a little more than 1F1B.
+    assert in_flight(one, 32) == 16
+    assert in_flight(Layout(8, 1, 1, "none", 1, pp=16, schedule="gpipe"), 32) == 32
+    assert in_flight(inter, 32) == pytest.approx(16 * (1 + 15 / 64))
+
+
+def test_pipeline_memory_per_stage():
+    s = shape_of(preset("70b"), 4096)
+    flat = memory_per_gpu(s, Layout(8, 1, 1, "none", 1), 4096)
+    piped = memory_per_gpu(s, Layout(8, 1, 1, "none", 1, pp=8, schedule="1f1b"), 4096, microbatches=16)
+    gpipe = memory_per_gpu(s, Layout(8, 1, 1, "none", 1, pp=8, schedule="gpipe"), 4096, microbatches=16)
+    # States shrink with the stage (10 of 80 blocks plus one vocabulary matrix); 1F1B keeps 8
+    # micro-batches of 10 layers alive, about one micro-batch of the whole model; GPipe all 16 (on
+    # the last stage, with the logits of each).
+    assert piped["states"] < flat["states"] / 6
+    assert piped["activations"] == pytest.approx(flat["activations"], rel=0.05)
+    assert 2 * piped["activations"] < gpipe["activations"] < 2.5 * piped["activations"]
+    # Context parallelism divides the tokens each GPU holds.
+    cp = memory_per_gpu(s, Layout(8, 1, 1, "none", 1, pp=8, schedule="1f1b", cp=4), 4096, microbatches=16)
+    assert cp["activations"] == pytest.approx(piped["activations"] / 4)
+
+
+def test_more_microbatches_shrink_the_bubble():
+    from murmur.plan import step_time
+
+    cfg = PlanConfig(model="70b", gpu="H100", gpus=1024)
+    s = shape_of(preset("70b"), cfg.seq_len)
+    lay = Layout(8, 16, 1, "none", 1, pp=8, schedule="1f1b")
+    few, many = step_time(cfg, s, lay, 8), step_time(cfg, s, lay, 64)
+    assert few["bubble"] / few["compute"] > 4 * many["bubble"] / many["compute"]
+    inter = step_time(cfg, s, Layout(8, 16, 1, "none", 1, pp=8, schedule="interleaved_1f1b", virtual_stages=4), 8)
+    assert inter["bubble"] < few["bubble"] / 3 and inter["pp_comm"] > few["pp_comm"]
+
+
+# The published runs the planner is calibrated against (sources in docs/scaling.md, "Calibration").
+LLAMA3_405B = dict(model="70b", dim=16384, n_layers=126, n_heads=128, n_kv_heads=8, ffn_dim=53248)
+MEGATRON_1T = dict(model="70b", dim=25600, n_layers=128, n_heads=160, n_kv_heads=160, ffn_dim=68267,
+                   vocab_size=51200)
+CALIBRATION = [
+    # Llama 3 paper, Table 4: 405B, 8,192 H100s, TP 8, PP 16, DP 64, seq 8,192, 32 sequences per DP rank, 43% MFU
+    ("llama3-405b-8k", dict(LLAMA3_405B, gpu="H100", gpus=8192, seq_len=8192, batch_tokens=64 * 32 * 8192),
+     Layout(8, 64, 1, "none", 1, pp=16, schedule="interleaved_1f1b", virtual_stages=8), "mfu", 0.43),
+    # ... 16,384 H100s, TP 8, PP 16, DP 128, 16 sequences per DP rank: 41%
+    ("llama3-405b-16k", dict(LLAMA3_405B, gpu="H100", gpus=16384, seq_len=8192, batch_tokens=128 * 16 * 8192),
+     Layout(8, 128, 1, "none", 1, pp=16, schedule="interleaved_1f1b", virtual_stages=8), "mfu", 0.41),
+    # ... 16,384 H100s, TP 8, CP 16, PP 16, DP 8, seq 131,072, 16 sequences per DP rank: 38%
+    ("llama3-405b-128k", dict(LLAMA3_405B, gpu="H100", gpus=16384, seq_len=131072, batch_tokens=8 * 16 * 131072),
+     Layout(8, 8, 1, "none", 1, pp=16, schedule="interleaved_1f1b", virtual_stages=8, cp=16), "mfu", 0.38),
+    # Narayanan et al. 2021, Table 1: 1T GPT, 3,072 A100s, TP 8, PP 64, DP 6, batch 3,072 x 2,048,
+    # full recomputation, 163 TFLOP/s per GPU = 52% of peak counting the recomputed forward.
+    ("megatron-1t", dict(MEGATRON_1T, gpu="A100-80GB", gpus=3072, seq_len=2048, batch_tokens=3072 * 2048),
+     Layout(8, 6, 1, "full", 1, pp=64, schedule="1f1b"), "hfu", 0.52),
+]
+
+
+@pytest.mark.parametrize("name,knobs,layout,metric,published", CALIBRATION, ids=[c[0] for c in CALIBRATION])
+def test_calibration_reproduces_published_runs(name, knobs, layout, metric, published):
+    """Given the published layout, the planner's utilization is within 5 points of the published one,
+    with the same constants for every case (the defaults)."""
+    from murmur.plan import evaluate_layout
+
+    p = evaluate_layout(PlanConfig(tokens=1e12, **knobs), layout)
+    got = p.summary[metric]
+    print(f"{name}: {metric} {got:.3f} vs published {published}")
+    assert abs(got - published) < 0.05, (name, got, published)
+
+
+@pytest.mark.slow
+def test_best_layouts_match_or_beat_meta():
+    """Left to choose: Llama 3 405B on 16,384 H100s (seq 8,192, 16M-token batches) at least Meta's 41%;
+    70B on 16,384 H100s, 15T tokens, at least 40% MFU and no more than Meta's 6.4M GPU-hours."""
+    big = plan(PlanConfig(**LLAMA3_405B, gpu="H100", gpus=16384, seq_len=8192, batch_tokens=16 * 2**20,
+                          tokens=15.6e12))
+    assert big.best.layout.pp > 1 and big.summary["mfu"] >= 0.41
+    assert big.best.memory["total"] <= (79.1 - 4) * GiB
+    assert big.summary["gpu_hours"] < 30.84e6  # the model card's 405B figure
+    small = plan(PlanConfig(model="70b", gpu="H100", gpus=16384, seq_len=8192, batch_tokens=16 * 2**20, tokens=15e12))
+    assert small.summary["mfu"] >= 0.40 and small.summary["gpu_hours"] <= 6.4e6
+
+
+def test_plan_prints_train_overrides_and_accepts_any_case():
+    from murmur.plan import gpu_name, train_overrides
+
+    assert gpu_name("h100") == "H100" and gpu_name("a100-80gb") == "A100-80GB"
+    lay = Layout(8, 16, 2, "selective", 2, pp=16, schedule="interleaved_1f1b", virtual_stages=4)
+    assert train_overrides(lay) == ("parallel.dp_replicate=2 parallel.dp_shard=16 parallel.tp=8 parallel.pp=16 "
+                                    "parallel.pp_schedule=interleaved_1f1b parallel.pp_virtual_stages=4 "
+                                    "parallel.activation_checkpointing=selective batch.micro_batch=2")
+    # Every override names a real knob of murmur train's config.
+    from murmur import config as cfgmod
+    from murmur.train.config import TrainConfig
+
+    cfgmod.load(TrainConfig, None, train_overrides(lay).split())
+    p = plan(PlanConfig(model="8b", gpu="h100", gpus=512, tokens=1e12, pp=[1, 4]))
+    assert p.cfg.gpu == "H100" and p.summary["train_overrides"].startswith("parallel.dp_replicate=")

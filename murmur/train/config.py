@@ -95,6 +95,14 @@ class ParallelConfig:
     dp_replicate: int = knob(1, "Data-parallel replicas (DDP, or the replicate dimension of HSDP; across nodes).")
     dp_shard: int = knob(-1, "FSDP shard group size (-1 = the rest of the world after dp_replicate and tp).")
     tp: int = knob(1, "Tensor-parallel degree (keep within one node: it all-reduces every layer).")
+    pp: int = knob(1, "Pipeline stages: the blocks split into pp consecutive stages, one per group of "
+                      "dp_replicate * dp_shard * tp processes (1 = no pipeline).")
+    pp_schedule: Literal["gpipe", "1f1b", "interleaved_1f1b", "zero_bubble"] = knob(
+        "1f1b", "Pipeline schedule (torch.distributed.pipelining): gpipe, 1f1b, interleaved_1f1b or "
+                "zero_bubble (interleaved, backward split into input and weight gradients).")
+    pp_virtual_stages: int = knob(1, "Stages per pipeline rank for the interleaved schedules (>= 2 there).")
+    pp_microbatches: int = knob(0, "Micro-batches per step through the pipeline (0 = pp, or the gradient "
+                                   "accumulation count when larger).")
     fsdp_reshard_after_forward: Literal["default", "always", "never"] = knob(
         "default", "Free gathered parameters after forward: default = every block but the last (saves memory "
                    "at the cost of a second all-gather in backward), always, or never (ZeRO-2 like).")
