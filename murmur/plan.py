@@ -624,7 +624,8 @@ def plan(cfg: PlanConfig) -> Plan:
         reasons.append(f"nothing fits in {GPUS[cfg.gpu].memory_gib:g} GiB per GPU (reserve {cfg.reserve_gib:g} "
                        f"GiB); try more GPUs, a larger GPU, or a smaller model")
         return Plan(cfg, s, None, considered, 0, reasons=reasons)
-    fits.sort(key=lambda c: (c.time["total"], c.memory["total"]))
+    # Fastest per token (layouts round the global batch differently), then the least memory.
+    fits.sort(key=lambda c: (c.time["total"] / c.global_batch_tokens, c.memory["total"]))
     best = fits[0]
 
     def key(c: Candidate) -> str:

@@ -124,6 +124,9 @@ def destroy_distributed() -> None:
 def mesh_shape(cfg: ParallelConfig, world_size: int) -> dict[str, int]:
     """Sizes of the ``dp_replicate``, ``dp_shard`` and ``tp`` mesh dimensions, checked against the world."""
     r, s, t = cfg.dp_replicate, cfg.dp_shard, cfg.tp
+    if cfg.pp != 1:
+        raise ConfigError(f"parallel.pp = {cfg.pp}: pipeline stages are planned by `murmur plan` but not run by "
+                          f"this trainer yet; use parallel.pp = 1")
     if r < 1 or t < 1 or (s < 1 and s != -1):
         raise ConfigError(f"parallel.dp_replicate ({r}) and parallel.tp ({t}) must be >= 1 and parallel.dp_shard "
                           f"({s}) >= 1 or -1")
