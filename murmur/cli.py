@@ -86,11 +86,16 @@ def data_ingest(
 
 @data_app.command("clean")
 def data_clean(
-    src: Annotated[Path, typer.Argument(help="Posts Parquet from `murmur data ingest`.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output Parquet of kept posts.")],
+    src: Annotated[str, typer.Argument(help="Posts Parquet from `murmur data ingest`.")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Output Parquet of kept posts.")],
     stats: Annotated[Path | None, typer.Option(help="Where to write the drop counts (default: stats.json beside --out).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (output is identical for any number).")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (output is identical for any number); "
+                                                     "with --engine ray, Ray workers (default: the cluster's CPUs).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of CleanConfig knobs.")] = None,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; "
+                                             "paths may be s3://, gs://, hdfs://...).")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: auto, HOST:PORT or ray://HOST:PORT "
+                                                     "(default: a Ray instance started for this run).")] = None,
     overrides: Overrides = None,
 ) -> None:
     """Normalise, scrub PII, identify language, filter spam and remove exact and near duplicates."""
@@ -98,7 +103,14 @@ def data_clean(
     from murmur.data.clean import CleanConfig, clean
 
     cfg = cfgmod.load(CleanConfig, config, overrides or [])
-    result = clean(src, out, cfg, workers=workers, stats_path=stats)
+    if engine == "ray":
+        from murmur.data.ray_engine import clean_ray
+
+        result = clean_ray(src, out, cfg, workers=workers, stats_path=stats, address=address)
+    elif engine == "local":
+        result = clean(Path(src), Path(out), cfg, workers=workers or 1, stats_path=stats)
+    else:
+        raise typer.BadParameter(f"{engine!r} is not one of local, ray", param_hint="'--engine'")
     result.print_table()
 
 

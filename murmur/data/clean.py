@@ -442,30 +442,42 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
         survivors_path.unlink(missing_ok=True)
 
     pii = np.concatenate(pii_parts) if pii_parts else np.zeros(0, np.uint8)
-    pii_kept = pii[keep]
-    scrubbed = {"posts": int((pii_kept != 0).sum()), "email": int((pii_kept & PII_EMAIL != 0).sum()),
-                "phone": int((pii_kept & PII_PHONE != 0).sum()), "card": int((pii_kept & PII_CARD != 0).sum())}
     langs_kept: Counter = Counter()
     if n_surv:
         all_langs = pa.chunked_array(lang_parts, type=pa.string()).filter(pa.array(keep))
         for item in pc.value_counts(all_langs).to_pylist():
             langs_kept[item["values"]] = item["counts"]
-    seconds = time.perf_counter() - start
-    kept = int(keep.sum())
-    result = CleanResult(src=src, out=out, stats_path=stats_path, posts_in=total, kept=kept,
-                         dropped_by_reason={r: int(reasons.get(r, 0)) for r in REASONS}, scrubbed=scrubbed,
+    return finish(src, out, stats_path, cfg, total, reasons, identified, pii_counts(pii[keep]), langs_kept,
+                  time.perf_counter() - start, workers)
+
+
+def pii_counts(pii_kept: np.ndarray) -> Counter:
+    """Kept posts with any PII scrubbed, and with each kind, from their PII bit masks."""
+    return Counter({"posts": int((pii_kept != 0).sum()), "email": int((pii_kept & PII_EMAIL != 0).sum()),
+                    "phone": int((pii_kept & PII_PHONE != 0).sum()), "card": int((pii_kept & PII_CARD != 0).sum())})
+
+
+def finish(src: object, out: object, stats_path: Path, cfg: CleanConfig, total: int, reasons: Counter,
+           identified: Counter, scrubbed: Counter, langs_kept: Counter, seconds: float, workers: int,
+           engine: str = "local") -> CleanResult:
+    """The result of a clean run from its counts, written to ``stats_path`` (either engine)."""
+    kept = total - sum(reasons.values())
+    scrubbed_d = {k: int(scrubbed.get(k, 0)) for k in ("posts", "email", "phone", "card")}
+    result = CleanResult(src=Path(str(src)), out=Path(str(out)), stats_path=stats_path, posts_in=total, kept=kept,
+                         dropped_by_reason={r: int(reasons.get(r, 0)) for r in REASONS}, scrubbed=scrubbed_d,
                          languages=_by_count(langs_kept), seconds=seconds)
     write_json(stats_path, {
         "src": str(src), "out": str(out),
         "posts_in": total, "kept": kept, "dropped": total - kept,
         "dropped_by_reason": result.dropped_by_reason,
         "reason_order": list(REASONS),
-        "scrubbed": scrubbed,
+        "scrubbed": scrubbed_d,
         "languages": result.languages,
         "languages_identified": _by_count(identified),
         "seconds": round(seconds, 3),
         "posts_per_second": round(total / max(seconds, 1e-9), 1),
         "workers": workers,
+        "engine": engine,
         "config": to_dict(cfg),
     })
     log(f"clean: {result.describe()}")
@@ -484,29 +496,40 @@ def time_order(created_at: pa.ChunkedArray | pa.Array, post_id: pa.ChunkedArray 
 
 def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int) -> None:
     """Copy the rows of ``survivors`` whose ``keep`` flag is set, in order, in row groups of 64k."""
-    pf = pq.ParquetFile(survivors)
+    def kept_parts() -> Iterator[pa.RecordBatch]:
+        offset = 0
+        for batch in pq.ParquetFile(survivors).iter_batches(batch_size=batch_size):
+            mask = keep[offset:offset + batch.num_rows]
+            offset += batch.num_rows
+            yield batch if mask.all() else batch.filter(pa.array(mask))
+
+    write_posts(kept_parts(), target)
+
+
+def write_posts(batches: Iterator[pa.RecordBatch], target: object) -> None:
+    """Write post batches, in order, as one Parquet file in row groups of 64k rows (zstd).
+
+    The file's bytes depend only on the rows, never on how they were batched: both engines' outputs
+    of the same kept posts are the same file. ``target`` is a path or a writable pyarrow stream.
+    """
     pool = pa.default_memory_pool()
-    offset = 0
     buffered: list[pa.RecordBatch] = []
     buffered_rows = 0
     with pq.ParquetWriter(target, POST_SCHEMA, compression="zstd") as writer:
-        for batch in pf.iter_batches(batch_size=batch_size):
-            mask = keep[offset:offset + batch.num_rows]
-            offset += batch.num_rows
-            if mask.all():
-                part = batch
-            else:
-                part = batch.filter(pa.array(mask))
+        for part in batches:
             if part.num_rows:
                 buffered.append(part)
                 buffered_rows += part.num_rows
             if buffered_rows >= _OUTPUT_ROW_GROUP:
-                writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA),
-                                   row_group_size=_OUTPUT_ROW_GROUP)
-                buffered, buffered_rows = [], 0
+                table = pa.Table.from_batches(buffered, schema=POST_SCHEMA)
+                full = buffered_rows // _OUTPUT_ROW_GROUP * _OUTPUT_ROW_GROUP
+                writer.write_table(table.slice(0, full).combine_chunks(), row_group_size=_OUTPUT_ROW_GROUP)
+                buffered = table.slice(full).to_batches()
+                buffered_rows -= full
             pool.release_unused()  # else the allocator keeps freed pages and RSS grows with the corpus
         if buffered:
-            writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA), row_group_size=_OUTPUT_ROW_GROUP)
+            writer.write_table(pa.Table.from_batches(buffered, schema=POST_SCHEMA).combine_chunks(),
+                               row_group_size=_OUTPUT_ROW_GROUP)
 
 
 def _by_count(counter: Counter) -> dict[str, int]:

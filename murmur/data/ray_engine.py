@@ -1,0 +1,372 @@
+"""Ray as the cluster engine of ``murmur data clean``: the local engine's per-batch work as Ray Data tasks.
+
+``murmur data clean SRC -o OUT --engine ray [--address auto|HOST:PORT|ray://HOST:PORT]``
+
+The work is the local engine's, function for function (``clean._Worker.process`` on each batch);
+only where it runs changes. Paths may be anything pyarrow's filesystems open (a local path, or
+``s3://``, ``gs://``, ``hdfs://``... on a cluster), read by the workers themselves.
+
+**Stages.**
+
+1. *Per-post work.* The input's row groups are cut into units of ``unit_rows`` rows; a pool of
+   Ray Data actors (each builds the language identifier once) runs steps 1-5 of clean on each unit,
+   writes its survivors to a temporary part file, and emits one *key row* per survivor and dedup key:
+   its exact hash (kind 0) and each of its MinHash LSH band keys (kind 1..bands), with its time-order
+   key (``created_at``, ``post_id``, input position).
+2. *Shuffle by key.* Key rows are hash-partitioned by key into ``partitions`` buckets (a Ray Data
+   ``groupby``); in each bucket, the rows of one (kind, key) are sorted in time order and every row
+   but the first is a *flag*: the post has an earlier post with the same exact hash (``duplicate``)
+   or the same band (``near_duplicate``).
+3. *Apply.* Flags are grouped by unit; each unit drops its flagged survivors (``duplicate`` before
+   ``near_duplicate``), and writes its kept posts as one part, in input order.
+
+No machine holds an index of the corpus: the largest structure is one bucket of key rows
+(~60 bytes x (1 + bands) per surviving post / ``partitions``). This is the multi-stage MinHash
+scheme of datatrove and NeMo Curator (signatures, buckets, candidate pairs), with one difference:
+their last stage takes connected components of the candidate pairs and keeps one post per
+component; murmur keeps the local engine's rule, "drop a post when an *earlier* post shares a key
+with it". That rule needs no connected components (each key's bucket decides alone, one shuffle),
+never drops a post for being near a chain of posts it is not itself near, and gives exactly the local
+engine's kept posts.
+
+**Output.** A local ``OUT`` is one Parquet file, byte-for-byte the file the local engine writes: the
+driver streams the parts into it in order (memory flat) and renames it into place. Any other URI
+gets a directory of parts (``part-NNNNNN.parquet``, in input order) and a ``_COMPLETE`` marker written
+last. Temporary files live in a hidden sibling directory that is removed on success and on failure,
+so a failed run never leaves output that looks complete.
+
+**Faults.** Ray retries a task or restarts an actor whose worker process dies; every file a task
+writes has a name fixed by its unit and is written under a temporary name and moved into place, so a
+retry rewrites the same file. An address that does not answer gives one line before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from murmur.data import clean as cl
+from murmur.data import dedup as dd
+from murmur.data.schema import POST_SCHEMA
+from murmur.errors import InputError, MurmurError
+from murmur.progress import log
+
+UNIT_ROWS = 65536
+"""Input rows per unit of per-post work (one actor call)."""
+
+_NO_TIME = np.iinfo(np.int64).max  # posts without a timestamp come last, as in the local engine
+_PII = "_pii"
+_SURVIVOR_SCHEMA = POST_SCHEMA.append(pa.field(_PII, pa.uint8()))
+_KEY_SCHEMA = pa.schema([("bucket", pa.int32()), ("kind", pa.int16()), ("key", pa.uint64()), ("t", pa.int64()),
+                         ("id", pa.string()), ("pos", pa.int64()), ("unit", pa.int32())])
+_FLAG_SCHEMA = pa.schema([("unit", pa.int32()), ("pos", pa.int64()), ("flag", pa.int8())])
+
+
+class EngineError(MurmurError):
+    """The Ray cluster cannot be reached or a stage failed on it."""
+
+
+# ---------------------------------------------------------------- the cluster
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``), or start a
+    local one with ``num_cpus`` CPUs when ``address`` is None. One clear line when it does not answer."""
+    try:
+        import ray
+    except ImportError:
+        raise EngineError("the Ray engine needs Ray: pip install 'murmur-lm[ray]'") from None
+    if ray.is_initialized():
+        return
+    if address and address != "auto":
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as e:
+            raise EngineError(f"no Ray cluster answers at {address} ({e}); start one with `ray start --head` "
+                              "or give --address auto on a cluster node") from None
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EngineError(f"cannot join the Ray cluster at {address or 'local'}: {first}") from None
+    _quiet_ray_data()
+
+
+def _quiet_ray_data() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+# ---------------------------------------------------------------- paths on any filesystem
+
+def _resolve(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+    text = str(uri)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(Path(text).resolve())
+    try:
+        return pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        raise InputError(f"no filesystem for this path ({e})", path=text) from None
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def _write_atomic(fs: pafs.FileSystem, path: str, table: pa.Table, compression: str = "lz4") -> None:
+    """Write ``table`` under a temporary name and move it to ``path`` (a retried task rewrites the same file)."""
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        pq.write_table(table, f, compression=compression)
+    fs.move(tmp, path)
+
+
+# ---------------------------------------------------------------- stage 1: per-post work (actors)
+
+@dataclass(frozen=True)
+class _Unit:
+    unit: int
+    row_group: int
+    start: int
+    rows: int
+
+
+def _units(pf: pq.ParquetFile, unit_rows: int) -> list[_Unit]:
+    units = []
+    for rg in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(rg).num_rows
+        for start in range(0, n, unit_rows):
+            units.append(_Unit(len(units), rg, start, min(unit_rows, n - start)))
+    return units
+
+
+class _CleanUnits:
+    """A Ray Data actor: steps 1-5 of clean on whole units; survivors to part files, key rows out."""
+
+    def __init__(self, cfg: cl.CleanConfig, src: str, tmp: str, partitions: int):
+        self.cfg, self.src, self.tmp, self.partitions = cfg, src, tmp, partitions
+        self.fs, self.src_path = _resolve(src)
+        self.tmp_fs, self.tmp_path = _resolve(tmp)
+        self.worker = cl._Worker(cfg)
+        self.pf: pq.ParquetFile | None = None
+
+    def __call__(self, units: dict[str, np.ndarray]) -> pa.Table:
+        if self.pf is None:
+            self.pf = pq.ParquetFile(self.fs.open_input_file(self.src_path))
+        tables = [self._one(_Unit(*(int(units[k][i]) for k in ("unit", "row_group", "start", "rows"))))
+                  for i in range(len(units["unit"]))]
+        return pa.concat_tables(tables) if tables else _KEY_SCHEMA.empty_table()
+
+    def _one(self, u: _Unit) -> pa.Table:
+        cfg = self.cfg
+        rows = self.pf.read_row_group(u.row_group).slice(u.start, u.rows)  # type: ignore[union-attr]
+        kept, keys, reasons, identified = [], [], Counter(), Counter()
+        n_surv = 0
+        for batch in rows.to_batches(max_chunksize=cfg.batch_size):
+            res = self.worker.process(cl._conform(batch, Path(self.src)))
+            reasons.update(res.reasons)
+            identified.update(res.identified)
+            n = res.kept.num_rows
+            kept.append(res.kept.append_column(_PII, pa.array(res.pii, type=pa.uint8())))
+            if n:
+                keys.append(self._key_rows(u, res, n_surv))
+            n_surv += n
+        survivors = pa.Table.from_batches(kept, schema=_SURVIVOR_SCHEMA)
+        _write_atomic(self.tmp_fs, _join(self.tmp_path, f"surv-{u.unit:06d}.parquet"), survivors)
+        summary = {"n_in": u.rows, "reasons": dict(reasons), "identified": dict(identified)}
+        with self.tmp_fs.open_output_stream(_join(self.tmp_path, f"summary-{u.unit:06d}.json")) as f:
+            f.write(json.dumps(summary).encode())
+        return pa.concat_tables(keys) if keys else _KEY_SCHEMA.empty_table()
+
+    def _key_rows(self, u: _Unit, res: cl._BatchResult, offset: int) -> pa.Table:
+        n = res.kept.num_rows
+        t = pc.fill_null(res.kept.column("created_at").cast(pa.int64()), _NO_TIME).to_numpy()
+        ids = res.kept.column("post_id")
+        pos = (np.int64(u.unit) << np.int64(32)) + offset + np.arange(n, dtype=np.int64)  # input order
+        blocks = []
+        if res.exact is not None:
+            blocks.append((0, res.exact))
+        if res.bands is not None:
+            blocks += [(j + 1, res.bands[:, j]) for j in range(res.bands.shape[1])]
+        parts = []
+        for kind, key in blocks:
+            key = np.ascontiguousarray(key, dtype=np.uint64)
+            bucket = (dd.fmix64(key ^ np.uint64(kind)) % np.uint64(self.partitions)).astype(np.int32)
+            parts.append(pa.table([bucket, np.full(n, kind, np.int16), key, t, ids, pos, np.full(n, u.unit, np.int32)],
+                                  schema=_KEY_SCHEMA))
+        return pa.concat_tables(parts) if parts else _KEY_SCHEMA.empty_table()
+
+
+# ---------------------------------------------------------------- stage 2: each key's earliest post
+
+def _flag_later(keys: pa.Table) -> pa.Table:
+    """For the key rows of one bucket: every row but the earliest of its (kind, key), as a flag."""
+    if keys.num_rows == 0:
+        return _FLAG_SCHEMA.empty_table()
+    order = pc.sort_indices(keys, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("t", "ascending"),
+                                             ("id", "ascending"), ("pos", "ascending")])
+    kind = keys.column("kind").to_numpy()[order.to_numpy()]
+    key = keys.column("key").to_numpy()[order.to_numpy()]
+    later = np.r_[False, (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])]
+    idx = order.to_numpy()[later]
+    flag = np.where(kind[later] == 0, dd.DUPLICATE, dd.NEAR_DUPLICATE).astype(np.int8)
+    return pa.table([keys.column("unit").take(idx), keys.column("pos").take(idx), flag], schema=_FLAG_SCHEMA)
+
+
+# ---------------------------------------------------------------- stage 3: apply the flags per unit
+
+def _apply_flags(tmp: str):
+    def apply(flags: pa.Table) -> pa.Table:
+        fs, base = _resolve(tmp)
+        unit = int(flags.column("unit")[0].as_py())
+        survivors = pq.read_table(fs.open_input_file(_join(base, f"surv-{unit:06d}.parquet")))
+        n = survivors.num_rows
+        decision = np.full(n, 127, dtype=np.int8)  # 127: no flag
+        pos = flags.column("pos").to_numpy()
+        real = pos >= 0
+        local = (pos[real] & np.int64(0xFFFFFFFF)).astype(np.int64)
+        np.minimum.at(decision, local, flags.column("flag").to_numpy()[real])  # duplicate (1) before near (2)
+        keep = decision == 127
+        kept = survivors.filter(pa.array(keep))
+        pii = kept.column(_PII).to_numpy()
+        _write_atomic(fs, _join(base, f"part-{unit:06d}.parquet"), kept.drop_columns([_PII]), compression="zstd")
+        langs = {r["values"]: r["counts"] for r in pc.value_counts(kept.column("lang")).to_pylist()} \
+            if kept.num_rows else {}
+        summary = {"kept": int(keep.sum()), "duplicate": int((decision == dd.DUPLICATE).sum()),
+                   "near_duplicate": int((decision == dd.NEAR_DUPLICATE).sum()),
+                   "scrubbed": dict(cl.pii_counts(pii)), "languages": langs}
+        return pa.table({"unit": [unit], "summary": [json.dumps(summary)]})
+
+    return apply
+
+
+# ---------------------------------------------------------------- the stage
+
+def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = None, workers: int | None = None,
+              stats_path: Path | None = None, address: str | None = None, partitions: int | None = None,
+              unit_rows: int = UNIT_ROWS) -> cl.CleanResult:
+    """``clean`` on a Ray cluster: the same kept posts as the local engine, for any number of workers."""
+    import ray.data
+
+    cfg = cfg or cl.CleanConfig()
+    start = time.perf_counter()
+    src_fs, src_path = _resolve(src)
+    out_fs, out_path = _resolve(out)
+    local_out = isinstance(out_fs, pafs.LocalFileSystem)
+    if src_path == out_path:
+        raise InputError("the output must not overwrite the input", path=src)
+    if local_out:
+        pf = cl._open_input(Path(src_path)) if isinstance(src_fs, pafs.LocalFileSystem) else None
+        stats_path = Path(stats_path) if stats_path is not None else Path(out_path).parent / "stats.json"
+    else:
+        pf = None
+        if stats_path is None:
+            raise InputError("give --stats, a local path, when the output is not on a local disk", path=out)
+    if pf is None:
+        try:
+            pf = pq.ParquetFile(src_fs.open_input_file(src_path))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"not a readable Parquet file ({e})", path=src) from None
+    total = pf.metadata.num_rows
+    if total == 0:
+        raise InputError("no posts in the file", path=src)
+    connect(address, num_cpus=workers)
+    workers = workers or cluster_cpus()
+    partitions = partitions or max(4, 2 * workers)
+    units = _units(pf, unit_rows)
+
+    parent = out_path.rstrip("/").rpartition("/")[0] or "/"
+    tmp = _join(parent, f".{out_path.rstrip('/').rpartition('/')[2]}.ray-{uuid.uuid4().hex[:8]}")
+    out_fs.create_dir(tmp, recursive=True)
+    tmp_uri = tmp if local_out else _uri(out, tmp)
+    try:
+        log(f"clean (ray): {total:,} posts in {len(units)} units on {workers} workers, {partitions} key buckets")
+        unit_rows_ds = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units))
+        keys = unit_rows_ds.map_batches(_CleanUnits, fn_constructor_args=(cfg, str(src) if "://" in str(src) else src_path,
+                                                                         tmp_uri, partitions),
+                                        batch_size=1, concurrency=(1, workers), num_cpus=1, batch_format="numpy")
+        flags = keys.groupby("bucket", num_partitions=partitions).map_groups(_flag_later, batch_format="pyarrow")
+        everyone = ray.data.from_arrow(pa.table({"unit": pa.array([u.unit for u in units], pa.int32()),
+                                                 "pos": pa.array([-1] * len(units), pa.int64()),
+                                                 "flag": pa.array([0] * len(units), pa.int8())}))
+        done = flags.union(everyone).groupby("unit", num_partitions=min(len(units), partitions)) \
+            .map_groups(_apply_flags(tmp_uri), batch_format="pyarrow").take_all()
+        reasons, identified, scrubbed, langs = Counter(), Counter(), Counter(), Counter()
+        for u in units:
+            with out_fs.open_input_stream(_join(tmp, f"summary-{u.unit:06d}.json")) as f:
+                s = json.loads(f.read())
+            reasons.update(s["reasons"])
+            identified.update(s["identified"])
+        for row in done:
+            s = json.loads(row["summary"])
+            reasons.update({cl.DUPLICATE: s["duplicate"], cl.NEAR_DUPLICATE: s["near_duplicate"]})
+            scrubbed.update(s["scrubbed"])
+            langs.update(s["languages"])
+        if len(done) != len(units):
+            raise EngineError(f"clean (ray): {len(done)} of {len(units)} units finished")
+        parts = [_join(tmp, f"part-{u.unit:06d}.parquet") for u in units]
+        if local_out:
+            log(f"clean (ray): writing {out_path}")
+            from murmur.io import atomic_path
+
+            with atomic_path(out_path) as tmp_out:
+                cl.write_posts(_read_parts(out_fs, parts), tmp_out)
+        else:
+            out_fs.create_dir(out_path, recursive=True)
+            for i, part in enumerate(parts):
+                out_fs.move(part, _join(out_path, f"part-{i:06d}.parquet"))
+            with out_fs.open_output_stream(_join(out_path, "_COMPLETE")) as f:
+                f.write(json.dumps({"kind": "clean", "parts": len(parts)}).encode())
+    except MurmurError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a failed Ray stage: one line, nothing left behind
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EngineError(f"clean (ray) failed: {first[:300]}") from None
+    finally:
+        try:
+            out_fs.delete_dir(tmp)
+        except (OSError, pa.ArrowException):
+            pass
+    result = cl.finish(src, out, Path(stats_path), cfg, total, reasons, identified, scrubbed, langs,
+                       time.perf_counter() - start, workers, engine="ray")
+    return result
+
+
+def _uri(original: str | Path, path: str) -> str:
+    scheme = str(original).split("://", 1)[0]
+    return f"{scheme}://{path.lstrip('/')}"
+
+
+def _read_parts(fs: pafs.FileSystem, parts: list[str]) -> Iterator[pa.RecordBatch]:
+    for part in parts:
+        pf = pq.ParquetFile(fs.open_input_file(part))
+        yield from pf.iter_batches(batch_size=_BATCH)
+        del pf
+
+
+_BATCH = 65536
+

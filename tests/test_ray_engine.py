@@ -1,0 +1,139 @@
+"""Clean on a real local Ray cluster: the local engine's output for any number of workers, bad
+addresses, and a Ray worker killed mid-stage."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from murmur.data.clean import CleanConfig, clean
+from murmur.data.sources import ingest
+from murmur.world.generate import WorldConfig, generate_world
+
+ROOT = Path(__file__).resolve().parents[1]
+ray = pytest.importorskip("ray")
+
+
+def make_posts(root: Path, users: int) -> Path:
+    generate_world(root / "world", WorldConfig(users=users, seed=5))
+    ingest([str(root / "world" / "archives"), str(root / "world" / "api")], root / "posts.parquet")
+    return root / "posts.parquet"
+
+
+def env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_address_that_does_not_answer(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    posts = tmp_path / "posts.parquet"
+    pq.write_table(pa.table({"post_id": ["1"], "text": ["a perfectly fine post about the weather"]}), posts)
+    proc = subprocess.run([sys.executable, "-m", "murmur.cli", "data", "clean", str(posts), "-o",
+                           str(tmp_path / "out.parquet"), "--engine", "ray", "--address", f"127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "no Ray cluster answers at 127.0.0.1:" in proc.stderr
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_gives_the_local_engines_file_for_any_workers(tmp_path, local_ray):
+    from murmur.data.ray_engine import clean_ray
+
+    posts = make_posts(tmp_path, 300)
+    cfg = CleanConfig(batch_size=512)
+    local = clean(posts, tmp_path / "local.parquet", cfg, stats_path=tmp_path / "local.json")
+    for workers, unit_rows, partitions in ((1, 1024, 3), (2, 700, 5)):
+        out = tmp_path / f"ray{workers}.parquet"
+        res = clean_ray(str(posts), str(out), cfg, workers=workers, stats_path=tmp_path / f"ray{workers}.json",
+                        unit_rows=unit_rows, partitions=partitions)
+        assert out.read_bytes() == (tmp_path / "local.parquet").read_bytes()
+        assert res.dropped_by_reason == local.dropped_by_reason and res.kept == local.kept
+        assert res.scrubbed == local.scrubbed and res.languages == local.languages
+        assert res.dropped_by_reason["duplicate"] > 0 and res.dropped_by_reason["near_duplicate"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+
+def _ray_workers(name: str) -> list[int]:
+    """Processes whose command line (Ray sets it to the actor's name) mentions ``name``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and name in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path):
+    posts = make_posts(tmp_path, 2500)
+    local = tmp_path / "local.parquet"
+    clean(posts, local, CleanConfig(), stats_path=tmp_path / "local.json")
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    # --block in a new session: the head and every process it starts form one group, ended below
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--temp-dir={temp}"],
+                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "out.parquet"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
+                time.sleep(0.5)
+        run = subprocess.Popen([sys.executable, "-m", "murmur.cli", "data", "clean", str(posts), "-o", str(out),
+                                "--engine", "ray", "--address", f"127.0.0.1:{port}", "--stats",
+                                str(tmp_path / "stats.json")], env=env(), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = None
+        deadline = time.time() + 120
+        while killed is None and run.poll() is None and time.time() < deadline:
+            workers = _ray_workers("_CleanUnits")
+            if workers:
+                time.sleep(1.0)  # let it start on its unit
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+            time.sleep(0.1)
+        _, stderr = run.communicate(timeout=300)
+        assert killed is not None, "no Ray worker ran the unit"
+        print(f"killed Ray worker {killed}; exit status {run.returncode}")
+        if run.returncode == 0:  # Ray restarted the actor and retried its unit
+            assert out.read_bytes() == local.read_bytes()
+        else:
+            assert run.returncode == 2 and stderr.strip().count("\n") == 0, stderr
+            assert not out.exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # this cluster's processes only (the group started above)
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
