@@ -203,3 +203,4 @@ def test_cli_serve_loads_a_model_directory(tmp_path, tok):
         proc.terminate()
         printed = proc.communicate(timeout=20)[0]
     assert f"web chat: {url}/" in printed and f"curl {url}/v1/chat/completions" in printed
+    assert KEY not in printed and "$MURMUR_API_KEY" in printed

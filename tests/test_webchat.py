@@ -116,3 +116,37 @@ def test_web_chat_streams_stops_and_renders_safely(tmp_path):
             assert page.evaluate("window.murmurChat.renderMarkdown('[x](javascript:alert(1))')").count("<a") == 0
         finally:
             ctx.close()
+
+
+def test_web_chat_fits_replies_to_a_small_context(tmp_path):
+    """A model with a short context (as the demo's): the page clamps max tokens to it, and with the
+    field empty the server fits each reply to the room the conversation leaves, turn after turn."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
+    cycle = [ASSISTANT_ID, *tok.encode(REPLY)]
+    engine = Engine(scripted_model(tok.vocab_size, cycle, max_seq_len=64), tok, max_batch=2, name="small")
+    with ServerThread(create_app(engine)) as url, sync_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                    headless=True, args=ARGS)
+        try:
+            page = ctx.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("document.getElementById('model-name').textContent === 'small'")
+            assert page.get_attribute("#max-tokens", "max") == "63"
+            page.fill("#max-tokens", "256")
+            page.press("#max-tokens", "Tab")
+            stored = json.loads(page.evaluate("localStorage.getItem('murmur.chat.v1')"))
+            assert stored["settings"]["maxTokens"] == 63
+            page.fill("#max-tokens", "")
+            page.press("#max-tokens", "Tab")
+            for turn in range(3):
+                page.fill("#prompt", "Hello there, small model!")
+                page.press("#prompt", "Enter")
+                page.wait_for_function(f"document.querySelectorAll('.msg.assistant .note').length === {turn + 1}")
+                page.wait_for_selector("#stop", state="hidden")
+            notes = page.locator(".msg.assistant .note").all_inner_texts()
+            assert all("token limit" in n for n in notes), notes  # each reply ran to the context's end
+            assert "left out" in notes[-1]  # later turns drop the oldest messages to fit
+            assert page.locator(".msg.assistant").count() == 3 and not page.is_visible("#error")
+        finally:
+            ctx.close()

@@ -331,6 +331,8 @@ class Engine:
         self.counts = torch.zeros(max_batch, self.vocab_size, device=self.device)
         self.seen = torch.zeros(max_batch, self.vocab_size, device=self.device, dtype=torch.bool)
         self.token_bytes = token_bytes_table(tokenizer)
+        # No token is longer than this: a text of more than max_len times as many bytes cannot fit.
+        self.max_token_bytes = max((len(b) for b in self.token_bytes), default=1) if self.token_bytes else None
         special = getattr(tokenizer, "special_ids", {}) or {}
         self.special_ids = set(special.values() if isinstance(special, dict) else special)
         self.default_stop_ids = {i for i in (getattr(tokenizer, "end_id", None), getattr(tokenizer, "doc_id", None))
@@ -420,6 +422,14 @@ class Engine:
                 f"were requested ({len(prompt)} in the prompt, {max_tokens} in the completion); lower "
                 f"max_tokens or shorten the prompt", "max_tokens")
         return room if max_tokens is None else max_tokens
+
+    def check_text_size(self, n_bytes: int, field: str = "prompt") -> None:
+        """Refuse, before tokenizing it, a text of ``n_bytes`` (UTF-8) too long for the context whatever
+        its tokens (more bytes than ``max_len`` of the vocabulary's longest tokens hold)."""
+        if self.max_token_bytes is not None and n_bytes > self.max_len * self.max_token_bytes:
+            raise ContextLengthError(
+                f"this model's maximum context length is {self.max_len} tokens, but the prompt is {n_bytes:,} "
+                f"bytes, more than {self.max_len} tokens can hold; shorten the prompt", field)
 
     def _request(self, prompt: Sequence[int], params: SamplingParams | None) -> Request:
         """A checked request (not yet queued). Raises InputError / ContextLengthError."""

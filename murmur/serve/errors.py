@@ -59,8 +59,12 @@ def from_murmur_error(e: MurmurError) -> APIError:
     return APIError(400, str(e), code="invalid_value")
 
 
+UNION_TAGS = ("str", "int", "float", "bool", "none", "dict", "list")
+
+
 def _loc(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    # pydantic names the member of a union it tried ("str", "list[ContentPart]"): not part of the field's path
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", *UNION_TAGS) and "[" not in str(p)]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)

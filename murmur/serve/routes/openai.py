@@ -21,7 +21,7 @@ from murmur.chat.template import render
 from murmur.engine import ContextLengthError, Engine, Event, SamplingParams
 from murmur.engine import Request as EngineRequest
 from murmur.engine.generate import post_prompt, seeded
-from murmur.errors import MurmurError
+from murmur.errors import InputError, MurmurError
 from murmur.serve.errors import APIError
 from murmur.serve.protocol import (
     AssistantMessage,
@@ -47,6 +47,41 @@ router = APIRouter(prefix="/v1")
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 500, 503)}
 STREAMED = {200: {"content": {"text/event-stream": {"schema": {"type": "string",
                                                                    "description": "data: {chunk} events, then data: [DONE]"}}}}}
+
+
+class ReleasingEncoder:
+    """The tokenizer's ``encode`` through ``encode_batch``, which releases the GIL while Rust works, so
+    tokenizing a long prompt in a worker thread never stalls the event loop (``encode`` holds it)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name: str) -> Any:  # doc_id and the rest: the tokenizer's own
+        return getattr(self.tokenizer, name)
+
+    def encode(self, text: str) -> list[int]:
+        batch = getattr(self.tokenizer, "encode_batch", None)
+        return batch([text])[0] if batch is not None else self.tokenizer.encode(text)
+
+
+def utf8_size(text: str, field: str) -> int:
+    """Bytes of ``text`` in UTF-8; a lone surrogate (valid JSON, not valid Unicode) is refused."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InputError("the text holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode",
+                         field=field) from None
+
+
+def chat_prompt(engine: Engine, body: ChatCompletionRequest) -> list[int]:
+    """The chat prompt's token ids (run in a worker thread): sizes checked before tokenizing."""
+    size = 0
+    for i, m in enumerate(body.messages):
+        parts = [m.content] if isinstance(m.content, str) else [p.text for p in m.content or []]
+        size += sum(utf8_size(t, f"messages[{i}].content") for t in parts)
+    engine.check_text_size(size, "prompt")
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    return render(ReleasingEncoder(engine.tokenizer), messages, True)
 
 
 def submit_all(engine: Engine, prompt: list[int], params: SamplingParams, n: int) -> list[EngineRequest]:
@@ -117,10 +152,9 @@ def get_model(model_id: str, request: Request, state: State) -> ModelCard:
 async def chat_completions(body: ChatCompletionRequest, request: Request, state: State, engine: EngineDep
                            ) -> Response | ChatCompletion:
     model = check_model(body.model, state)
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    prompt = await run_in_threadpool(render, engine.tokenizer, messages, True)
     max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
     try:
+        prompt = await run_in_threadpool(chat_prompt, engine, body)
         reqs = submit_all(engine, prompt, body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
     except ContextLengthError as e:
         raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
@@ -158,8 +192,10 @@ def completion_prompts(engine: Engine, body: CompletionRequest) -> tuple[list[li
     texts = [body.prompt] if isinstance(body.prompt, str) else [str(p) for p in body.prompt]
     if not texts:
         raise APIError(400, "prompt must not be empty", param="prompt", code="invalid_value")
+    for i, t in enumerate(texts):
+        engine.check_text_size(utf8_size(t, "prompt" if isinstance(body.prompt, str) else f"prompt[{i}]"), "prompt")
     # A base model continues a post: every post in the training data starts with <|doc|>.
-    return [post_prompt(tok, t) for t in texts], texts
+    return [post_prompt(ReleasingEncoder(tok), t) for t in texts], texts
 
 
 @router.post("/completions", response_model=TextCompletion, responses={**ERRORS, **STREAMED})

@@ -86,6 +86,7 @@ function loadStore() {
 
 const state = loadStore();
 let model = null;        // id from /v1/models
+let contextLen = null;   // the model's context in tokens (max_model_len from /v1/models)
 let controller = null;   // AbortController of the reply being streamed
 
 function save() {
@@ -235,6 +236,13 @@ async function loadModel() {
     if (!r.ok) throw new Error(await errorText(r));
     const data = await r.json();
     model = data.data[0]?.id || null;
+    contextLen = data.data[0]?.max_model_len || null;
+    if (contextLen) {
+      // A reply can be at most the context less one prompt token; an empty field lets the server fit it.
+      $("max-tokens").max = String(contextLen - 1);
+      if (Number($("max-tokens").value) > contextLen - 1) $("max-tokens").value = String(contextLen - 1);
+      readSettings();
+    }
     label.textContent = model || "no model";
     label.className = "model ok";
     $("key-box").classList.remove("needed");
@@ -290,11 +298,24 @@ async function reply(conv) {
     box.scrollTop = box.scrollHeight;
   };
   try {
-    const body = { messages: history, stream: true, temperature: settings.temperature, max_tokens: settings.maxTokens };
-    if (model) body.model = model;
-    const r = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body),
-                                                    signal: controller.signal });
+    let r, dropped = 0;
+    for (;;) {
+      const body = { messages: history, stream: true, temperature: settings.temperature };
+      if (settings.maxTokens) body.max_tokens = settings.maxTokens;  // else: the room the context leaves
+      if (model) body.model = model;
+      r = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body),
+                                                signal: controller.signal });
+      if (r.status !== 400) break;
+      // The conversation outgrew the model's context: leave out the oldest turn and ask again.
+      const err = await r.clone().json().catch(() => null);
+      const first = history.findIndex((m) => m.role !== "system");
+      if (err?.error?.code !== "context_length_exceeded" || err.error.param !== "messages" ||
+          first < 0 || first >= history.length - 1) break;
+      history.splice(first, history[first + 1].role === "assistant" ? 2 : 1);
+      dropped += 1;
+    }
     if (!r.ok) throw new Error(await errorText(r));
+    if (dropped) msg.note = "(earlier messages left out to fit the model's context)";
     await readEvents(r, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
       const choice = chunk.choices && chunk.choices[0];
@@ -303,7 +324,7 @@ async function reply(conv) {
         msg.content += choice.delta.content;
         if (!pending) { pending = true; requestAnimationFrame(paint); }
       }
-      if (choice.finish_reason === "length") msg.note = "(stopped at the token limit)";
+      if (choice.finish_reason === "length") msg.note = (msg.note ? msg.note + " " : "") + "(stopped at the token limit)";
     });
   } catch (e) {
     if (e.name === "AbortError") {
@@ -325,7 +346,9 @@ async function reply(conv) {
 
 function readSettings() {
   const temperature = Number($("temperature").value);
-  const maxTokens = Math.max(1, Math.floor(Number($("max-tokens").value) || 256));
+  const raw = $("max-tokens").value.trim();
+  let maxTokens = raw === "" ? null : Math.max(1, Math.floor(Number(raw) || 1));
+  if (maxTokens && contextLen) maxTokens = Math.min(maxTokens, contextLen - 1);
   const system = $("system-prompt").value.trim();
   state.settings = { temperature, maxTokens, system, apiKey: $("api-key").value };
   save();
