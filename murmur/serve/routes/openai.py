@@ -45,8 +45,11 @@ from murmur.serve.state import EngineDep, State, check_model, loaded_engine
 router = APIRouter(prefix="/v1")
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 500, 503)}
-STREAMED = {200: {"content": {"text/event-stream": {"schema": {"type": "string",
-                                                                   "description": "data: {chunk} events, then data: [DONE]"}}}}}
+# A stream: server-sent events whose data is a JSON chunk (the 200 body's schema), and last "[DONE]".
+SSE_EVENT = {"type": "object", "required": ["data"], "description": "data: {chunk} events, then data: [DONE]",
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+                            "retry": {"type": "integer"}}}
+STREAMED = {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}}
 
 
 class ReleasingEncoder:
