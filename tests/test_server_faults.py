@@ -194,8 +194,12 @@ def test_a_large_body_does_not_stall_health(tok):
             waits.append(time.perf_counter() - t)
             time.sleep(0.02)
         took = time.perf_counter() - t0
-    assert took > 0.5 and len(waits) >= 5, (took, len(waits))  # the big request was slow ...
-    assert max(waits) < 1.0, max(waits)                          # ... and /health was not
+    # The big request was slow, and /health kept answering meanwhile: its slowest answer took a small
+    # part of that time (the bound allows for a loaded machine; a blocked loop makes it about `took`).
+    print(f"/health while a {len(big['messages'][0]['content']) // 2**20} MiB prompt was tokenized for {took:.1f} s: "
+          f"{len(waits)} answers, slowest {max(waits):.2f} s")
+    assert took > 0.5 and len(waits) >= 5, (took, len(waits))
+    assert max(waits) < max(1.0, took / 4), (max(waits), took)
 
 
 def test_an_oversized_text_is_refused_before_tokenizing(server):

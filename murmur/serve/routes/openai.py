@@ -158,7 +158,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
     try:
         prompt = await run_in_threadpool(chat_prompt, engine, body)
-        reqs = submit_all(engine, prompt, body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
+        reqs = await run_in_threadpool(submit_all, engine, prompt,
+                                       body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
     except ContextLengthError as e:
         raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
                        code="context_length_exceeded") from None
@@ -201,6 +202,23 @@ def completion_prompts(engine: Engine, body: CompletionRequest) -> tuple[list[li
     return [post_prompt(ReleasingEncoder(tok), t) for t in texts], texts
 
 
+def submit_prompts(engine: Engine, prompts: list[list[int]], params: SamplingParams, n: int, fit: bool
+                   ) -> list[EngineRequest]:
+    """``n`` requests per prompt; with ``fit``, ``max_tokens`` shrinks to the room each prompt leaves."""
+    reqs: list[EngineRequest] = []
+    try:
+        for p in prompts:
+            room = engine.max_len - len(p)
+            p_params = dataclasses.replace(params, max_tokens=min(params.max_tokens or room, max(room, 1))) \
+                if fit else params
+            reqs.extend(submit_all(engine, p, p_params, n))
+    except MurmurError:
+        for r in reqs:
+            r.cancel()
+        raise
+    return reqs
+
+
 @router.post("/completions", response_model=TextCompletion, responses={**ERRORS, **STREAMED})
 async def completions(body: CompletionRequest, request: Request, state: State, engine: EngineDep
                       ) -> Response | TextCompletion:
@@ -210,17 +228,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, e
         raise APIError(400, "streaming takes one prompt at a time", param="prompt", code="invalid_value")
     params = body.sampling(body.max_tokens)
     fit = "max_tokens" not in body.model_fields_set  # the default 16 shrinks to what the context has room for
-    reqs: list[EngineRequest] = []
-    try:
-        for p in prompts:
-            room = engine.max_len - len(p)
-            p_params = dataclasses.replace(params, max_tokens=min(params.max_tokens or room, max(room, 1))) \
-                if fit else params
-            reqs.extend(submit_all(engine, p, p_params, body.n))
-    except MurmurError:
-        for r in reqs:
-            r.cancel()
-        raise
+    reqs = await run_in_threadpool(submit_prompts, engine, prompts, params, body.n, fit)
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.stream:
         def chunk(i: int, text: str | None, finish: str | None) -> TextCompletion:
