@@ -246,8 +246,9 @@ def test_activation_checkpointing_single_process_same_grads():
 
 
 def test_mesh_shape_validation():
-    assert mesh_shape(ParallelConfig(), 8) == {"dp_replicate": 1, "dp_shard": 8, "tp": 1}
-    assert mesh_shape(ParallelConfig(dp_replicate=2, tp=2), 16) == {"dp_replicate": 2, "dp_shard": 4, "tp": 2}
+    assert mesh_shape(ParallelConfig(), 8) == {"pp": 1, "dp_replicate": 1, "dp_shard": 8, "tp": 1}
+    assert mesh_shape(ParallelConfig(dp_replicate=2, tp=2), 16) == {"pp": 1, "dp_replicate": 2, "dp_shard": 4, "tp": 2}
+    assert mesh_shape(ParallelConfig(pp=2, tp=2), 8) == {"pp": 2, "dp_replicate": 1, "dp_shard": 2, "tp": 2}
     with pytest.raises(ConfigError, match="must equal the world size"):
         mesh_shape(ParallelConfig(dp_replicate=2, dp_shard=2, tp=2), 4)
     with pytest.raises(ConfigError, match="not divisible"):

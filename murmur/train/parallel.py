@@ -35,7 +35,7 @@ from torch import nn
 from murmur.errors import ConfigError
 from murmur.train.config import ParallelConfig  # the [parallel] section
 
-DIM_NAMES = ("dp_replicate", "dp_shard", "tp")
+DIM_NAMES = ("pp", "dp_replicate", "dp_shard", "tp")
 
 
 # ---------------------------------------------------------------- processes and meshes
@@ -123,29 +123,27 @@ def destroy_distributed() -> None:
 
 def mesh_shape(cfg: ParallelConfig, world_size: int) -> dict[str, int]:
     """Sizes of the ``dp_replicate``, ``dp_shard`` and ``tp`` mesh dimensions, checked against the world."""
-    r, s, t = cfg.dp_replicate, cfg.dp_shard, cfg.tp
-    if cfg.pp != 1:
-        raise ConfigError(f"parallel.pp = {cfg.pp}: pipeline stages are planned by `murmur plan` but not run by "
-                          f"this trainer yet; use parallel.pp = 1")
-    if r < 1 or t < 1 or (s < 1 and s != -1):
-        raise ConfigError(f"parallel.dp_replicate ({r}) and parallel.tp ({t}) must be >= 1 and parallel.dp_shard "
-                          f"({s}) >= 1 or -1")
+    r, s, t, pp = cfg.dp_replicate, cfg.dp_shard, cfg.tp, cfg.pp
+    if r < 1 or t < 1 or pp < 1 or (s < 1 and s != -1):
+        raise ConfigError(f"parallel.dp_replicate ({r}), parallel.tp ({t}) and parallel.pp ({pp}) must be >= 1 and "
+                          f"parallel.dp_shard ({s}) >= 1 or -1")
     if s == -1:
-        if world_size % (r * t):
-            raise ConfigError(f"world size {world_size} is not divisible by parallel.dp_replicate * parallel.tp = "
-                              f"{r} * {t}; choose degrees whose product divides the number of processes")
-        s = world_size // (r * t)
-    if r * s * t != world_size:
-        raise ConfigError(f"parallel.dp_replicate * dp_shard * tp = {r} * {s} * {t} = {r * s * t}, but the job "
-                          f"has {world_size} processes; the product must equal the world size (dp_shard = -1 "
-                          f"fills in the rest)")
-    return {"dp_replicate": r, "dp_shard": s, "tp": t}
+        if world_size % (r * t * pp):
+            raise ConfigError(f"world size {world_size} is not divisible by parallel.pp * dp_replicate * tp = "
+                              f"{pp} * {r} * {t}; choose degrees whose product divides the number of processes")
+        s = world_size // (r * t * pp)
+    if pp * r * s * t != world_size:
+        raise ConfigError(f"parallel.pp * dp_replicate * dp_shard * tp = {pp} * {r} * {s} * {t} = {pp * r * s * t}, "
+                          f"but the job has {world_size} processes; the product must equal the world size "
+                          f"(dp_shard = -1 fills in the rest)")
+    return {"pp": pp, "dp_replicate": r, "dp_shard": s, "tp": t}
 
 
 def build_mesh(cfg: ParallelConfig, world: World) -> Any:
-    """The 3-D ``DeviceMesh`` ("dp_replicate", "dp_shard", "tp"), or None for a single process.
+    """The 4-D ``DeviceMesh`` ("pp", "dp_replicate", "dp_shard", "tp"), or None for a single process.
 
-    The tp dimension is innermost so a tensor-parallel group is consecutive ranks (one node).
+    The tp dimension is innermost so a tensor-parallel group is consecutive ranks (one node); pp is
+    outermost (as torchtitan), so a pipeline's stages are whole data-parallel groups apart.
     Dimensions of size 1 are kept so every layout indexes the mesh the same way.
     """
     shape = mesh_shape(cfg, world.world_size)
@@ -215,7 +213,7 @@ def parallelize(model: nn.Module, mesh: Any, cfg: ParallelConfig, compile: bool 
         dp_mesh = mesh["dp_replicate", "dp_shard"] if r > 1 else mesh["dp_shard"]
         apply_fsdp(model, dp_mesh, cfg)
     elif r > 1:
-        apply_ddp(model, mesh)
+        apply_ddp(model, mesh["dp_replicate"] if _size(mesh, "pp") > 1 else mesh)
     return model
 
 
@@ -347,6 +345,8 @@ def apply_ddp(model: nn.Module, mesh: Any) -> None:
     from torch.distributed._composable.replicate import replicate
 
     kwargs: dict[str, Any] = {"bucket_cap_mb": 100, "gradient_as_bucket_view": True}
+    if mesh.mesh_dim_names == ("dp_replicate",):
+        kwargs["device_mesh"] = mesh  # under a pipeline: replicate within the stage only
     if mesh.device_type == "cuda":
         kwargs["device_ids"] = [torch.cuda.current_device()]
     replicate(model, **kwargs)
@@ -434,20 +434,26 @@ def _tp_sharded_logits(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float, norm_type: float = 2.0,
-                    foreach: bool | None = None) -> torch.Tensor:
+                    foreach: bool | None = None, pp_group: Any = None,
+                    uncounted: Iterable[torch.Tensor] = ()) -> torch.Tensor:
     """Clip gradients to a global norm and return that norm, correct under any sharding.
 
     Gradients may be plain tensors (single process, DDP) or DTensors sharded over FSDP and/or TP
     meshes; norms are computed per mesh, reduced across it (``full_tensor``) and combined, so the
     result is the norm of the whole model's gradient, the same number a single process computes.
+    Under pipeline parallelism each rank passes its stages' parameters and the pipeline's
+    ``pp_group``: the stages' norms are combined over it. ``uncounted`` parameters are clipped but not
+    counted (the last stage's copy of a tied embedding, counted on the first stage).
     """
     from torch.distributed.tensor import DTensor
 
     params = [p for p in parameters if p.grad is not None]
-    if not params:
+    skip = {id(p) for p in uncounted}
+    counted = [p for p in params if id(p) not in skip]
+    if not params and pp_group is None:
         return torch.tensor(0.0)
     groups: dict[Any, list[torch.Tensor]] = {}
-    for p in params:
+    for p in counted:
         g = p.grad
         key = (g.device_mesh, tuple(g.placements)) if isinstance(g, DTensor) else g.device
         groups.setdefault(key, []).append(g)
@@ -457,9 +463,19 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float, norm_ty
         if isinstance(n, DTensor):
             n = n.full_tensor()
         norms.append(n)
-    device = norms[0].device
-    norms = [n.to(device) for n in norms]
+    device = norms[0].device if norms else (params[0].grad.device if params else torch.device("cpu"))
+    norms = [n.to(device) for n in norms] or [torch.zeros((), device=device)]
     total = torch.stack(norms).max() if norm_type == float("inf") else \
         torch.linalg.vector_norm(torch.stack(norms), norm_type)
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach)
+    if pp_group is not None:
+        import torch.distributed as dist
+
+        if norm_type == float("inf"):
+            dist.all_reduce(total, op=dist.ReduceOp.MAX, group=pp_group)
+        else:
+            total = total ** norm_type
+            dist.all_reduce(total, group=pp_group)
+            total = total ** (1.0 / norm_type)
+    if params:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach)
     return total

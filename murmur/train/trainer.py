@@ -188,6 +188,9 @@ class Trainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.pcfg = run_parallel_config(cfg, self.dtype)
         self.layout = mesh_shape(self.pcfg, self.world)
+        if self.layout["pp"] > 1:
+            raise ConfigError("parallel.pp > 1: the pipeline stages and schedules exist (murmur.train.pipeline) "
+                              "but this trainer's step does not run them yet; use parallel.pp = 1")
         # Tensor-parallel ranks (consecutive, tp innermost) share their data-parallel rank and rows.
         self.dp_rank, self.dp_size = self.rank // self.layout["tp"], self.world // self.layout["tp"]
         self.accum = grad_accum_steps(cfg.batch, self.seq_len, self.dp_size)
