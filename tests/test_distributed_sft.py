@@ -4,9 +4,10 @@ Real processes on CPU with gloo, launched as a user would (``torchrun -m murmur.
 base model and a few dozen conversations:
 
 - ``single``: one process, in this process (the reference);
-- ``fsdp``: ``torchrun --nproc-per-node 2 -m murmur.cli sft ... parallel.dp_shard=2``: the same
-  rows per step split over two processes, so every step's loss matches one process within the
-  tolerance of the pretraining tests, and it is the uninterrupted run the kill test reproduces;
+- ``fsdp``: ``torchrun --nproc-per-node 2 -m murmur.cli sft ... parallel.dp_shard=2 meta_init=on``:
+  the same rows per step split over two processes, the model built on the meta device and the base
+  weights loaded shard by shard, so every step's loss matches one process within the tolerance of
+  the pretraining tests; it is the uninterrupted run the kill test reproduces;
 - ``kill``: the same with ``--max-restarts 1`` and background checkpoints, one worker killed with
   SIGKILL after a checkpoint exists.
 """
@@ -76,11 +77,12 @@ def fsdp(setup, runs) -> Path:
     out = runs / "fsdp"
     log = runs / "fsdp.log"
     with open(log, "w") as f:
-        p = subprocess.run([*TORCHRUN, "-m", "murmur.cli", "sft", *sft_args(setup, out, **{"parallel.dp_shard": 2})],
+        p = subprocess.run([*TORCHRUN, "-m", "murmur.cli", "sft", *sft_args(setup, out, meta_init="on",
+                                                                                **{"parallel.dp_shard": 2})],
                            env=ENV, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, timeout=300)
     text = log.read_text()
     assert p.returncode == 0, text[-4000:]
-    assert "2 processes (FSDP2 x 2)" in text and text.count(f"fine-tuned {STEPS} steps") == 1  # process 0 reports
+    assert "2 processes (FSDP2 x 2, meta-device init)" in text and text.count(f"fine-tuned {STEPS} steps") == 1  # process 0 reports
     return out
 
 
@@ -105,7 +107,8 @@ def test_fsdp_two_processes_match_one(setup, fsdp, single):
 
 def test_killed_worker_restarts_and_resumes_to_the_same_loss(setup, runs, fsdp):
     out = runs / "kill"
-    args = sft_args(setup, out, resume=True, **{"parallel.dp_shard": 2, "checkpoint.async_save": True})
+    args = sft_args(setup, out, resume=True, meta_init="on",
+                    **{"parallel.dp_shard": 2, "checkpoint.async_save": True})
     text, killed_at = kill_a_worker([*TORCHRUN, "--max-restarts", "1", "-m", "murmur.cli", "sft", *args], out,
                                     runs / "kill.log", ENV, ROOT)
     assert killed_at.name != f"step_{STEPS:08d}"  # killed mid-run
