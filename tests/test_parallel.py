@@ -148,7 +148,7 @@ def worker(world_size: int, out: str, names: list[str]) -> None:
         if name == "fsdp":
             # Parameter names survive parallelization (checkpoints and optimizer groups rely on them).
             results[name]["names"] = sorted(n for n, _ in model.named_parameters())
-    if world.is_main:
+    if world.rank == 0:
         Path(out).write_text(json.dumps(results))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
@@ -263,7 +263,7 @@ def test_single_process_without_env(monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     world = init_distributed(ParallelConfig())
-    assert (world.rank, world.world_size, world.is_main) == (0, 1, True)
+    assert (world.rank, world.world_size) == (0, 1)
     assert build_mesh(ParallelConfig(), world) is None
     model = new_model()
     assert parallelize(model, None, ParallelConfig()) is model

@@ -49,10 +49,6 @@ class World:
     device: torch.device
 
     @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
     def distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized()
 
