@@ -58,8 +58,7 @@ def world_generate(
     from murmur.world.generate import WorldConfig, generate_world
 
     if knobs:
-        for key, default, help_ in cfgmod.describe(WorldConfig):
-            typer.echo(f"{key:<22} {default:<14} {help_}")
+        typer.echo(cfgmod.knobs_text(WorldConfig))
         return
     if out is None:
         raise typer.BadParameter("give the output directory with -o/--out", param_hint="'-o' / '--out'")
@@ -383,8 +382,7 @@ def plan_cmd(
     from murmur.plan import PlanConfig, parse_count, plan, print_plan
 
     if knobs:
-        for key, default, help_ in cfgmod.describe(PlanConfig):
-            typer.echo(f"{key:<22} {default:<24} {help_}")
+        typer.echo(cfgmod.knobs_text(PlanConfig))
         return
     given = {"model": model, "gpu": gpu, "gpus": gpus, "interconnect": interconnect, "seq_len": seq_len,
              "price_per_gpu_hour": price, "tokens": parse_count(tokens) if tokens else None,

@@ -327,7 +327,7 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         saved_batch = state.get("sampler", {}).get("global_batch", self.global_batch)
         if saved_batch != self.global_batch:
-            self._log(f"warning: the global batch changed from {saved_batch} to {self.global_batch} windows since "
+            self._log(f"warning: the global batch changed from {saved_batch} to {self.global_batch} rows since "
                       f"{path.name}; the data order from here differs from the original run's (keep "
                       "batch.tokens_per_step to resume on another number of processes with the same data)")
         return state
