@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -324,11 +325,7 @@ def _task_batches(task: FileTask, batch_size: int, report: FileReport) -> Iterat
     elif kind in ("json", "json-lines"):
         fmt = task.fmt if task.fmt in ("x-api", "jsonl") else "auto"
         with open_text(path) as f:
-            if kind == "json":
-                head = read_head(f)
-                values = iter_json(f, where, initial=head)
-            else:
-                values = iter_json_lines(f, where, report, label)
+            values = _json_document(f, where) if kind == "json" else iter_json_lines(f, where, report, label)
             rows = tabular.iter_json_rows(values, where, label, fmt, mapping, report)
             yield from batches(guard_utf8(rows, where, opener), label)
     elif kind in ("csv", "tsv"):
@@ -343,6 +340,11 @@ def _task_batches(task: FileTask, batch_size: int, report: FileReport) -> Iterat
         yield from batches(guard_utf8(tabular.iter_text_rows(path, label, report), where, opener), label)
     else:  # pragma: no cover - plan() only makes the kinds above
         raise AssertionError(kind)
+
+
+def _json_document(f: IO[str], where: str) -> Iterator[tuple[Any, int]]:
+    """The values of a ``.json`` file (the head is read lazily, so a decoding error is guarded too)."""
+    yield from iter_json(f, where, initial=read_head(f))
 
 
 def read_task(task: FileTask, batch_size: int, report: FileReport) -> Iterator[pa.RecordBatch]:

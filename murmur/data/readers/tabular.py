@@ -383,13 +383,20 @@ def iter_parquet_rows(path: Path, label: str, mapping: dict[str, str], report: F
             raise InputError("empty file", where)
         try:
             pf = stack.enter_context(pq.ParquetFile(src))
-        except (pa.ArrowInvalid, OSError) as e:
+        except (pa.ArrowException, OSError) as e:
             raise InputError(f"not a readable Parquet file: {str(e).splitlines()[0]}", where) from None
         names = pf.schema_arrow.names
         cols = resolve_columns(names, mapping, where)
         used = sorted(set(cols.values()), key=names.index)
         n = 0
-        for batch in pf.iter_batches(batch_size=batch_size, columns=used):
+        batches = pf.iter_batches(batch_size=batch_size, columns=used)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as e:  # a corrupt page, a truncated file
+                raise InputError(f"not a readable Parquet file: {str(e).splitlines()[0]}", where) from None
+            if batch is None:
+                break
             lists: dict[str, list] = {}
             time_fn: Callable[[Any], int | None] = parse_time
             for c in used:

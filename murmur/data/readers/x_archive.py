@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ from murmur.data.readers.common import (
     NoPostsHere,
     Row,
     as_list,
+    encoding_error,
     extract_hashtags,
     extract_mentions,
     extract_urls,
@@ -34,7 +36,7 @@ from murmur.data.readers.common import (
     unescape_x,
 )
 from murmur.errors import InputError
-from murmur.io import open_text, strip_compression_suffix
+from murmur.io import open_binary, open_text, strip_compression_suffix
 
 READER = "x-archive"
 TWEETS_NAME_RE = re.compile(r"^tweets?(-part\d+)?\.js$", re.IGNORECASE)
@@ -168,8 +170,11 @@ def iter_archive_file(path: Path, label: str, report: FileReport) -> Iterator[tu
     acct = find_account_file(path)
     author_id = None
     if acct is not None:
-        with open_text(acct) as af:
-            author_id, _ = read_account(af, str(acct))
+        try:
+            with open_text(acct) as af:
+                author_id, _ = read_account(af, str(acct))
+        except UnicodeDecodeError:
+            raise encoding_error(str(acct), lambda: open_binary(acct)) from None
     else:
         report.notes.append(f"no account.js beside {label}: author_id left empty")
     with open_text(path) as f:
@@ -179,12 +184,13 @@ def iter_archive_file(path: Path, label: str, report: FileReport) -> Iterator[tu
 def iter_archive_zip(path: Path, label: str, report: FileReport) -> Iterator[tuple[Iterator[Row], str]]:
     """``(rows, label)`` for each ``data/tweets*.js`` member of an archive zip, in part order.
 
-    Members are read as streams from the zip; the label is ``<zip label>/<member>``.
+    Members are read as streams from the zip; the label is ``<zip label>/<member>``. A zip that is
+    not one, or a member whose data is corrupt or cut short, is one :class:`InputError`.
     """
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise InputError("not a valid zip file", str(path)) from None
+    except _ZIP_ERRORS as e:
+        raise InputError(f"not a valid zip file ({_first_line(e)})", str(path)) from None
     with zf:
         names = zf.namelist()
         members = sorted((n for n in names if _is_data_member(n) and TWEETS_NAME_RE.match(n.rsplit("/", 1)[-1])),
@@ -198,13 +204,42 @@ def iter_archive_zip(path: Path, label: str, report: FileReport) -> Iterator[tup
             acct = f"{folder}/account.js"
             where = f"{path}/{member}"
             if acct in names:
-                with io.TextIOWrapper(zf.open(acct), encoding="utf-8", newline="") as af:
-                    author_id, _ = read_account(af, f"{path}/{acct}")
+                author_id = _zip_account(zf, acct, f"{path}/{acct}")
             else:
                 report.notes.append(f"no {acct} in {label}: author_id left empty")
-            with io.TextIOWrapper(zf.open(member), encoding="utf-8", newline="") as f:
-                rows = iter_archive_rows(f, where, f"{label}/{member}", author_id, report)
-                yield guard_utf8(rows, where, lambda m=member: zf.open(m)), f"{label}/{member}"
+            rows = _zip_rows(zf, member, where, f"{label}/{member}", author_id, report)
+            yield _zip_guard(rows, where), f"{label}/{member}"
+
+
+# What reading a damaged zip raises: bad headers, bad CRC, corrupt or cut-short deflate data, seeks
+# outside the file, compression methods zipfile does not know.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _zip_account(zf: zipfile.ZipFile, acct: str, where: str) -> str | None:
+    def rows() -> Iterator[str | None]:
+        with io.TextIOWrapper(zf.open(acct), encoding="utf-8", newline="") as af:
+            yield read_account(af, where)[0]
+
+    return next(_zip_guard(guard_utf8(rows(), where, lambda: zf.open(acct)), where))
+
+
+def _zip_rows(zf: zipfile.ZipFile, member: str, where: str, label: str, author_id: str | None,
+              report: FileReport) -> Iterator[Row]:
+    with io.TextIOWrapper(zf.open(member), encoding="utf-8", newline="") as f:
+        yield from guard_utf8(iter_archive_rows(f, where, label, author_id, report), where, lambda: zf.open(member))
+
+
+def _zip_guard(rows: Iterator[Any], where: str) -> Iterator[Any]:
+    """Pass ``rows`` through, turning a damaged member into one InputError."""
+    try:
+        yield from rows
+    except _ZIP_ERRORS as e:
+        raise InputError(f"corrupt zip member ({_first_line(e)})", where) from None
 
 
 def _is_data_member(name: str) -> bool:
