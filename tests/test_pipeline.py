@@ -113,7 +113,7 @@ def worker(world_size: int, out: str, names: list[str]) -> None:
     results = {name: pipelined_run(name, world) for name in names}
     gathered = [None] * world_size
     torch.distributed.all_gather_object(gathered, results)
-    if world.is_main:
+    if world.rank == 0:
         Path(out).write_text(json.dumps(gathered))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
