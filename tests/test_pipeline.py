@@ -35,6 +35,8 @@ SCENARIOS = {
     "pp_zero_bubble": ({"pp": 2, "dp_shard": 1}, "zero_bubble", 2, True),
     # four processes
     "pp_fsdp": ({"pp": 2, "dp_shard": 2}, "1f1b", 1, True),
+    # one process running both stages (interleaved, 2 virtual stages on one rank): on CPU and on a GPU
+    "pp_local": ({"dp_shard": 1}, "interleaved_1f1b", 2, True),
 }
 
 
@@ -76,13 +78,15 @@ def pipelined_run(name: str, world) -> dict[str, list[float]]:
     overrides, schedule, virtual, tied = SCENARIOS[name]
     cfg = ParallelConfig(**overrides)
     mesh = build_mesh(cfg, world)
-    pp_mesh = mesh["pp"]
-    pp_rank, pp = pp_mesh.get_local_rank(), pp_mesh.size()
-    model = new_model(tied)
+    if mesh is None:  # one process: the whole pipeline on this rank
+        group, pp_rank, pp = torch.distributed.group.WORLD, 0, 1
+    else:
+        group, pp_rank, pp = mesh["pp"].get_group(), mesh["pp"].get_local_rank(), mesh["pp"].size()
+    model = new_model(tied).to(world.device)
     stages = split_model(model, pp_rank, pp, virtual)
     parts = [parallelize(s, mesh, cfg) for s in stages]
     ids = stage_ids(pp_rank, pp, virtual)
-    sched = build_schedule(parts, ids, pp * virtual, pp_mesh.get_group(), world.device, schedule, MICROBATCHES)
+    sched = build_schedule(parts, ids, pp * virtual, group, world.device, schedule, MICROBATCHES)
     params = [p for part in parts for p in part.parameters()]
     opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.1, foreach=True)
     _, copy = tied_pair(stages)
@@ -90,8 +94,9 @@ def pipelined_run(name: str, world) -> dict[str, list[float]]:
     losses, norms = [], []
     for x, y in tp.batches():
         rows = torch.from_numpy(rank_rows(tp.GLOBAL_BATCH, dp_rank, dp_size))
-        loss = pipeline_step(sched, stages, x[rows], y[rows], pp_mesh.get_group())
-        norm = clip_grad_norm_(params, tp.MAX_NORM, pp_group=pp_mesh.get_group(),
+        x, y = x[rows].to(world.device), y[rows].to(world.device)
+        loss = pipeline_step(sched, stages, x, y, group)
+        norm = clip_grad_norm_(params, tp.MAX_NORM, pp_group=group,
                                uncounted=[copy] if copy is not None else [])
         opt.step()
         opt.zero_grad()
@@ -119,12 +124,12 @@ def worker(world_size: int, out: str, names: list[str]) -> None:
     torch.distributed.destroy_process_group()
 
 
-def launch(world_size: int, names: list[str], tmp: Path) -> list[dict]:
+def launch(world_size: int, names: list[str], tmp: Path, gpu: bool = False) -> list[dict]:
     import os
 
     os.environ["MURMUR_TEST_WORKER"] = __file__
     try:
-        return tp.launch(world_size, names, tmp)
+        return tp.launch(world_size, names, tmp, gpu=gpu)
     finally:
         del os.environ["MURMUR_TEST_WORKER"]
 
@@ -175,12 +180,14 @@ def test_stages_compose_to_the_model_and_keep_names():
 # ---------------------------------------------------------------- against one process (gloo)
 @pytest.fixture(scope="module")
 def two(tmp_path_factory) -> list[dict]:
-    names = [n for n in SCENARIOS if n != "pp_fsdp"]
-    return launch(2, names, tmp_path_factory.mktemp("pp2"))
+    return launch(2, TWO, tmp_path_factory.mktemp("pp2"))
+
+
+TWO = [n for n in SCENARIOS if n not in ("pp_fsdp", "pp_local")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "pp_fsdp"])
+@pytest.mark.parametrize("name", TWO)
 def test_pipeline_two_stages_match_single_process(two, name):
     ref = reference_run(SCENARIOS[name][3])
     for rank, got in enumerate(two):
@@ -199,6 +206,27 @@ def test_pipeline_with_fsdp_four_processes_matches_single_process(tmp_path):
     for rank, res in enumerate(got):
         assert tp.close(res["pp_fsdp"]["loss"], ref["loss"]), (rank, res["pp_fsdp"]["loss"], ref["loss"])
         assert tp.close(res["pp_fsdp"]["norm"], ref["norm"]), (rank, res["pp_fsdp"]["norm"], ref["norm"])
+
+
+@pytest.mark.slow
+def test_interleaved_stages_on_one_process_match(tmp_path):
+    got = launch(1, ["pp_local"], tmp_path)[0]["pp_local"]
+    ref = reference_run(True)
+    assert tp.close(got["loss"], ref["loss"]) and tp.close(got["norm"], ref["norm"]), (got, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_pipeline_schedules(tmp_path):
+    """The pipeline on CUDA over NCCL: both stages on one GPU (interleaved); with two GPUs, also
+    1F1B across them. fp32, against the CPU reference."""
+    ref = reference_run(True)
+    runs = [launch(1, ["pp_local"], tmp_path / "one", gpu=True)[0]["pp_local"]]
+    if torch.cuda.device_count() >= 2:
+        runs += [r["pp_1f1b"] for r in launch(2, ["pp_1f1b"], tmp_path / "two", gpu=True)]
+    for got in runs:
+        assert tp.close(got["loss"], ref["loss"], tol=1e-3), (got["loss"], ref["loss"])
+        assert tp.close(got["norm"], ref["norm"], tol=1e-3), (got["norm"], ref["norm"])
 
 
 if __name__ == "__main__":

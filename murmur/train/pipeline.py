@@ -120,9 +120,9 @@ def split_model(model: nn.Module, pp_rank: int, pp: int, virtual: int = 1) -> li
     out = []
     for i in stage_ids(pp_rank, pp, virtual):
         first, last = i == 0, i == n_stages - 1
-        # The last stage owns a copy of a tied matrix unless the same rank also runs the first stage.
-        own = tied and last and 0 not in stage_ids(pp_rank, pp, virtual)
-        out.append(Stage(model, layers[i], first, last, own_output=own))
+        # The last stage owns a copy of a tied matrix (even on the first stage's rank: each torch
+        # PipelineStage scales its own gradients, so one matrix in two stages would be scaled twice).
+        out.append(Stage(model, layers[i], first, last, own_output=tied and last and n_stages > 1))
     return out
 
 
@@ -132,7 +132,7 @@ def tied_pair(stages: list[Stage]) -> tuple[nn.Parameter | None, nn.Parameter | 
     for s in stages:
         if s.first and s.cfg.tie_embeddings:
             emb = s.tok_embeddings.weight
-        if s.last and s.cfg.tie_embeddings and not any(t.first for t in stages):
+        if s.last and s.cfg.tie_embeddings and s.output.weight is not (emb if s.first else None):
             out = s.output.weight
     return emb, out
 
@@ -146,9 +146,16 @@ def sync_tied_grads(stages: list[Stage], pp_group: Any) -> None:
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     c = stages[0].cfg
-    if not c.tie_embeddings or pp_group is None or dist.get_world_size(pp_group) == 1:
-        return
     emb, out = tied_pair(stages)
+    if not c.tie_embeddings or (emb is None and out is None and dist.get_world_size(pp_group) == 1):
+        return
+    if emb is not None and out is not None:  # both ends on this rank (pp = 1, interleaved)
+        if emb.grad is None or out.grad is None:
+            return
+        total = emb.grad + out.grad
+        emb.grad.copy_(total)
+        out.grad.copy_(total)
+        return
     mine = emb if emb is not None else out
     if mine is None:  # a middle stage
         device = next(iter(stages[0].layers.values())).attention_norm.weight.device
