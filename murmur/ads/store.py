@@ -191,8 +191,6 @@ def validate_campaign(c: Campaign, audience_size: Callable[[str], int | None] | 
         unit = "cents or micros" if c.bid > hi else "micros of a unit"
         raise InputError(f"a {c.bid_type.upper()} bid of {c.bid:g} {c.currency} is outside {lo:g}-{hi:g}: give the "
                          f"bid in {c.currency} (e.g. {lo * 50:g}), not {unit}", field="bid")
-    if c.daily_budget < (c.bid / 1000 if c.bid_type == "cpm" else c.bid):
-        raise InputError(f"daily_budget {c.daily_budget:g} is below one {c.bid_type.upper()} charge", field="daily_budget")
     if not isinstance(c.frequency_cap, int) or c.frequency_cap < 1:
         raise InputError(f"frequency_cap must be a whole number >= 1 (got {c.frequency_cap})", field="frequency_cap")
     if c.end is not None and _utc(c.end) <= _utc(c.start):

@@ -1,0 +1,108 @@
+"""The ads HTTP routes: a plain FastAPI ``APIRouter`` that ``murmur serve`` mounts (it never imports
+murmur.serve; bad input raises ``InputError`` with ``field`` naming the request parameter).
+
+- ``POST /v1/ads/select``     the ads for a user beside a post or a search query
+- ``POST /v1/ads/click``      report a click on a served ad (charges a CPC campaign)
+- ``GET  /v1/ads/audiences``  audience names, kinds and sizes (sizes only, never members)
+- ``POST /v1/ads/audiences``  build an audience (optionally save it under a name); answers its size
+- ``GET  /v1/ads/campaigns``, ``POST /v1/ads/campaigns``  list and launch campaigns
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from murmur.ads.server import MAX_SLOTS, AdRequest
+from murmur.ads.service import AdsService
+from murmur.ads.store import MAX_BRIEF, Campaign, Creative
+from murmur.errors import InputError
+
+
+class SelectBody(BaseModel):
+    user_id: str = Field(min_length=1, max_length=64)
+    context_post_id: str | None = Field(None, max_length=64)
+    context_text: str | None = Field(None, max_length=MAX_BRIEF)
+    query: str | None = Field(None, max_length=512)
+    slots: int = Field(1, ge=1, le=MAX_SLOTS)
+
+
+class ClickBody(BaseModel):
+    request_id: str = Field(min_length=1, max_length=64)
+    position: int = Field(0, ge=0, le=MAX_SLOTS)
+
+
+class AudienceBody(BaseModel):
+    kind: Literal["interest", "keyword", "topic", "lookalike"]
+    name: str | None = Field(None, max_length=100)
+    topic: str | None = Field(None, max_length=100)
+    keywords: list[str] | None = Field(None, max_length=100)
+    days: int | None = Field(None, ge=1, le=3650)
+    accounts: list[str] | None = Field(None, max_length=1000)
+    size: int = Field(1000, ge=100, le=10_000_000)
+
+
+class CreativeBody(BaseModel):
+    text: str = Field(min_length=1, max_length=MAX_BRIEF)
+    url: str = Field(min_length=1, max_length=2048)
+    lang: str = Field("en", max_length=8)
+    image: str | None = Field(None, max_length=2048)
+
+
+class CampaignBody(BaseModel):
+    advertiser_id: str
+    name: str
+    objective: str = "traffic"
+    daily_budget: float
+    currency: str = "USD"
+    bid_type: str = "cpc"
+    bid: float
+    audience: str
+    creatives: list[CreativeBody] = Field(min_length=1, max_length=50)
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    frequency_cap: int = 3
+
+
+def build_router(service: AdsService) -> APIRouter:
+    router = APIRouter(prefix="/v1/ads", tags=["ads"])
+
+    @router.post("/select")
+    def select(body: SelectBody) -> dict:
+        if body.context_text is not None and body.query is not None:
+            raise InputError("give context_text or query, not both", field="query")
+        placed = service.select(AdRequest(user_id=body.user_id, context_text=body.query or body.context_text,
+                                          context_post_id=body.context_post_id, slots=body.slots))
+        return {"object": "list", "data": [p.to_dict() for p in placed]}
+
+    @router.post("/click")
+    def click(body: ClickBody) -> dict:
+        p = service.click(body.request_id, body.position)
+        return {"ok": True, "campaign_id": p.campaign_id}
+
+    @router.get("/audiences")
+    def audiences() -> dict:
+        return {"object": "list", "data": service.audience_sizes()}
+
+    @router.post("/audiences")
+    def build(body: AudienceBody) -> dict:
+        return service.build_audience(body.kind, name=body.name, topic=body.topic, keywords=body.keywords,
+                                      days=body.days, accounts=body.accounts, size=body.size)
+
+    @router.get("/campaigns")
+    def campaigns() -> dict:
+        return {"object": "list", "data": [c.to_dict() for c in service.store.list()]}
+
+    @router.post("/campaigns")
+    def launch(body: CampaignBody) -> dict:
+        c = Campaign(advertiser_id=body.advertiser_id, name=body.name, objective=body.objective,
+                     daily_budget=body.daily_budget, currency=body.currency, bid_type=body.bid_type, bid=body.bid,
+                     audience=body.audience, start=body.start or dt.datetime.now(dt.UTC), end=body.end,
+                     frequency_cap=body.frequency_cap,
+                     creatives=tuple(Creative(cr.text, cr.url, cr.lang, cr.image) for cr in body.creatives))
+        return service.create_campaign(c).to_dict()
+
+    return router

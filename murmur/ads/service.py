@@ -1,0 +1,145 @@
+"""The ads service: everything the HTTP routes and the CLI share, built once from an :class:`AdsConfig`.
+
+It holds the user vectors, the audience catalog (and a builder for new audiences), the campaign
+store, the pCTR model and the click history, and an :class:`~murmur.ads.server.AdServer` over the
+live campaigns that is rebuilt whenever a campaign is added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from murmur.ads.audiences import KINDS, Audience, AudienceBuilder, AudienceCatalog
+from murmur.ads.pctr import Featurizer, History, history_from_logs, load_pctr
+from murmur.ads.server import AdRequest, AdServer, DecisionLog, Placement, ServerConfig
+from murmur.ads.store import MIN_AUDIENCE, Campaign, CampaignStore
+from murmur.ads.vectors import build_user_vectors, read_posts
+from murmur.config import knob
+from murmur.errors import InputError
+
+
+@dataclass(frozen=True)
+class AdsConfig:
+    posts: str = knob("", "clean posts Parquet (`murmur data clean`): user vectors and audiences come from it")
+    audiences: str = knob("audiences", "directory of audience files (NAME.parquet)")
+    database: str = knob("sqlite:///ads.db", "campaign database URL (SQLite file, or postgresql+psycopg://...)")
+    pctr: str = knob("", "pCTR model directory (`murmur ads pctr`)")
+    logs: str = knob("", "impression/click logs directory (history features), e.g. `murmur ads world` output")
+    follows: str = knob("", "follow graph Parquet (src, dst) for look-alike audiences")
+    decisions: str = knob("", "decision log (JSON lines) to append to; empty: no log")
+
+
+class AdsService:
+    def __init__(self, cfg: AdsConfig, server_cfg: ServerConfig | None = None):
+        import pyarrow.parquet as pq
+
+        if not cfg.posts:
+            raise InputError("the ads service needs the clean posts (posts=...)", field="posts")
+        if not cfg.pctr:
+            raise InputError("the ads service needs a pCTR model (pctr=...)", field="pctr")
+        posts = read_posts(cfg.posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
+        self.vectors = build_user_vectors(posts)
+        self.post_text = dict(zip(posts.column("post_id").to_pylist(), posts.column("text").to_pylist(), strict=True))
+        follows = pq.read_table(cfg.follows, columns=["src", "dst"]) if cfg.follows else None
+        self.builder = AudienceBuilder(posts, self.vectors, follows=follows)
+        self.catalog = AudienceCatalog(Path(cfg.audiences))
+        self.model, self.pctr_meta = load_pctr(Path(cfg.pctr))
+        self.history = history_from_logs(Path(cfg.logs)) if cfg.logs else History(
+            prior=float(self.pctr_meta.get("background_ctr", 0.02)))
+        self.store = CampaignStore(cfg.database, audience_size=self.catalog.size,
+                                   file_exists=lambda p: Path(p).is_file())
+        self.server_cfg = server_cfg or ServerConfig()
+        self.decisions = DecisionLog(cfg.decisions or None)
+        self._lock = threading.Lock()
+        self._recent: OrderedDict[tuple[str, int], Placement] = OrderedDict()
+        self.reload()
+
+    def reload(self) -> None:
+        """Rebuild the ad server over the campaigns in the store (spend so far today is kept by the store)."""
+        campaigns = [c for c in self.store.list() if c.status == "active"]
+        server = AdServer(campaigns, self.catalog, self.vectors, Featurizer(self.vectors, self.history), self.model,
+                          self.server_cfg, post_text=self.post_text, decision_log=self.decisions)
+        with self._lock:
+            old = getattr(self, "server", None)
+            if old is not None:  # the old server's spend goes to the store before the new one reads it
+                self.store.add_spend(old.spend_rows())
+            today = dt.datetime.now(dt.UTC).date()
+            server.resume(today, {cid: v[0] for cid, v in self.store.spend(today).items()})
+            self.server = server
+
+    def select(self, req: AdRequest) -> list[Placement]:
+        placed = self.server.select(req)
+        with self._lock:
+            for p in placed:
+                self._recent[(p.request_id, p.position)] = p
+            while len(self._recent) > 100_000:
+                self._recent.popitem(last=False)
+        return placed
+
+    def click(self, request_id: str, position: int) -> Placement:
+        with self._lock:
+            p = self._recent.get((request_id, position))
+        if p is None:
+            raise InputError(f"no recent ad {request_id!r} at position {position}", field="request_id")
+        self.server.record_click(p)
+        return p
+
+    def create_campaign(self, c: Campaign) -> Campaign:
+        out = self.store.create(c)
+        self.reload()
+        return out
+
+    def audience_sizes(self) -> list[dict]:
+        out = []
+        for name in self.catalog.names():
+            try:
+                a = self.catalog.get(name)
+            except InputError:
+                continue
+            if a.size >= MIN_AUDIENCE:
+                out.append({"name": name, "kind": a.kind, "size": a.size})
+        return out
+
+    def build_audience(self, kind: str, name: str | None = None, topic: str | None = None,
+                       keywords: list[str] | None = None, days: int | None = None,
+                       accounts: list[str] | None = None, size: int = 1000) -> dict:
+        aud = build_audience(self.builder, kind, topic=topic, keywords=keywords, days=days, accounts=accounts,
+                             size=size)
+        if aud.size < MIN_AUDIENCE:
+            raise InputError(f"the audience has fewer than {MIN_AUDIENCE} users; it cannot be reported or targeted",
+                             field="kind")
+        if name:
+            self.catalog.put(name, aud)
+        return {"name": name, "kind": kind, "size": aud.size}
+
+    def close(self) -> None:
+        self.decisions.close()
+        self.store.add_spend(self.server.spend_rows())
+        self.store.close()
+
+
+def build_audience(builder: AudienceBuilder, kind: str, topic: str | None = None, keywords: list[str] | None = None,
+                   days: int | None = None, accounts: list[str] | None = None, ids: list[str] | None = None,
+                   size: int = 1000, min_share: float = 0.2) -> Audience:
+    """One audience of ``kind`` with the parameters it needs (InputError naming a missing one)."""
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})", field="kind")
+    if kind in ("interest", "topic") and not topic:
+        raise InputError(f"a {kind} audience needs a topic", field="topic")
+    if kind == "interest":
+        return builder.interest(topic or "", min_share=min_share)
+    if kind == "topic":
+        return builder.conversation_topic(topic or "")
+    if kind == "keyword":
+        return builder.keyword(keywords or [], days)
+    if kind == "lookalike":
+        if not accounts:
+            raise InputError("a look-alike audience needs accounts", field="accounts")
+        return builder.lookalike(accounts, size)
+    if not ids:
+        raise InputError("a custom audience needs a list of user ids", field="ids")
+    return builder.custom(ids)

@@ -1,0 +1,306 @@
+"""The simulated A/B test: murmur's targeting and ranking against random delivery, on the demo world.
+
+Both arms get the same campaigns (one per advertiser: its ads as creatives, an interest audience
+of its topic built from the posts, a CPC or CPM bid, a daily budget), the same page views (users by
+activity, hours by the daily traffic curve, a context post each) and the same ad server with the
+same audiences, frequency caps and pacing. Arm ``murmur`` ranks by pCTR × bid × quality and prices
+by second price; arm ``random`` orders eligible campaigns at random and charges the bid. Clicks come
+from the world's hidden click model (:class:`murmur.world.ads.ClickModel`) with common random
+numbers per page view and slot, so the arms differ only by their choices. Each seed is a new draw of
+campaigns, bids, budgets and traffic; the table reports the mean over seeds with a 95% confidence
+interval (t distribution), and the lift of murmur over random paired by seed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from murmur.ads.audiences import AudienceBuilder, AudienceCatalog
+from murmur.ads.pctr import Featurizer, History, log_features, read_logs, train_pctr
+from murmur.ads.server import DEFAULT_HOURLY, AdRequest, AdServer, ServerConfig
+from murmur.ads.store import MICROS, Campaign, CampaignStore, Creative
+from murmur.ads.vectors import UserVectors, build_user_vectors, read_posts
+from murmur.config import knob
+from murmur.errors import InputError
+from murmur.world.ads import ClickModel
+from murmur.world.truth import load_truth
+
+ARMS = ("murmur", "random")
+MIN_BUDGET = 0.10
+METRICS = ("impressions", "clicks", "ctr", "spend", "ecpc", "delivery_ok", "max_over")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seeds: int = knob(5, "independent runs (campaigns, bids, budgets, traffic drawn anew)")
+    days: int = knob(1, "simulated days per run")
+    page_views: int = knob(10000, "page views a day")
+    slots: int = knob(2, "ad slots a page view")
+    cpm_share: float = knob(0.2, "share of campaigns bidding CPM (the rest bid CPC)")
+    budget_fraction: float = knob(0.5, "daily budget as a share of what the campaign spends with no limit")
+    min_share: float = knob(0.1, "interest audiences: least share of a user's posts on the topic")
+    campaigns: int = knob(20, "campaigns a run (advertisers drawn among those whose topic has an audience)")
+    frequency_cap: int = knob(4, "impressions per user per campaign per day")
+    batch_minutes: int = knob(5, "page views scored together (pCTR in one call), in minutes of traffic")
+
+
+@dataclass
+class SimSetup:
+    """What every run shares: the world, its click model, vectors, audiences and the pCTR model."""
+
+    click_model: ClickModel
+    vectors: UserVectors
+    catalog: AudienceCatalog
+    model: object
+    history: History
+    ads: dict[str, list]
+    post_ids: np.ndarray
+    post_texts: list[str]
+    post_topic: np.ndarray
+    activity: np.ndarray
+    start: dt.date
+    audience_of_topic: dict[str, str]
+    pctr_report: object = None
+
+    def __post_init__(self) -> None:
+        self.text_to_ad = {t: i for i, t in enumerate(self.ads["text"])}
+
+    @classmethod
+    def build(cls, world: Path, ads_dir: Path, posts_path: Path, work: Path, min_share: float = 0.1,
+              log: Callable[[str], None] = lambda s: None) -> SimSetup:
+        cm = ClickModel.load(ads_dir, world)
+        posts = read_posts(posts_path, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
+        log(f"embedding {posts.num_rows:,} posts")
+        vectors = build_user_vectors(posts)
+        post_text = dict(zip(posts.column("post_id").to_pylist(), posts.column("text").to_pylist(), strict=True))
+        imps, ads_t = read_logs(ads_dir)
+        log(f"training pCTR on {imps.num_rows:,} impressions")
+        lf = log_features(imps, ads_t, vectors, post_text)
+        model, report = train_pctr(lf)
+        history = History(prior=lf.background)
+        ad_text = dict(zip(ads_t.column("ad_id").to_pylist(), ads_t.column("text").to_pylist(), strict=True))
+        history.add(imps.column("user_id").to_pylist(), [ad_text[a] for a in imps.column("ad_id").to_pylist()],
+                    imps.column("clicked").to_numpy(zero_copy_only=False))
+        truth = load_truth(world)
+        builder = AudienceBuilder(posts, vectors, follows=truth.follows)
+        catalog = AudienceCatalog(work / "audiences")
+        ads = pq.read_table(ads_dir / "ads.parquet").to_pydict()
+        aud_of: dict[str, str] = {}
+        for topic in sorted(set(ads["topic"])):
+            aud = builder.interest(topic, min_share=min_share)
+            if aud.size >= 100:
+                catalog.put(f"interest-{topic}", aud)
+                aud_of[topic] = f"interest-{topic}"
+        log(f"{len(aud_of)} interest audiences of 100+ users")
+        if not aud_of:
+            raise InputError("no topic has an interest audience of 100 users; simulate on a larger world")
+        pids = posts.column("post_id").to_numpy(zero_copy_only=False).astype(str)
+        topics = cm.topic_index(truth.topics_of(pids.tolist()))
+        urows = truth.user_rows(cm.user_ids)
+        act = truth.users["posts"].to_numpy(zero_copy_only=False)[urows].astype(np.float64)
+        start = dt.date.fromisoformat(truth.config.get("start", "2024-05-01")) + dt.timedelta(
+            days=int(imps.column("day").to_numpy().max()) + 1)
+        return cls(cm, vectors, catalog, model, history, ads, pids, posts.column("text").to_pylist(), topics,
+                   act, start, aud_of, report)
+
+
+def make_campaigns(setup: SimSetup, cfg: SimConfig, rng: np.random.Generator) -> list[Campaign]:
+    """``cfg.campaigns`` advertisers (among those whose topic has an audience), each with its ads as
+    creatives, a CPC or CPM bid and a placeholder budget (:func:`run_seed` sets the real one)."""
+    by_adv: dict[str, list[int]] = {}
+    for i, a in enumerate(setup.ads["advertiser_id"]):
+        if setup.ads["topic"][i] in setup.audience_of_topic:
+            by_adv.setdefault(a, []).append(i)
+    names = sorted(by_adv)
+    chosen = sorted(rng.choice(len(names), min(cfg.campaigns, len(names)), replace=False).tolist())
+    start = dt.datetime(setup.start.year, setup.start.month, setup.start.day, tzinfo=dt.UTC)
+    out = []
+    for k in chosen:
+        rows = by_adv[names[k]]
+        topic = setup.ads["topic"][rows[0]]
+        if rng.random() < cfg.cpm_share:
+            bid_type, bid = "cpm", round(float(rng.uniform(2.0, 10.0)), 2)
+        else:
+            bid_type, bid = "cpc", round(float(rng.uniform(0.3, 1.5)), 2)
+        creatives = tuple(Creative(setup.ads["text"][i], setup.ads["url"][i], setup.ads["lang"][i]) for i in rows)
+        out.append(Campaign(advertiser_id=names[k], name=f"{setup.ads['brand'][rows[0]]} {topic}", objective="traffic",
+                            daily_budget=1_000_000.0, bid_type=bid_type, bid=bid,
+                            audience=setup.audience_of_topic[topic], creatives=creatives, start=start,
+                            frequency_cap=cfg.frequency_cap))
+    return out
+
+
+@dataclass
+class ArmResult:
+    impressions: int = 0
+    clicks: int = 0
+    spend: float = 0.0
+    delivery: list[float] = field(default_factory=list)  # spend / budget per campaign-day
+
+    def metrics(self) -> dict[str, float]:
+        d = np.array(self.delivery) if self.delivery else np.zeros(1)
+        return {"impressions": self.impressions, "clicks": self.clicks,
+                "ctr": self.clicks / max(1, self.impressions), "spend": self.spend,
+                "ecpc": self.spend / max(1, self.clicks),
+                "delivery_ok": float(np.mean((d >= 0.9) & (d <= 1.01))), "max_over": float(d.max() - 1.0)}
+
+
+@dataclass
+class _Traffic:
+    users: np.ndarray    # click-model user rows
+    secs: np.ndarray     # seconds into the day, sorted
+    ctx: np.ndarray      # post rows
+    u: np.ndarray        # uniforms [views, slots] for the click draws
+    z: np.ndarray        # normals [views, slots] for the click noise
+
+
+def _traffic(setup: SimSetup, cfg: SimConfig, rng: np.random.Generator) -> _Traffic:
+    n = cfg.page_views
+    weights = (setup.activity + 1) / (setup.activity + 1).sum()
+    hour_p = np.array(DEFAULT_HOURLY) / sum(DEFAULT_HOURLY)
+    return _Traffic(rng.choice(len(weights), n, p=weights),
+                    np.sort(rng.choice(24, n, p=hour_p) * 3600 + rng.integers(0, 3600, n)),
+                    rng.integers(0, len(setup.post_ids), n), rng.random((n, cfg.slots)),
+                    rng.standard_normal((n, cfg.slots)))
+
+
+def _serve_day(server: AdServer, setup: SimSetup, cfg: SimConfig, t: _Traffic, base: dt.datetime, tag: str,
+               res: ArmResult) -> None:
+    """Serve a day of page views in time order, drawing clicks from the hidden click model."""
+    cm = setup.click_model
+    text_to_ad = setup.text_to_ad
+    batch = cfg.batch_minutes * 60
+    n, lo = len(t.users), 0
+    while lo < n:
+        hi = int(np.searchsorted(t.secs, (t.secs[lo] // batch + 1) * batch))
+        reqs = [AdRequest(user_id=str(cm.user_ids[t.users[v]]), context_text=setup.post_texts[t.ctx[v]],
+                          slots=cfg.slots, now=base + dt.timedelta(seconds=int(t.secs[v])), request_id=f"{tag}-{v}")
+                for v in range(lo, hi)]
+        for v, placed in zip(range(lo, hi), server.select_batch(reqs), strict=True):
+            if not placed:
+                continue
+            k = len(placed)
+            ads = np.array([text_to_ad[p.text] for p in placed])
+            logit = cm.logit(np.full(k, t.users[v]), cm.ad_topic[ads], cm.ad_lang[ads], cm.appeal[ads],
+                             cm.ad_effect[ads], np.arange(k), np.full(k, t.secs[v] // 3600),
+                             np.full(k, setup.post_topic[t.ctx[v]]))
+            clicked = cm.draw_clicks(logit, t.u[v, :k], t.z[v, :k])
+            res.impressions += k
+            for p, c in zip(placed, clicked.tolist(), strict=True):
+                if c:
+                    res.clicks += 1
+                    server.record_click(p)
+        lo = hi
+    server.end_day()
+
+
+def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log_path: Path | None) -> AdServer:
+    from murmur.ads.server import DecisionLog
+
+    return AdServer(campaigns, setup.catalog, setup.vectors, Featurizer(setup.vectors, setup.history),
+                    setup.model if arm == "murmur" else None, ServerConfig(policy=arm, seed=seed),
+                    decision_log=DecisionLog(log_path))
+
+
+def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: str | None = None,
+             decisions: Path | None = None) -> dict[str, ArmResult]:
+    """One run: draw campaigns, set budgets from a day of unconstrained delivery (on other traffic),
+    then serve both arms the same days and draw clicks from the hidden model."""
+    rng = np.random.default_rng([seed, 0x51])
+    campaigns = make_campaigns(setup, cfg, rng)
+    base0 = dt.datetime(setup.start.year, setup.start.month, setup.start.day, tzinfo=dt.UTC)
+    # what each campaign spends with no budget limit: budgets are a share of it, so they bind in both arms
+    probe = _server(setup, campaigns, "murmur", seed, None)
+    _serve_day(probe, setup, cfg, _traffic(setup, cfg, np.random.default_rng([seed, 0xB0])), base0,
+               "probe", ArmResult())
+    free = probe.daily[0][1] / MICROS
+    # a campaign that spends next to nothing even without a limit is left out of the run
+    campaigns = [replace(c, daily_budget=round(cfg.budget_fraction * float(free[i]), 2))
+                 for i, c in enumerate(campaigns) if cfg.budget_fraction * float(free[i]) >= MIN_BUDGET]
+    if not campaigns:
+        raise InputError("no campaign could spend a budget on this traffic; raise page_views")
+    store = CampaignStore(store_url or f"sqlite:///{work / f'campaigns-{seed}.db'}", audience_size=setup.catalog.size)
+    try:
+        campaigns = [store.create(c) for c in campaigns]
+        servers = {arm: _server(setup, campaigns, arm, seed, decisions / f"{arm}-{seed}.jsonl" if decisions else None)
+                   for arm in ARMS}
+        results = {arm: ArmResult() for arm in ARMS}
+        for day in range(cfg.days):
+            traffic = _traffic(setup, cfg, rng)
+            for arm in ARMS:
+                _serve_day(servers[arm], setup, cfg, traffic, base0 + dt.timedelta(days=day), f"{seed}-{day}",
+                           results[arm])
+        for arm in ARMS:
+            server = servers[arm]
+            for _, spend, _, _ in server.daily:
+                results[arm].spend += float(spend.sum()) / MICROS
+                results[arm].delivery.extend((spend / server.pacer.budgets).tolist())
+            if arm == "murmur":
+                store.add_spend(server.spend_rows())
+            server.decision_log.close()
+        return results
+    finally:
+        store.close()
+
+
+def _ci(values: np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of its 95% confidence interval (t distribution)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, float("nan")
+    return mean, float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+@dataclass
+class SimReport:
+    per_seed: list[dict[str, dict[str, float]]]
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for arm in ARMS:
+            out[arm] = {m: _ci(np.array([s[arm][m] for s in self.per_seed])) for m in METRICS}
+        out["lift"] = {m: _ci(np.array([s["murmur"][m] / s["random"][m] - 1 if s["random"][m] else np.nan
+                                        for s in self.per_seed])) for m in ("clicks", "ctr", "spend")}
+        return out
+
+    def table(self) -> str:
+        s = self.summary()
+        fmt = {"impressions": "{:,.0f}", "clicks": "{:,.0f}", "ctr": "{:.3%}", "spend": "{:,.2f}", "ecpc": "{:.3f}",
+               "delivery_ok": "{:.0%}", "max_over": "{:+.2%}"}
+        rows = [f"{'metric':<12} {'murmur':>26} {'random':>26}"]
+        for m in METRICS:
+            cells = []
+            for arm in ARMS:
+                mean, hw = s[arm][m]
+                cells.append(f"{fmt[m].format(mean)} ± {fmt[m].format(hw) if not math.isnan(hw) else '-'}")
+            rows.append(f"{m:<12} {cells[0]:>26} {cells[1]:>26}")
+        for m in ("clicks", "ctr", "spend"):
+            mean, hw = s["lift"][m]
+            rows.append(f"lift {m:<7} {mean:+.1%} ± {hw:.1%}" if not math.isnan(hw) else f"lift {m:<7} {mean:+.1%}")
+        return "\n".join(rows)
+
+
+def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_url: str | None = None,
+             decisions: Path | None = None, log: Callable[[str], None] = lambda s: None) -> SimReport:
+    if cfg.seeds < 1 or cfg.days < 1 or cfg.page_views < 1 or not 1 <= cfg.slots <= 10:
+        raise InputError("seeds, days and page_views must be >= 1 and slots 1-10")
+    per_seed = []
+    with tempfile.TemporaryDirectory(prefix="murmur-ads-sim-") as tmp:
+        for seed in range(cfg.seeds):
+            res = run_seed(setup, cfg, seed, Path(work or tmp), store_url, decisions)
+            per_seed.append({arm: r.metrics() for arm, r in res.items()})
+            m, r = per_seed[-1]["murmur"], per_seed[-1]["random"]
+            log(f"seed {seed}: murmur CTR {m['ctr']:.3%} clicks {m['clicks']:,} spend {m['spend']:,.2f} | "
+                f"random CTR {r['ctr']:.3%} clicks {r['clicks']:,} spend {r['spend']:,.2f}")
+    return SimReport(per_seed)

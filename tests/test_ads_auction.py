@@ -1,0 +1,70 @@
+"""Ranking, pricing, pacing, brand safety and the pCTR metrics: small exact cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from murmur.ads.auction import expected_value, gsp
+from murmur.ads.pacing import Pacer, slot_shares
+from murmur.ads.pctr import auc, entropy, evaluate
+from murmur.ads.safety import unsafe_reason
+
+
+def test_gsp_ranks_by_value_and_charges_the_least_that_keeps_the_rank():
+    is_cpc = np.array([True, True, False])
+    bid = np.array([1.0, 2.0, 30.0])         # $1 CPC, $2 CPC, $30 CPM
+    pctr = np.array([0.05, 0.01, 0.0])
+    ev = expected_value(is_cpc, bid, pctr)   # 0.05, 0.02, 0.03 per impression
+    out = gsp(ev, np.ones(3), is_cpc, bid, pctr, slots=2, reserve_ev=0.001)
+    assert out.winners.tolist() == [0, 2]
+    assert out.prices[0] == pytest.approx(0.03 / 0.05)  # per click: the CPM ad's value / own pCTR
+    assert out.prices[1] == pytest.approx(1000 * 0.02)  # per mille: the third ad's value
+    assert (out.prices <= bid[out.winners] + 1e-12).all()
+    # the last winner with nobody below pays the reserve
+    alone = gsp(ev[:1], np.ones(1), is_cpc[:1], bid[:1], pctr[:1], slots=1, reserve_ev=0.001)
+    assert alone.prices[0] == pytest.approx(0.001 / 0.05)
+    # quality moves the rank: a relevant ad beats a richer irrelevant one
+    q = gsp(ev, np.array([0.5, 1.0, 1.0]), is_cpc, bid, pctr, slots=1)
+    assert q.winners.tolist() == [2]
+    assert gsp(ev, np.ones(3), is_cpc, bid, pctr, slots=3, reserve_ev=0.04).winners.tolist() == [0]
+
+
+def test_pacer_spreads_the_budget_and_never_overspends():
+    rng = np.random.default_rng(0)
+    shares = slot_shares(np.ones(24))
+    budgets = np.array([100_000_000, 5_000_000], dtype=np.int64)   # $100 and $5
+    pacer = Pacer(budgets, shares)
+    spent_by_hour = np.zeros((24, 2))
+    for slot in range(96):
+        pacer.advance(slot)
+        for _ in range(200):  # each campaign could spend $0.50 an auction: far more than its budget
+            for c in (0, 1):
+                if pacer.eligible(np.array([c]), rng.random(1))[0] and pacer.affordable(c, 500_000):
+                    pacer.charge(c, 500_000)
+        spent_by_hour[slot // 4] = pacer.spent
+    assert (pacer.spent <= budgets).all()
+    assert (pacer.spent >= 0.9 * budgets).all()
+    # spread through the day, not spent in the first hours
+    assert spent_by_hour[11, 0] < 0.65 * budgets[0]
+
+
+def test_metrics():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    from sklearn.metrics import roc_auc_score
+
+    assert auc(y, p) == pytest.approx(roc_auc_score(y, p))
+    flat = evaluate(y.astype(float), np.full(6, 0.5), 0.5)
+    assert flat["ne"] == pytest.approx(1.0) and flat["calibration"] == pytest.approx(1.0)
+    assert entropy(0.5) == pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("What a goal in the last minute, the derby was electric", None),
+    ("Huge crypto giveaway, send 1 btc and get 2 back, giveaway ends soon", "spam"),
+    ("Call me on +1 415 555 0134 about the flat", "pii"),
+    ("That beheading video should not be on here", "unsafe_words"),
+])
+def test_brand_safety_uses_the_cleaners_rules(text, reason):
+    assert unsafe_reason(text) == reason

@@ -1,0 +1,146 @@
+"""The ad server end to end on a small world: pCTR from the logs, audiences, campaigns over HTTP, ad
+selection with its auction, caps and brand safety, and the simulated A/B test."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from ads_helpers import build
+from serve_helpers import ServerThread, make_tokenizer, micro_model
+
+from murmur.ads.audiences import AudienceBuilder, AudienceCatalog
+from murmur.ads.pctr import log_features, read_logs, save_pctr, train_pctr
+from murmur.ads.router import build_router
+from murmur.ads.server import AdRequest
+from murmur.ads.service import AdsConfig, AdsService
+from murmur.ads.simulate import SimConfig, SimSetup, simulate
+from murmur.ads.vectors import build_user_vectors, read_posts
+from murmur.engine import Engine
+from murmur.serve.app import create_app
+
+pytestmark = pytest.mark.slow
+TOPIC = "cooking"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adsserver")
+    fx = build(root, users=2500, impressions_per_day=5000, days=5)
+    posts = read_posts(fx.clean, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
+    vectors = build_user_vectors(posts)
+    text = dict(zip(posts.column("post_id").to_pylist(), posts.column("text").to_pylist(), strict=True))
+    imps, ads = read_logs(fx.ads)
+    lf = log_features(imps, ads, vectors, text)
+    model, report = train_pctr(lf)
+    save_pctr(model, report, root / "pctr", lf.background)
+    catalog = AudienceCatalog(root / "audiences")
+    aud = AudienceBuilder(posts, vectors).interest(TOPIC, min_share=0.1)
+    assert aud.size >= 100
+    catalog.put("cooks", aud)
+    return {"fx": fx, "root": root, "report": report, "members": aud.user_ids.tolist(), "text": text}
+
+
+def test_pctr_beats_the_baselines_on_held_out_days(env):
+    t = env["report"].test
+    chosen = env["report"].chosen
+    assert chosen in ("lightgbm", "torch")
+    assert t[chosen]["ne"] < t["targeting"]["ne"] < 1.01
+    assert t[chosen]["auc"] > t["targeting"]["auc"] > 0.5
+    assert 0.7 < t[chosen]["calibration"] < 1.4
+
+
+@pytest.fixture(scope="module")
+def service(env):
+    root = env["root"]
+    svc = AdsService(AdsConfig(posts=str(env["fx"].clean), audiences=str(root / "audiences"),
+                               database=f"sqlite:///{root / 'ads.db'}", pctr=str(root / "pctr"),
+                               logs=str(env["fx"].ads), decisions=str(root / "decisions.jsonl")))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def url(service):
+    tok = make_tokenizer(service.catalog.root.parent / "tok")
+    engine = Engine(micro_model(tok.vocab_size), tok, max_batch=1, name="m")
+    with ServerThread(create_app(engine, routers=[build_router(service)])) as u:
+        yield u
+
+
+CAMPAIGN = {"advertiser_id": "adv-test", "name": "Pans", "daily_budget": 20.0, "bid_type": "cpc", "bid": 0.9,
+            "audience": "cooks", "frequency_cap": 2,
+            "creatives": [{"text": "The Kalo pan for #homecooking. Shop now https://kalo.example/pan",
+                           "url": "https://kalo.example/pan"},
+                          {"text": "La sartén Kalo. https://kalo.example/pan", "url": "https://kalo.example/pan",
+                           "lang": "es"}]}
+
+
+def test_http_campaigns_audiences_and_selection(env, service, url):
+    r = httpx.post(url + "/v1/ads/campaigns", json=CAMPAIGN)
+    assert r.status_code == 200, r.text
+    cid = r.json()["id"]
+    sizes = httpx.get(url + "/v1/ads/audiences").json()["data"]
+    assert sizes == [{"name": "cooks", "kind": "interest", "size": len(env["members"])}]
+    member = env["members"][0]
+    first = httpx.post(url + "/v1/ads/select", json={"user_id": member, "query": "easy pasta recipes", "slots": 2})
+    assert first.status_code == 200, first.text
+    ads = first.json()["data"]
+    assert len(ads) == 1 and ads[0]["campaign_id"] == cid and 0 < ads[0]["pctr"] < 1
+    assert ads[0]["price"] <= CAMPAIGN["bid"]
+    httpx.post(url + "/v1/ads/select", json={"user_id": member, "slots": 1})
+    capped = httpx.post(url + "/v1/ads/select", json={"user_id": member, "slots": 1}).json()["data"]
+    assert capped == []  # frequency cap of 2 a day
+    click = httpx.post(url + "/v1/ads/click", json={"request_id": ads[0]["request_id"], "position": 0})
+    assert click.status_code == 200
+    outsider = next(u for u in service.vectors.user_ids.tolist() if u not in set(env["members"]))
+    assert httpx.post(url + "/v1/ads/select", json={"user_id": outsider}).json()["data"] == []
+    other = env["members"][1]
+    unsafe = httpx.post(url + "/v1/ads/select", json={"user_id": other, "query": "mail me at bob@example.com"})
+    assert unsafe.json()["data"] == []
+
+
+@pytest.mark.parametrize("change, param", [
+    ({"audience": "nobody"}, "audience"),
+    ({"daily_budget": 0}, "daily_budget"),
+    ({"bid": 90000}, "bid"),
+    ({"creatives": [{"text": "x https://kalo.example/a", "url": "https://kalo.example/a", "image": "/no.png"}]},
+     "creatives[0].image"),
+])
+def test_http_bad_campaigns(url, change, param):
+    r = httpx.post(url + "/v1/ads/campaigns", json={**CAMPAIGN, **change})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_http_bad_requests(url):
+    assert httpx.post(url + "/v1/ads/select", json={"user_id": "u", "slots": 0}).status_code == 400
+    assert httpx.post(url + "/v1/ads/select", json={"user_id": "u", "context_text": "x" * 10_000}).status_code == 400
+    r = httpx.post(url + "/v1/ads/audiences", json={"kind": "interest", "topic": "no_such_topic"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "topic"
+    r = httpx.post(url + "/v1/ads/audiences", json={"kind": "keyword", "keywords": ["zzqqxx"]})
+    assert r.status_code == 400 and "fewer than 100" in r.json()["error"]["message"]
+    assert httpx.post(url + "/v1/ads/click", json={"request_id": "nope"}).status_code == 400
+
+
+def test_every_decision_is_logged(service):
+    service.select(AdRequest(user_id="someone-unknown"))
+    service.decisions._f.flush()
+    lines = [json.loads(x) for x in service.decisions.path.read_text().splitlines()]
+    outcomes = {x.get("outcome") for x in lines}
+    assert {"served", "no_ads", "unsafe_context"} <= outcomes
+    served = next(x for x in lines if x.get("outcome") == "served")
+    assert served["winners"][0]["price"] > 0 and "candidates" in served
+
+
+def test_simulated_ab_test(env, tmp_path):
+    fx = env["fx"]
+    setup = SimSetup.build(fx.world, fx.ads, fx.clean, tmp_path, min_share=0.1)
+    report = simulate(setup, SimConfig(seeds=2, page_views=3000, campaigns=8), work=tmp_path)
+    s = report.summary()
+    assert s["murmur"]["ctr"][0] > s["random"]["ctr"][0]
+    for arm in ("murmur", "random"):
+        assert s[arm]["max_over"][0] <= 0.01  # never more than 1% over a daily budget
+        assert np.isfinite(s[arm]["clicks"][0])
+    assert "lift ctr" in report.table()
