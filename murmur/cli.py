@@ -248,6 +248,9 @@ def serve_cmd(
     max_queue: Annotated[int, typer.Option(help="Requests allowed to wait for a row before HTTP 429.")] = 256,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body in MiB (HTTP 413 above).")
                            ] = 8.0,
+    ads_config: Annotated[Path | None, typer.Option("--ads-config", help="TOML of AdsConfig knobs: serve /v1/ads "
+                                                                         "(posts, audiences, database, pctr, logs).")
+                          ] = None,
 ) -> None:
     """Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions), web chat at /."""
     from murmur.errors import InputError
@@ -255,8 +258,15 @@ def serve_cmd(
 
     if not max_body_mb > 0:
         raise InputError(f"must be positive (got {max_body_mb})", field="--max-body-mb")
+    routers = []
+    if ads_config is not None:
+        from murmur import config as cfgmod
+        from murmur.ads.router import build_router as ads_router
+        from murmur.ads.service import AdsConfig, AdsService
+
+        routers.append(ads_router(AdsService(cfgmod.load(AdsConfig, ads_config, []))))
     serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
-          max_body_bytes=int(max_body_mb * 2**20))
+          max_body_bytes=int(max_body_mb * 2**20), routers=routers)
 
 
 # ---------------------------------------------------------------- demo

@@ -132,6 +132,14 @@ def test_every_decision_is_logged(service):
     assert {"served", "no_ads", "unsafe_context"} <= outcomes
     served = next(x for x in lines if x.get("outcome") == "served")
     assert served["winners"][0]["price"] > 0 and "candidates" in served
+    # spend reaches the store, and a rebuilt server starts from it
+    service.flush()
+    import datetime as dt
+
+    spend = service.store.spend(dt.datetime.now(dt.UTC).date())
+    assert sum(v[1] for v in spend.values()) == 2 and sum(v[2] for v in spend.values()) == 1
+    service.reload()
+    assert service.server.pacer.spent.sum() == sum(v[0] for v in spend.values())
 
 
 def test_simulated_ab_test(env, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from murmur.ads.store import MIN_AUDIENCE, Campaign, CampaignStore
 from murmur.ads.vectors import build_user_vectors, read_posts
 from murmur.config import knob
 from murmur.errors import InputError
+
+FLUSH_SECONDS = 10.0  # spend reaches the store at least this often while ads are served
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class AdsService:
         self.decisions = DecisionLog(cfg.decisions or None)
         self._lock = threading.Lock()
         self._recent: OrderedDict[tuple[str, int], Placement] = OrderedDict()
+        self._last_flush = time.monotonic()
         self.reload()
 
     def reload(self) -> None:
@@ -64,12 +68,28 @@ class AdsService:
         server = AdServer(campaigns, self.catalog, self.vectors, Featurizer(self.vectors, self.history), self.model,
                           self.server_cfg, post_text=self.post_text, decision_log=self.decisions)
         with self._lock:
-            old = getattr(self, "server", None)
-            if old is not None:  # the old server's spend goes to the store before the new one reads it
-                self.store.add_spend(old.spend_rows())
+            if getattr(self, "server", None) is not None:  # the old server's spend goes to the store first
+                self._flush_locked()
+            self._flushed: dict[tuple[int, dt.date], tuple[int, int, int]] = {}
             today = dt.datetime.now(dt.UTC).date()
             server.resume(today, {cid: v[0] for cid, v in self.store.spend(today).items()})
             self.server = server
+
+    def _flush_locked(self) -> None:
+        """Add the spend since the last flush to the store."""
+        rows = []
+        for cid, day, spend, imps, clicks in self.server.spend_rows():
+            a, b, c = self._flushed.get((cid, day), (0, 0, 0))
+            if (spend, imps, clicks) != (a, b, c):
+                rows.append((cid, day, spend - a, imps - b, clicks - c))
+                self._flushed[(cid, day)] = (spend, imps, clicks)
+        if rows:
+            self.store.add_spend(rows)
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
 
     def select(self, req: AdRequest) -> list[Placement]:
         placed = self.server.select(req)
@@ -78,6 +98,8 @@ class AdsService:
                 self._recent[(p.request_id, p.position)] = p
             while len(self._recent) > 100_000:
                 self._recent.popitem(last=False)
+            if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+                self._flush_locked()
         return placed
 
     def click(self, request_id: str, position: int) -> Placement:
@@ -117,8 +139,8 @@ class AdsService:
         return {"name": name, "kind": kind, "size": aud.size}
 
     def close(self) -> None:
+        self.flush()
         self.decisions.close()
-        self.store.add_spend(self.server.spend_rows())
         self.store.close()
 
 
