@@ -45,7 +45,10 @@ def build_router() -> APIRouter:
 def server(tmp_path_factory):
     tok = make_tokenizer(tmp_path_factory.mktemp("tok"))
     engine = Engine(micro_model(tok.vocab_size), tok, max_batch=2, name="m")
-    with ServerThread(create_app(engine, api_key=KEY, routers=[build_router()], max_body_bytes=4096)) as url:
+    web = tmp_path_factory.mktemp("web")
+    (web / "index.html").write_text("<h1>search</h1>")
+    app = create_app(engine, api_key=KEY, routers=[build_router()], pages={"search": web}, max_body_bytes=4096)
+    with ServerThread(app) as url:
         yield url
 
 
@@ -72,6 +75,9 @@ def test_a_mounted_router_shares_auth_errors_metrics_and_limits(server):
     text = httpx.get(url + "/metrics").text
     for status in (200, 400, 401, 500):
         assert f'murmur_http_requests_total{{route="/v1/search",status="{status}"}}' in text
+    # the feature's web page is served by the same app
+    page = httpx.get(url + "/search/")
+    assert page.status_code == 200 and page.text == "<h1>search</h1>"
     # and the schema documents it as the server behaves
     op = httpx.get(url + "/openapi.json").json()["paths"]["/v1/search"]["post"]["responses"]
     assert {"200", "400", "401", "413", "500"} <= set(op) and "422" not in op

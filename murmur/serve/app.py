@@ -60,13 +60,20 @@ def create_app(engine: Engine | None = None, *, loader: Callable[[], Engine] | N
         else:
             threading.Thread(target=load, args=(app,), name="murmur-load", daemon=True).start()
         yield
-        if app.state.engine is not None:
-            app.state.engine.stop()
+        with lock:
+            closed.set()
+            if app.state.engine is not None:
+                app.state.engine.stop()
+
+    lock, closed = threading.Lock(), threading.Event()
 
     def load(app: FastAPI) -> None:
         try:
             assert loader is not None
-            app.state.engine = loader().start()
+            built = loader()
+            with lock:  # a model that finishes loading after shutdown is never started
+                if not closed.is_set():
+                    app.state.engine = built.start()
         except Exception as e:  # reported by /health and 503 bodies; the server keeps answering
             app.state.engine_error = f"{type(e).__name__}: {e}" if not isinstance(e, MurmurError) else str(e)
 
