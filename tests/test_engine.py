@@ -228,3 +228,31 @@ def test_context_limit_and_bad_requests(tok, model):
             engine.submit([tok.doc_id], greedy(max_tokens=5))
         for r in long:
             r.cancel()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_engine_on_cuda_matches_the_uncached_model_and_runs_bf16(tok, model):
+    """On a GPU: batched, cached greedy decoding (fp32) equals re-running the model; seeded sampling
+    reproduces; bf16 weights generate with the same code path."""
+    import copy
+
+    device = torch.device("cuda")
+    gpu = copy.deepcopy(model).to(device)
+    prompts = [[tok.doc_id, *tok.encode(t)] for t in ("hello", "the quick brown fox", "a", "coffee in the city")]
+    want = []
+    with torch.no_grad():
+        for p in prompts:
+            seq = list(p)
+            for _ in range(12):
+                seq.append(int(gpu(torch.tensor([seq], device=device))[0, -1].argmax()))
+            want.append(seq[len(p):])
+    with Engine(gpu, tok, max_batch=3, prefill_chunk=4) as engine:
+        got = [r.result(timeout=60).token_ids for r in
+               [engine.submit(p, greedy(max_tokens=12, ignore_eos=True)) for p in prompts]]
+        seeded = SamplingParams(temperature=1.0, top_p=0.9, seed=5, max_tokens=12, ignore_eos=True)
+        assert engine.generate(prompts[1], seeded).token_ids == engine.generate(prompts[1], seeded).token_ids
+    assert got == want
+    with Engine(copy.deepcopy(model).to(device, torch.bfloat16), tok, max_batch=2) as engine:
+        out = engine.generate(prompts[0], SamplingParams(temperature=0.7, max_tokens=16, ignore_eos=True))
+    assert out.completion_tokens == 16
