@@ -140,6 +140,7 @@ def test_bodies_over_the_limit_are_413_and_other_errors_keep_their_shape(server)
     assert_error(httpx.post(url + CHAT, json=chat(), headers={"Authorization": "Bearer nope"}), 401)
 
 
+@pytest.mark.slow
 def test_a_bad_request_never_affects_other_streams(server, tok):
     """Concurrent streams while bad requests (every case of the table, twice) hit the same server:
     every stream completes with the tokens it has alone."""
@@ -178,6 +179,7 @@ def test_a_bad_request_never_affects_other_streams(server, tok):
     assert engine.running == 0
 
 
+@pytest.mark.slow
 def test_a_large_body_does_not_stall_health(tok):
     """A body under the cap whose text takes seconds to tokenize: /health answers meanwhile."""
     engine = Engine(micro_model(tok.vocab_size, max_seq_len=1 << 20), tok, max_batch=1, name="big")

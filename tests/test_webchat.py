@@ -20,7 +20,8 @@ from murmur.engine import Engine
 from murmur.serve.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+pytestmark = [pytest.mark.slow,  # a real browser
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
 
 KEY = "sk-web-test"
 REPLY = "Streaming tokens live from **murmur**, press stop whenever you like. "
