@@ -263,6 +263,14 @@ def _set_flags(reqs: list[Request]) -> None:
         r._set_flag()
 
 
+def _is_fsdp(model: Any) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch build without distributed support
+        return False
+    return isinstance(model, FSDPModule)
+
+
 class SlotCache(KVCache):
     """``KVCache`` whose ``rows`` may also be a slice: a contiguous run of rows is read as a view.
 
@@ -340,9 +348,7 @@ class Engine:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         # A model sharded by FSDP2 gathers its root parameters (embeddings, norm, output) in the root's
         # forward, so it is called whole; a plain model is run block by block (logits where needed only).
-        from torch.distributed.fsdp import FSDPModule
-
-        self._whole_forward = isinstance(model, FSDPModule)
+        self._whole_forward = _is_fsdp(model)
         self.stats = EngineStats()
         # Scheduling state: ``rows[i]`` is the request in cache row i; rows [0, n_decoding) are generating.
         self.rows: list[Request | None] = [None] * max_batch
