@@ -38,6 +38,7 @@ from murmur.config import knob, require_at_least
 from murmur.errors import ConfigError, InputError, MurmurError
 from murmur.io import write_json
 from murmur.progress import Progress
+from murmur.train.checkpoint import file_digest
 from murmur.train.config import CheckpointSection, EvalSection, OptimSection, RunConfig, ScheduleSection
 from murmur.train.packing import Example, PackedTask
 
@@ -134,14 +135,6 @@ def is_val(conversation: Conversation, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- the task and the run
 def sft_task(cfg: SFTConfig) -> PackedTask:
     """The fine-tuning task of ``cfg``: conversations read, checked and tokenized, the base model's weights.
@@ -180,7 +173,7 @@ def sft_task(cfg: SFTConfig) -> PackedTask:
     val = tokenize_conversations(tokenizer, val_convs, seq_len)[0] if val_convs else []
     about = f"{cut['cut']} cut to seq_len, {cut['dropped']} dropped" if cut["cut"] else ""
     return PackedTask(model_cfg, weights, tokenizer, base / TOKENIZER_DIR, train, val, seq_len, cfg.seed, cfg.pack,
-                      fingerprint={"data_sha256": file_sha256(cfg.data)}, source=str(base), about=about)
+                      fingerprint={"data_sha256": file_digest(Path(cfg.data))["sha256"]}, source=str(base), about=about)
 
 
 def run_sft(cfg: SFTConfig) -> Any:
