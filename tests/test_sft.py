@@ -234,3 +234,21 @@ def test_cli_sft_and_knobs(setup, tmp_path):
                               "dtype=fp32", "seq_len=64", "eval.val_fraction=0", "log_every=1"])
     assert res.exit_code == 0, res.output
     assert "fine-tuned 2 steps" in res.output and (out / "model.safetensors").is_file()
+
+
+def test_data_source_contract_any_number_of_processes(setup, tmp_path):
+    """What the trainer relies on: the rows of a global batch over all processes are the same whatever
+    their number, and the micro-batch weights over all processes add up to 1 (their assistant tokens)."""
+    from murmur.train.task import BatchPlan
+
+    _, _, base, data = setup
+    cfg = dataclasses.replace(micro(), model=str(base), data=str(data), out=str(tmp_path / "c"))
+    task = sft_task(cfg)
+    for index in (0, 3, 11):
+        one = task.batches(index, BatchPlan(4, 2))
+        rows = sorted(r for b in one for r in b.tokens.tolist())
+        for dp in (2, 4):
+            parts = [task.batches(index, BatchPlan(4, 1, rank, dp)) for rank in range(dp)]
+            assert sorted(r for p in parts for b in p for r in b.tokens.tolist()) == rows
+            assert sum(b.weight for p in parts for b in p) == pytest.approx(1.0)
+            assert all(b.weight == pytest.approx(b.n_labels / sum(x.n_labels for x in one)) for p in parts for b in p)
