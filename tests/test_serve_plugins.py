@@ -38,6 +38,12 @@ def build_router() -> APIRouter:
         answer = engine.generate([engine.tokenizer.doc_id, *ids], SamplingParams(temperature=0, max_tokens=3))
         return {"q": body.q, "k": body.k, "answer_tokens": answer.completion_tokens}
 
+    @router.post("/answer")
+    async def answer(body: Query, engine: Annotated[Engine, Depends(current_engine)]) -> dict:
+        prompt = [engine.tokenizer.doc_id, *engine.tokenizer.encode(body.q)]
+        out = await engine.agenerate(prompt, SamplingParams(temperature=0, max_tokens=body.k, ignore_eos=True))
+        return {"text": out.text, "tokens": out.completion_tokens}
+
     return router
 
 
@@ -56,6 +62,8 @@ def test_a_mounted_router_shares_auth_errors_metrics_and_limits(server):
     url, auth = server, {"Authorization": f"Bearer {KEY}"}
     ok = httpx.post(url + "/v1/search", json={"q": "coffee"}, headers=auth)
     assert ok.status_code == 200 and ok.json()["answer_tokens"] >= 1
+    r = httpx.post(url + "/v1/search/answer", json={"q": "coffee", "k": 4}, headers=auth)
+    assert r.status_code == 200 and r.json()["tokens"] == 4
     # the app's auth
     r = httpx.post(url + "/v1/search", json={"q": "coffee"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"

@@ -236,16 +236,19 @@ class Request:
 
     def result(self, timeout: float | None = None) -> Completion:
         """Wait for the whole completion."""
-        text, ids, last = [], [], None
-        for event in self.events(timeout):
-            text.append(event.text)
-            ids.extend(event.token_ids)
-            last = event
+        return self._completion(list(self.events(timeout)))
+
+    async def aresult(self) -> Completion:
+        """Await the whole completion (in an async route: the event loop keeps running meanwhile)."""
+        return self._completion([event async for event in self.aevents()])
+
+    def _completion(self, events: list[Event]) -> Completion:
+        last = events[-1] if events else None
         assert last is not None and last.finish_reason is not None
         if last.finish_reason == "error":
             raise RuntimeError(f"generation failed: {last.error}")
-        return Completion("".join(text), ids, last.finish_reason, last.prompt_tokens, last.completion_tokens,
-                          self.time_to_first_token)
+        return Completion("".join(e.text for e in events), [t for e in events for t in e.token_ids],
+                          last.finish_reason, last.prompt_tokens, last.completion_tokens, self.time_to_first_token)
 
 
 def wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[Request]]) -> None:
@@ -469,6 +472,10 @@ class Engine:
                  timeout: float | None = None) -> Completion:
         """Submit and wait: the whole completion."""
         return self.submit(prompt, params).result(timeout)
+
+    async def agenerate(self, prompt: Sequence[int], params: SamplingParams | None = None) -> Completion:
+        """Submit and await the whole completion (for async routes; cancelled if the caller is)."""
+        return await self.submit(prompt, params).aresult()
 
     def run(self, prompts: Sequence[Sequence[int]],
             params: SamplingParams | Sequence[SamplingParams] | None = None) -> list[Completion]:
