@@ -1,0 +1,133 @@
+"""How a post's text becomes index terms, for English and Spanish posts (and the query side).
+
+One pass over the text finds tokens by shape:
+
+- ``#hashtag`` -> the term ``#hashtag`` (folded), plus the words of a camel-case tag
+  (``#MachineLearning`` -> ``machin``, ``learn``) so a query in plain words finds it;
+- ``@handle`` -> the term ``@handle``; the ``@user`` placeholder that cleaning leaves is not a term;
+- placeholders (``<url>``, ``<email>``, ``<phone>``, ``<card>``) and links are not terms;
+- every other word: lower case, accents folded (``canción`` = ``cancion``: posts drop accents), then
+  the Snowball stemmer of the post's language (English or Spanish; other languages are not stemmed).
+
+A query's language is not known, so each query word is stemmed both ways and the alternatives are
+one disjunction (:func:`query_terms`). Highlights are found by analysing each word of a result's
+text the same way and keeping those whose term the query asked for (:func:`highlight_spans`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import Stemmer
+
+STEMMED = {"en": "english", "es": "spanish"}
+"""Languages with a stemmer (BCP-47 primary code -> Snowball name)."""
+
+_PLACEHOLDER_RE = r"<(?:url|email|phone|card)>"
+_TOKEN_RE = re.compile(
+    _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
+_CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_MENTION_PLACEHOLDER = "user"
+
+
+@functools.lru_cache(maxsize=4)
+def _stemmer(lang: str) -> Stemmer.Stemmer | None:
+    name = STEMMED.get(lang)
+    return Stemmer.Stemmer(name) if name else None
+
+
+@functools.lru_cache(maxsize=200_000)
+def fold(word: str) -> str:
+    """Lower case with accents removed (``Canción`` -> ``cancion``; ``ñ`` -> ``n``)."""
+    word = word.lower()
+    if word.isascii():
+        return word
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+@functools.lru_cache(maxsize=400_000)
+def word_term(word: str, lang: str) -> str:
+    """The term of a plain word in a post of language ``lang``."""
+    folded = fold(word)
+    stem = _stemmer(lang)
+    return stem.stemWord(folded) if stem is not None else folded
+
+
+def _tokens(text: str) -> Iterable[tuple[int, int, str, str]]:
+    """(start, end, kind, token) for each word, hashtag and mention; kind is 'w', '#' or '@'."""
+    for m in _TOKEN_RE.finditer(text):
+        if m.group(3) is not None:
+            yield m.start(), m.end(), "w", m.group(3)
+        elif m.group(1) is not None:
+            if m.group(1) == "@" and m.group(2).lower() == _MENTION_PLACEHOLDER:
+                continue
+            yield m.start(), m.end(), m.group(1), m.group(2)
+
+
+def doc_terms(text: str, lang: str | None, hashtags: Iterable[str] = (), mentions: Iterable[str] = ()) -> list[str]:
+    """Every index term of a post, in order (a term repeats as often as it occurs).
+
+    ``hashtags`` and ``mentions`` are the post's entity lists (the schema's columns): a mention's
+    handle is kept there even though cleaning replaced it by ``@user`` in the text.
+    """
+    lang = (lang or "").split("-")[0].lower()
+    terms: list[str] = []
+    tags_in_text = set()
+    for _, _, kind, tok in _tokens(text):
+        if kind == "w":
+            terms.append(word_term(tok, lang))
+        elif kind == "#":
+            tags_in_text.add(fold(tok))
+            terms.extend(tag_terms(tok, lang))
+        else:
+            terms.append("@" + fold(tok))
+    for tag in hashtags or ():
+        if fold(tag) not in tags_in_text:
+            terms.extend(tag_terms(tag, lang))
+    terms.extend("@" + fold(m) for m in mentions or () if m)
+    return terms
+
+
+def tag_terms(tag: str, lang: str) -> list[str]:
+    """``#tag`` itself plus its words (``#MachineLearning`` -> ``machin``, ``learn``)."""
+    tag = tag.lstrip("#")
+    return ["#" + fold(tag)] + [word_term(p, lang) for p in _CAMEL_RE.findall(tag)]
+
+
+def query_terms(query: str) -> list[set[str]]:
+    """The query as a list of alternatives: one set of terms per query word.
+
+    A plain word becomes its English stem, its Spanish stem and its folded form (the language of a
+    query is unknown); a hashtag matches the hashtag term or its words; a mention the mention term.
+    """
+    groups: list[set[str]] = []
+    for _, _, kind, tok in _tokens(query):
+        if kind == "w":
+            groups.append({word_term(tok, "en"), word_term(tok, "es"), fold(tok)})
+        elif kind == "#":
+            groups.append({"#" + fold(tok)})
+            parts = _CAMEL_RE.findall(tok)
+            for p in parts if len(parts) > 1 else ():
+                groups.append({word_term(p, "en"), word_term(p, "es"), fold(p)})
+        else:
+            groups.append({"@" + fold(tok)})
+    return groups
+
+
+def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:
+    """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``."""
+    lang = (lang or "").split("-")[0].lower()
+    spans = []
+    for start, end, kind, tok in _tokens(text):
+        if kind == "w":
+            hit = word_term(tok, lang) in wanted
+        elif kind == "#":
+            hit = any(t in wanted for t in tag_terms(tok, lang))
+        else:
+            hit = "@" + fold(tok) in wanted
+        if hit:
+            spans.append([start, end])
+    return spans

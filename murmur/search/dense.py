@@ -1,0 +1,93 @@
+"""The dense half: an HNSW index (usearch) over unit-length embeddings, and exact search beside it.
+
+The vectors themselves are kept as float16 rows (``vectors.npy``, memory-mapped, plus the rows
+added since the build) so that exact search is always available: for filtered queries whose
+allowed set is small (an author, a rare hashtag) exact search over those rows is both faster and
+exact, and :func:`recall_at_k` measures the ANN's recall against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index
+
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 96
+
+
+def new_ann(dim: int) -> Index:
+    return Index(ndim=dim, metric="ip", dtype="f16", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+                 expansion_search=EXPANSION_SEARCH)
+
+
+class DenseIndex:
+    """ANN + exact search over keys ``0..n-1`` (a key's vector is row ``key``)."""
+
+    def __init__(self, dim: int, base: np.ndarray, ann: Index):
+        self.dim = dim
+        self.base = base                       # (n_base, dim) float16, usually a memory map
+        self.added: list[np.ndarray] = []      # one float16 row per key past the base
+        self.ann = ann
+
+    @classmethod
+    def load(cls, vectors_path: Path, ann_path: Path) -> DenseIndex:
+        base = np.load(vectors_path, mmap_mode="r")
+        ann = new_ann(base.shape[1])
+        ann.load(str(ann_path))
+        return cls(base.shape[1], base, ann)
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.added)
+
+    def add(self, key: int, vector: np.ndarray) -> None:
+        assert key == len(self), "dense keys are added in order"
+        row = vector.astype(np.float16)
+        self.added.append(row)
+        self.ann.add(key, row)
+
+    def remove(self, key: int) -> None:
+        if key in self.ann:
+            self.ann.remove(key)
+
+    def rows(self, keys: np.ndarray) -> np.ndarray:
+        n_base = len(self.base)
+        out = np.empty((len(keys), self.dim), np.float32)
+        in_base = keys < n_base
+        if in_base.any():
+            out[in_base] = self.base[keys[in_base]]
+        for i in np.flatnonzero(~in_base):
+            out[i] = self.added[int(keys[i]) - n_base]
+        return out
+
+    def search_ann(self, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """(key, cosine similarity) of the approximate nearest ``limit`` vectors."""
+        if len(self.ann) == 0:
+            return []
+        m = self.ann.search(query.astype(np.float32), min(limit, len(self.ann)))
+        return [(int(k), float(1.0 - d)) for k, d in zip(m.keys, m.distances, strict=True)]
+
+    def search_exact(self, query: np.ndarray, keys: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """(key, cosine similarity) of the nearest ``limit`` among ``keys``, exactly."""
+        if len(keys) == 0:
+            return []
+        sims = np.empty(len(keys), np.float32)
+        q = query.astype(np.float32)
+        for i in range(0, len(keys), 65536):
+            sims[i:i + 65536] = self.rows(keys[i:i + 65536]) @ q
+        top = np.argpartition(-sims, min(limit, len(sims)) - 1)[:limit] if len(sims) > limit else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(int(keys[i]), float(sims[i])) for i in top]
+
+
+def recall_at_k(dense: DenseIndex, queries: np.ndarray, alive: np.ndarray, k: int = 10) -> float:
+    """Share of the exact top-``k`` (over live keys) that the ANN's top-``k`` live keys also hold."""
+    keys = np.flatnonzero(alive)
+    hits = 0
+    for q in queries:
+        exact = {key for key, _ in dense.search_exact(q, keys, k)}
+        approx = [key for key, _ in dense.search_ann(q, 2 * k) if alive[key]][:k]
+        hits += len(exact.intersection(approx))
+    return hits / max(len(queries) * k, 1)

@@ -1,0 +1,197 @@
+"""Queries: lexical, dense and hybrid retrieval with filters, ranking, highlights.
+
+Hybrid ranking (``mode="hybrid"``, the default) fuses the lexical and the dense lists by
+Reciprocal Rank Fusion and adds a prior::
+
+    score(d) = sum over lists m of 1 / (rrf_k + rank_m(d))                          (rrf_k = 60)
+             + (recency_weight * 0.5 ** (age_hours(d) / half_life_hours)
+                + engagement_weight * min(1, log1p(likes + 2 * reposts) / log1p(engagement_scale)))
+               / (rrf_k + 1)
+
+Ranks start at 1; a post missing from a list gets nothing from it. The prior is scaled so that a
+prior of 1 is worth a first place in one list: with the default weights (0.1 and 0.1) it breaks
+ties between posts the two lists rank alike and never lifts an unrelated post over a relevant one.
+Age is counted from the newest post in the index (the present, for a live index; a fixed point
+for a historical corpus, so results do not drift as the wall clock moves). Set both weights to 0
+for pure RRF. ``lexical`` and ``dense`` modes rank by BM25 score and cosine similarity alone.
+
+Filters (``lang``, ``author``, ``hashtag``, ``since``/``until``, ``min_likes``) run inside tantivy
+for the lexical list; for the dense list they run over the store's columns and, when few posts pass
+(``exact_below``), the nearest of those are found exactly instead of by the ANN.
+``sort="recent"`` orders the best ``candidates`` matches by time, newest first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from murmur.config import knob
+from murmur.errors import InputError
+from murmur.search.analyze import highlight_spans, query_terms
+from murmur.search.ingest import parse_time
+from murmur.search.lexical import Filters
+from murmur.search.store import iso
+
+MODES = ("lexical", "dense", "hybrid")
+SORTS = ("relevance", "recent")
+
+
+@dataclass(frozen=True)
+class RetrieveConfig:
+    """Knobs of ranking (``[search]`` in a config file)."""
+
+    rrf_k: int = knob(60, "Reciprocal Rank Fusion constant k")
+    candidates: int = knob(100, "how deep each list is read before fusion (and before a 'recent' sort)")
+    recency_weight: float = knob(0.1, "hybrid prior: weight of freshness (0 turns it off)")
+    half_life_hours: float = knob(72.0, "hybrid prior: hours after which freshness halves")
+    engagement_weight: float = knob(0.1, "hybrid prior: weight of engagement (0 turns it off)")
+    engagement_scale: float = knob(1000.0, "hybrid prior: likes + 2*reposts at which engagement counts fully")
+    exact_below: int = knob(20000, "dense filters: search exactly when at most this many posts pass")
+    max_query_chars: int = knob(1000, "longest query accepted")
+    max_k: int = knob(1000, "most results one query may ask for")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One query: the text, the mode, how many results, filters and the order."""
+
+    q: str
+    mode: str = "hybrid"
+    k: int = 10
+    filters: Filters = field(default_factory=Filters)
+    sort: str = "relevance"
+
+
+def make_request(q: object, mode: str = "hybrid", k: int = 10, lang: str | None = None,
+                 author: str | None = None, hashtag: str | None = None, since: str | None = None,
+                 until: str | None = None, min_likes: int | None = None, sort: str = "relevance",
+                 cfg: RetrieveConfig | None = None) -> SearchRequest:
+    """A checked request from loose parameters (CLI options, query string, JSON body).
+
+    Bad values raise ``InputError`` with ``field`` naming the parameter.
+    """
+    cfg = cfg or RetrieveConfig()
+    if not isinstance(q, str) or not q.strip():
+        raise InputError("the query is empty", field="q")
+    if len(q) > cfg.max_query_chars:
+        raise InputError(f"the query is {len(q):,} characters; at most {cfg.max_query_chars:,} are accepted",
+                         field="q")
+    if mode not in MODES:
+        raise InputError(f"{mode!r} is not one of {', '.join(MODES)}", field="mode")
+    if sort not in SORTS:
+        raise InputError(f"{sort!r} is not one of {', '.join(SORTS)}", field="sort")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.max_k:
+        raise InputError(f"must be an integer from 1 to {cfg.max_k}", field="k")
+    if min_likes is not None and (isinstance(min_likes, bool) or not isinstance(min_likes, int) or min_likes < 0):
+        raise InputError("must be a non-negative integer", field="min_likes")
+    for name, value in (("lang", lang), ("author", author), ("hashtag", hashtag)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InputError("must be a non-empty string", field=name)
+    since_us = parse_time(since, "since") if since is not None else None
+    until_us = parse_time(until, "until") if until is not None else None
+    if until is not None and len(until.strip()) == 10:  # a bare date means the whole day
+        until_us += 86_400_000_000 - 1
+    if since_us is not None and until_us is not None and since_us > until_us:
+        raise InputError("is after 'until'", field="since")
+    return SearchRequest(q=q, mode=mode, k=k, sort=sort, filters=Filters(
+        lang=lang.lower() if lang else None, author=author, hashtag=hashtag, since_us=since_us, until_us=until_us,
+        min_likes=min_likes))
+
+
+def _lexical(index: Any, req: SearchRequest, groups: list[set[str]], limit: int) -> list[tuple[int, float]]:
+    alive = index.store.alive.a
+    return [(k, s) for k, s in index.lexical.search(groups, req.filters, limit) if alive[k]]
+
+
+def _dense(index: Any, req: SearchRequest, query_vec: np.ndarray, limit: int,
+           cfg: RetrieveConfig) -> list[tuple[int, float]]:
+    store, dense = index.store, index.dense
+    if req.filters.any():
+        mask = store.mask(req.filters)
+        allowed = int(mask.sum())
+        if allowed <= cfg.exact_below:
+            return dense.search_exact(query_vec, np.flatnonzero(mask), limit)
+        found = [(k, s) for k, s in dense.search_ann(query_vec, limit * 8) if k < len(mask) and mask[k]]
+        if len(found) >= min(limit, allowed):
+            return found[:limit]
+        return dense.search_exact(query_vec, np.flatnonzero(mask), limit)
+    alive = store.alive.a
+    return [(k, s) for k, s in dense.search_ann(query_vec, limit + 16) if alive[k]][:limit]
+
+
+def prior(index: Any, keys: np.ndarray, cfg: RetrieveConfig) -> np.ndarray:
+    """The recency/engagement prior of ``keys`` (see the module docstring)."""
+    store = index.store
+    out = np.zeros(len(keys), np.float64)
+    if cfg.recency_weight:
+        age_h = (store.newest_us() - store.created.a[keys]) / 3.6e9
+        out += cfg.recency_weight * np.power(0.5, np.maximum(age_h, 0.0) / cfg.half_life_hours)
+    if cfg.engagement_weight:
+        eng = store.likes.a[keys] + 2 * store.reposts.a[keys]
+        out += cfg.engagement_weight * np.minimum(1.0, np.log1p(eng) / math.log1p(cfg.engagement_scale))
+    return out
+
+
+def fuse(lists: list[list[tuple[int, float]]], index: Any, cfg: RetrieveConfig) -> list[tuple[int, float]]:
+    """RRF of ranked lists plus the prior, best first."""
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, (key, _) in enumerate(ranked, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (cfg.rrf_k + rank)
+    if not scores:
+        return []
+    keys = np.fromiter(scores, np.int64, len(scores))
+    total = np.fromiter(scores.values(), np.float64, len(scores)) + prior(index, keys, cfg) / (cfg.rrf_k + 1)
+    order = np.lexsort((keys, -total))
+    return [(int(keys[i]), float(total[i])) for i in order]
+
+
+def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
+           query_vec: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """(key, score) best first: the ranking without the result objects (evaluation uses it)."""
+    cfg = cfg or RetrieveConfig()
+    depth = max(req.k, cfg.candidates)
+    mode = req.mode
+    if mode != "lexical" and index.dense is None:
+        raise InputError(f"this index has no embeddings, so mode {mode!r} is not available; use 'lexical' "
+                         "or rebuild the index with an embedder", field="mode")
+    groups = query_terms(req.q)
+    with index.lock.read():
+        lex = _lexical(index, req, groups, depth) if mode in ("lexical", "hybrid") else []
+        den: list[tuple[int, float]] = []
+        if mode in ("dense", "hybrid"):
+            if query_vec is None:
+                query_vec = index.embedder.encode([req.q], "query")[0]
+            den = _dense(index, req, query_vec, depth, cfg)
+    if mode == "lexical":
+        out = lex
+    elif mode == "dense":
+        out = den
+    else:
+        out = fuse([lex, den], index, cfg)
+    if req.sort == "recent":
+        created = index.store.created.a
+        out = sorted(out, key=lambda ks: (-created[ks[0]], ks[0]))
+    return out
+
+
+def search(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None) -> list[dict[str, Any]]:
+    """The best ``req.k`` posts as result objects (``post_id``, ..., ``score``, ``highlights``)."""
+    hits = ranked(index, req, cfg)[:req.k]
+    wanted = set().union(*query_terms(req.q))
+    out = []
+    for key, score in hits:
+        p = index.store.get(key)
+        out.append({"post_id": p["post_id"], "author_id": p["author_id"], "created_at": iso(p["created_us"]),
+                    "lang": p["lang"], "text": p["text"], "score": round(score, 6),
+                    "highlights": highlight_spans(p["text"], p["lang"], wanted)})
+    return out
+
+
+def result_list(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The object the CLI's ``--json`` and the HTTP API return."""
+    return {"object": "list", "data": results}

@@ -1,0 +1,132 @@
+"""The index's own copy of each post, in memory: what results show and what dense filters test.
+
+Row ``key`` of the store is the post with that key in the lexical and dense halves. The build's
+posts come from ``posts.parquet`` (Arrow columns, no per-row Python objects until a result needs
+one); posts added later are appended. Numeric columns are numpy arrays (growable), so a filter
+over a million posts is a few vectorised comparisons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from murmur.search.analyze import fold
+from murmur.search.ingest import Post
+from murmur.search.lexical import Filters
+
+SCHEMA = pa.schema([
+    ("post_id", pa.string()), ("author_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
+    ("lang", pa.string()), ("text", pa.string()), ("hashtags", pa.list_(pa.string())),
+    ("mentions", pa.list_(pa.string())), ("likes", pa.int64()), ("reposts", pa.int64()), ("replies", pa.int64()),
+    ("reply_to", pa.string()), ("conversation_id", pa.string()),
+])
+
+
+class _Grow:
+    """A numpy column with amortised appends."""
+
+    def __init__(self, values: np.ndarray):
+        self.a = np.array(values)
+        self.n = len(values)
+
+    def append(self, v: object) -> None:
+        if self.n == len(self.a):
+            self.a = np.concatenate([self.a, np.zeros(max(1024, len(self.a) // 2), self.a.dtype)])
+        self.a[self.n] = v
+        self.n += 1
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.a[:self.n]
+
+
+def _codes(values: list, vocab: dict[str, int]) -> np.ndarray:
+    return np.fromiter((vocab.setdefault(v or "", len(vocab)) for v in values), np.int32, len(values))
+
+
+class Store:
+    def __init__(self, table: pa.Table):
+        self.base = table.combine_chunks()
+        self.n_base = table.num_rows
+        self.added: list[Post] = []
+        self.langs: dict[str, int] = {}
+        self.authors: dict[str, int] = {}
+        self.lang = _Grow(_codes(self.base.column("lang").to_pylist(), self.langs))
+        self.author = _Grow(_codes(self.base.column("author_id").to_pylist(), self.authors))
+        self.created = _Grow(pc.cast(self.base.column("created_at"), pa.int64()).to_numpy(zero_copy_only=False))
+        self.likes = _Grow(pc.fill_null(self.base.column("likes"), 0).to_numpy(zero_copy_only=False))
+        self.reposts = _Grow(pc.fill_null(self.base.column("reposts"), 0).to_numpy(zero_copy_only=False))
+        self.alive = _Grow(np.ones(self.n_base, np.bool_))
+        self.ids: dict[str, int] = {pid: i for i, pid in enumerate(self.base.column("post_id").to_pylist())}
+        self.tags: dict[str, list[int]] = {}
+        for i, tags in enumerate(self.base.column("hashtags").to_pylist()):
+            for t in tags or ():
+                self.tags.setdefault(fold(t), []).append(i)
+
+    @classmethod
+    def load(cls, path: Path) -> Store:
+        return cls(pq.read_table(path, schema=SCHEMA))
+
+    def __len__(self) -> int:
+        return self.n_base + len(self.added)
+
+    def append(self, post: Post) -> int:
+        key = len(self)
+        self.added.append(post)
+        self.lang.append(self.langs.setdefault(post.lang, len(self.langs)))
+        self.author.append(self.authors.setdefault(post.author_id, len(self.authors)))
+        self.created.append(post.created_us)
+        self.likes.append(post.likes)
+        self.reposts.append(post.reposts)
+        self.alive.append(True)
+        self.ids[post.post_id] = key
+        for t in post.hashtags:
+            self.tags.setdefault(fold(t), []).append(key)
+        return key
+
+    def kill(self, key: int) -> None:
+        self.alive.a[key] = False
+
+    def get(self, key: int) -> dict:
+        """A post as results show it."""
+        if key >= self.n_base:
+            p = self.added[key - self.n_base]
+            return {"post_id": p.post_id, "author_id": p.author_id, "created_us": p.created_us, "lang": p.lang,
+                    "text": p.text, "conversation_id": p.conversation_id}
+        row = {name: self.base.column(name)[key].as_py()
+               for name in ("post_id", "author_id", "lang", "text", "conversation_id")}
+        row["created_us"] = int(self.created.a[key])
+        return row
+
+    def mask(self, f: Filters) -> np.ndarray:
+        """Live keys that pass ``f``, as a boolean array."""
+        m = self.alive.view.copy()
+        if f.lang is not None:
+            m &= self.lang.view == self.langs.get(f.lang, -1)
+        if f.author is not None:
+            m &= self.author.view == self.authors.get(f.author, -1)
+        if f.since_us is not None:
+            m &= self.created.view >= f.since_us
+        if f.until_us is not None:
+            m &= self.created.view <= f.until_us
+        if f.min_likes is not None:
+            m &= self.likes.view >= f.min_likes
+        if f.hashtag is not None:
+            keep = np.zeros(len(m), np.bool_)
+            keep[self.tags.get(fold(f.hashtag.lstrip("#")), [])] = True
+            m &= keep
+        return m
+
+    def newest_us(self) -> int:
+        view = self.created.view
+        return int(view.max()) if len(view) else 0
+
+
+def iso(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
