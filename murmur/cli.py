@@ -29,6 +29,9 @@ app.add_typer(export_app, name="export")
 from murmur.ads.cli import ads_app  # noqa: E402  (the ads commands; typer only at import)
 
 app.add_typer(ads_app, name="ads")
+from murmur.search.cli import search_app  # noqa: E402  (the search commands; typer only at import)
+
+app.add_typer(search_app, name="search")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
 
@@ -251,6 +254,10 @@ def serve_cmd(
     ads_config: Annotated[Path | None, typer.Option("--ads-config", help="TOML of AdsConfig knobs: serve /v1/ads "
                                                                          "(posts, audiences, database, pctr, logs).")
                           ] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="Search index directory: serve /v1/search, "
+                                                               "/v1/posts, /v1/embeddings and /search/.")] = None,
+    embedder: Annotated[Path | None, typer.Option("--embedder", help="Embedder for the index (default: the one it "
+                                                                     "was built with).")] = None,
 ) -> None:
     """Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions), web chat at /."""
     from murmur.errors import InputError
@@ -265,8 +272,16 @@ def serve_cmd(
         from murmur.ads.service import AdsConfig, AdsService
 
         routers.append(ads_router(AdsService(cfgmod.load(AdsConfig, ads_config, []))))
+    pages = {}
+    if index is not None:
+        from murmur.search.embed import load_embedder
+        from murmur.search.index import SearchIndex
+        from murmur.search.router import WEB_DIR, build_router
+
+        routers.append(build_router(SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)))
+        pages["/search"] = WEB_DIR
     serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
-          max_body_bytes=int(max_body_mb * 2**20), routers=routers)
+          max_body_bytes=int(max_body_mb * 2**20), routers=routers, pages=pages or None)
 
 
 # ---------------------------------------------------------------- demo

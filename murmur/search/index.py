@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from murmur.errors import InputError, MurmurError
-from murmur.io import atomic_dir, is_complete, write_json
-from murmur.progress import Progress, log
+from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, write_json
+from murmur.progress import Progress
 from murmur.search.analyze import doc_terms
 from murmur.search.dense import DenseIndex, new_ann
 from murmur.search.embed import DEFAULT_NAME, Embedder, load_embedder
@@ -44,6 +44,7 @@ from murmur.search.store import SCHEMA, Store
 from murmur.search.wal import WriteAheadLog, decode_vector, encode_vector
 
 FORMAT = "murmur-search-index"
+KIND = "search-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED = ("post_id", "text", "created_at")
@@ -111,20 +112,34 @@ def _conform(batch: pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=SCHEMA)
 
 
-def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, batch_size: int = 2048,
-                progress: bool = True, threads: int = 1) -> BuildResult:
-    """Index every post of ``src`` (a clean Parquet file) into ``out``; replaces ``out`` atomically.
+def _refresh_marker(out: Path) -> None:
+    """A live index writes files after its build (the log, new lexical segments): they are its own, so
+    the completion marker is brought up to date before a rebuild replaces the directory."""
+    try:
+        marker = json.loads((out / COMPLETE_MARKER).read_text(encoding="utf-8"))
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if marker.get("murmur") == KIND and manifest.get("format") == FORMAT:
+        marker["files"] = _entries(out)
+        write_json(out / COMPLETE_MARKER, marker)
 
-    ``embedder=None`` builds a lexical-only index.
+
+def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, batch_size: int = 2048,
+                progress: bool = True, threads: int = 1, overwrite: bool = False) -> BuildResult:
+    """Index every post of ``src`` (a clean Parquet file) into ``out``, atomically.
+
+    ``embedder=None`` builds a lexical-only index. An existing index is replaced only with
+    ``overwrite`` (and its log of live adds goes with it: rebuild from a corpus that holds them).
     """
     src, out = Path(src), Path(out)
     pf = _read_source(src)
-    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError("exists and is not a search index; choose another output directory", path=out)
+    if overwrite and out.is_dir():
+        _refresh_marker(out)
     n = pf.metadata.num_rows
     t0 = time.perf_counter()
     embed_s = 0.0
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, KIND, overwrite=overwrite, protect=[src]) as tmp:
         lexical = LexicalIndex(tmp / "lexical", writable=True, create=True, threads=threads)
         vectors = ann = None
         if embedder is not None:

@@ -1,0 +1,192 @@
+"""Search without embeddings (fast): analysis, the lexical index, filters, real-time add/delete,
+durability across kill -9, atomic rebuilds, bad input. Dense/hybrid/HTTP are in test_search_dense.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from search_helpers import tiny_corpus
+
+from murmur.errors import InputError, MurmurError
+from murmur.search.analyze import doc_terms, highlight_spans, query_terms
+from murmur.search.index import SearchIndex, build_index
+from murmur.search.retrieve import make_request
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("search"))
+
+
+@pytest.fixture()
+def index_dir(corpus, tmp_path):
+    build_index(corpus[1], tmp_path / "idx", None, progress=False)
+    return tmp_path / "idx"
+
+
+def test_analysis_english_spanish_entities():
+    terms = doc_terms("Canción NUEVA @user loving #MachineLearning <url> https://t.co/x", "es", [], ["Bob"])
+    assert "cancion" in terms and "#machinelearning" in terms and "@bob" in terms
+    assert not any(t in terms for t in ("url", "user", "@user", "https", "t", "co"))
+    assert doc_terms("runners running", "en") == ["runner", "run"]
+    # a query is stemmed both ways, accents folded: "canciones" finds "canción"
+    groups = query_terms("canciones")
+    assert doc_terms("canción", "es")[0] in groups[0]
+    text = "Running with runners #running"
+    assert [text[a:b] for a, b in highlight_spans(text, "en", set().union(*query_terms("run")))] == \
+        ["Running", "#running"]
+
+
+def test_lexical_query_filters_and_sort(index_dir, corpus):
+    posts = pq.read_table(corpus[1]).to_pylist()
+    target = next(p for p in posts if p["lang"] == "es" and p["hashtags"])
+    tag = target["hashtags"][0]
+    with SearchIndex(index_dir, writable=False) as ix:
+        res = ix.search(make_request("#" + tag, mode="lexical", k=50))
+        assert res and all(tag.lower() in r["text"].lower() or r["highlights"] for r in res)
+        assert target["post_id"] in {r["post_id"] for r in ix.search(make_request("#" + tag, mode="lexical", k=1000))}
+        by_author = ix.search(make_request(target["text"], mode="lexical", author=target["author_id"], k=50))
+        assert by_author and {r["author_id"] for r in by_author} == {target["author_id"]}
+        es = ix.search(make_request(target["text"], mode="lexical", lang="es", k=50))
+        assert es and {r["lang"] for r in es} == {"es"}
+        day = target["created_at"].date().isoformat()
+        dated = ix.search(make_request(target["text"], mode="lexical", since=day, until=day, k=50))
+        assert dated and all(r["created_at"].startswith(day) for r in dated)
+        recent = ix.search(make_request("#" + tag, mode="lexical", sort="recent", k=20))
+        assert [r["created_at"] for r in recent] == sorted((r["created_at"] for r in recent), reverse=True)
+        liked = ix.search(make_request(target["text"], mode="lexical", min_likes=5, k=50))
+        likes = {p["post_id"]: p["likes"] or 0 for p in posts}
+        assert all(likes[r["post_id"]] >= 5 for r in liked)
+        assert ix.search(make_request("#" + tag, mode="lexical", hashtag=tag, k=5))
+
+
+def test_add_is_searchable_and_delete_is_gone_within_a_second(index_dir):
+    with SearchIndex(index_dir) as ix:
+        t0 = time.perf_counter()
+        result = ix.add([{"post_id": "n1", "author_id": "a1", "created_at": "2030-01-01T00:00:00Z",
+                          "text": "The zorblax festival in town was amazing this weekend, with friends #zorblax"},
+                         {"post_id": "n2", "text": "RT @someone: zorblax retweet"},
+                         {"post_id": "n3", "text": "zorblax"}])
+        hits = ix.search(make_request("zorblax", mode="lexical"))
+        assert time.perf_counter() - t0 < 1.0
+        assert result.added == ["n1"] and dict(result.dropped) == {"n2": "retweet", "n3": "too_short"}
+        assert [h["post_id"] for h in hits] == ["n1"] and hits[0]["lang"] == "en"
+        t0 = time.perf_counter()
+        assert ix.delete("n1")
+        assert ix.search(make_request("zorblax", mode="lexical")) == []
+        assert time.perf_counter() - t0 < 1.0
+        assert not ix.delete("n1")
+        pii = ix.add([{"post_id": "n4", "text": "Call me at 06 12 34 56 78 about the zorblax meetup tonight"}])
+        assert pii.added == ["n4"]
+        assert "<phone>" in ix.search(make_request("zorblax", mode="lexical"))[0]["text"]
+    with SearchIndex(index_dir) as ix:  # the log replays: the add and the delete both hold
+        assert [h["post_id"] for h in ix.search(make_request("zorblax", mode="lexical"))] == ["n4"]
+
+
+def test_bad_post_batch_refused_whole(index_dir):
+    with SearchIndex(index_dir) as ix:
+        n = len(ix)
+        with pytest.raises(InputError) as e:
+            ix.add([{"post_id": "ok", "text": "a perfectly fine post about gardening and tomatoes"},
+                    {"post_id": "bad", "text": "another post", "created_at": "yesterday"}])
+        assert e.value.field == "posts[1].created_at"
+        with pytest.raises(InputError, match="unknown field"):
+            ix.add([{"post_id": "x", "text": "hello there friends", "colour": "red"}])
+        assert len(ix) == n
+
+
+def test_acknowledged_add_survives_kill_9(index_dir):
+    code = f"""
+import sys
+from murmur.search.index import SearchIndex
+ix = SearchIndex({str(index_dir)!r})
+ix.add([{{"post_id": "durable1", "text": "Quuxberry jam is the best thing on toast this morning"}}])
+print("ack", flush=True)
+import time; time.sleep(60)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ack"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with SearchIndex(index_dir) as ix:
+        assert [h["post_id"] for h in ix.search(make_request("quuxberry", mode="lexical"))] == ["durable1"]
+
+
+def test_failed_rebuild_leaves_previous_index(index_dir, corpus, tmp_path):
+    t = pq.read_table(corpus[1])
+    texts = t.column("text").to_pylist()
+    texts[-1] = None
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(t.set_column(t.schema.get_field_index("text"), "text", pa.array(texts, pa.string())), bad)
+    with pytest.raises(InputError, match="without post_id or text"):
+        build_index(bad, index_dir, None, batch_size=64, progress=False, overwrite=True)
+    with SearchIndex(index_dir, writable=False) as ix:
+        assert len(ix) == t.num_rows and ix.search(make_request("the", mode="lexical"))
+    with pytest.raises(MurmurError, match="--overwrite"):
+        build_index(corpus[1], index_dir, None, progress=False)
+    with SearchIndex(index_dir) as ix:  # a live index (log, new segments) can still be rebuilt
+        ix.add([{"post_id": "z", "text": "one more post about the garden and the tomatoes"}])
+    build_index(corpus[1], index_dir, None, progress=False, overwrite=True)
+    assert [p.name for p in index_dir.parent.iterdir() if p.name.startswith(".idx")] == []
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"q": ""}, "q"), ({"q": "x" * 10_000}, "q"), ({"q": "a", "mode": "fuzzy"}, "mode"),
+    ({"q": "a", "since": "2024-13-45"}, "since"), ({"q": "a", "k": 0}, "k"), ({"q": "a", "sort": "old"}, "sort"),
+    ({"q": "a", "min_likes": -1}, "min_likes"),
+])
+def test_bad_queries(kwargs, field):
+    q = kwargs.pop("q")
+    with pytest.raises(InputError) as e:
+        make_request(q, **kwargs)
+    assert e.value.field == field
+
+
+def test_dense_mode_needs_embeddings(index_dir):
+    with SearchIndex(index_dir, writable=False) as ix, pytest.raises(InputError, match="no embeddings"):
+        ix.search(make_request("hello", mode="dense"))
+
+
+def test_not_an_index(tmp_path):
+    with pytest.raises(MurmurError, match="not found"):
+        SearchIndex(tmp_path / "nope")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(MurmurError, match="not a search index"):
+        SearchIndex(tmp_path / "junk")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "murmur.cli", "search", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.slow
+def test_cli_index_query_json_and_errors(corpus, tmp_path):
+    out = tmp_path / "cli-idx"
+    r = _cli("index", str(corpus[1]), "-o", str(out), "--lexical-only")
+    assert r.returncode == 0, r.stderr
+    r = _cli("query", str(out), "#running", "--mode", "lexical", "--k", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert body["object"] == "list" and len(body["data"]) == 3
+    assert set(body["data"][0]) == {"post_id", "author_id", "created_at", "lang", "text", "score", "highlights"}
+    for args in (["query", str(out), ""], ["query", str(out), "x", "--since", "soon"],
+                 ["query", str(tmp_path), "x"], ["query", str(out), "x" * 10_000]):
+        r = _cli(*args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
