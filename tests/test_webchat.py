@@ -133,11 +133,17 @@ def test_web_chat_fits_replies_to_a_small_context(tmp_path):
             page = ctx.new_page()
             page.goto(url + "/")
             page.wait_for_function("document.getElementById('model-name').textContent === 'small'")
-            assert page.get_attribute("#max-tokens", "max") == "63"
-            page.fill("#max-tokens", "256")
+            assert page.get_attribute("#max-tokens", "max") == "32"  # half the context
+            page.fill("#max-tokens", "256")  # the old default, a small model's whole context
             page.press("#max-tokens", "Tab")
             stored = json.loads(page.evaluate("localStorage.getItem('murmur.chat.v1')"))
-            assert stored["settings"]["maxTokens"] == 63
+            assert stored["settings"]["maxTokens"] == 32
+            page.fill("#prompt", "Hi!")
+            page.press("#prompt", "Enter")
+            page.wait_for_function("document.querySelectorAll('.msg.assistant .note').length === 1")
+            page.wait_for_selector("#stop", state="hidden")
+            assert not page.is_visible("#error")
+            page.click("#new-chat")
             page.fill("#max-tokens", "")
             page.press("#max-tokens", "Tab")
             for turn in range(3):

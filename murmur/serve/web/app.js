@@ -222,6 +222,10 @@ async function errorText(response) {
   }
 }
 
+function replyLimit() {
+  return Math.max(1, Math.floor(contextLen / 2));
+}
+
 async function loadModel() {
   const label = $("model-name");
   try {
@@ -238,9 +242,11 @@ async function loadModel() {
     model = data.data[0]?.id || null;
     contextLen = data.data[0]?.max_model_len || null;
     if (contextLen) {
-      // A reply can be at most the context less one prompt token; an empty field lets the server fit it.
-      $("max-tokens").max = String(contextLen - 1);
-      if (Number($("max-tokens").value) > contextLen - 1) $("max-tokens").value = String(contextLen - 1);
+      // A set reply length may take at most half the context, so the conversation keeps the other half
+      // (a value stored by an older page, 256, would otherwise fill a small model's whole context);
+      // an empty field lets the server fit each reply to the room left.
+      $("max-tokens").max = String(replyLimit());
+      if (Number($("max-tokens").value) > replyLimit()) $("max-tokens").value = String(replyLimit());
       readSettings();
     }
     label.textContent = model || "no model";
@@ -348,7 +354,7 @@ function readSettings() {
   const temperature = Number($("temperature").value);
   const raw = $("max-tokens").value.trim();
   let maxTokens = raw === "" ? null : Math.max(1, Math.floor(Number(raw) || 1));
-  if (maxTokens && contextLen) maxTokens = Math.min(maxTokens, contextLen - 1);
+  if (maxTokens && contextLen) maxTokens = Math.min(maxTokens, replyLimit());
   const system = $("system-prompt").value.trim();
   state.settings = { temperature, maxTokens, system, apiKey: $("api-key").value };
   save();
