@@ -130,7 +130,8 @@ def build_router(index: SearchIndex, cfg: RetrieveConfig | None = None) -> APIRo
                 else:
                     emb = [float(x) for x in v]
                 data.append({"object": "embedding", "index": i, "embedding": emb})
-            tokens = sum(len(x.split()) for x in inputs)
+            tok = getattr(embedder, "tokenizer", None)
+            tokens = sum(len(tok(x)["input_ids"]) if tok is not None else len(x.split()) for x in inputs)
             return {"object": "list", "data": data, "model": model,
                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 

@@ -1,0 +1,110 @@
+"""Dense and hybrid search with the packaged all-MiniLM-L6-v2, the HTTP routes on the real server
+(the official openai client for /v1/embeddings) and a wrong embedder. Small corpus: embedding on
+CPU is the slow part."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from search_helpers import tiny_corpus
+
+from murmur.errors import MurmurError
+from murmur.search.dense import recall_at_k
+from murmur.search.embed import default_embedder_dir, load_embedder
+from murmur.search.index import SearchIndex, build_index
+from murmur.search.retrieve import make_request
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder(None)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("dense")
+    world, clean = tiny_corpus(root, rows=160)
+    build_index(clean, root / "idx", embedder, progress=False)
+    return world, root / "idx"
+
+
+def test_dense_hybrid_and_ann_recall(built, embedder):
+    with SearchIndex(built[1], embedder=embedder) as ix:
+        dense = ix.search(make_request("running a marathon", mode="dense", k=5))
+        assert len(dense) == 5 and dense[0]["score"] >= dense[-1]["score"]
+        hybrid = ix.search(make_request("running a marathon", mode="hybrid", k=5))
+        assert len(hybrid) == 5
+        es = ix.search(make_request("running a marathon", mode="dense", lang="es", k=5))
+        assert es and {r["lang"] for r in es} == {"es"}
+        queries = embedder.encode(["marathon", "cooking dinner", "football match", "new phone"], "query")
+        assert recall_at_k(ix.dense, queries, ix.store.alive.view, k=10) >= 0.9
+        ix.add([{"post_id": "d1", "text": "Just baked sourdough bread with a crunchy crust this morning"}])
+        top = ix.search(make_request("homemade bread baking", mode="dense", k=3))
+        assert "d1" in [r["post_id"] for r in top]
+        assert ix.delete("d1")
+        assert "d1" not in [r["post_id"] for r in ix.search(make_request("homemade bread baking", mode="hybrid"))]
+
+
+def test_wrong_embedder_dimension(built, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    small = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(small)
+    AutoTokenizer.from_pretrained(default_embedder_dir()).save_pretrained(small)
+    with pytest.raises(MurmurError, match="32-d"):
+        SearchIndex(built[1], embedder=load_embedder(small), writable=False)
+
+
+def test_http_routes_and_openai_embeddings(built, embedder, tmp_path):
+    import httpx
+    import openai
+    from serve_helpers import ServerThread, make_tokenizer, micro_model
+
+    from murmur.engine import Engine
+    from murmur.search.router import WEB_DIR, build_router
+    from murmur.serve.app import create_app
+
+    tok = make_tokenizer(tmp_path / "tok")
+    engine = Engine(micro_model(tok.vocab_size), tok, max_batch=1, name="m")
+    with SearchIndex(built[1], embedder=embedder) as ix:
+        app = create_app(engine, routers=[build_router(ix)], pages={"/search": WEB_DIR}, api_key="k")
+        with ServerThread(app) as url:
+            h = {"Authorization": "Bearer k"}
+            r = httpx.get(f"{url}/v1/search", params={"q": "marathon", "mode": "hybrid", "k": 3}, headers=h)
+            assert r.status_code == 200 and r.json()["object"] == "list" and len(r.json()["data"]) == 3
+            assert httpx.get(f"{url}/v1/search", params={"q": "x"}).status_code == 401
+            r = httpx.post(f"{url}/v1/search", json={"q": "marathon", "mode": "lexical", "k": 2}, headers=h)
+            assert r.status_code == 200 and len(r.json()["data"]) == 2
+            for params, param in (({"q": ""}, "q"), ({"q": "a", "colour": "red"}, "colour"),
+                                  ({"q": "a", "since": "2024-99-01"}, "since"), ({"q": "x" * 10_000}, "q"),
+                                  ({"q": "a", "k": "many"}, "k")):
+                r = httpx.get(f"{url}/v1/search", params=params, headers=h)
+                assert r.status_code == 400 and r.json()["error"]["param"] == param, (params, r.text)
+            r = httpx.post(f"{url}/v1/posts", headers=h, json={"posts": [
+                {"post_id": "h1", "author_id": "u9", "created_at": "2030-01-01T00:00:00Z",
+                 "text": "Plingle pottery class tonight, my first bowl came out lopsided"}]})
+            assert r.status_code == 200 and r.json()["added"] == ["h1"]
+            hits = httpx.get(f"{url}/v1/search", params={"q": "plingle", "mode": "lexical"}, headers=h).json()["data"]
+            assert [d["post_id"] for d in hits] == ["h1"] and hits[0]["highlights"] == [[0, 7]]
+            r = httpx.post(f"{url}/v1/posts", headers=h, json={"posts": [{"post_id": "h2"}]})
+            assert r.status_code == 400 and "posts[0].text" in r.json()["error"]["message"]
+            assert httpx.delete(f"{url}/v1/posts/h1", headers=h).status_code == 200
+            assert httpx.delete(f"{url}/v1/posts/h1", headers=h).status_code == 404
+            assert httpx.get(f"{url}/v1/search", params={"q": "plingle", "mode": "lexical"},
+                             headers=h).json()["data"] == []
+            assert httpx.get(f"{url}/search/").status_code == 200
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="k")
+            out = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello world", "hola mundo"])
+            assert len(out.data) == 2 and len(out.data[0].embedding) == 384
+            v = np.array(out.data[0].embedding)
+            assert abs(np.linalg.norm(v) - 1.0) < 1e-3
+            assert np.allclose(v, embedder.encode(["hello world"])[0], atol=1e-4)
+            b64 = client.embeddings.create(model="m", input="hello world", encoding_format="base64")
+            import base64
+
+            assert np.allclose(np.frombuffer(base64.b64decode(b64.data[0].embedding), "<f4"), v, atol=1e-4)
+            assert out.usage.total_tokens > 0
+    engine.stop()
