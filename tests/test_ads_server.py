@@ -152,3 +152,34 @@ def test_simulated_ab_test(env, tmp_path):
         assert s[arm]["max_over"][0] <= 0.01  # never more than 1% over a daily budget
         assert np.isfinite(s[arm]["clicks"][0])
     assert "lift ctr" in report.table()
+
+
+def test_copy_keeps_the_rules_and_is_ranked(url):
+    body = {"brief": "Our new cast iron pan makes weeknight dinners easy", "brand": "Kalo",
+            "url": "https://kalo.example/pan", "audience": "cooks", "n": 4}
+    r = httpx.post(url + "/v1/ads/copy", json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert 1 <= len(data) <= 4
+    from murmur.ads.store import tweet_length
+
+    for d in data:
+        assert tweet_length(d["text"]) <= 280 and "Kalo" in d["text"] and body["url"] in d["text"]
+    assert [d["score"] for d in data] == sorted((d["score"] for d in data), reverse=True)
+    assert httpx.post(url + "/v1/ads/copy", json={**body, "brief": "x" * 10_240}).status_code == 400
+    r = httpx.post(url + "/v1/ads/copy", json={**body, "audience": "nobody"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "audience"
+
+
+def test_copy_policy():
+    from murmur.ads.copy import CopyPolicy, compose
+
+    p = CopyPolicy()
+    ok = compose("A pan that heats evenly. " * 3, "Kalo", "https://kalo.example/p", "cooking")
+    assert p.violation(ok, "Kalo", "https://kalo.example/p") is None and ok.endswith("Kalo https://kalo.example/p")
+    long = compose("word " * 200, "Kalo", "https://kalo.example/p", None)
+    assert p.violation(long, "Kalo", "https://kalo.example/p") is None
+    assert p.violation("Guaranteed results from Kalo https://kalo.example/p", "Kalo",
+                       "https://kalo.example/p") == "prohibited_claim"
+    assert p.violation("Kalo: call 555-867-5309 https://kalo.example/p", "Kalo", "https://kalo.example/p") == "pii"
+    assert p.violation("A pan https://kalo.example/p", "Kalo", "https://kalo.example/p") == "no_brand"

@@ -146,3 +146,75 @@ def ads_simulate(
     typer.echo(setup.pctr_report.table())  # type: ignore[attr-defined]
     report = simulate(setup, cfg, work=work, store_url=database, decisions=work / "decisions", log=log)
     typer.echo(json.dumps(report.per_seed, indent=2) if as_json else report.table())
+
+
+@ads_app.command("copy")
+def ads_copy(
+    model: Annotated[Path, typer.Option("--model", help="Model directory (a trained or fine-tuned murmur model).")],
+    brief: Annotated[str, typer.Option("--brief", help="What the ad should say.")],
+    brand: Annotated[str, typer.Option("--brand", help="Brand name every variant must carry.")],
+    url: Annotated[str, typer.Option("--url", help="Landing page every variant must link to.")],
+    audience: Annotated[Path, typer.Option("--audience", help="Audience Parquet (murmur ads audience build).")],
+    posts: Annotated[Path, typer.Option("--posts", help="Clean posts Parquet (the audience's voice and vectors).")],
+    pctr: Annotated[Path, typer.Option("--pctr", help="pCTR model directory (ranks the variants).")],
+    logs: Annotated[Path | None, typer.Option("--logs", help="Logs directory for the history features.")] = None,
+    n: Annotated[int, typer.Option("-n", help="Variants to return.")] = 8,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"data": [{"text", "score", "lang"}]}.')] = False,
+) -> None:
+    """Ad copy variants for an audience, in its voice, within X's limits and the policy, ranked by pCTR."""
+    import json
+
+    from murmur.ads.audiences import read_audience
+    from murmur.ads.copy import (
+        audience_voice,
+        engine_completer,
+        rank_for_audience,
+        validate_brief,
+        write_copy,
+    )
+    from murmur.ads.pctr import Featurizer, History, history_from_logs, load_pctr
+    from murmur.ads.store import MIN_AUDIENCE
+    from murmur.ads.vectors import build_user_vectors, read_posts
+    from murmur.engine import Engine
+    from murmur.errors import InputError
+
+    validate_brief(brief, brand, url, n)
+    aud = read_audience(audience)
+    if aud.size < MIN_AUDIENCE:
+        raise InputError(f"the audience has fewer than {MIN_AUDIENCE} users", path=audience)
+    model_pctr, meta = load_pctr(pctr)
+    table = read_posts(posts)
+    vectors = build_user_vectors(table)
+    texts = table.column("text").to_pylist()
+    voice = audience_voice(aud, vectors, texts)
+    engine = Engine.from_run_dir(model)
+    variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
+    history = history_from_logs(logs) if logs else History(prior=float(meta.get("background_ctr", 0.02)))
+    scores = rank_for_audience(variants, voice.lang, aud, vectors, Featurizer(vectors, history), model_pctr)
+    order = sorted(range(len(variants)), key=lambda i: -scores[i])
+    data = [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order]
+    if as_json:
+        typer.echo(json.dumps({"data": data, "dropped": dict(dropped)}, ensure_ascii=False, indent=2))
+        return
+    for d in data:
+        typer.echo(f"{d['score']:.4f}  {d['text']}")
+    if dropped:
+        typer.echo("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.most_common()))
+
+
+@ads_app.command("image")
+def ads_image(
+    copy: Annotated[str, typer.Option("--copy", help="The ad copy (links are left out of the image).")],
+    brand: Annotated[str, typer.Option("--brand", help="Brand name.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory for the PNGs (one per X size).")],
+    color: Annotated[str, typer.Option("--color", help="Brand colour, #rrggbb.")] = "#1d9bf0",
+    audience: Annotated[str, typer.Option("--audience", help="Audience name or top hashtag (picks the palette).")
+                        ] = "",
+    logo: Annotated[Path | None, typer.Option("--logo", help="Logo or product image (PNG/JPEG).")] = None,
+) -> None:
+    """Ad creatives in X's standard image sizes (800x418, 800x800, 1200x628, 1200x1200), as PNG."""
+    from murmur.ads.creatives import palette, write_creatives
+
+    for p in write_creatives(copy, brand, palette(color, audience or brand), out, logo):
+        typer.echo(str(p))

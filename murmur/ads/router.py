@@ -5,20 +5,23 @@ murmur.serve; bad input raises ``InputError`` with ``field`` naming the request 
 - ``POST /v1/ads/click``      report a click on a served ad (charges a CPC campaign)
 - ``GET  /v1/ads/audiences``  audience names, kinds and sizes (sizes only, never members)
 - ``POST /v1/ads/audiences``  build an audience (optionally save it under a name); answers its size
+- ``POST /v1/ads/copy``       ad copy variants for an audience, through the server's engine
 - ``GET  /v1/ads/campaigns``, ``POST /v1/ads/campaigns``  list and launch campaigns
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from murmur.ads.server import MAX_SLOTS, AdRequest
 from murmur.ads.service import AdsService
 from murmur.ads.store import MAX_BRIEF, Campaign, Creative
+from murmur.engine import Engine
+from murmur.engine.http import current_engine
 from murmur.errors import InputError
 
 
@@ -43,6 +46,15 @@ class AudienceBody(BaseModel):
     days: int | None = Field(None, ge=1, le=3650)
     accounts: list[str] | None = Field(None, max_length=1000)
     size: int = Field(1000, ge=100, le=10_000_000)
+
+
+class CopyBody(BaseModel):
+    brief: str = Field(min_length=1, max_length=MAX_BRIEF)
+    brand: str = Field(min_length=1, max_length=50)
+    url: str = Field(min_length=1, max_length=2048)
+    audience: str = Field(min_length=1, max_length=100)
+    n: int = Field(8, ge=1, le=32)
+    seed: int = Field(0, ge=0, le=2**31)
 
 
 class CreativeBody(BaseModel):
@@ -91,6 +103,10 @@ def build_router(service: AdsService) -> APIRouter:
     def build(body: AudienceBody) -> dict:
         return service.build_audience(body.kind, name=body.name, topic=body.topic, keywords=body.keywords,
                                       days=body.days, accounts=body.accounts, size=body.size)
+
+    @router.post("/copy")
+    def copy(body: CopyBody, engine: Annotated[Engine, Depends(current_engine)]) -> dict:
+        return service.copy(engine, body.brief, body.brand, body.url, body.audience, body.n, body.seed)
 
     @router.get("/campaigns")
     def campaigns() -> dict:

@@ -138,6 +138,28 @@ class AdsService:
             self.catalog.put(name, aud)
         return {"name": name, "kind": kind, "size": aud.size}
 
+    def copy(self, engine, brief: str, brand: str, url: str, audience: str, n: int = 8, seed: int = 0) -> dict:
+        """Copy variants for a named audience through the engine, best pCTR first (see murmur.ads.copy)."""
+        from murmur.ads.copy import (
+            audience_voice,
+            engine_completer,
+            rank_for_audience,
+            validate_brief,
+            write_copy,
+        )
+
+        validate_brief(brief, brand, url, n)
+        aud = self.catalog.get(audience)
+        if aud.size < MIN_AUDIENCE:
+            raise InputError(f"audience {audience!r} has fewer than {MIN_AUDIENCE} users", field="audience")
+        voice = audience_voice(aud, self.vectors, self.builder.posts.column("text").to_pylist())
+        variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
+        scores = rank_for_audience(variants, voice.lang, aud, self.vectors, Featurizer(self.vectors, self.history),
+                                   self.model)
+        order = sorted(range(len(variants)), key=lambda i: -scores[i])
+        return {"object": "list", "dropped": dict(dropped),
+                "data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order]}
+
     def close(self) -> None:
         self.flush()
         self.decisions.close()

@@ -1,0 +1,170 @@
+"""Ad copy for an audience, written by the model through the one generation engine.
+
+The model continues a post that opens with the brief in the audience's voice (its most frequent
+hashtags, in its main language); each continuation becomes one variant: the model's sentence(s), the
+audience's top hashtag, the brand name when the model left it out, and the link. Variants are then
+held to the rules an ad must keep, and ranked by the pCTR model's estimate for the audience's users:
+
+- at most 280 characters, each link counting 23 (``murmur.ads.store.tweet_length``);
+- the brand name and the link present;
+- no personal data (the cleaner's email, phone and card detectors);
+- no prohibited claim (:data:`PROHIBITED_CLAIMS`, a configurable list of regular expressions).
+
+A variant that breaks a rule is dropped, never repaired in a way that could hide the breach.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from murmur.ads.audiences import Audience
+from murmur.ads.pctr import Featurizer
+from murmur.ads.store import MAX_BRIEF, MAX_TEXT, tweet_length
+from murmur.ads.vectors import UserVectors
+from murmur.data.normalize import scrub_pii
+from murmur.errors import InputError
+
+PROHIBITED_CLAIMS = (
+    r"\bguarantee(?:d|s)?\b", r"\brisk[- ]free\b", r"\bcures?\b", r"\bmiracle\b", r"\bget rich\b",
+    r"\b100% (?:free|safe|effective)\b", r"\blose weight fast\b", r"\bno side effects\b", r"\bclinically proven\b",
+    r"\b(?:best|#1) in the world\b", r"\bgarantizad[oa]s?\b", r"\bmilagro(?:so)?\b", r"\bcura\b",
+)
+_URL_RE = re.compile(r"https?://\S+")
+_SENT_END = re.compile(r"(?<=[.!?])\s")
+
+
+@dataclass(frozen=True)
+class CopyPolicy:
+    prohibited: tuple[str, ...] = PROHIBITED_CLAIMS
+    max_chars: int = MAX_TEXT
+
+    def violation(self, text: str, brand: str, url: str) -> str | None:
+        """Why ``text`` may not run (None when it may)."""
+        if tweet_length(text) > self.max_chars:
+            return "too_long"
+        if brand.lower() not in _URL_RE.sub(" ", text).lower():
+            return "no_brand"
+        if url not in text:
+            return "no_link"
+        if scrub_pii(_URL_RE.sub(" ", text))[1]:
+            return "pii"
+        for p in self.prohibited:
+            if re.search(p, text, re.IGNORECASE):
+                return "prohibited_claim"
+        return None
+
+
+@dataclass
+class Voice:
+    """How an audience writes: its main language and most used hashtags."""
+
+    lang: str
+    hashtags: list[str] = field(default_factory=list)
+
+
+def audience_voice(aud: Audience, vectors: UserVectors, texts: Sequence[str], top: int = 5) -> Voice:
+    rows = vectors.rows(aud.user_ids)
+    member = np.zeros(len(vectors.user_ids), dtype=bool)
+    member[rows[rows >= 0]] = True
+    mine = np.flatnonzero(member[vectors.post_user])
+    langs = Counter(vectors.post_lang[mine].tolist())
+    tags: Counter[str] = Counter()
+    for i in mine.tolist():
+        tags.update(t.lower() for t in re.findall(r"#(\w{2,30})", texts[i]))
+    return Voice(langs.most_common(1)[0][0] if langs else "en", [t for t, _ in tags.most_common(top)])
+
+
+def validate_brief(brief: str, brand: str, url: str, n: int) -> None:
+    if not brief or not brief.strip():
+        raise InputError("the brief is empty", field="brief")
+    if len(brief) > MAX_BRIEF:
+        raise InputError(f"the brief is {len(brief):,} characters; the limit is {MAX_BRIEF:,}", field="brief")
+    if not brand or len(brand) > 50 or not brand.strip():
+        raise InputError("brand must be 1-50 characters", field="brand")
+    if not re.match(r"^https?://[^\s/]+\.[^\s]+$", url or ""):
+        raise InputError(f"url {url!r} is not an http(s) URL", field="url")
+    if not 1 <= n <= 32:
+        raise InputError(f"n must be 1-32 (got {n})", field="n")
+
+
+def compose(generated: str, brand: str, url: str, hashtag: str | None, max_chars: int = MAX_TEXT) -> str:
+    """One variant from the model's text: its first sentences that fit, a hashtag, the brand, the link."""
+    body = _URL_RE.sub("", generated.replace("\n", " ")).strip()
+    tail = []
+    if hashtag and ("#" + hashtag).lower() not in body.lower():
+        tail.append("#" + hashtag)
+    if brand.lower() not in body.lower():  # the body has no links left
+        tail.append(brand)
+    tail.append(url)
+    suffix = " ".join(tail)
+    room = max_chars - tweet_length(" " + suffix)
+    sentences = _SENT_END.split(body)
+    out = ""
+    for s in sentences:
+        cand = (out + " " + s).strip()
+        if len(cand) > room:
+            break
+        out = cand
+    if not out:  # a first sentence longer than the room: cut at a word
+        out = body[:room].rsplit(" ", 1)[0] if len(body) > room else body
+    if not out:
+        return ""
+    return f"{out} {suffix}"
+
+
+def engine_completer(engine, max_tokens: int = 48, temperature: float = 0.9, seed: int = 0
+                     ) -> Callable[[list[str], int], list[str]]:
+    """``complete(prompts, seed)`` over the generation engine: each prompt continued as a post."""
+    from murmur.engine import SamplingParams, post_prompt
+
+    def complete(prompts: list[str], base: int) -> list[str]:
+        params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=0.95, seed=seed + base + i,
+                                 stop=["\n"]) for i in range(len(prompts))]
+        ids = [post_prompt(engine.tokenizer, p) for p in prompts]
+        return [c.text for c in engine.run(ids, params)]  # the engine's own loop when it is running
+
+    return complete
+
+
+def write_copy(complete: Callable[[list[str], int], list[str]], brief: str, brand: str, url: str, voice: Voice,
+               n: int = 8, policy: CopyPolicy | None = None) -> tuple[list[str], Counter]:
+    """Variants that keep the policy, from ``2n`` model continuations (``complete(prompts, seed)``);
+    returns them and the count of drops by reason."""
+    policy = policy or CopyPolicy()
+    lead = " ".join("#" + t for t in voice.hashtags[:2])
+    prompt = f"{brief.strip()} {lead}".strip()
+    outs = complete([prompt] * (2 * n), 0)
+    kept, dropped, seen = [], Counter(), set()
+    for i, text in enumerate(outs):
+        hashtag = voice.hashtags[i % len(voice.hashtags)] if voice.hashtags else None
+        v = compose(f"{brief.strip()} {text.strip()}", brand, url, hashtag, policy.max_chars)
+        reason = "empty" if not v else policy.violation(v, brand, url)
+        if reason is None and v in seen:
+            reason = "duplicate"
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        seen.add(v)
+        kept.append(v)
+    return kept[:n], dropped
+
+
+def rank_for_audience(variants: Sequence[str], lang: str, aud: Audience, vectors: UserVectors,
+                      featurizer: Featurizer, model, sample: int = 300, seed: int = 0) -> np.ndarray:
+    """Mean pCTR of each variant over a sample of the audience (position 0, evening, no context)."""
+    if not variants:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    users = aud.user_ids if len(aud.user_ids) <= sample else rng.choice(aud.user_ids, sample, replace=False)
+    rows = vectors.rows(users)
+    vecs = vectors.embedder.encode(list(variants))
+    k, m = len(variants), len(users)
+    x = featurizer.features(np.tile(rows, k), list(users) * k, np.repeat(vecs, m, axis=0),
+                            [v for v in variants for _ in range(m)], [lang] * (k * m),
+                            np.zeros((k * m, vecs.shape[1]), np.float32), np.full(k * m, 20), np.zeros(k * m))
+    return np.asarray(model.predict(x)).reshape(k, m).mean(1)
