@@ -41,7 +41,7 @@ def demo_world(root: Path, users: int) -> tuple[Path, Path, Path]:
     generate_world(root / "world", WorldConfig(users=users, seed=0, archive_users=0))
     ingest([str(root / "world" / "api")], root / "posts.parquet", progress=False)
     clean(root / "posts.parquet", root / "clean.parquet")
-    generate_ads_world(root / "world", root / "ads", AdsWorldConfig(impressions_per_day=20000, days=5))
+    generate_ads_world(root / "world", root / "ads", AdsWorldConfig(impressions_per_day=10000, days=5))
     return root / "world", root / "ads", root / "clean.parquet"
 
 
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=3000)
     ap.add_argument("--scale-users", type=int, default=1_000_000)
     ap.add_argument("--campaigns", type=int, default=1000)
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--page-views", type=int, default=10000)
     ap.add_argument("--write", action="store_true")
@@ -147,7 +147,7 @@ def main() -> None:
         lines.append(f"| {policy} | {r['p50']:.2f} | {r['p99']:.2f} | {r['served']:.0%} | {r['build_s']:.1f} |")
     lines += ["", f"pCTR scoring and the auction cost {lat['murmur']['p50'] / lat['random']['p50']:.1f}x the "
                   f"random policy's p50; goal p99 ≤ 20 ms: {'met' if lat['murmur']['p99'] <= 20 else 'not met'}.",
-              "", f"**pCTR** on {args.users:,}-account world logs (5 days, 20k impressions a day; held-out days "
+              "", f"**pCTR** on {args.users:,}-account world logs (5 days, 10k impressions a day; held-out days "
                   f"{rep.days['test']}):", "", "```", rep.table(), "```", "",
               f"**Audience build**: {len(table):,} posts; embedding the posts and user vectors plus pCTR training "
               f"(setup) {setup_s:.0f} s; the first interest audience (classifying every post) {first_s:.2f} s, "

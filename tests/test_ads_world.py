@@ -68,3 +68,16 @@ def test_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="days"):
         generate_ads_world(tmp_path, tmp_path / "out", AdsWorldConfig(days=0))
     assert not (tmp_path / "out").exists()
+
+
+def test_copy_fine_tuning_data(fx, tmp_path):
+    import json
+
+    from murmur.ads.copy import copy_sft_data
+
+    n = copy_sft_data(fx.ads, tmp_path / "copy.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "copy.jsonl").read_text().splitlines()]
+    assert len(rows) == n and 0.3 * 296 < n < 0.8 * 296
+    for r in rows:
+        user, assistant = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert user.split("Link: ")[1] in assistant

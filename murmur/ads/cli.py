@@ -218,3 +218,14 @@ def ads_image(
 
     for p in write_creatives(copy, brand, palette(color, audience or brand), out, logo):
         typer.echo(str(p))
+
+
+@ads_app.command("copy-data")
+def ads_copy_data(
+    logs: Annotated[Path, typer.Option("--logs", help="Ads world directory (ads.parquet, impressions.parquet).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Conversations JSONL to write.")] = Path("ad-copy.jsonl"),
+) -> None:
+    """Fine-tuning conversations (brief + audience -> copy) from the ads that did best in the logs."""
+    from murmur.ads.copy import copy_sft_data
+
+    typer.echo(f"{copy_sft_data(logs, out):,} conversations written to {out} (add them to `murmur sft --data`)")

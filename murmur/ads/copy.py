@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -168,3 +169,41 @@ def rank_for_audience(variants: Sequence[str], lang: str, aud: Audience, vectors
                             [v for v in variants for _ in range(m)], [lang] * (k * m),
                             np.zeros((k * m, vecs.shape[1]), np.float32), np.full(k * m, 20), np.zeros(k * m))
     return np.asarray(model.predict(x)).reshape(k, m).mean(1)
+
+
+def copy_sft_data(ads_dir: str | Path, out: str | Path, min_impressions: int = 50) -> int:
+    """Fine-tuning conversations (briefs + audience -> copy) from an ads world's logs: every ad whose
+    logged CTR is at least its topic's median becomes an example (OpenAI messages JSONL). Returns the count."""
+    import json
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from murmur.io import atomic_open
+
+    ads_dir = Path(ads_dir)
+    if not (ads_dir / "ads.parquet").is_file() or not (ads_dir / "impressions.parquet").is_file():
+        raise InputError("no ads.parquet/impressions.parquet; write them with `murmur ads world`", path=ads_dir)
+    ads = pq.read_table(ads_dir / "ads.parquet").to_pylist()
+    imps = pq.read_table(ads_dir / "impressions.parquet", columns=["ad_id", "clicked"])
+    grouped = imps.group_by("ad_id").aggregate([("clicked", "count"), ("clicked", "sum")])
+    stats = {a: (n, c) for a, n, c in zip(grouped["ad_id"].to_pylist(), grouped["clicked_count"].to_pylist(),
+                                          pc.cast(grouped["clicked_sum"], "int64").to_pylist(), strict=True)}
+    ctr = {a: c / n for a, (n, c) in stats.items() if n >= min_impressions}
+    by_topic: dict[str, list[float]] = {}
+    for ad in ads:
+        if ad["ad_id"] in ctr:
+            by_topic.setdefault(ad["topic"], []).append(ctr[ad["ad_id"]])
+    n = 0
+    with atomic_open(out, "w", encoding="utf-8") as f:
+        for ad in ads:
+            rate = ctr.get(ad["ad_id"])
+            if rate is None or rate < float(np.median(by_topic[ad["topic"]])):
+                continue
+            lang = "Spanish" if ad["lang"] == "es" else "English"
+            ask = (f"Write an ad post in {lang} for {ad['brand']} ({ad['product']}), for people into "
+                   f"{ad['topic'].replace('_', ' ')}. Link: {ad['url']}")
+            f.write(json.dumps({"messages": [{"role": "user", "content": ask},
+                                             {"role": "assistant", "content": ad["text"]}]}, ensure_ascii=False) + "\n")
+            n += 1
+    return n
