@@ -132,7 +132,8 @@ def main() -> None:
     lines = [
         "## Ads (`benchmarks/ads.py`)",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores shared with other work (figures vary by ±30% between runs); "
+        f"Machine: {cpu}, {os.cpu_count()} cores shared with other work (load average {os.getloadavg()[0]:.1f} at the "
+        "end of the run; figures vary by ±30% or more between runs); "
         f"torch and LightGBM on one thread.",
         "",
         f"**Ad selection latency**, one request at a time, 3 slots, a context post embedded per request: "

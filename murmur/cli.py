@@ -273,6 +273,10 @@ def serve_cmd(
 
         routers.append(ads_router(AdsService(cfgmod.load(AdsConfig, ads_config, []))))
     pages = {}
+    if ads_config is not None:
+        from murmur.ads.router import WEB_DIR as ADS_WEB
+
+        pages["/ads"] = ADS_WEB
     if index is not None:
         from murmur.search.embed import load_embedder
         from murmur.search.index import SearchIndex

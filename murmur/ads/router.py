@@ -7,11 +7,14 @@ murmur.serve; bad input raises ``InputError`` with ``field`` naming the request 
 - ``POST /v1/ads/audiences``  build an audience (optionally save it under a name); answers its size
 - ``POST /v1/ads/copy``       ad copy variants for an audience, through the server's engine
 - ``GET  /v1/ads/campaigns``, ``POST /v1/ads/campaigns``  list and launch campaigns
+- ``GET  /v1/ads/campaigns/{id}/preview``  a simulated day of one campaign alone (hourly spend,
+  impressions, clicks at the model's pCTR); nothing is charged
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
@@ -23,6 +26,8 @@ from murmur.ads.store import MAX_BRIEF, Campaign, Creative
 from murmur.engine import Engine
 from murmur.engine.http import current_engine
 from murmur.errors import InputError
+
+WEB_DIR = Path(__file__).resolve().parent / "web"  # the ads studio page; ``murmur serve`` mounts it at /ads
 
 
 class SelectBody(BaseModel):
@@ -111,6 +116,12 @@ def build_router(service: AdsService) -> APIRouter:
     @router.get("/campaigns")
     def campaigns() -> dict:
         return {"object": "list", "data": [c.to_dict() for c in service.store.list()]}
+
+    @router.get("/campaigns/{campaign_id}/preview")
+    def preview(campaign_id: int, views_per_hour: int = 40) -> dict:
+        if not 1 <= views_per_hour <= 1000:
+            raise InputError("views_per_hour must be 1-1000", field="views_per_hour")
+        return service.preview_delivery(campaign_id, views_per_hour)
 
     @router.post("/campaigns")
     def launch(body: CampaignBody) -> dict:

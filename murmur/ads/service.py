@@ -160,6 +160,34 @@ class AdsService:
         return {"object": "list", "dropped": dict(dropped),
                 "data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order]}
 
+    def preview_delivery(self, campaign_id: int, views_per_hour: int = 40, seed: int = 0) -> dict:
+        """A simulated day of one campaign on its own (its budget, cap and pacing; no other campaign, nothing
+        charged for real): each hour ``views_per_hour`` page views by random audience members, clicks drawn
+        at the model's pCTR. Hourly spend, impressions and clicks."""
+        import numpy as np
+
+        c = self.store.get(campaign_id)
+        aud = self.catalog.get(c.audience)
+        server = AdServer([c], self.catalog, self.vectors, Featurizer(self.vectors, self.history), self.model,
+                          ServerConfig(seed=seed))
+        rng = np.random.default_rng(seed)
+        day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = max(day, c.start.replace(hour=0, minute=0, second=0, microsecond=0))
+        hours = []
+        for h in range(24):
+            spent0, imps, clicks = int(server.pacer.spent[0]), 0, 0
+            for k in range(views_per_hour):
+                now = day + dt.timedelta(hours=h, seconds=int(k * 3600 / views_per_hour))
+                user = str(aud.user_ids[rng.integers(len(aud.user_ids))])
+                for p in server.select(AdRequest(user_id=user, now=now, request_id=f"preview-{h}-{k}")):
+                    imps += 1
+                    if rng.random() < p.pctr:
+                        clicks += 1
+                        server.record_click(p)
+            hours.append({"hour": h, "spend": (int(server.pacer.spent[0]) - spent0) / 1e6, "impressions": imps,
+                          "clicks": clicks})
+        return {"campaign_id": campaign_id, "daily_budget": c.daily_budget, "hours": hours}
+
     def close(self) -> None:
         self.flush()
         self.decisions.close()
