@@ -29,7 +29,7 @@ def postgres():
     pg.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'ads.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres")
     s = CampaignStore(url, audience_size=SIZES.get, file_exists=lambda p: Path(p).exists())

@@ -10,6 +10,8 @@ from ads_helpers import build
 from murmur.errors import ConfigError, InputError
 from murmur.world.ads import AdsWorldConfig, ClickModel, copy_appeal, generate_ads_world
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
