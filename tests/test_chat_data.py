@@ -171,7 +171,7 @@ GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "
     ('{"msgs": []}', "(field 'messages'): missing or not a list"),
     ('{"messages": []}', "(field 'messages'): a conversation needs at least one message"),
     ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "bot", '
-     '"content": "c"}]}', "(field 'messages[2].role'): role must be one of system, user, assistant, not 'bot'"),
+     '"content": "c"}]}', "(field 'messages[2].role'): role must be one of system, user, assistant, tool, not 'bot'"),
     ('{"messages": [{"role": "user", "content": 5}]}', "(field 'messages[0].content'): content must be a string"),
     ('{"messages": ["hi"]}', "(field 'messages[0]'): each message must be an object"),
     ('{"messages": [{"role": "user", "content": "hi"}]}', "(field 'messages'): no assistant message with text"),

@@ -56,7 +56,7 @@ def test_user_text_cannot_forge_a_turn(tok):
 
 def test_bad_messages_are_refused(tok):
     with pytest.raises(InputError, match=r"messages\[0\].role"):
-        render(tok, [{"role": "tool", "content": "x"}])
+        render(tok, [{"role": "robot", "content": "x"}])
     with pytest.raises(InputError, match="at least one"):
         render(tok, [])
     with pytest.raises(InputError, match="text content parts"):

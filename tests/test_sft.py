@@ -197,7 +197,7 @@ def test_bad_inputs_fail_in_one_line_before_compute(setup, tmp_path):
                    '{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}\n')
     with pytest.raises(InputError) as e:
         sft(base, bad, tmp_path / "o", micro())
-    assert str(e.value) == f"{bad}:2 (field 'messages[1].role'): role must be one of system, user, assistant, " \
+    assert str(e.value) == f"{bad}:2 (field 'messages[1].role'): role must be one of system, user, assistant, tool, " \
                            "not 'robot'"
     with pytest.raises(ConfigError, match="must differ"):
         sft(base, data, base, micro())

@@ -114,9 +114,10 @@ def parse_conversation(obj: Any, path: str | Path | None = None, line: int | Non
         pairs = check_messages(messages)
     except InputError as e:
         raise InputError(_bare_message(e), path, line, e.field) from None
-    if not any(role == "assistant" and text for role, text in pairs):
+    if not any(role == "assistant" and (text or calls) for role, text, calls in pairs):
         raise InputError("no assistant message with text to learn from", path, line, "messages")
-    return [{"role": role, "content": text} for role, text in pairs]
+    return [{"role": role, "content": text, **({"tool_calls": m["tool_calls"]} if calls else {})}
+            for (role, text, calls), m in zip(pairs, messages, strict=True)]
 
 
 def _bare_message(e: InputError) -> str:

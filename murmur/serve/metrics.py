@@ -36,7 +36,8 @@ def _fmt(x: float) -> str:
     return repr(float(x)) if isinstance(x, float) else str(x)
 
 
-def render_metrics(engine: Engine | None, http: HttpCounters, model: str) -> str:
+def render_metrics(engine: Engine | None, http: HttpCounters, model: str, tool_calls: dict[str, int] | None = None
+                   ) -> str:
     """The /metrics body."""
     lines: list[str] = []
 
@@ -50,6 +51,10 @@ def render_metrics(engine: Engine | None, http: HttpCounters, model: str) -> str
     http_samples = [({"route": route, "status": str(status)}, n)
                     for (route, status), n in sorted(http.snapshot().items())]
     metric("murmur_http_requests_total", "counter", "HTTP responses by route and status code.", http_samples)
+    metric("murmur_tool_calls_total", "counter", "Chat turns with tools by outcome: auto (a well-formed call), "
+           "none (no call), malformed (a bad call, retried under constraint), forced (a constrained call), "
+           "failed (max_tokens ran out inside a call).",
+           [({"outcome": k}, n) for k, n in sorted((tool_calls or {}).items())])
     metric("murmur_model_loaded", "gauge", "1 once the model is loaded and serving.",
            [({"model": model}, 1 if engine is not None else 0)])
     if engine is None:

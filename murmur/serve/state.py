@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -30,6 +31,7 @@ class ServerState:
     max_body_bytes: int = 8 * 2**20
     created: int = field(default_factory=lambda: int(time.time()))
     http: HttpCounters = field(default_factory=HttpCounters)
+    tool_calls: Counter[str] = field(default_factory=Counter)   # chat turns with tools, by outcome
 
 
 def get_state(request: Request) -> ServerState:

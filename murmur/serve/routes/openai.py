@@ -14,10 +14,12 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from murmur.chat.constrain import call_matcher
 from murmur.chat.template import render
+from murmur.chat.tools import Parsed, forced_call, forced_ids, parse_output
 from murmur.engine import ContextLengthError, Engine, Event, SamplingParams
 from murmur.engine import Request as EngineRequest
 from murmur.engine.generate import post_prompt, seeded
@@ -32,14 +34,18 @@ from murmur.serve.protocol import (
     ChunkChoice,
     CompletionRequest,
     Delta,
+    DeltaToolCall,
     ErrorResponse,
+    FunctionCall,
     ModelCard,
     ModelList,
+    NamedToolChoice,
     TextChoice,
     TextCompletion,
+    ToolCall,
     Usage,
 )
-from murmur.serve.sse import event_stream, finish, merged_events, usage
+from murmur.serve.sse import event_stream, finish, merged_events, sse, usage
 from murmur.serve.state import EngineDep, State, check_model, loaded_engine
 
 router = APIRouter(prefix="/v1")
@@ -76,7 +82,7 @@ def utf8_size(text: str, field: str) -> int:
                          field=field) from None
 
 
-def chat_prompt(engine: Engine, body: ChatCompletionRequest) -> list[int]:
+def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None) -> list[int]:
     """The chat prompt's token ids (run in a worker thread): sizes checked before tokenizing."""
     size = 0
     for i, m in enumerate(body.messages):
@@ -84,7 +90,7 @@ def chat_prompt(engine: Engine, body: ChatCompletionRequest) -> list[int]:
         size += sum(utf8_size(t, f"messages[{i}].content") for t in parts)
     engine.check_text_size(size, "prompt")
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    return render(ReleasingEncoder(engine.tokenizer), messages, True)
+    return render(ReleasingEncoder(engine.tokenizer), messages, True, tools=tools)
 
 
 def submit_all(engine: Engine, prompt: list[int], params: SamplingParams, n: int) -> list[EngineRequest]:
@@ -156,6 +162,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
                            ) -> Response | ChatCompletion:
     model = check_model(body.model, state)
     max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    if body.tools and body.tool_choice != "none":
+        try:
+            return await tool_completion(body, request, state, engine, model)
+        except ContextLengthError as e:
+            raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
+                           code="context_length_exceeded") from None
     try:
         prompt = await run_in_threadpool(chat_prompt, engine, body)
         reqs = await run_in_threadpool(submit_all, engine, prompt,
@@ -249,3 +261,79 @@ async def completions(body: CompletionRequest, request: Request, state: State, e
     prompt_tokens = sum(len(p) for p in prompts) * body.n
     return TextCompletion(id=rid, created=created, model=model, choices=choices,
                           usage=usage(prompt_tokens, sum(r[3] for r in results)))
+
+
+async def tool_completion(body: ChatCompletionRequest, request: Request, state: Any, engine: Engine, model: str
+                          ) -> Response | ChatCompletion:
+    """A chat turn with tools on offer. ``auto``: the model writes freely; a call it makes is parsed and
+    checked, and a malformed one (bad JSON, unknown tool, arguments off the schema) is counted and
+    retried under constraint. ``required`` or a named function: the call is decoded under the tools'
+    JSON schemas, so it is always well-formed. Calls come back to the client to run."""
+    assert body.tools is not None
+    if body.n != 1:
+        raise APIError(400, "with tools, n must be 1", param="n", code="invalid_value")
+    tools = {t.function.name: t.function.parameters or {"type": "object"} for t in body.tools}
+    choice = body.tool_choice or "auto"
+    if isinstance(choice, NamedToolChoice):
+        if choice.function.name not in tools:
+            raise APIError(400, f"tool_choice names {choice.function.name!r}, which is not among the tools",
+                           param="tool_choice", code="invalid_value")
+        forced: dict[str, Any] | None = {choice.function.name: tools[choice.function.name]}
+    else:
+        forced = dict(tools) if choice == "required" else None
+    call_matcher(tools)  # an unsupported schema is refused (400 naming it) before any generation
+    spec = [t.model_dump(exclude_none=True) for t in body.tools]
+    prompt = await run_in_threadpool(chat_prompt, engine, body, spec)
+    params = body.sampling(body.max_completion_tokens or body.max_tokens)
+    tok = engine.tokenizer
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special=True)
+
+    completion_tokens, prompt_tokens, reason = 0, len(prompt), "stop"
+    parsed: Parsed | None = None
+    if forced is None:
+        done = await engine.agenerate(prompt, params)
+        completion_tokens, reason = done.completion_tokens, done.finish_reason
+        parsed = parse_output(decode, done.token_ids, tools)
+        state.tool_calls["malformed" if parsed.error else ("auto" if parsed.calls else "none")] += 1
+        if parsed.error:
+            forced, parsed = dict(tools), None   # retry, constrained
+    if forced is not None:
+        fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced)
+        fparams = dataclasses.replace(params, logits_processor=proc)
+        done = await engine.agenerate(fprompt, fparams)
+        completion_tokens += done.completion_tokens
+        prompt_tokens += len(fprompt)
+        parsed = parse_output(decode, forced_ids(done.token_ids), forced)
+        state.tool_calls["failed" if parsed.error else "forced"] += 1
+        if parsed.error:   # the budget ran out inside the call: a clean message, never a broken call
+            parsed = Parsed("The model could not finish a tool call within max_tokens.", [], parsed.error)
+            reason = "length"
+    assert parsed is not None
+    calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name, arguments=c.arguments))
+             for c in parsed.calls]
+    finish_reason = "tool_calls" if calls else finish(reason)
+    content = parsed.content if parsed.content or not calls else None
+    u = usage(prompt_tokens, completion_tokens)
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if not body.stream:
+        return ChatCompletion(id=rid, created=created, model=model, usage=u, choices=[ChatChoice(
+            index=0, message=AssistantMessage(content=content, tool_calls=calls or None), finish_reason=finish_reason)])
+
+    def chunk(delta: Delta, reason: str | None = None) -> str:
+        return sse(ChatCompletionChunk(id=rid, created=created, model=model,
+                                       choices=[ChunkChoice(index=0, delta=delta, finish_reason=reason)]))
+
+    async def events() -> Any:
+        yield chunk(Delta(role="assistant", content=""))
+        if content:
+            yield chunk(Delta(content=content))
+        for j, call in enumerate(calls):
+            yield chunk(Delta(tool_calls=[DeltaToolCall(index=j, **call.model_dump())]))
+        yield chunk(Delta(), finish_reason)
+        if body.stream_options is not None and body.stream_options.include_usage:
+            yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[], usage=u))
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -27,7 +27,8 @@ def health(request: Request, state: State) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, state: State) -> PlainTextResponse:
-    return PlainTextResponse(render_metrics(loaded_engine(request), state.http, state.model_name),
+    return PlainTextResponse(render_metrics(loaded_engine(request), state.http, state.model_name,
+                                               dict(state.tool_calls)),
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
