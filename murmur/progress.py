@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from types import TracebackType
 
 from rich.console import Console
@@ -86,11 +85,3 @@ class Progress:
             rate = self.done / max(self.elapsed, 1e-9)
             log(f"{self.description}: {self.done:,} {self.unit} in {format_duration(self.elapsed)} "
                 f"({rate:,.0f} {self.unit}/s)")
-
-
-def track(items: Iterator, description: str, total: int | None = None, unit: str = "items") -> Iterator:
-    """Iterate ``items`` with progress."""
-    with Progress(description, total=total, unit=unit) as p:
-        for item in items:
-            yield item
-            p.advance()

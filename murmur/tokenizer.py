@@ -137,17 +137,11 @@ class MurmurTokenizer:
         ids = ids.tolist() if isinstance(ids, np.ndarray) else [int(i) for i in ids]
         return self.inner.decode(ids, skip_special_tokens=skip_special)
 
-    def decode_batch(self, batch: Sequence[Sequence[int]], skip_special: bool = False) -> list[str]:
-        return self.inner.decode_batch([[int(i) for i in ids] for ids in batch], skip_special_tokens=skip_special)
-
     def token_to_id(self, token: str) -> int | None:
         return self.inner.token_to_id(token)
 
     def id_to_token(self, token_id: int) -> str | None:
         return self.inner.id_to_token(token_id)
-
-    def is_special(self, token_id: int) -> bool:
-        return 0 <= token_id < NUM_SPECIAL
 
     @property
     def sha256(self) -> str:
