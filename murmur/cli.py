@@ -272,7 +272,7 @@ def serve_cmd(
         from murmur.ads.service import AdsConfig, AdsService
 
         routers.append(ads_router(AdsService(cfgmod.load(AdsConfig, ads_config, []))))
-    pages = {}
+    pages, tools = {}, []
     if ads_config is not None:
         from murmur.ads.router import WEB_DIR as ADS_WEB
 
@@ -281,11 +281,14 @@ def serve_cmd(
         from murmur.search.embed import load_embedder
         from murmur.search.index import SearchIndex
         from murmur.search.router import WEB_DIR, build_router
+        from murmur.search.tool import SearchPostsTool
 
-        routers.append(build_router(SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)))
+        search_index = SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)
+        routers.append(build_router(search_index))
+        tools.append(SearchPostsTool(search_index))
         pages["/search"] = WEB_DIR
     serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
-          max_body_bytes=int(max_body_mb * 2**20), routers=routers, pages=pages or None)
+          max_body_bytes=int(max_body_mb * 2**20), routers=routers, pages=pages or None, tools=tools)
 
 
 # ---------------------------------------------------------------- demo

@@ -37,21 +37,24 @@ DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 def create_app(engine: Engine | None = None, *, loader: Callable[[], Engine] | None = None,
                model_name: str | None = None, api_key: str | None = None, routers: Sequence[APIRouter] = (),
                pages: Mapping[str, str | Path] | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, tools: Sequence[Any] = ()) -> FastAPI:
     """The server app.
 
     Pass a ready ``engine`` (started if it is not), or a ``loader`` that builds one: it runs in a
     background thread at startup, and generation routes answer 503 until it returns. ``routers``
     are mounted after the server's own, each behind the API key, under the app's error handlers,
     metrics and body limit. ``pages`` maps a URL prefix to a folder of static files (a feature's web
-    page). The app stops the engine on shutdown.
+    page). ``tools`` are tools the server runs itself when the model calls them in a chat without
+    client tools (each has ``name``, ``spec`` and is called with the arguments; see docs/chat.md). The
+    app stops the engine on shutdown.
     """
     if (engine is None) == (loader is None):
         raise ValueError("pass exactly one of engine or loader")
     if max_body_bytes < 1:
         raise InputError("the request body limit must be positive", field="max_body_bytes")
     name = model_name or (engine.name if engine is not None else "murmur")
-    state = ServerState(model_name=name, api_key=api_key or None, max_body_bytes=max_body_bytes)
+    state = ServerState(model_name=name, api_key=api_key or None, max_body_bytes=max_body_bytes,
+                        tools={t.name: t for t in tools})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +167,7 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 32, max_queue: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           routers: Sequence[APIRouter] = (), pages: Mapping[str, str | Path] | None = None,
-          announce: Callable[[str], None] = print) -> None:
+          announce: Callable[[str], None] = print, tools: Sequence[Any] = ()) -> None:
     """Check the model directory and the port, then load the model in the background and serve it
     until interrupted. The API key is never printed."""
     import uvicorn
@@ -175,7 +178,8 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, api_
     name = model_dir.resolve().name
     app = create_app(loader=lambda: Engine.from_run_dir(model_dir, max_batch=max_batch, max_queue=max_queue,
                                                         name=name),
-                     model_name=name, api_key=api_key, routers=routers, pages=pages, max_body_bytes=max_body_bytes)
+                     model_name=name, api_key=api_key, routers=routers, pages=pages, max_body_bytes=max_body_bytes,
+                     tools=tools)
     bound = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{bound}"

@@ -12,7 +12,7 @@ import hmac
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -32,6 +32,9 @@ class ServerState:
     created: int = field(default_factory=lambda: int(time.time()))
     http: HttpCounters = field(default_factory=HttpCounters)
     tool_calls: Counter[str] = field(default_factory=Counter)   # chat turns with tools, by outcome
+    # Tools the server runs itself (name -> an object with ``spec``, the OpenAI tool definition, that
+    # is called with the arguments and returns the result text), handed in like routers.
+    tools: dict[str, Any] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> ServerState:

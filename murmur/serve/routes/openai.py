@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from typing import Any
@@ -82,14 +83,17 @@ def utf8_size(text: str, field: str) -> int:
                          field=field) from None
 
 
-def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None) -> list[int]:
-    """The chat prompt's token ids (run in a worker thread): sizes checked before tokenizing."""
+def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None,
+                extra: list[dict[str, Any]] = ()) -> list[int]:   # type: ignore[assignment]
+    """The chat prompt's token ids (run in a worker thread): sizes checked before tokenizing.
+    ``extra`` messages (the server's own tool calls and results) follow the request's."""
     size = 0
     for i, m in enumerate(body.messages):
         parts = [m.content] if isinstance(m.content, str) else [p.text for p in m.content or []]
         size += sum(utf8_size(t, f"messages[{i}].content") for t in parts)
+    size += sum(len(str(m.get("content") or "").encode("utf-8", "replace")) for m in extra)
     engine.check_text_size(size, "prompt")
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    messages = [m.model_dump(exclude_none=True) for m in body.messages] + list(extra)
     return render(ReleasingEncoder(engine.tokenizer), messages, True, tools=tools)
 
 
@@ -162,7 +166,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
                            ) -> Response | ChatCompletion:
     model = check_model(body.model, state)
     max_field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
-    if body.tools and body.tool_choice != "none":
+    if (body.tools or state.tools) and body.tool_choice != "none":
         try:
             return await tool_completion(body, request, state, engine, model)
         except ContextLengthError as e:
@@ -263,16 +267,25 @@ async def completions(body: CompletionRequest, request: Request, state: State, e
                           usage=usage(prompt_tokens, sum(r[3] for r in results)))
 
 
+MAX_TOOL_ROUNDS = 3   # server-run tool calls in one chat turn before the model must answer
+
+
 async def tool_completion(body: ChatCompletionRequest, request: Request, state: Any, engine: Engine, model: str
                           ) -> Response | ChatCompletion:
     """A chat turn with tools on offer. ``auto``: the model writes freely; a call it makes is parsed and
     checked, and a malformed one (bad JSON, unknown tool, arguments off the schema) is counted and
     retried under constraint. ``required`` or a named function: the call is decoded under the tools'
-    JSON schemas, so it is always well-formed. Calls come back to the client to run."""
-    assert body.tools is not None
+    JSON schemas, so it is always well-formed.
+
+    With the client's own tools, the calls come back to the client to run. Without them, the tools
+    are the server's own (e.g. ``search_posts``): the server runs each call, feeds the result back as
+    a tool message and lets the model continue, so the client gets the grounded answer."""
     if body.n != 1:
         raise APIError(400, "with tools, n must be 1", param="n", code="invalid_value")
-    tools = {t.function.name: t.function.parameters or {"type": "object"} for t in body.tools}
+    client = bool(body.tools)
+    specs = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else \
+        [dict(t.spec) for t in state.tools.values()]
+    tools = {s["function"]["name"]: s["function"].get("parameters") or {"type": "object"} for s in specs}
     choice = body.tool_choice or "auto"
     if isinstance(choice, NamedToolChoice):
         if choice.function.name not in tools:
@@ -282,37 +295,58 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
     else:
         forced = dict(tools) if choice == "required" else None
     call_matcher(tools)  # an unsupported schema is refused (400 naming it) before any generation
-    spec = [t.model_dump(exclude_none=True) for t in body.tools]
-    prompt = await run_in_threadpool(chat_prompt, engine, body, spec)
     params = body.sampling(body.max_completion_tokens or body.max_tokens)
     tok = engine.tokenizer
 
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special=True)
 
-    completion_tokens, prompt_tokens, reason = 0, len(prompt), "stop"
-    parsed: Parsed | None = None
-    if forced is None:
-        done = await engine.agenerate(prompt, params)
-        completion_tokens, reason = done.completion_tokens, done.finish_reason
-        parsed = parse_output(decode, done.token_ids, tools)
-        state.tool_calls["malformed" if parsed.error else ("auto" if parsed.calls else "none")] += 1
-        if parsed.error:
-            forced, parsed = dict(tools), None   # retry, constrained
-    if forced is not None:
-        fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced)
-        fparams = dataclasses.replace(params, logits_processor=proc)
-        done = await engine.agenerate(fprompt, fparams)
-        completion_tokens += done.completion_tokens
-        prompt_tokens += len(fprompt)
-        parsed = parse_output(decode, forced_ids(done.token_ids), forced)
-        state.tool_calls["failed" if parsed.error else "forced"] += 1
-        if parsed.error:   # the budget ran out inside the call: a clean message, never a broken call
-            parsed = Parsed("The model could not finish a tool call within max_tokens.", [], parsed.error)
-            reason = "length"
-    assert parsed is not None
-    calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name, arguments=c.arguments))
-             for c in parsed.calls]
+    async def turn(prompt: list[int], forced: dict[str, Any] | None) -> tuple[Parsed, int, int, str]:
+        """One model turn: (parsed output, prompt tokens, completion tokens, engine finish reason)."""
+        completion_tokens, prompt_tokens, reason = 0, 0, "stop"
+        parsed: Parsed | None = None
+        if forced is None:
+            done = await engine.agenerate(prompt, params)
+            completion_tokens, prompt_tokens, reason = done.completion_tokens, len(prompt), done.finish_reason
+            parsed = parse_output(decode, done.token_ids, tools)
+            state.tool_calls["malformed" if parsed.error else ("auto" if parsed.calls else "none")] += 1
+            if parsed.error:
+                forced, parsed = dict(tools), None   # retry, constrained
+        if forced is not None:
+            fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced)
+            # the server's own calls are not the answer: max_tokens bounds the answer, not them
+            budget = params.max_tokens if client else None
+            done = await engine.agenerate(fprompt, dataclasses.replace(params, logits_processor=proc,
+                                                                       max_tokens=budget))
+            completion_tokens += done.completion_tokens
+            prompt_tokens += len(fprompt)
+            parsed = parse_output(decode, forced_ids(done.token_ids), forced)
+            state.tool_calls["failed" if parsed.error else "forced"] += 1
+            if parsed.error:   # the budget ran out inside the call: a clean message, never a broken call
+                parsed = Parsed("The model could not finish a tool call within max_tokens.", [], parsed.error)
+                reason = "length"
+        assert parsed is not None
+        return parsed, prompt_tokens, completion_tokens, reason
+
+    extra: list[dict[str, Any]] = []
+    prompt_tokens = completion_tokens = 0
+    for rounds in range(MAX_TOOL_ROUNDS + 1):
+        prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra)
+        parsed, p_tok, c_tok, reason = await turn(prompt, forced if rounds == 0 else None)
+        prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
+        calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name,
+                                                                                    arguments=c.arguments))
+                 for c in parsed.calls]
+        if client or not calls:
+            break
+        if rounds == MAX_TOOL_ROUNDS:   # the model keeps calling: its text is the answer
+            calls = []
+            break
+        extra.append({"role": "assistant", "content": parsed.content,
+                      "tool_calls": [c.model_dump() for c in calls]})
+        for c in calls:
+            extra.append({"role": "tool", "tool_call_id": c.id,
+                          "content": await run_in_threadpool(run_server_tool, state, c)})
     finish_reason = "tool_calls" if calls else finish(reason)
     content = parsed.content if parsed.content or not calls else None
     u = usage(prompt_tokens, completion_tokens)
@@ -337,3 +371,17 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def run_server_tool(state: Any, call: ToolCall) -> str:
+    """Run one of the server's tools; a failure becomes the result text the model reads (counted)."""
+    try:
+        result = state.tools[call.function.name](json.loads(call.function.arguments))
+        state.tool_calls["server_run"] += 1
+        return str(result)
+    except MurmurError as e:
+        state.tool_calls["server_error"] += 1
+        return f"Error: {e}"
+    except Exception as e:  # one bad tool run never takes the request down
+        state.tool_calls["server_error"] += 1
+        return f"Error: the tool failed ({type(e).__name__})"
