@@ -278,6 +278,8 @@ def serve_cmd(
 
         pages["/ads"] = ADS_WEB
     if index is not None:
+        from murmur.search.answer import Answerer
+        from murmur.search.answer import build_router as answers_router
         from murmur.search.embed import load_embedder
         from murmur.search.index import SearchIndex
         from murmur.search.router import WEB_DIR, build_router
@@ -285,10 +287,47 @@ def serve_cmd(
 
         search_index = SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)
         routers.append(build_router(search_index))
+        routers.append(answers_router(Answerer(search_index)))
         tools.append(SearchPostsTool(search_index))
         pages["/search"] = WEB_DIR
     serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
           max_body_bytes=int(max_body_mb * 2**20), routers=routers, pages=pages or None, tools=tools)
+
+
+@app.command("ask")
+def ask_cmd(
+    index_dir: Annotated[Path, typer.Argument(help="Search index directory (murmur search build).")],
+    question: Annotated[str, typer.Argument(help="The question.")],
+    model: Annotated[Path, typer.Option("--model", help="Model run directory (a chat model).")],
+    k: Annotated[int, typer.Option(help="Posts to retrieve and cite (1 to 10).")] = 5,
+    lang: Annotated[str | None, typer.Option(help="Only posts in this language.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer in tokens.")] = 160,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {answer, citations, usage} as JSON.")] = False,
+) -> None:
+    """Answer a question from the posts in an index, citing them as [1], [2]."""
+    import json as _json
+
+    from murmur.engine import Engine
+    from murmur.search.answer import Answerer, check_request
+    from murmur.search.index import SearchIndex
+    from murmur.serve.app import check_model_dir
+
+    body = {"question": question, "k": k, "max_tokens": max_tokens, "seed": seed, "lang": lang}
+    req = check_request({key: v for key, v in body.items() if v is not None})
+    check_model_dir(model)
+    engine = Engine.from_run_dir(model).start()
+    try:
+        with SearchIndex(index_dir, writable=False) as ix:
+            out = Answerer(ix).answer(engine, req)
+    finally:
+        engine.stop()
+    if as_json:
+        typer.echo(_json.dumps(out, ensure_ascii=False))
+        return
+    typer.echo(out["answer"] or "(no answer)")
+    for c in out["citations"]:
+        typer.echo(f"[{c['n']}] @{c['author_id']} {c['created_at']} {c['post_id']}: {c['text']}")
 
 
 # ---------------------------------------------------------------- demo

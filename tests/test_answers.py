@@ -1,0 +1,96 @@
+"""Answers with citations: the citation filter (whole and streamed), POST /v1/answers on a real
+server, and `murmur ask`."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from search_helpers import tiny_corpus
+from serve_helpers import ServerThread, make_tokenizer, micro_model
+
+from murmur.engine import Engine
+from murmur.search.answer import (
+    CITE,
+    Answerer,
+    CitationStream,
+    build_router,
+    check_request,
+    cited,
+    clean_citations,
+)
+from murmur.search.index import SearchIndex, build_index
+from murmur.serve.app import create_app
+
+
+def test_citations_outside_the_retrieved_posts_are_removed():
+    assert clean_citations("Cats rule [1]. Dogs too [7]. Birds [2][0].", 3) == "Cats rule [1]. Dogs too. Birds [2]."
+    results = [{"post_id": f"p{i}", "text": "t", "author_id": "a", "created_at": "x"} for i in range(3)]
+    assert [c["n"] for c in cited("a [3] b [1] c [3] d [4]", results)] == [1, 3]
+    text = "Cats rule [1]. Dogs too [7]. Birds [2] and [12] ok [ not"
+    for cut in range(1, len(text)):
+        s = CitationStream(3)
+        out = s.feed(text[:cut]) + s.feed(text[cut:]) + s.flush()
+        assert out == clean_citations(text, 3), cut
+
+
+def test_bad_answer_requests_name_the_field():
+    for body, field in [({}, "question"), ({"question": "x", "k": 0}, "k"), ({"question": "x", "nope": 1}, "nope"),
+                        ({"question": "x", "temperature": 3}, "temperature")]:
+        with pytest.raises(Exception) as e:
+            check_request(body)
+        assert getattr(e.value, "field", None) == field
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ans")
+    _, clean = tiny_corpus(root, users=60, rows=400)
+    build_index(clean, root / "idx", None, progress=False)
+    with SearchIndex(root / "idx", writable=False) as ix:
+        yield ix
+
+
+def test_answers_route_whole_and_streamed(index, tmp_path):
+    tok = make_tokenizer(tmp_path / "tok")
+    engine = Engine(micro_model(tok.vocab_size, max_seq_len=2048), tok, max_batch=2, max_queue=4, name="m")
+    with ServerThread(create_app(engine, routers=[build_router(Answerer(index))])) as url:
+        r = httpx.post(url + "/v1/answers", json={"question": "what about the weather?", "k": 3, "max_tokens": 24,
+                                                  "seed": 1}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) >= {"answer", "citations", "usage"} and body["usage"]["completion_tokens"] >= 1
+        assert all(1 <= int(n) <= 3 for n in CITE.findall(body["answer"]))
+        bad = httpx.post(url + "/v1/answers", json={"question": "x", "k": 50}, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "k"
+        with httpx.stream("POST", url + "/v1/answers", json={"question": "what about the weather?", "k": 3,
+                                                             "max_tokens": 24, "seed": 1, "stream": True},
+                          timeout=60) as s:
+            lines = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        events = [json.loads(x) for x in lines[:-1]]
+        assert "citations" in events[-1] and all("delta" in e for e in events[:-1])
+        assert "".join(e["delta"] for e in events[:-1]).strip() == body["answer"]
+
+
+def test_murmur_ask_prints_json_and_refuses_bad_k(index, tmp_path):
+    from typer.testing import CliRunner
+
+    from murmur.cli import app
+    from murmur.model import ModelConfig
+    from murmur.train.checkpoint import save_inference_model
+
+    tok = make_tokenizer(tmp_path / "tok")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=2048,
+                      init_std=0.5)
+    model_dir = save_inference_model(tmp_path / "model", micro_model(tok.vocab_size, max_seq_len=2048), cfg,
+                                     tok.path)
+    args = ["ask", str(index.path), "what about the weather?", "--model", str(model_dir), "--max-tokens", "16",
+            "--seed", "0", "--k", "3"]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert set(out) >= {"answer", "citations", "usage"}
+    bad = CliRunner().invoke(app, [*args[:-2], "--k", "99"])
+    assert bad.exit_code == 1 and getattr(bad.exception, "field", None) == "k"   # main() prints it, exit 2
