@@ -420,8 +420,21 @@ def _load_states(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer 
         set_model_state_dict(model, sd["model"])
         return
     model_sd, optim_sd = get_state_dict(model, optimizer)
+    # Any layout wrote it: this process's parameters per group stay its own (a pipeline stage holds
+    # some), and a tied output copy of its own (a pipeline's last stage) reads the embedding's state,
+    # which it equals (a one-process run stores the shared matrix once, as tok_embeddings.weight).
+    own_params = [list(g["params"]) for g in optim_sd["param_groups"]]
+    state = optim_sd["state"]
+    tied_copy = getattr(getattr(model, "cfg", None), "tie_embeddings", False) and \
+        "output.weight" in state and "tok_embeddings.weight" not in state
+    if tied_copy:
+        state["tok_embeddings.weight"] = state.pop("output.weight")
     sd = {"model": model_sd, "optim": optim_sd}
     dcp.load(sd, checkpoint_id=path, no_dist=not _distributed())
+    if tied_copy:
+        state["output.weight"] = state.pop("tok_embeddings.weight")
+    for group, params in zip(sd["optim"]["param_groups"], own_params, strict=True):
+        group["params"] = params
     set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
 
 
@@ -435,8 +448,12 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, model_cfg: ModelConfig,
-                         tokenizer_dir: str | os.PathLike[str] | None) -> Path:
+                         tokenizer_dir: str | os.PathLike[str] | None,
+                         state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write model.safetensors + config.json (+ a copy of the tokenizer) into ``out_dir``.
+
+    ``state``: the whole model's tensors already gathered to process 0 (a pipeline's stages);
+    otherwise they are gathered from ``model``.
 
     Each file is written atomically; config.json comes last, so a directory with both files
     holds a complete model.
@@ -444,7 +461,7 @@ def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, mode
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    sd = full_model_state(model)
+    sd = full_model_state(model) if state is None else state
     if _rank() != 0:
         return out
     out.mkdir(parents=True, exist_ok=True)

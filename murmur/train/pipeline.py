@@ -213,3 +213,81 @@ def pipeline_step(schedule: Any, stages: list[Stage], tokens: torch.Tensor, targ
     dist.all_reduce(loss, group=pp_group)  # only the last stage contributes
     sync_tied_grads(stages, pp_group)
     return loss[0]
+
+
+class StagesModule(nn.Module):
+    """This rank's stages seen as one module with the model's attribute names (``tok_embeddings``,
+    ``layers.N``, ``norm``, ``output``): what the optimizer, the checkpoints and the gradient clipping
+    see. It shares the stages' (possibly parallelized) submodules; forward runs through the schedule."""
+
+    def __init__(self, stages: list[Stage]):
+        super().__init__()
+        self.cfg = stages[0].cfg
+        self.layers = nn.ModuleDict()
+        for s in stages:
+            if s.first:
+                self.tok_embeddings = s.tok_embeddings
+            self.layers.update(s.layers)
+            if s.last:
+                self.norm, self.output = s.norm, s.output
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError("a pipeline rank's stages run through their schedule (Pipeline.train_step)")
+
+
+class Pipeline:
+    """This rank's part of a pipelined model: its stages (parallelized over the data-parallel and tensor
+    dimensions of ``mesh``), their schedule, and ``module``, the :class:`StagesModule` over them."""
+
+    def __init__(self, model: nn.Module, mesh: Any, cfg: Any, device: torch.device, microbatches: int,
+                 compile: bool = False):
+        from murmur.train.parallel import parallelize
+
+        self.group, self.pp_rank, self.pp = mesh["pp"].get_group(), mesh["pp"].get_local_rank(), mesh["pp"].size()
+        virtual = cfg.pp_virtual_stages
+        self.stages = split_model(model, self.pp_rank, self.pp, virtual)
+        parts = [parallelize(s, mesh, cfg, compile=compile) for s in self.stages]
+        self.first = any(s.first for s in self.stages)
+        self.last = any(s.last for s in self.stages)
+        self.microbatches = microbatches
+        self.schedule = build_schedule(parts, stage_ids(self.pp_rank, self.pp, virtual), self.pp * virtual,
+                                       self.group, device, cfg.pp_schedule, microbatches)
+        self.module = StagesModule(self.stages)
+        _, copy = tied_pair(self.stages)
+        self.uncounted = [copy] if copy is not None else []
+
+    def train_step(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of this data-parallel rank's rows; the mean loss on every pipeline rank."""
+        return pipeline_step(self.schedule, self.stages, tokens, targets, self.group)
+
+    @torch.no_grad()
+    def eval_loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Forward only: the mean loss of the rows (equal micro-batches) on every pipeline rank."""
+        import torch.distributed as dist
+
+        losses: list[torch.Tensor] = []
+        self.schedule.eval(*((tokens,) if self.first else ()), target=targets if self.last else None,
+                           losses=losses if self.last else None)
+        loss = torch.stack([x.detach().float() for x in losses]).mean() if self.last \
+            else torch.zeros((), device=tokens.device)
+        loss = loss.reshape(1).to(tokens.device)
+        dist.all_reduce(loss, group=self.group)
+        return loss[0]
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """The whole model's state gathered to global rank 0 (every stage's tensors, the tied matrix
+        once); an empty dict on the other ranks. Every process calls it."""
+        import torch.distributed as dist
+
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        sd = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True))
+        if self.module.cfg.tie_embeddings:
+            sd.pop("output.weight", None)  # the last stage's copy of tok_embeddings.weight
+        mine = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+        dst = dist.get_global_rank(self.group, 0)
+        parts: list[Any] | None = [None] * self.pp if dist.get_rank() == dst else None
+        dist.gather_object(mine, parts, dst=dst, group=self.group)
+        if parts is None or dist.get_rank() != 0:
+            return {}
+        return {k: v for part in parts for k, v in part.items()}

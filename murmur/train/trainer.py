@@ -188,12 +188,13 @@ class Trainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.pcfg = run_parallel_config(cfg, self.dtype)
         self.layout = mesh_shape(self.pcfg, self.world)
-        if self.layout["pp"] > 1:
-            raise ConfigError("parallel.pp > 1: the pipeline stages and schedules exist (murmur.train.pipeline) "
-                              "but this trainer's step does not run them yet; use parallel.pp = 1")
-        # Tensor-parallel ranks (consecutive, tp innermost) share their data-parallel rank and rows.
-        self.dp_rank, self.dp_size = self.rank // self.layout["tp"], self.world // self.layout["tp"]
+        # Tensor-parallel ranks (consecutive, tp innermost) share their data-parallel rank and rows, and
+        # so do the stages of one pipeline (pp outermost): every stage reads its pipeline's rows.
+        tp, pp = self.layout["tp"], self.layout["pp"]
+        self.dp_size = self.world // (tp * pp)
+        self.dp_rank = (self.rank // tp) % self.dp_size
         self.accum = grad_accum_steps(cfg.batch, self.seq_len, self.dp_size)
+        self.pp_microbatches = self._check_pipeline(task) if pp > 1 else 0
         self.global_batch = cfg.batch.micro_batch * self.accum * self.dp_size
         self.plan = BatchPlan(self.global_batch, cfg.batch.micro_batch, self.dp_rank, self.dp_size)
         self.steps = cfg.steps if cfg.epochs <= 0 else \
@@ -229,6 +230,23 @@ class Trainer:
         if c.parallel.collective_timeout_s <= 0:
             raise ConfigError(f"parallel.collective_timeout_s must be positive (got {c.parallel.collective_timeout_s})")
 
+    def _check_pipeline(self, task: Task) -> int:
+        """Micro-batches per step through the pipeline; refuses what a pipeline cannot run."""
+        c, p = self.cfg, self.pcfg
+        if not isinstance(task, PretrainTask):
+            raise ConfigError(f"parallel.pp > 1 runs pretraining only: {task.name}'s token-weighted loss spans "
+                              "micro-batches the last stage sees one at a time; use parallel.pp = 1")
+        if c.meta_init == "on":
+            raise ConfigError("meta_init = on with parallel.pp > 1: a pipeline builds the whole model and keeps "
+                              "its stages; use meta_init = auto or off")
+        n = p.pp_microbatches or max(p.pp, self.accum)
+        rows, val_rows = c.batch.micro_batch * self.accum, c.batch.micro_batch * max(c.eval.batches, 1)
+        for what, r in ((f"{rows} rows per pipeline per step", rows), (f"{val_rows} validation rows", val_rows)):
+            if r % n:
+                raise ConfigError(f"{what} do not split into {n} equal pipeline micro-batches "
+                                  "(parallel.pp_microbatches); change batch.micro_batch, eval.batches or it")
+        return n
+
     def _find_resume(self) -> Path | None:
         """The checkpoint to resume from (checked against this model's shape and data), or None."""
         latest, state = ckpt.find_resume(self.out, self.cfg.resume, self.model_cfg, self.task.start(), self._log)
@@ -261,7 +279,14 @@ class Trainer:
         # sampling call the eager module); sharded models compile block by block (FSDP2's hooks
         # sit between blocks), as torchtitan does.
         whole_graph = cfg.compile and self.mesh is None
-        parallelize(self.model, self.mesh, self.pcfg, compile=cfg.compile and not whole_graph)
+        self.pipe = None
+        if self.layout["pp"] > 1:  # this process keeps its stages (murmur.train.pipeline)
+            from murmur.train.pipeline import Pipeline
+
+            self.pipe = Pipeline(self.model, self.mesh, self.pcfg, self.device, self.pp_microbatches, cfg.compile)
+            self.model = self.pipe.module
+        else:
+            parallelize(self.model, self.mesh, self.pcfg, compile=cfg.compile and not whole_graph)
         self.train_module = torch.compile(self.model) if whole_graph else self.model
         if self.meta_init:
             if self.device.type != "cuda" and self.mesh is not None:
@@ -311,6 +336,8 @@ class Trainer:
 
     def _use_meta_init(self) -> bool:
         sharded = self.world > 1 and (self.layout["dp_shard"] > 1 or self.layout["tp"] > 1)
+        if self.layout["pp"] > 1:  # each pipeline rank cuts its stages from the whole model
+            return False
         if self.cfg.meta_init == "auto":
             return sharded and num_params(self.model_cfg) > META_INIT_PARAMS
         return self.cfg.meta_init == "on"
@@ -358,6 +385,8 @@ class Trainer:
             return "1 process"
         r, sh, t = (self.layout[k] for k in ("dp_replicate", "dp_shard", "tp"))
         parts = []
+        if self.layout["pp"] > 1:
+            parts.append(f"PP x {self.layout['pp']} ({self.pcfg.pp_schedule}, {self.pp_microbatches} micro-batches)")
         if sh > 1 or (r > 1 and t > 1):
             parts.append(f"HSDP {r} x {sh}" if r > 1 else f"FSDP2 x {sh}")
         elif r > 1:
@@ -383,17 +412,22 @@ class Trainer:
         self._doing = f"step {step + 1} (forward/backward: parameter all-gathers, gradient reductions)"
         batches = self.task.batches(index, self.plan)
         loss_sum = torch.zeros((), device=self.device)
-        for i, sync in micro_batch_syncs(len(batches)):
-            batch = batches[i].to(self.device)
-            # Only the last micro-batch reduces gradients; forward and backward both run inside
-            # forward_context (loss parallelism, and bf16 autocast where FSDP does not cast).
-            # Data-parallel reduction averages gradients over processes, hence the dp_size.
-            with gradient_sync(self.model, sync), forward_context(self.model, self.pcfg, self.device):
-                loss = self.task.loss(self.train_module, batch) * batch.weight
-                (loss * self.dp_size).backward()
-            loss_sum += _plain(loss.detach())
+        clip_args: dict[str, Any] = {}
+        if self.pipe is not None:
+            loss_sum = self._pipeline_forward_backward(batches)
+            clip_args = {"pp_group": self.pipe.group, "uncounted": self.pipe.uncounted}
+        else:
+            for i, sync in micro_batch_syncs(len(batches)):
+                batch = batches[i].to(self.device)
+                # Only the last micro-batch reduces gradients; forward and backward both run inside
+                # forward_context (loss parallelism, and bf16 autocast where FSDP does not cast).
+                # Data-parallel reduction averages gradients over processes, hence the dp_size.
+                with gradient_sync(self.model, sync), forward_context(self.model, self.pcfg, self.device):
+                    loss = self.task.loss(self.train_module, batch) * batch.weight
+                    (loss * self.dp_size).backward()
+                loss_sum += _plain(loss.detach())
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = clip_grad_norm_(self.params, max_norm)
+        grad_norm = clip_grad_norm_(self.params, max_norm, **clip_args)
         if cfg.guard.enabled:
             self._doing = f"step {step + 1} (loss all-reduce for the guard)"
             global_loss = float(_all_reduce_sum(loss_sum.clone()) / self.layout["tp"])
@@ -405,6 +439,18 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm, None
+
+    def _pipeline_forward_backward(self, batches: list[Any]) -> torch.Tensor:
+        """Forward and backward of this pipeline's rows through its schedule (the loss on the last
+        stage, gradients averaged over the micro-batches, then over data parallelism); returns this
+        process's share of the step's loss, as :meth:`train_step` does (every stage holds the loss)."""
+        from murmur.train.parallel import forward_context
+
+        tokens = torch.cat([b.tokens for b in batches]).to(self.device)
+        labels = torch.cat([b.labels for b in batches]).to(self.device)
+        with forward_context(self.pipe.stages[0], self.pcfg, self.device):
+            loss = self.pipe.train_step(tokens, labels)
+        return loss / (self.dp_size * self.layout["pp"])
 
     def _skip(self, reason: str) -> None:
         """A step the guard refused: move the data past its batch; roll back after too many in a row."""
@@ -462,10 +508,18 @@ class Trainer:
         self._doing = f"evaluation at step {self.step}"
         self.model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for batch in self.val:
+        batches = self.val
+        if self.pipe is not None:  # one pass through the schedule: every validation row, equal micro-batches
+            batches = [dataclasses.replace(self.val[0], tokens=torch.cat([b.tokens for b in self.val]),
+                                           labels=torch.cat([b.labels for b in self.val]))]
+        for batch in batches:
             n = self.task.eval_count(batch)
             with forward_context(self.model, self.pcfg, self.device):
-                loss = _plain(self.task.loss(self.model, batch.to(self.device)))
+                if self.pipe is not None:
+                    b = batch.to(self.device)
+                    loss = self.pipe.eval_loss(b.tokens, b.labels)
+                else:
+                    loss = _plain(self.task.loss(self.model, batch.to(self.device)))
             if n:  # the pass runs on every process (a collective when sharded); an empty one adds nothing
                 total += torch.stack([loss.double() * n, torch.tensor(float(n), dtype=torch.float64,
                                                                       device=self.device)])
@@ -486,7 +540,7 @@ class Trainer:
         n = self.cfg.eval.samples
         # Under FSDP/DDP every process runs the same generation (its forward passes are collectives);
         # vocabulary-sharded logits (TP) are not sampled from.
-        if n <= 0 or self.layout["tp"] > 1:
+        if n <= 0 or self.layout["tp"] > 1 or self.pipe is not None:
             return []
         self._doing = f"sampling at step {step}"
         params = SamplingParams(max_tokens=self.cfg.eval.sample_tokens, temperature=self.cfg.eval.temperature,
@@ -635,7 +689,8 @@ class Trainer:
                     if self._last_saved != self.step:
                         self._save(self.step)
                     self._doing = "gathering the model to process 0"
-                    ckpt.save_inference_model(self.out, self.model, self.model_cfg, self.tokenizer_dir)
+                    ckpt.save_inference_model(self.out, self.model, self.model_cfg, self.tokenizer_dir,
+                                              self.pipe.full_state() if self.pipe is not None else None)
                     self._log(f"model written to {self.out} (murmur generate --model {self.out})")
                 self._finish_pending()
         finally:
