@@ -278,7 +278,6 @@ class Pipeline:
         """The whole model's state gathered to global rank 0 (every stage's tensors, the tied matrix
         once); an empty dict on the other ranks. Every process calls it."""
         import torch.distributed as dist
-
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         sd = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True))
