@@ -208,6 +208,12 @@ def check_output_dir(target: str | os.PathLike[str], kind: str, overwrite: bool 
         raise OutputError(f"already holds a murmur {their_kind or kind}; pass --overwrite to replace it", target)
 
 
+def check_not_input(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Raise :class:`InputError` when the single-file output ``out`` is the input ``src`` itself."""
+    if Path(src).resolve() == Path(out).resolve():
+        raise InputError("the output must not overwrite the input", path=src)
+
+
 _WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                  errno.EFBIG: "file too large for this file system or limit",
                  errno.EROFS: "read-only file system"}

@@ -175,6 +175,7 @@ GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "
     ('{"messages": [{"role": "user", "content": 5}]}', "(field 'messages[0].content'): content must be a string"),
     ('{"messages": ["hi"]}', "(field 'messages[0]'): each message must be an object"),
     ('{"messages": [{"role": "user", "content": "hi"}]}', "(field 'messages'): no assistant message with text"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
 ])
 def test_bad_lines_name_file_line_and_field(tmp_path, line, message):
     path = tmp_path / "c.jsonl"
@@ -227,3 +228,17 @@ def test_cli_sft_data(tmp_path):
     assert "53 conversations" in res.output
     assert not any(c[0]["role"] == "system" and "murmur" in c[0]["content"]
                    for c in read_conversations(tmp_path / "c.jsonl"))
+
+
+def test_cli_sft_data_refuses_its_input_as_output(tmp_path):
+    import subprocess
+    import sys
+
+    src = write_posts(tmp_path / "posts.parquet")
+    before = src.read_bytes()
+    res = subprocess.run([sys.executable, "-m", "murmur.cli", "sft-data", str(src), "-o",
+                          str(tmp_path / "." / "posts.parquet")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    err = res.stderr.strip()
+    assert "must not overwrite the input" in err and len(err.splitlines()) == 1 and not res.stdout
+    assert src.read_bytes() == before

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from murmur.chat.template import check_messages
 from murmur.config import knob, require_at_least
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_open, open_text
+from murmur.io import atomic_open, check_not_input, open_text
 from murmur.progress import Progress, log
 
 Message = dict[str, str]
@@ -148,6 +148,8 @@ def iter_conversations(path: str | Path) -> Iterator[Conversation]:
                 obj = json.loads(raw)
             except json.JSONDecodeError as e:
                 raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path, lineno) from None
+            except RecursionError:
+                raise InputError("JSON nested too deeply to read", path, lineno) from None
             yield parse_conversation(obj, path, lineno)
 
 
@@ -431,6 +433,7 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
     """Make a conversation JSONL file from clean posts (see the module doc); returns what was written."""
     cfg = cfg or ConversationDataConfig()
     cfg.check()
+    check_not_input(clean_parquet, out_jsonl)
     rng = random.Random(cfg.seed)
     posts = read_posts(clean_parquet, cfg.min_chars)
     if not posts:

@@ -79,7 +79,7 @@ from murmur.data.quality import (
 )
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_path, write_json
+from murmur.io import atomic_path, check_not_input, write_json
 from murmur.progress import Progress, log
 
 RETWEET, LANGUAGE, DUPLICATE, NEAR_DUPLICATE = "retweet", "language", "duplicate", "near_duplicate"
@@ -388,8 +388,7 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
     src, out = Path(src), Path(out)
     cfg = cfg or CleanConfig()
     stats_path = Path(stats_path) if stats_path is not None else out.parent / "stats.json"
-    if src.resolve() == out.resolve():
-        raise InputError("the output must not overwrite the input", path=src)
+    check_not_input(src, out)
     start = time.perf_counter()
     pf = _open_input(src)
     total = pf.metadata.num_rows
