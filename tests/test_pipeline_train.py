@@ -4,8 +4,9 @@ Real processes on CPU with gloo, launched by ``torchrun`` (``-m murmur.train``, 
 tests/test_distributed_train.py as the worker script for several runs in one job), the micro model
 cut into two stages of one block each:
 
-- pp = 2 on two processes, and pp = 2 x dp_shard = 2 on four, match one process step by step, with
-  the same validation loss and the same final model.safetensors (every stage's tensors gathered);
+- pp = 2 on two processes (1F1B; and with four blocks, the interleaved 1F1B and zero-bubble schedules
+  with two stages per process), and pp = 2 x dp_shard = 2 on four, match one process step by step,
+  with the same validation loss and the same final model.safetensors (every stage's tensors gathered);
 - checkpoints reshard: one process's step-4 checkpoint resumes with pp = 2, and a pp = 2 checkpoint
   resumes on one process (the last stage's tied output copy reads and writes the embedding's
   optimizer state), both reaching the uninterrupted run's loss;
@@ -118,11 +119,29 @@ def pp2(corpus, runs, single) -> dict[str, Path]:
     return {name: runs / name for name in plan}
 
 
+@pytest.fixture(scope="module")
+def interleaved(corpus, runs) -> dict[str, Path]:
+    """Four blocks: one process, and one job of two processes running both interleaved schedules."""
+    torch.set_num_threads(1)
+    four = {"model.n_layers": 4}
+    train(cfgmod.load(TrainConfig, None, overrides(runs / "single4", corpus, **four)))
+    plan = {name: overrides(runs / name, corpus, **{**four, **PP, "parallel.pp_schedule": name,
+                                                   "parallel.pp_virtual_stages": 2})
+            for name in ("interleaved_1f1b", "zero_bubble")}
+    run_job(2, plan, runs / "interleaved.log")
+    return {"single": runs / "single4", **{name: runs / name for name in plan}}
+
+
 # ---------------------------------------------------------------- against one process
 def test_pipeline_two_stages_match_one_process(pp2, single):
     assert_same_run(pp2["pp2"], single)
     state = ckpt.read_trainer_state(ckpt.checkpoint_path(pp2["pp2"], EVERY))
     assert state["world"]["pp"] == 2
+
+
+@pytest.mark.parametrize("schedule", ["interleaved_1f1b", "zero_bubble"])
+def test_interleaved_schedules_match_one_process(interleaved, schedule):
+    assert_same_run(interleaved[schedule], interleaved["single"])
 
 
 def test_pipeline_checkpoint_resumes_on_one_process_and_the_reverse(pp2, single, runs, corpus):
