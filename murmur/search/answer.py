@@ -25,12 +25,13 @@ from murmur.engine import Engine, SamplingParams
 from murmur.engine.http import current_engine
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
-from murmur.search.tool import SEARCH_POSTS, format_results
+from murmur.search.tool import format_results
 
 CITE = re.compile(r"\[(\d{1,3})\]")
 OPEN_CITE = re.compile(r"\[\d{0,3}$")
 FILTERS = ("lang", "author", "hashtag", "since", "until", "min_likes")
 MAX_K = 10
+POST_CHARS = 280   # each post's text in the prompt is cut here (long notes would crowd out the rest)
 LANG_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
               "it": "Italian", "nl": "Dutch", "ja": "Japanese", "ko": "Korean", "zh": "Chinese", "ar": "Arabic",
               "ru": "Russian", "tr": "Turkish", "id": "Indonesian", "hi": "Hindi", "pl": "Polish"}
@@ -143,11 +144,12 @@ class Answerer:
                                  self.cfg)
 
     def prepare(self, engine: Engine, req: AnswerRequest) -> tuple[list[int], SamplingParams, list[dict[str, Any]]]:
-        """(prompt ids, sampling, retrieved posts); the results are cut until the prompt fits."""
+        """(prompt ids, sampling, retrieved posts); the last results are dropped until the prompt fits."""
         results = self.retrieve(req)
         lang = question_lang(req.question)
         while True:
-            prompt = render(engine.tokenizer, prompt_messages(req.question, results, lang), tools=[SEARCH_POSTS])
+            shown = [{**r, "text": r["text"][:POST_CHARS]} for r in results]
+            prompt = render(engine.tokenizer, prompt_messages(req.question, shown, lang))
             if len(prompt) + min(req.max_tokens, 32) <= engine.max_len or len(results) <= 1:
                 break
             results = results[:-1]

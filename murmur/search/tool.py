@@ -13,15 +13,13 @@ from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
 
 MAX_K = 10
+# Kept short: the definition is part of every prompt that offers the tool (small models have
+# 512-token contexts). ``k`` is 1..MAX_K (default 5); ``since`` is an ISO 8601 time.
 SEARCH_POSTS = {"type": "function", "function": {
-    "name": "search_posts",
-    "description": "Search the network's posts; returns numbered posts [1], [2], ... to quote and cite.",
+    "name": "search_posts", "description": "Search posts; returns numbered posts to cite as [n].",
     "parameters": {"type": "object", "required": ["query"], "properties": {
-        "query": {"type": "string", "description": "What to look for."},
-        "k": {"type": "integer", "description": f"How many posts (1 to {MAX_K}, default 5)."},
-        "lang": {"type": "string", "description": "Only posts in this language (ISO 639-1)."},
-        "hashtag": {"type": "string", "description": "Only posts with this hashtag."},
-        "since": {"type": "string", "description": "Only posts from this time on (ISO 8601)."}}}}}
+        "query": {"type": "string"}, "k": {"type": "integer"}, "lang": {"type": "string"},
+        "hashtag": {"type": "string"}, "since": {"type": "string"}}}}}
 
 
 def format_results(results: list[dict[str, Any]]) -> str:
