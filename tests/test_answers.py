@@ -94,3 +94,27 @@ def test_murmur_ask_prints_json_and_refuses_bad_k(index, tmp_path):
     assert set(out) >= {"answer", "citations", "usage"}
     bad = CliRunner().invoke(app, [*args[:-2], "--k", "99"])
     assert bad.exit_code == 1 and getattr(bad.exception, "field", None) == "k"   # main() prints it, exit 2
+
+
+def test_sft_data_teaches_search_then_cited_answer(tmp_path):
+    from murmur.chat.data import ConversationDataConfig, build_conversations, read_conversations
+    from murmur.chat.template import TOOL_CALL_ID, TOOL_RESULT_ID, render
+
+    _, clean = tiny_corpus(tmp_path, users=60, rows=600)
+    stats = build_conversations(clean, tmp_path / "c.jsonl",
+                                ConversationDataConfig(instructions=150, threads=False, system_fraction=0.0))
+    assert stats.by_kind.get("search_answer", 0) > 0
+    tok = make_tokenizer(tmp_path / "tok")
+    found = 0
+    for conv in read_conversations(tmp_path / "c.jsonl"):
+        if not any(m.get("tool_calls") for m in conv):
+            continue
+        found += 1
+        call = conv[2]["tool_calls"][0]["function"]
+        assert call["name"] == "search_posts" and json.loads(call["arguments"])["query"]
+        n_results = conv[3]["content"].count("\n") + 1
+        cites = [int(n) for n in CITE.findall(conv[4]["content"])]
+        assert cites and all(1 <= n <= n_results for n in cites)
+        ids = render(tok, conv, add_generation_prompt=False)
+        assert ids.count(TOOL_CALL_ID) == 1 and ids.count(TOOL_RESULT_ID) == 1
+    assert found == stats.by_kind["search_answer"]

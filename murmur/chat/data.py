@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from murmur.chat.template import check_messages
+from murmur.chat.tools import search_answer_messages
 from murmur.config import knob, require_at_least
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_open, check_not_input, open_text
@@ -45,7 +46,7 @@ Message = dict[str, str]
 Conversation = list[Message]
 
 LANGS = ("en", "es")
-KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply")
+KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply", "search_answer")
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,16 @@ REPLY_Q = {"en": ["Draft a reply to this post:", "How could I reply to this?", "
                   "Redacta una respuesta a este post:"]}
 
 
+SEARCH_Q = {"en": ["What are people saying about {topic}?", "What is new about {topic}?",
+                    "Summarize the posts about {topic}.", "What do people think of #{tag}?"],
+            "es": ["¿Qué dice la gente sobre {topic}?", "¿Qué se comenta sobre {topic}?",
+                   "Resume los posts sobre {topic}.", "¿Qué opina la gente de #{tag}?"]}
+SEARCH_A = {"en": ["People are posting about {topic}.", "Here is what people say about {topic}.",
+                   "Posts about {topic}:"],
+            "es": ["La gente publica sobre {topic}.", "Esto es lo que se dice sobre {topic}.",
+                   "Posts sobre {topic}:"]}
+
+
 def topic_name(tag: str) -> str:
     """A hashtag as words: ``WeddingPlanning`` -> ``wedding planning``."""
     words = re.sub(r"(?<=[a-záéíóúñ0-9])(?=[A-ZÁÉÍÓÚÑ])", " ", tag.lstrip("#"))
@@ -364,7 +375,7 @@ class InstructionMaker:
         """Languages in which ``kind`` can be filled from the data."""
         if kind in ("identity", "capabilities"):
             return list(LANGS)
-        if kind in ("write_post", "language"):
+        if kind in ("write_post", "language", "search_answer"):
             return [lang for lang in LANGS if self.tags[lang]]
         if kind == "draft_reply":
             return [lang for lang in LANGS if self.pairs[lang]]
@@ -421,6 +432,25 @@ class InstructionMaker:
             conv.insert(0, {"role": "system", "content": LANGUAGE_SYSTEM[other]})
         return conv
 
+    def search_answer(self, lang: str) -> Conversation:
+        """A question about a topic -> a ``search_posts`` call -> numbered results (the topic's posts,
+        sometimes with an off-topic one) -> an answer quoting the on-topic posts, each cited as [n]."""
+        tag = self._tag(lang)
+        posts = self.by_tag[lang][tag]
+        on = self.rng.sample(posts, min(len(posts), self.rng.randint(2, 4)))
+        results = list(on)
+        others = [t for t in self.tags[lang] if t != tag]
+        if others and self.rng.random() < 0.5:
+            off = [p for p in self.by_tag[lang][self._pick(others)] if tag not in p.hashtags]
+            if off:
+                results.insert(self.rng.randrange(len(results) + 1), self._pick(off))
+        topic = topic_name(tag)
+        q = self._pick(SEARCH_Q[lang]).format(topic=topic, tag=tag)
+        cites = " ".join(f"{_first_sentence(p.text)} [{i}]" for i, p in enumerate(results, 1) if p in on)
+        answer = self._pick(SEARCH_A[lang]).format(topic=topic) + " " + cites
+        return [*search_answer_messages(q, topic, [p.text for p in results], lang),
+                {"role": "assistant", "content": answer}]
+
     def draft_reply(self, lang: str) -> Conversation:
         parent, reply = self._pick(self.pairs[lang])
         q = self._pick(REPLY_Q[lang]) + "\n\n" + parent.text
@@ -464,7 +494,8 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
 
     maker = InstructionMaker(posts, paths, cfg, rng)
     kinds = [k for k in KINDS if maker.langs_for(k)]
-    weights = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3}
+    weights = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3,
+               "search_answer": 3}
     missing = sorted(set(KINDS) - set(kinds))
     if missing and cfg.instructions:
         log(f"sft-data: the posts have too little to fill {', '.join(missing)} (no hashtags, replies or threads)")

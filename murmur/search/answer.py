@@ -21,20 +21,17 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from murmur.chat.template import render
+from murmur.chat.tools import search_answer_messages
 from murmur.engine import Engine, SamplingParams
 from murmur.engine.http import current_engine
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
-from murmur.search.tool import format_results
 
 CITE = re.compile(r"\[(\d{1,3})\]")
 OPEN_CITE = re.compile(r"\[\d{0,3}$")
 FILTERS = ("lang", "author", "hashtag", "since", "until", "min_likes")
 MAX_K = 10
 POST_CHARS = 280   # each post's text in the prompt is cut here (long notes would crowd out the rest)
-LANG_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
-              "it": "Italian", "nl": "Dutch", "ja": "Japanese", "ko": "Korean", "zh": "Chinese", "ar": "Arabic",
-              "ru": "Russian", "tr": "Turkish", "id": "Indonesian", "hi": "Hindi", "pl": "Polish"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,21 +44,6 @@ def _langid() -> Any:
 def question_lang(question: str) -> str:
     """The question's language code ("und" when unsure)."""
     return _langid().identify_one(question)[0]
-
-
-def system_prompt(lang: str) -> str:
-    name = LANG_NAMES.get(lang)
-    where = f" in {name}" if name else " in the question's language"
-    return f"Answer from the posts found{where}. Cite each post you use as [n]."
-
-
-def prompt_messages(question: str, results: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
-    """The conversation the answer continues (also the shape of the fine-tuning examples)."""
-    call = {"id": "call_0", "type": "function", "function": {
-        "name": "search_posts", "arguments": json.dumps({"query": question}, ensure_ascii=False)}}
-    return [{"role": "system", "content": system_prompt(lang)}, {"role": "user", "content": question},
-            {"role": "assistant", "content": "", "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_0", "content": format_results(results)}]
 
 
 def clean_citations(text: str, k: int) -> str:
@@ -148,8 +130,8 @@ class Answerer:
         results = self.retrieve(req)
         lang = question_lang(req.question)
         while True:
-            shown = [{**r, "text": r["text"][:POST_CHARS]} for r in results]
-            prompt = render(engine.tokenizer, prompt_messages(req.question, shown, lang))
+            texts = [r["text"][:POST_CHARS] for r in results]
+            prompt = render(engine.tokenizer, search_answer_messages(req.question, req.question, texts, lang))
             if len(prompt) + min(req.max_tokens, 32) <= engine.max_len or len(results) <= 1:
                 break
             results = results[:-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from murmur.chat.tools import numbered_posts
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
 
@@ -23,11 +24,8 @@ SEARCH_POSTS = {"type": "function", "function": {
 
 
 def format_results(results: list[dict[str, Any]]) -> str:
-    """One line per post: ``[n] @author (time): text``; "No posts found." when there are none."""
-    if not results:
-        return "No posts found."
-    return "\n".join(f"[{i}] @{r['author_id']} ({r['created_at']}): {' '.join(r['text'].split())}"
-                     for i, r in enumerate(results, 1))
+    """The results as the model reads them: ``[n] text`` per line (the fine-tuning data's format)."""
+    return numbered_posts([r["text"] for r in results])
 
 
 class SearchPostsTool:
