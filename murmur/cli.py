@@ -255,7 +255,8 @@ def serve_cmd(
                                                                          "(posts, audiences, database, pctr, logs).")
                           ] = None,
     index: Annotated[Path | None, typer.Option("--index", help="Search index directory: serve /v1/search, "
-                                                               "/v1/posts, /v1/embeddings and /search/.")] = None,
+                                                               "/v1/posts, /v1/embeddings, /v1/answers, /search/ "
+                                                               "and the search_posts tool in chat.")] = None,
     embedder: Annotated[Path | None, typer.Option("--embedder", help="Embedder for the index (default: the one it "
                                                                      "was built with).")] = None,
 ) -> None:
