@@ -316,13 +316,17 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
             fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced)
             # the server's own calls are not the answer: max_tokens bounds the answer, not them
             budget = params.max_tokens if client else None
-            done = await engine.agenerate(fprompt, dataclasses.replace(params, logits_processor=proc,
-                                                                       max_tokens=budget))
-            completion_tokens += done.completion_tokens
             prompt_tokens += len(fprompt)
-            parsed = parse_output(decode, forced_ids(done.token_ids), forced)
+            try:
+                done = await engine.agenerate(fprompt, dataclasses.replace(params, logits_processor=proc,
+                                                                           max_tokens=budget))
+            except RuntimeError as e:   # the constraint failed inside the engine: counted, answered cleanly
+                parsed = Parsed("", [], str(e))
+            else:
+                completion_tokens += done.completion_tokens
+                parsed = parse_output(decode, forced_ids(done.token_ids), forced)
             state.tool_calls["failed" if parsed.error else "forced"] += 1
-            if parsed.error:   # the budget ran out inside the call: a clean message, never a broken call
+            if parsed.error:   # never a broken call: a clean message instead
                 parsed = Parsed("The model could not finish a tool call within max_tokens.", [], parsed.error)
                 reason = "length"
         assert parsed is not None
