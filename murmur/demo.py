@@ -88,7 +88,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
 
     # ---- pretraining: the tiny model on CPU
     overrides = [f"out={out / 'pretrain'}", f"data.shards={out / 'shards'}", f"data.tokenizer={out / 'tokenizer'}",
-                 f"seed={seed}", "resume=false"]
+                 f"seed={seed}", "resume=false", "overwrite=true"]  # the demo reruns into its own folder
     if train_steps is not None:
         overrides += [f"steps={train_steps}", f"eval.every={max(1, train_steps)}",
                       f"checkpoint.every={max(1, train_steps)}"]
@@ -105,7 +105,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     # ---- chat: conversations, fine-tuning, export
     conv = t.run("chat data", build_conversations, out / "clean.parquet", out / "conversations.jsonl",
                  replace(ConversationDataConfig(), seed=seed))
-    sft_overrides = [f"seed={seed}"] + ([f"steps={sft_steps}", f"eval.every={max(1, sft_steps)}",
+    sft_overrides = [f"seed={seed}", "overwrite=true"] + ([f"steps={sft_steps}", f"eval.every={max(1, sft_steps)}",
                                          f"checkpoint.every={max(1, sft_steps)}"] if sft_steps else [])
     sft_cfg = cfgmod.load(SFTConfig, _config_file("sft-tiny-cpu.toml"), sft_overrides)
     tuned = t.run("fine-tune (SFT)", sft, out / "pretrain", out / "conversations.jsonl", out / "chat", sft_cfg)

@@ -159,14 +159,8 @@ def written_by_murmur(directory: str | os.PathLike[str]) -> tuple[str, list[str]
     return data["murmur"], [f for f in files if isinstance(f, str)] if isinstance(files, list) else None
 
 
-def check_output_dir(target: str | os.PathLike[str], kind: str, overwrite: bool = False,
-                     protect: Iterable[str | os.PathLike[str]] = ()) -> None:
-    """Raise :class:`OutputError` unless writing the directory ``target`` would delete only murmur's own output.
-
-    The rule every command that writes a directory follows: the target is absent, an empty folder,
-    or (with ``overwrite``) a complete murmur output of the same ``kind`` holding nothing murmur did
-    not write. Never a file, a link, or a folder that is, holds or lies inside one of ``protect``.
-    """
+def check_not_inputs(target: str | os.PathLike[str], protect: Iterable[str | os.PathLike[str]]) -> None:
+    """Raise :class:`OutputError` when the output folder ``target`` is, holds or lies inside one of ``protect``."""
     target = Path(target)
     real = target.resolve()
     for src in protect:
@@ -178,6 +172,18 @@ def check_output_dir(target: str | os.PathLike[str], kind: str, overwrite: bool 
         if s in real.parents and s.is_dir():
             raise OutputError(f"lies inside an input of this command ({src}); choose a folder outside it",
                               target)
+
+
+def check_output_dir(target: str | os.PathLike[str], kind: str, overwrite: bool = False,
+                     protect: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Raise :class:`OutputError` unless writing the directory ``target`` would delete only murmur's own output.
+
+    The rule every command that writes a directory follows: the target is absent, an empty folder,
+    or (with ``overwrite``) a complete murmur output of the same ``kind`` holding nothing murmur did
+    not write. Never a file, a link, or a folder that is, holds or lies inside one of ``protect``.
+    """
+    target = Path(target)
+    check_not_inputs(target, protect)
     if target.is_symlink():
         raise OutputError("is a symbolic link; give a new or empty folder (murmur does not write through links)",
                           target)

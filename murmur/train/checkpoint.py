@@ -50,8 +50,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from murmur.errors import CheckpointError
-from murmur.io import COMPLETE_MARKER, atomic_dir, atomic_path, is_complete, write_json
+from murmur.errors import CheckpointError, OutputError
+from murmur.io import COMPLETE_MARKER, atomic_dir, atomic_path, check_not_inputs, is_complete, write_json
 from murmur.model import ModelConfig
 from murmur.modeldir import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 
@@ -447,6 +447,84 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
 
 
+RUN_MARKER = "_RUN"  # {"murmur": "run", "task": "train" | "sft"}, written when a run starts
+# Everything a run writes at the top of its folder (metrics and config by the trainer, the plot by
+# `murmur plot`), and the temporary siblings of its atomic writes.
+RUN_ENTRIES = frozenset({RUN_MARKER, CHECKPOINTS, "config.toml", "metrics.jsonl", "tb", "training.png", "sft.json",
+                         MODEL_FILE, CONFIG_FILE, TOKENIZER_DIR})
+_RUN_TEMP = re.compile(r"^\.(sft\.json|config\.toml|metrics\.jsonl|training\.png|model\.safetensors|config\.json|tokenizer)"
+                       r"\..*\.(tmp|old)$")
+
+
+def run_task(out: str | os.PathLike[str]) -> str | None:
+    """The task named by a run folder's marker, None without a readable one."""
+    try:
+        data = json.loads((Path(out) / RUN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    ok = isinstance(data, dict) and data.get("murmur") == "run" and isinstance(data.get("task"), str)
+    return data["task"] if ok else None
+
+
+def check_run_dir(out: str | os.PathLike[str], task: str, overwrite: bool = False, resume: bool = False,
+                  protect: Any = ()) -> bool:
+    """The directory rule (docs/reliability.md) for a run folder, which fills in place as training goes.
+
+    A new run takes an absent or empty folder. A folder whose marker names an earlier run of the same
+    ``task`` and that holds nothing else is continued with ``resume`` and replaced with ``overwrite``
+    (returns True: the caller removes it); anything else is refused in one line. Never a file, a link,
+    or a folder that is, holds or lies inside one of ``protect`` (the run's inputs).
+    """
+    out = Path(out)
+    check_not_inputs(out, protect)
+    if out.is_symlink():
+        raise OutputError("is a symbolic link; give a new or empty folder (murmur does not write through links)", out)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise OutputError("is a file, not a folder; murmur never replaces what it did not write", out)
+    try:
+        present = sorted(os.listdir(out))
+    except OSError as e:
+        raise OutputError(f"cannot look inside: {e.strerror}", out) from None
+    if not present:
+        return False
+    their = run_task(out)
+    if their is None:
+        if latest_checkpoint(out) is not None and not overwrite:
+            return False  # a run from before run markers: continued with resume, else refused by find_resume
+        raise OutputError("is not empty and is not a murmur run folder; choose a new or empty folder "
+                          "(murmur never deletes what it did not write)", out)
+    if their != task:
+        raise OutputError(f"holds a murmur {their} run, not a {task} run; choose another folder", out)
+    foreign = [n for n in present if n not in RUN_ENTRIES and not _RUN_TEMP.match(n)]
+    if (out / CHECKPOINTS).is_dir():
+        foreign += [f"{CHECKPOINTS}/{n}" for n in sorted(os.listdir(out / CHECKPOINTS))
+                    if not re.match(r"^\.?step_\d+", n)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputError(f"holds files a murmur run did not write ({shown}); move them or choose another folder",
+                          out)
+    if resume:
+        return False
+    if overwrite:
+        return True
+    if (out / CONFIG_FILE).is_file():
+        raise OutputError(f"already holds a finished murmur {task} run; pass overwrite=true to replace it", out)
+    raise OutputError(f"already holds an unfinished murmur {task} run; pass resume=true to continue it, "
+                      "or overwrite=true to start it over", out)
+
+
+def start_run_dir(out: str | os.PathLike[str], task: str, replace: bool) -> None:
+    """Make the run folder (emptied first when ``replace``, after :func:`check_run_dir`) and mark it."""
+    out = Path(out)
+    if replace:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if run_task(out) != task:
+        write_json(out / RUN_MARKER, {"murmur": "run", "task": task})
+
+
 def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, model_cfg: ModelConfig,
                          tokenizer_dir: str | os.PathLike[str] | None,
                          state: dict[str, torch.Tensor] | None = None) -> Path:
@@ -465,7 +543,7 @@ def save_inference_model(out_dir: str | os.PathLike[str], model: nn.Module, mode
     if _rank() != 0:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).unlink(missing_ok=True)
+    (out / CONFIG_FILE).unlink(missing_ok=True)  # a run folder (checked when the run began) or a new one
     if tokenizer_dir:
         with atomic_dir(out / TOKENIZER_DIR, "tokenizer", overwrite=True) as d:
             for p in Path(tokenizer_dir).iterdir():

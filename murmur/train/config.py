@@ -136,6 +136,8 @@ class RunConfig:
     log_every: int = knob(10, "Log a line (and a metrics.jsonl record) every N steps.")
     resume: bool = knob(False, "Continue from the newest complete checkpoint in `out` (start from scratch when "
                                "there is none: safe to pass on every launch and restart).")
+    overwrite: bool = knob(False, "Replace an earlier murmur run of the same task in `out` (never a folder that holds "
+                                  "anything a run did not write, or one of the run's inputs).")
     meta_init: Literal["auto", "on", "off"] = knob(
         "auto", "Build the model on the meta device and initialise only this process's shards (on), or build "
                 "it whole on every process (off); auto = on when the model is sharded and over 500M parameters.")

@@ -200,10 +200,24 @@ class Trainer:
         self.steps = cfg.steps if cfg.epochs <= 0 else \
             max(1, math.ceil(cfg.epochs * task.rows_per_epoch() / self.global_batch))
         self.val = task.eval_batches(self.plan, cfg.eval.batches)
-        self.resume_from = self._find_resume()
+        self._replace_out = False
+        if not cfg.resume:
+            self._claim_out()
+        self.resume_from = None if self._replace_out else self._find_resume()  # an old run to replace
+        if cfg.resume and self.resume_from is None:  # nothing to continue: a new run in that folder
+            self._claim_out()
         self.flops_per_token = flops_per_token(self.model_cfg, self.seq_len)
         self._doing = "setup"  # what the process is doing, for collective errors
         self.pending: ckpt.PendingCheckpoint | None = None  # a checkpoint being written in the background
+
+    def _claim_out(self) -> None:
+        """Check the run folder by the directory rule before anything is written (every process), then
+        let process 0 replace an earlier run (``overwrite``) and mark the folder when the run begins."""
+        data = getattr(self.cfg, "data", "")
+        inputs = [p for p in (self.tokenizer_dir, getattr(self.cfg, "model", ""), getattr(data, "shards", data))
+                  if isinstance(p, (str, Path)) and str(p)]
+        replace = ckpt.check_run_dir(self.out, self.task.name, self.cfg.overwrite, self.cfg.resume, inputs)
+        self._replace_out = replace  # process 0 acts on it when the run starts writing
 
     def _log(self, message: str) -> None:
         """A log line from process 0 only (every process runs the same loop)."""
@@ -323,8 +337,10 @@ class Trainer:
                 if older is None:
                     raise
                 self.resume_from = older
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()  # every process checked the run folder before process 0 changes it
         if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.start_run_dir(self.out, self.task.name, self._replace_out)
             cfgmod.dump_toml(dataclasses.replace(cfg, steps=self.steps, epochs=0.0), self.out / CONFIG_NAME)
             if self.resume_from is None:
                 (self.out / METRICS_NAME).unlink(missing_ok=True)
