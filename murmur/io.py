@@ -36,25 +36,42 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     if target.is_dir():
         raise OutputError("is a folder; give the path of a file to write", target)
+    tmp_path: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as e:
-        raise write_error(e, target) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-    except OSError as e:
-        raise write_error(e, target, creating=False) from None
-    else:
+        with _signals_held():  # a signal waits until the finally below knows the temporary
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            except OSError as e:
+                raise write_error(e, target) from None
+            os.close(fd)
+            tmp_path = Path(tmp)
         try:
-            os.replace(tmp_path, target)
+            yield tmp_path
         except OSError as e:
-            raise write_error(e, target) from None
+            raise write_error(e, target, creating=False) from None
+        else:
+            try:
+                os.replace(tmp_path, target)
+            except OSError as e:
+                raise write_error(e, target) from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP (delivered when the block ends) while a temporary output is
+    created, so none lands between its creation and the cleanup that removes it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
@@ -87,13 +104,15 @@ def atomic_dir(target: str | os.PathLike[str], kind: str = "output", overwrite: 
     """
     target = Path(target)
     check_output_dir(target, kind, overwrite, protect)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as e:
-        raise write_error(e, target) from None
+    tmp: Path | None = None
     old: Path | None = None
     try:
+        with _signals_held():  # a signal waits until the finally below knows the temporary
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            except OSError as e:
+                raise write_error(e, target) from None
         try:
             yield tmp
         except OSError as e:
@@ -119,7 +138,7 @@ def atomic_dir(target: str | os.PathLike[str], kind: str = "output", overwrite: 
         except OSError as e:
             raise write_error(e, target) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

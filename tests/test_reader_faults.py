@@ -219,6 +219,36 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def _stopped(pid: int) -> bool:
+    """Wait until the process is stopped (True) or has exited (False)."""
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state in "TtZX":
+            return state in "Tt"
+        time.sleep(0.001)
+
+
+def _stop_while_writing(p: subprocess.Popen, out: Path, name: str) -> None:
+    """Run the process in short slices, stopped between them, until it is stopped with its temporary
+    output present and its final output absent: however loaded the machine, the next signal lands
+    while it writes (the process cannot finish while the test looks)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        p.send_signal(signal.SIGSTOP)
+        alive = _stopped(p.pid)
+        assert alive, "ingest ended before it wrote anything"
+        present = [f.name for f in out.iterdir()]
+        assert name not in present, "ingest finished within one slice; make the input bigger"
+        if any(f.startswith(f".{name}.") and f.endswith(".tmp") for f in present):
+            return
+        p.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError("ingest did not start writing within 120 s")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_during_ingest_leaves_no_temporary(tmp_path, sig):
     src = tmp_path / "in.jsonl"
@@ -226,11 +256,9 @@ def test_a_signal_during_ingest_leaves_no_temporary(tmp_path, sig):
     out = tmp_path / "out"
     out.mkdir()
     p = _murmur("data", "ingest", str(src), "-o", str(out / "posts.parquet"))
-    deadline = time.monotonic() + 60
-    while not any(out.iterdir()) and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)  # the temporary output exists: ingest is writing
-    assert p.poll() is None, "ingest finished before the signal; make the input bigger"
-    p.send_signal(sig)
+    _stop_while_writing(p, out, "posts.parquet")
+    p.send_signal(sig)  # pending while the process is stopped: it lands while the temporary output exists
+    p.send_signal(signal.SIGCONT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 128 + sig, err
     assert err.strip().splitlines()[-1].startswith("murmur: interrupted") and "Traceback" not in err
