@@ -24,6 +24,7 @@ from murmur.errors import ConfigError
 from murmur.progress import console, format_duration, log
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+DEMO_QUERIES = ["marathon training", "receta de cocina", "#MachineLearning"]
 DEMO_PROMPTS = ["Just finished", "Mi receta favorita", "Big game tonight", "New blog post about"]
 
 
@@ -80,6 +81,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
                          out / "posts.parquet", workers=workers)
     cleaned = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
                     workers=workers, stats_path=out / "stats.json")
+    search_hits = _search_stage(t, out)
     tok = t.run("train tokenizer", train_tokenizer, [out / "clean.parquet"], out / "tokenizer",
                 replace(TokenizerConfig(), seed=seed), overwrite=True)  # the demo reruns into its own folder
     manifest = t.run("tokenize", tokenize_to_shards, out / "clean.parquet", out / "tokenizer", out / "shards",
@@ -128,16 +130,32 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         "samples": samples,
         "conversations": conv.conversations,
         "sft_val_loss": tuned.val_loss,
+        "search": search_hits,
         "stage_seconds": t.seconds,
     }
     _print_summary(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if serve:
+        from murmur.search.index import SearchIndex
+        from murmur.search.router import WEB_DIR, build_router
         from murmur.serve.app import serve as serve_model
 
-        log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); Ctrl-C stops the server")
-        serve_model(out / "chat", port=port)
+        log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); search at /search/; "
+            "Ctrl-C stops the server")
+        serve_model(out / "chat", port=port, routers=[build_router(SearchIndex(out / "search"))],
+                    pages={"/search": WEB_DIR})
     return summary
+
+
+def _search_stage(t: StageTimes, out: Path) -> dict[str, list[str]]:
+    """Index the clean posts (BM25 + all-MiniLM-L6-v2 embeddings) and run the demo queries."""
+    from murmur.search.embed import load_embedder
+    from murmur.search.index import SearchIndex, build_index
+    from murmur.search.retrieve import make_request
+
+    t.run("search index", build_index, out / "clean.parquet", out / "search", load_embedder(None), overwrite=True)
+    with SearchIndex(out / "search", writable=False) as index:
+        return {q: [r["text"] for r in index.search(make_request(q, k=3))] for q in DEMO_QUERIES}
 
 
 def _print_summary(s: dict) -> None:
@@ -161,6 +179,10 @@ def _print_summary(s: dict) -> None:
         table.add_row("chat fine-tune val loss", f"{s['sft_val_loss']:.3f}")
     table.add_row("time", format_duration(sum(s["stage_seconds"].values())))
     console.print(table)
+    for q, texts in s.get("search", {}).items():
+        console.print(f"search {q!r} (hybrid, top {len(texts)}):", markup=False, highlight=False)
+        for text in texts:
+            console.print(f"  • {text[:110]}", markup=False, highlight=False)
     console.print("[bold]generated posts[/bold]" if console.is_terminal else "generated posts:")
     for text in s["samples"]:
         console.print(f"  • {text}", markup=False, highlight=False)

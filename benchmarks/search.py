@@ -1,0 +1,234 @@
+"""Search benchmark: murmur's index (tantivy BM25 + usearch HNSW, RRF) beside the peers a Python user
+would reach for, on the same posts and the same vectors, in one run.
+
+    python benchmarks/search.py --users 5000 [--vectors INDEX_DIR] [--write]
+
+Measures: indexing rate (lexical only; embedding separately, per post, with the packaged
+all-MiniLM-L6-v2), query latency p50/p99 per mode at 1 and 8 concurrent clients (query embedding
+included), time from add() returning to the post being found, disk and resident memory per post.
+Peers: bm25s (lexical), faiss HNSW (dense), milvus-lite (BM25 full-text + dense + RRF hybrid
+through pymilvus, the client of a Milvus cluster).
+
+Vectors: embedding every post on 2 CPU cores is far slower than indexing (the rate is reported),
+so unless ``--embed`` is given, the dense side uses real all-MiniLM-L6-v2 vectors of the first
+posts (``--vectors`` an index built with embeddings) repeated with small noise to cover every post.
+Latency and rates do not depend on what the vectors mean; quality is measured by
+``murmur search eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from murmur.search.embed import load_embedder  # noqa: E402
+from murmur.search.index import SearchIndex, build_index  # noqa: E402
+from murmur.search.retrieve import make_request  # noqa: E402
+
+QUERIES = ["marathon training", "receta de cocina", "#MachineLearning", "new phone battery", "partido de fútbol",
+           "gardening tomatoes", "jazz concert tonight", "viaje a la playa", "startup funding", "#running"]
+
+
+def machine() -> str:
+    from murmur.train.metrics import cpu_model_name
+
+    return f"{cpu_model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.array(xs) * 1000, p))
+
+
+def latencies(fn, queries: list, clients: int, rounds: int) -> tuple[float, float]:
+    work = [q for _ in range(rounds) for q in queries]
+    times: list[float] = []
+
+    def one(q):
+        t0 = time.perf_counter()
+        fn(q)
+        return time.perf_counter() - t0
+
+    with cf.ThreadPoolExecutor(clients) as pool:
+        times = list(pool.map(one, work))
+    return pct(times, 50), pct(times, 99)
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def corpus(users: int, root: Path) -> Path:
+    from murmur.data.clean import clean
+    from murmur.data.sources import ingest
+    from murmur.world.generate import WorldConfig, generate_world
+
+    generate_world(root / "world", WorldConfig(users=users, seed=7), progress=False)
+    ingest([str(root / "world")], root / "posts.parquet", progress=False)
+    clean(root / "posts.parquet", root / "clean.parquet")
+    return root / "clean.parquet"
+
+
+def fake_vectors(n: int, src: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = src[np.arange(n) % len(src)].astype(np.float32) + rng.normal(0, 0.02, (n, src.shape[1])).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--vectors", type=Path, help="an index built with embeddings: its vectors seed the dense side")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-milvus", action="store_true")
+    ap.add_argument("--write", action="store_true", help="write the docs/benchmarks.md section")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="search-bench-"))
+    rows: list[tuple[str, str]] = []
+    try:
+        src = corpus(args.users, root)
+        table = pq.read_table(src)
+        n = table.num_rows
+        texts = table.column("text").to_pylist()
+        embedder = load_embedder(None)
+        t0 = time.perf_counter()
+        embedder.encode(texts[:256])
+        embed_rate = 256 / (time.perf_counter() - t0)
+        seed_vecs = np.load(args.vectors / "vectors.npy") if args.vectors else embedder.encode(texts[:512])
+        vecs = fake_vectors(n, seed_vecs)
+
+        # murmur: lexical build, then the dense half from the same vectors
+        t0 = time.perf_counter()
+        build_index(src, root / "idx", None, progress=False)
+        lex_s = time.perf_counter() - t0
+        import json
+
+        from murmur.io import write_json
+        from murmur.search.dense import new_ann
+        from murmur.search.index import MANIFEST
+
+        t0 = time.perf_counter()
+        np.save(root / "idx" / "vectors.npy", vecs.astype(np.float16))
+        ann = new_ann(vecs.shape[1])
+        ann.add(np.arange(n), vecs.astype(np.float16))
+        ann.save(str(root / "idx" / "dense.usearch"))
+        ann_s = time.perf_counter() - t0
+        m = json.loads((root / "idx" / MANIFEST).read_text())
+        m["embedder"] = {"name": embedder.name, "dim": embedder.dim, "dir": None}
+        write_json(root / "idx" / MANIFEST, m)
+        disk = du(root / "idx")
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ix = SearchIndex(root / "idx", embedder=embedder)
+        rows.append(("posts", f"{n:,}"))
+        rows.append(("murmur index, lexical (tantivy)", f"{n / lex_s:,.0f} posts/s"))
+        rows.append(("murmur index, HNSW add (usearch, f16)", f"{n / ann_s:,.0f} posts/s"))
+        rows.append(("embedding (all-MiniLM-L6-v2, CPU)", f"{embed_rate:,.0f} posts/s"))
+        rows.append(("murmur disk per post", f"{disk / n:,.0f} B"))
+        for mode in ("lexical", "dense", "hybrid"):
+            for clients in (1, 8):
+                p50, p99 = latencies(lambda q, mode=mode: ix.search(make_request(q, mode=mode, k=10)), QUERIES,
+                                     clients, args.rounds)
+                rows.append((f"murmur {mode}, {clients} client(s)", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"))
+        delays = []
+        for i in range(20):
+            ix.add([{"post_id": f"bench{i}", "text": f"Benchmark post number {i} about the qwertyzz{i} festival"}])
+            t0 = time.perf_counter()
+            while not ix.search(make_request(f"qwertyzz{i}", mode="lexical")):
+                pass
+            delays.append(time.perf_counter() - t0)
+        rows.append(("murmur add() returned -> searchable", f"max {max(delays) * 1000:.1f} ms over 20 adds"))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rows.append(("murmur resident memory per post (open index)", f"{(rss - rss0) * 1024 / n:,.0f} B"))
+        ix.close()
+
+        # bm25s
+        import bm25s
+
+        t0 = time.perf_counter()
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        rows.append(("bm25s index", f"{n / (time.perf_counter() - t0):,.0f} posts/s"))
+        p50, p99 = latencies(lambda q: retriever.retrieve(bm25s.tokenize([q], show_progress=False), k=10,
+                                                          show_progress=False), QUERIES, 1, args.rounds)
+        rows.append(("bm25s lexical, 1 client", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"))
+
+        # faiss HNSW on the same vectors
+        import faiss
+
+        t0 = time.perf_counter()
+        fidx = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+        fidx.hnsw.efSearch = 96
+        fidx.add(vecs)
+        rows.append(("faiss HNSW add (f32)", f"{n / (time.perf_counter() - t0):,.0f} posts/s"))
+        p50, p99 = latencies(lambda q: fidx.search(embedder.encode([q], "query"), 10), QUERIES, 1, args.rounds)
+        rows.append(("faiss dense, 1 client (query embedding included)", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"))
+
+        if not args.no_milvus:
+            rows.extend(milvus(root, table, vecs, embedder, args.rounds))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    body = "## Search\n\n" + f"Machine: {machine()}. Same posts and vectors for every engine.\n\n" + \
+        "| measure | result |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    print(body)
+    if args.write:
+        from report import write_section
+
+        write_section("search", body)
+
+
+def milvus(root: Path, table, vecs: np.ndarray, embedder, rounds: int) -> list[tuple[str, str]]:
+    from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
+
+    client = MilvusClient(str(root / "milvus.db"))
+    schema = client.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dense", DataType.FLOAT_VECTOR, dim=vecs.shape[1])
+    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+                                 output_field_names=["sparse"]))
+    params = client.prepare_index_params()
+    params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    params.add_index("dense", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 128})
+    client.create_collection("posts", schema=schema, index_params=params)
+    texts = table.column("text").to_pylist()
+    n = len(texts)
+    t0 = time.perf_counter()
+    for i in range(0, n, 2000):
+        client.insert("posts", [{"id": j, "text": texts[j][:8000], "dense": vecs[j].tolist()}
+                                for j in range(i, min(n, i + 2000))])
+    client.flush("posts")
+    client.load_collection("posts")
+    rate = n / (time.perf_counter() - t0)
+    out = [("milvus-lite insert + index (BM25 + HNSW)", f"{rate:,.0f} posts/s")]
+
+    def lexical(q):
+        return client.search("posts", data=[q], anns_field="sparse", limit=10, search_params={"metric_type": "BM25"})
+
+    def hybrid(q):
+        v = embedder.encode([q], "query")[0].tolist()
+        return client.hybrid_search("posts", [AnnSearchRequest([q], "sparse", {"metric_type": "BM25"}, 100),
+                                              AnnSearchRequest([v], "dense", {"metric_type": "IP"}, 100)],
+                                    RRFRanker(60), limit=10)
+
+    for name, fn in (("lexical", lexical), ("hybrid", hybrid)):
+        p50, p99 = latencies(fn, QUERIES, 1, rounds)
+        out.append((f"milvus-lite {name}, 1 client", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"))
+    client.close()
+    return out
+
+
+if __name__ == "__main__":
+    main()
