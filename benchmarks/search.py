@@ -193,7 +193,11 @@ def main() -> None:
             rows.extend(milvus(root, table, vecs, embedder, args.rounds))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    body = "## Search\n\n" + f"Machine: {machine()}. Same posts and vectors for every engine.\n\n" + \
+    load = os.getloadavg()[0]
+    body = "## Search\n\n" + f"Machine: {machine()}, load average {load:.1f} at the end (a shared machine: " \
+        "latencies are noisy). Same posts and vectors for every engine; the dense side uses real " \
+        "all-MiniLM-L6-v2 vectors repeated with noise (see the script). Dense and hybrid latencies " \
+        "include embedding the query on the CPU.\n\n" + \
         "| measure | result |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     print(body)
     if args.write:
