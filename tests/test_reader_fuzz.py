@@ -29,7 +29,8 @@ from murmur.errors import InputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("MURMUR_FUZZ_EXAMPLES", "25"))  # per reader: a few seconds; raise it to dig deeper
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+# Random inputs on a developer's machine; the same inputs on every CI run (CI is set there).
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True, derandomize=bool(os.environ.get("CI")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ---------------------------------------------------------------- strategies
@@ -195,7 +196,7 @@ def _column(draw_values: list, kind: str) -> pa.Array:
     if kind == "float":
         return pa.array([float(v) if type(v) in (int, float) and abs(v) < 1e300 else None for v in draw_values],
                         pa.float64())
-    return pa.array([[str(v)] for v in draw_values], pa.list_(pa.string()))
+    return pa.array([[encode(str(v)).decode("utf-8", "replace")] for v in draw_values], pa.list_(pa.string()))
 
 
 @FUZZ

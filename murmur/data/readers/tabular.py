@@ -367,6 +367,26 @@ def _identity(v: Any) -> Any:
     return v
 
 
+def _pylist(arr: pa.Array, is_text: bool, label: str, first: int, report: FileReport) -> list[Any]:
+    """A column's values. A value holding bytes that are not valid UTF-8 (a damaged page) makes its
+    post skipped and counted in the text column, and is left empty and counted in any other column."""
+    try:
+        return arr.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    out: list[Any] = []
+    for i in range(len(arr)):
+        try:
+            out.append(arr[i].as_py())
+        except UnicodeDecodeError:
+            if is_text:
+                out.append(b"\xff")  # undecodable bytes: generic_row skips the post as "text not valid UTF-8"
+            else:
+                report.null("a value not valid UTF-8", f"{label}:{first + i + 1}")
+                out.append(None)
+    return out
+
+
 def iter_parquet_rows(path: Path, label: str, mapping: dict[str, str], report: FileReport,
                       batch_size: int = 8192) -> Iterator[Row]:
     """Rows of a Parquet file, read a row batch at a time (``.gz``/``.zst`` via a temporary copy)."""
@@ -404,7 +424,7 @@ def iter_parquet_rows(path: Path, label: str, mapping: dict[str, str], report: F
                 if c == cols.get("created_at") and pa.types.is_timestamp(arr.type):
                     arr = arr.cast(pa.timestamp("us", tz=arr.type.tz), safe=False).cast(pa.int64())
                     time_fn = _identity
-                lists[c] = arr.to_pylist()
+                lists[c] = _pylist(arr, c == cols.get("text"), label, n, report)
             nones = [None] * batch.num_rows
             columns = [lists[cols[f]] if f in cols else nones for f in FIELDS]
             for vals in zip(*columns, strict=True):
