@@ -148,29 +148,34 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
             ann = new_ann(embedder.dim)
         writer = pq.ParquetWriter(tmp / "posts.parquet", SCHEMA, compression="zstd")
         key = 0
-        with Progress("search: index", total=n, unit="posts", enabled=progress) as bar:
-            for batch in pf.iter_batches(batch_size=batch_size):
-                t = _conform(batch)
-                if pc.any(pc.is_null(t.column("post_id"))).as_py() or pc.any(pc.is_null(t.column("text"))).as_py():
-                    raise InputError("a post without post_id or text", path=src)
-                writer.write_table(t)
-                cols = {name: t.column(name).to_pylist()
-                        for name in ("text", "lang", "author_id", "hashtags", "mentions")}
-                created = pc.cast(t.column("created_at"), pa.int64()).to_numpy(zero_copy_only=False)
-                likes = pc.fill_null(t.column("likes"), 0).to_numpy(zero_copy_only=False)
-                for i in range(t.num_rows):
-                    lexical.add(key + i, doc_terms(cols["text"][i], cols["lang"][i], cols["hashtags"][i] or (),
-                                                   cols["mentions"][i] or ()),
-                                cols["lang"][i], cols["author_id"][i], cols["hashtags"][i] or (), int(created[i]),
-                                int(likes[i]))
-                if embedder is not None:
-                    e0 = time.perf_counter()
-                    vecs = embedder.encode(cols["text"], "passage")
-                    vectors[key:key + t.num_rows] = vecs
-                    ann.add(np.arange(key, key + t.num_rows), vecs.astype(np.float16))
-                    embed_s += time.perf_counter() - e0
-                key += t.num_rows
-                bar.advance(t.num_rows)
+        try:
+            with Progress("search: index", total=n, unit="posts", enabled=progress) as bar:
+                for batch in pf.iter_batches(batch_size=batch_size):
+                    t = _conform(batch)
+                    if pc.any(pc.is_null(t.column("post_id"))).as_py() or pc.any(pc.is_null(t.column("text"))).as_py():
+                        raise InputError("a post without post_id or text", path=src)
+                    writer.write_table(t)
+                    cols = {name: t.column(name).to_pylist()
+                            for name in ("text", "lang", "author_id", "hashtags", "mentions")}
+                    created = pc.cast(t.column("created_at"), pa.int64()).to_numpy(zero_copy_only=False)
+                    likes = pc.fill_null(t.column("likes"), 0).to_numpy(zero_copy_only=False)
+                    for i in range(t.num_rows):
+                        lexical.add(key + i, doc_terms(cols["text"][i], cols["lang"][i], cols["hashtags"][i] or (),
+                                                       cols["mentions"][i] or ()),
+                                    cols["lang"][i], cols["author_id"][i], cols["hashtags"][i] or (), int(created[i]),
+                                    int(likes[i]))
+                    if embedder is not None:
+                        e0 = time.perf_counter()
+                        vecs = embedder.encode(cols["text"], "passage")
+                        vectors[key:key + t.num_rows] = vecs
+                        ann.add(np.arange(key, key + t.num_rows), vecs.astype(np.float16))
+                        embed_s += time.perf_counter() - e0
+                    key += t.num_rows
+                    bar.advance(t.num_rows)
+        except BaseException:  # stop the writers before the temporary folder is removed
+            writer.close()
+            lexical.close()
+            raise
         writer.close()
         lexical.commit()
         lexical.close()
