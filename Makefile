@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser postgres
 	$(BIN)/ruff check murmur tests benchmarks
-	$(BIN)/python -m pytest -q -ra tests
+	$(BIN)/python -m pytest -q -ra --durations=15 tests
 
 # Debian's chromium for the web chat's browser test (the test is skipped where it cannot be installed).
 browser:
