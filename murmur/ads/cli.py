@@ -166,13 +166,7 @@ def ads_copy(
     import json
 
     from murmur.ads.audiences import read_audience
-    from murmur.ads.copy import (
-        audience_voice,
-        engine_completer,
-        rank_for_audience,
-        validate_brief,
-        write_copy,
-    )
+    from murmur.ads.copy import copy_for_audience, validate_brief
     from murmur.ads.pctr import Featurizer, History, history_from_logs, load_pctr
     from murmur.ads.store import MIN_AUDIENCE
     from murmur.ads.vectors import build_user_vectors, read_posts
@@ -186,21 +180,16 @@ def ads_copy(
     model_pctr, meta = load_pctr(pctr)
     table = read_posts(posts)
     vectors = build_user_vectors(table)
-    texts = table.column("text").to_pylist()
-    voice = audience_voice(aud, vectors, texts)
-    engine = Engine.from_run_dir(model)
-    variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
     history = history_from_logs(logs) if logs else History(prior=float(meta.get("background_ctr", 0.02)))
-    scores = rank_for_audience(variants, voice.lang, aud, vectors, Featurizer(vectors, history), model_pctr)
-    order = sorted(range(len(variants)), key=lambda i: -scores[i])
-    data = [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order]
+    out = copy_for_audience(Engine.from_run_dir(model), brief, brand, url, aud, vectors,
+                            table.column("text").to_pylist(), Featurizer(vectors, history), model_pctr, n, seed)
     if as_json:
-        typer.echo(json.dumps({"data": data, "dropped": dict(dropped)}, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
-    for d in data:
+    for d in out["data"]:
         typer.echo(f"{d['score']:.4f}  {d['text']}")
-    if dropped:
-        typer.echo("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.most_common()))
+    if out["dropped"]:
+        typer.echo("dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(out["dropped"].items(), key=lambda kv: -kv[1])))
 
 
 @ads_app.command("image")

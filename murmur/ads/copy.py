@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,3 +208,16 @@ def copy_sft_data(ads_dir: str | Path, out: str | Path, min_impressions: int = 5
                                              {"role": "assistant", "content": ad["text"]}]}, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def copy_for_audience(engine: Any, brief: str, brand: str, url: str, aud: Audience, vectors: UserVectors,
+                      texts: Sequence[str], featurizer: Featurizer, model: Any, n: int = 8, seed: int = 0) -> dict:
+    """The whole copy step: the audience's voice, ``n`` variants through the engine within the policy,
+    best pCTR first. Returns ``{"data": [{"text", "score", "lang"}], "dropped": {reason: count}}``."""
+    voice = audience_voice(aud, vectors, texts)
+    variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
+    scores = rank_for_audience(variants, voice.lang, aud, vectors, featurizer, model)
+    order = sorted(range(len(variants)), key=lambda i: -scores[i])
+    return {"data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order],
+            "dropped": dict(dropped)}
+

@@ -140,25 +140,16 @@ class AdsService:
 
     def copy(self, engine, brief: str, brand: str, url: str, audience: str, n: int = 8, seed: int = 0) -> dict:
         """Copy variants for a named audience through the engine, best pCTR first (see murmur.ads.copy)."""
-        from murmur.ads.copy import (
-            audience_voice,
-            engine_completer,
-            rank_for_audience,
-            validate_brief,
-            write_copy,
-        )
+        from murmur.ads.copy import copy_for_audience, validate_brief
 
         validate_brief(brief, brand, url, n)
         aud = self.catalog.get(audience)
         if aud.size < MIN_AUDIENCE:
             raise InputError(f"audience {audience!r} has fewer than {MIN_AUDIENCE} users", field="audience")
-        voice = audience_voice(aud, self.vectors, self.builder.posts.column("text").to_pylist())
-        variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
-        scores = rank_for_audience(variants, voice.lang, aud, self.vectors, Featurizer(self.vectors, self.history),
-                                   self.model)
-        order = sorted(range(len(variants)), key=lambda i: -scores[i])
-        return {"object": "list", "dropped": dict(dropped),
-                "data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order]}
+        out = copy_for_audience(engine, brief, brand, url, aud, self.vectors,
+                                self.builder.posts.column("text").to_pylist(), Featurizer(self.vectors, self.history),
+                                self.model, n, seed)
+        return {"object": "list", **out}
 
     def preview_delivery(self, campaign_id: int, views_per_hour: int = 40, seed: int = 0) -> dict:
         """A simulated day of one campaign on its own (its budget, cap and pacing; no other campaign, nothing
