@@ -279,18 +279,12 @@ def serve_cmd(
 
         pages["/ads"] = ADS_WEB
     if index is not None:
-        from murmur.search.answer import Answerer
-        from murmur.search.answer import build_router as answers_router
-        from murmur.search.embed import load_embedder
-        from murmur.search.index import SearchIndex
-        from murmur.search.router import WEB_DIR, build_router
-        from murmur.search.tool import SearchPostsTool
+        from murmur.search.features import server_features
 
-        search_index = SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)
-        routers.append(build_router(search_index))
-        routers.append(answers_router(Answerer(search_index)))
-        tools.append(SearchPostsTool(search_index))
-        pages["/search"] = WEB_DIR
+        search = server_features(index, embedder)
+        routers += search.routers
+        pages.update(search.pages)
+        tools += search.tools
     serve(model, host=host, port=port, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
           max_body_bytes=int(max_body_mb * 2**20), routers=routers, pages=pages or None, tools=tools)
 

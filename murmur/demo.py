@@ -136,14 +136,13 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     _print_summary(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if serve:
-        from murmur.search.index import SearchIndex
-        from murmur.search.router import WEB_DIR, build_router
+        from murmur.search.features import server_features
         from murmur.serve.app import serve as serve_model
 
-        log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); search at /search/; "
-            "Ctrl-C stops the server")
-        serve_model(out / "chat", port=port, routers=[build_router(SearchIndex(out / "search"))],
-                    pages={"/search": WEB_DIR})
+        log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); search at /search/, "
+            "cited answers at /v1/answers, and the chat searches posts itself; Ctrl-C stops the server")
+        search = server_features(out / "search")
+        serve_model(out / "chat", port=port, routers=search.routers, pages=search.pages, tools=search.tools)
     return summary
 
 
