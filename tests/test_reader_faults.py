@@ -195,9 +195,19 @@ def _big_jsonl(path: Path, n: int) -> None:
             f.write(json.dumps({"id": str(i), "text": f"post {i} about #topic{i % 50} and more words here"}) + "\n")
 
 
+def _default_signals(preexec=None):
+    """The child starts with SIGINT at its default even where this test runs in the background of a
+    non-interactive shell (which starts background jobs with SIGINT ignored, and Python then keeps it so)."""
+    def run() -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if preexec is not None:
+            preexec()
+    return run
+
+
 def _murmur(*args: str, preexec=None, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "murmur.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals(preexec),
                             env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
 
 
