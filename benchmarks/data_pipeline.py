@@ -45,16 +45,33 @@ STAGES = {
         RESULT["posts"] = r.posts_in
         RESULT["kept"] = r.kept
     """,
+    "clean-ray": """
+        import os
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from murmur.data.clean import CleanConfig
+        from murmur.data.ray_engine import clean_ray, connect
+        t_start = time.perf_counter()
+        connect(None, num_cpus=WORKERS)  # a local Ray instance on the same cores
+        RESULT["ray_start_s"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()  # the rate counts the stage, not the cluster's start
+        with RayWorkerMemory() as mem:
+            r = clean_ray(str(OUT / "posts.parquet"), str(OUT / "clean-ray.parquet"), CleanConfig(), workers=WORKERS,
+                          stats_path=OUT / "stats-ray.json")
+        RESULT["posts"] = r.posts_in
+        RESULT["kept"] = r.kept
+        RESULT["rss_ray_worker_mb"] = mem.peak_mb
+        RESULT["same_as_local"] = (OUT / "clean-ray.parquet").read_bytes() == (OUT / "clean.parquet").read_bytes()
+    """,
     "tokenizer": """
         from murmur.tokenizer import TokenizerConfig, train_tokenizer
         import pyarrow.parquet as pq
-        train_tokenizer([OUT / "clean.parquet"], OUT / "tokenizer", TokenizerConfig(vocab_size=16384))
+        train_tokenizer([OUT / "clean.parquet"], OUT / "tokenizer", TokenizerConfig(vocab_size=16384), overwrite=True)
         RESULT["posts"] = pq.ParquetFile(OUT / "clean.parquet").metadata.num_rows
     """,
     "tokenize": """
         from murmur.data.shards import ShardConfig, tokenize_to_shards
         m = tokenize_to_shards(OUT / "clean.parquet", OUT / "tokenizer", OUT / "shards", ShardConfig(),
-                               workers=WORKERS)
+                               workers=WORKERS, overwrite=True)
         RESULT["posts"] = m.train_docs + m.val_docs
         RESULT["tokens"] = m.train_tokens + m.val_tokens
     """,
@@ -73,8 +90,33 @@ STAGES = {
 }
 
 RUNNER = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from pathlib import Path
+
+
+class RayWorkerMemory:
+    # peak resident memory (VmHWM) of the largest Ray worker process, sampled from /proc
+    def __enter__(self):
+        self.peak_mb, self.stop = 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def poll(self):
+        while not self.stop.wait(0.25):
+            for proc in Path("/proc").iterdir():
+                try:
+                    if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::"):
+                        for line in (proc / "status").read_text().splitlines():
+                            if line.startswith("VmHWM:"):
+                                self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+                except OSError:
+                    pass
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
 OUT = Path(sys.argv[1]); WORKERS = int(sys.argv[2]); USERS = int(sys.argv[3])
 RESULT = {}
 t0 = time.perf_counter()
@@ -132,6 +174,11 @@ def main() -> None:
                       f"peak RSS {res[stage]['rss_main_mb']:,.0f} MB (+ worker {res[stage]['rss_worker_mb']:,.0f} MB)",
                       flush=True)
             rows.append({"size": gen["posts"], "target": size, "workers": workers, **res})
+        ray_row = run_stage("clean-ray", out, 2, users)
+        rows_by(rows, size, 2)["clean-ray"] = ray_row
+        print(f"[{size:,}] clean on Ray (2 workers): {ray_row['posts_per_s']:,.0f} posts/s "
+              f"(Ray start {ray_row['ray_start_s']:.1f}s), largest Ray worker {ray_row['rss_ray_worker_mb']:,.0f} MB, "
+              f"same file as local: {ray_row['same_as_local']}", flush=True)
         plain = run_stage("plain-encode_batch", out, 1, users)
         rows_by(rows, size, 1)["plain"] = plain
         print(f"[{size:,}] plain encode_batch: {plain['posts_per_s']:,.0f} posts/s", flush=True)
@@ -162,6 +209,23 @@ def write_markdown(rows: list[dict], path: Path) -> None:
         lines.append(f"| {r['size']:,} | {r['clean']['kept']:,} | {r['workers']} | " + " | ".join(
             f"{r[s]['posts_per_s']:,.0f}" for s in ("ingest", "clean", "tokenizer", "tokenize"))
             + f" | {pipeline_rate(r):,.0f} | {rss} |")
+    ray_rows = [r for r in rows if "clean-ray" in r]
+    if ray_rows:
+        lines += ["", "Clean on a Ray instance beside the local engine, on the same 2 cores (Ray's own start-up, a one-off "
+                      "per cluster, is shown apart and not counted in the rate; the whole pipeline with Ray counts the "
+                      "other stages as in the 2-worker row):", "",
+                  "| posts | local, 1 worker | local, 2 workers | Ray, 2 workers | Ray / local 2 | Ray start (s) | "
+                  "whole pipeline with Ray clean | peak RSS: local clean main (worker) / largest Ray worker (MB) | "
+                  "same file |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        for r in ray_rows:
+            one = rows_by(rows, r["target"], 1)
+            ray, loc = r["clean-ray"], r["clean"]
+            whole = r["ingest"]["posts"] / sum(r[s]["seconds"] for s in ("ingest", "clean-ray", "tokenizer", "tokenize"))
+            lines.append(f"| {r['size']:,} | {one['clean']['posts_per_s']:,.0f} | {loc['posts_per_s']:,.0f} | "
+                         f"{ray['posts_per_s']:,.0f} | {ray['posts_per_s'] / loc['posts_per_s']:.2f} | "
+                         f"{ray['ray_start_s']:.1f} | {whole:,.0f} | {loc['rss_main_mb']:,.0f} ({loc['rss_worker_mb']:,.0f})"
+                         f" / {ray['rss_ray_worker_mb']:,.0f} | {'yes' if ray['same_as_local'] else 'NO'} |")
     lines += ["", "Tokenize beside a plain `tokenizers` `encode_batch` loop over the same Parquet (1 process):", "",
               "| posts | murmur tokenize (posts/s) | plain encode_batch (posts/s) | murmur / plain |",
               "| ---: | ---: | ---: | ---: |"]

@@ -11,10 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from murmur.data.clean import CleanConfig, clean
 from murmur.data.sources import ingest
+from murmur.errors import InputError
 from murmur.world.generate import WorldConfig, generate_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,6 @@ def free_port() -> int:
 
 
 def test_an_address_that_does_not_answer(tmp_path):
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     posts = tmp_path / "posts.parquet"
@@ -74,6 +75,17 @@ def test_ray_gives_the_local_engines_file_for_any_workers(tmp_path, local_ray):
         assert res.dropped_by_reason == local.dropped_by_reason and res.kept == local.kept
         assert res.scrubbed == local.scrubbed and res.languages == local.languages
         assert res.dropped_by_reason["duplicate"] > 0 and res.dropped_by_reason["near_duplicate"] > 0
+    parts = tmp_path / "parts"
+    clean_ray(str(posts), f"{parts}/", cfg, workers=2, stats_path=tmp_path / "parts.json", unit_rows=1024)
+    assert (parts / "_COMPLETE").exists()
+    import pyarrow.parquet as pq
+
+    names = sorted(p.name for p in parts.glob("part-*.parquet"))
+    assert len(names) > 1
+    table = pa.concat_tables([pq.read_table(parts / n) for n in names])
+    assert table.equals(pq.read_table(tmp_path / "local.parquet"))
+    with pytest.raises(InputError, match="not empty"):
+        clean_ray(str(posts), f"{parts}/", cfg, workers=2, stats_path=tmp_path / "parts.json")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
 

@@ -30,8 +30,8 @@ never drops a post for being near a chain of posts it is not itself near, and gi
 engine's kept posts.
 
 **Output.** A local ``OUT`` is one Parquet file, byte-for-byte the file the local engine writes: the
-driver streams the parts into it in order (memory flat) and renames it into place. Any other URI
-gets a directory of parts (``part-NNNNNN.parquet``, in input order) and a ``_COMPLETE`` marker written
+driver streams the parts into it in order (memory flat) and renames it into place. An ``OUT`` that
+ends with ``/``, and any URI of another filesystem, gets a new directory of parts (``part-NNNNNN.parquet``, in input order) and a ``_COMPLETE`` marker written
 last. Temporary files live in a hidden sibling directory that is removed on success and on failure,
 so a failed run never leaves output that looks complete.
 
@@ -276,16 +276,18 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
     start = time.perf_counter()
     src_fs, src_path = _resolve(src)
     out_fs, out_path = _resolve(out)
-    local_out = isinstance(out_fs, pafs.LocalFileSystem)
+    local_out = isinstance(out_fs, pafs.LocalFileSystem) and not str(out).endswith("/")  # else a directory of parts
     if src_path == out_path:
         raise InputError("the output must not overwrite the input", path=src)
+    pf = cl._open_input(Path(src_path)) if isinstance(src_fs, pafs.LocalFileSystem) else None
     if local_out:
-        pf = cl._open_input(Path(src_path)) if isinstance(src_fs, pafs.LocalFileSystem) else None
         stats_path = Path(stats_path) if stats_path is not None else Path(out_path).parent / "stats.json"
     else:
-        pf = None
         if stats_path is None:
-            raise InputError("give --stats, a local path, when the output is not on a local disk", path=out)
+            raise InputError("give --stats (a local path) when the output is a directory of parts", path=out)
+        if out_fs.get_file_info(out_path).type != pafs.FileType.NotFound and \
+                out_fs.get_file_info(pafs.FileSelector(out_path)):
+            raise InputError("the output directory exists and is not empty; give a new one", path=out)
     if pf is None:
         try:
             pf = pq.ParquetFile(src_fs.open_input_file(src_path))
@@ -302,7 +304,7 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
     parent = out_path.rstrip("/").rpartition("/")[0] or "/"
     tmp = _join(parent, f".{out_path.rstrip('/').rpartition('/')[2]}.ray-{uuid.uuid4().hex[:8]}")
     out_fs.create_dir(tmp, recursive=True)
-    tmp_uri = tmp if local_out else _uri(out, tmp)
+    tmp_uri = _uri(out, tmp) if "://" in str(out) else tmp
     try:
         log(f"clean (ray): {total:,} posts in {len(units)} units on {workers} workers, {partitions} key buckets")
         unit_rows_ds = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units))
@@ -344,8 +346,7 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
     except MurmurError:
         raise
     except Exception as e:  # noqa: BLE001 - a failed Ray stage: one line, nothing left behind
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EngineError(f"clean (ray) failed: {first[:300]}") from None
+        raise EngineError(f"clean (ray) failed: {_one_line(e)}") from None
     finally:
         try:
             out_fs.delete_dir(tmp)
@@ -354,6 +355,16 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
     result = cl.finish(src, out, Path(stats_path), cfg, total, reasons, identified, scrubbed, langs,
                        time.perf_counter() - start, workers, engine="ray")
     return result
+
+
+def _one_line(e: BaseException) -> str:
+    """The root cause of a (Ray-wrapped) exception, as one line."""
+    while getattr(e, "cause", None) is not None and e.cause is not e:  # type: ignore[attr-defined]
+        e = e.cause  # type: ignore[attr-defined]
+    if isinstance(e, MurmurError):
+        return str(e)
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1].strip()[:300]}" if lines else type(e).__name__
 
 
 def _uri(original: str | Path, path: str) -> str:
