@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import build_corpus, micro_overrides
+from train_helpers import micro_overrides
 
 from murmur import config as cfgmod
 from murmur.errors import CheckpointError
@@ -27,11 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
 STEPS, EVERY = 12, 4
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def args(corpus, out: Path, **extra) -> list[str]:

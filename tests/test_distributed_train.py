@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import Poisoned, Traced, build_corpus, close, kill_a_worker, micro_overrides, train_losses
+from train_helpers import Poisoned, Traced, close, kill_a_worker, micro_overrides, train_losses
 
 from murmur import config as cfgmod
 from murmur.errors import ConfigError, MurmurError
@@ -104,11 +104,6 @@ def read_trace(trace_dir: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the shared runs
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")

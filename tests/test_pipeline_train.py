@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import build_corpus, close, kill_a_worker, micro_overrides, train_losses
+from train_helpers import close, kill_a_worker, micro_overrides, train_losses
 
 from murmur import config as cfgmod
 from murmur.train import checkpoint as ckpt
@@ -90,11 +90,6 @@ def assert_same_run(run: Path, ref: Path, first: int = 1) -> None:
 
 
 # ---------------------------------------------------------------- the shared runs
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import build_corpus, micro_overrides
+from train_helpers import micro_overrides
 
 from murmur import config as cfgmod
 from murmur.data.shards_format import TokenShards, shard_name, write_shard
@@ -34,11 +34,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def load(shards, tok, out, **extra) -> TrainConfig:
