@@ -25,7 +25,7 @@ from murmur.model import ModelConfig, Transformer, num_params
 from murmur.train import checkpoint as ckpt
 from murmur.train.config import ScheduleSection, TrainConfig, grad_accum_steps
 from murmur.train.data import WindowSampler, eval_batches, unigram_bits_per_byte
-from murmur.train.metrics import cpu_peak_flops, gpu_peak_flops, read_metrics
+from murmur.train.metrics import cpu_peak_flops, gpu_peak_flops, raise_cpu_peak, read_metrics
 from murmur.train.optim import build_optimizer, lr_at, param_groups
 from murmur.train.trainer import Trainer, dry_run, train
 
@@ -289,3 +289,7 @@ def test_peak_flops(tmp_path, monkeypatch):
     assert first > 1e8 and math.isfinite(first)
     assert (tmp_path / "murmur" / "cpu_peak_flops.json").is_file()
     assert cpu_peak_flops(torch.float32) == first  # cached, not measured again
+    # a run beating the cached peak proves it was measured on a busy core: the peak only goes up
+    assert raise_cpu_peak(first / 2, torch.float32) == first
+    assert raise_cpu_peak(first * 3, torch.float32) == pytest.approx(first * 3)
+    assert cpu_peak_flops(torch.float32) == pytest.approx(first * 3)

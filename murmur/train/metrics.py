@@ -4,6 +4,7 @@ MFU = (model FLOPs per token x tokens/s) / peak FLOP/s. Model FLOPs come from
 ``murmur.model.flops_per_token`` (6N + attention, no recomputation counted). The peak is the
 vendor's dense bf16 figure for known GPUs; on a CPU, one core's matmul peak measured once on this
 machine (per CPU model, dtype and torch version; cached in ``~/.cache/murmur/``) times the threads.
+A training run that goes faster than that peak raises the cached figure, so MFU never reads above 100%.
 
 Records go to ``metrics.jsonl`` (one JSON object a line, a ``kind`` of train, eval, sample or
 event, and the ``step``), and to TensorBoard when asked for and installed.
@@ -95,7 +96,7 @@ def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seco
 def cpu_peak_flops(dtype: torch.dtype = torch.float32) -> float:
     """This CPU's matmul peak for ``dtype`` at the current thread count: one core's measured peak
     (measured on first use, cached per CPU model, dtype and torch version) times the threads."""
-    key = f"{cpu_model_name()}|{dtype}|torch={torch.__version__}|per-core"
+    key = _cpu_peak_key(dtype)
     path = cache_dir() / "cpu_peak_flops.json"
     try:
         table = json.loads(path.read_text())
@@ -108,6 +109,32 @@ def cpu_peak_flops(dtype: torch.dtype = torch.float32) -> float:
         except OSError:
             pass
     return float(table[key]) * torch.get_num_threads()
+
+
+def _cpu_peak_key(dtype: torch.dtype) -> str:
+    return f"{cpu_model_name()}|{dtype}|torch={torch.__version__}|per-core"
+
+
+def raise_cpu_peak(achieved: float, dtype: torch.dtype = torch.float32) -> float:
+    """Record that this CPU ran ``achieved`` model FLOP/s at the current thread count.
+
+    A run that beats the cached peak proves the peak was measured on a busy core; the achieved
+    rate becomes the new per-core figure (the cache only ever goes up) and the new peak is returned.
+    """
+    key = _cpu_peak_key(dtype)
+    path = cache_dir() / "cpu_peak_flops.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    per_core = achieved / torch.get_num_threads()
+    if per_core > float(table.get(key, 0.0)):
+        table[key] = per_core
+        try:
+            write_json(path, table)
+        except OSError:
+            pass
+    return max(per_core, float(table[key])) * torch.get_num_threads()
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:

@@ -51,7 +51,7 @@ from murmur.runtime import StopOnSignal, resolve_device, resolve_dtype
 from murmur.train import checkpoint as ckpt
 from murmur.train.config import ParallelConfig, RunConfig, TrainConfig, grad_accum_steps
 from murmur.train.guard import LossGuard, rollback_offset
-from murmur.train.metrics import MetricsLogger, mfu, peak_flops, truncate_metrics
+from murmur.train.metrics import MetricsLogger, mfu, peak_flops, raise_cpu_peak, truncate_metrics
 from murmur.train.optim import build_optimizer, lr_at, set_lr
 from murmur.train.pretrain import PretrainTask, model_config
 from murmur.train.task import BatchPlan, Task
@@ -622,6 +622,9 @@ class Trainer:
             raise MurmurError(f"training diverged: loss is {loss} at step {self.step}; "
                               "lower optim.lr or raise schedule.warmup")
         tok_s = meter.tokens_per_s()
+        achieved = tok_s / self.world * self.flops_per_token
+        if self.device.type == "cpu" and self.peak and achieved > self.peak:
+            self.peak = raise_cpu_peak(achieved, self.dtype)
         mfu_value = mfu(tok_s / self.world, self.flops_per_token, self.peak)
         lr = self.optimizer.param_groups[0]["lr"]
         eta = (self.steps - self.step) * meter.seconds_per_step()
