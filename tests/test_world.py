@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import io
@@ -12,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -317,7 +319,13 @@ def test_spam_bots_and_pii_look_the_part(world):
 
 def test_posts_use_their_topic_vocabulary(world):
     text = world["text"]
-    normal = [p for p in world["posts"] if p["kind"] == "normal" and p["quote_of"] is None]
+    normal = [p for p in world["posts"] if p["kind"] == "normal" and p["quote_of"] is None and p["story"] is None]
+    stories = {s["id"]: s for s in json.loads((world["root"] / "world.json").read_text())["stories"]}
+    for p in world["posts"]:  # a story's posts carry only its own hashtags
+        if p["story"] is not None:
+            tags = {t.lower() for t in stories[p["story"]]["hashtags"]}
+            assert {t.lower() for t in re.findall(r"#(\w+)", text[p["post_id"]])} <= tags
+
     def norm(s: str) -> str:  # posts may be lower-cased or lose their accents
         return wt.strip_accents(s.lower())
 
@@ -464,9 +472,11 @@ def test_truth_api_agrees_with_the_files(world):
 
 def test_posts_follow_the_interest_and_language_weights(world):
     """The weights are the generator's real behaviour: a human's own posts draw their topic and language
-    from them (replies and quotes keep the other post's topic, so only the rest are counted)."""
+    from them (replies and quotes keep the other post's topic and story posts are about the news, so only
+    the rest are counted)."""
     truth = load_truth(world["root"])
-    own = [p for p in world["posts"] if p["kind"] in ("normal", "pii") and p["quote_of"] is None]
+    own = [p for p in world["posts"] if p["kind"] in ("normal", "pii") and p["quote_of"] is None
+           and p["story"] is None]
     expected = observed = 0.0
     off_interest = 0
     for p in own:
@@ -521,3 +531,43 @@ def test_load_truth_names_what_is_wrong(world, tmp_path):
     (w / "truth" / "users.parquet").unlink()
     with pytest.raises(InputError, match="users.parquet: missing"):
         load_truth(w)
+
+
+def test_stories_are_bursts_recorded_in_the_truth_and_leave_the_rest_of_the_world_alone(tmp_path):
+    """Each story adds posts in its own hours, with its hashtags, in its language; the truth lists
+    them; everyday posts are exactly those of a world without stories."""
+    from murmur.world.truth import load_truth
+
+    cfg = WorldConfig(users=150, seed=4, days=10, compress=False, archive_users=5)
+    generate_world(tmp_path / "s", cfg, progress=False)
+    generate_world(tmp_path / "flat", dataclasses.replace(cfg, stories=0), progress=False)
+    truth, flat = load_truth(tmp_path / "s"), load_truth(tmp_path / "flat")
+    bursts = truth.bursts
+    assert len(bursts) == 4 and flat.bursts == ()
+    assert {b.lang for b in bursts} == {"en", "es"}
+    assert bursts[-1].end == dt.datetime(2024, 5, 11, tzinfo=dt.UTC)  # the last runs until the world's end
+    assert all(a.end <= b.start for a, b in zip(bursts, bursts[1:], strict=False))
+    texts = {}
+    for f in sorted((tmp_path / "s" / "api").glob("*.jsonl")):
+        for page in read_api_pages(f):
+            texts.update({p["id"]: p.get("note_tweet", {}).get("text", p["text"]) for p in page["data"]})
+    for b in bursts:
+        assert len(b.post_ids) >= 5 and 3 <= (b.end - b.start).total_seconds() / 3600 <= 6
+        for pid in b.post_ids:
+            post = truth.post(pid)
+            assert post.story == b.story_id and post.lang == b.lang and post.topic == b.topic
+            assert b.start <= post.created_at < b.end
+        tagged = [pid for pid in b.post_ids if pid in texts and any("#" + t in texts[pid] for t in b.hashtags)]
+        both = [pid for pid in tagged if all("#" + t in texts[pid] for t in b.hashtags)]
+        assert tagged and both  # posts carry one hashtag, the other, or both
+    assert truth.stories_of([b.post_ids[0] for b in bursts]) == [b.story_id for b in bursts]
+    everyday = truth.posts.filter(pc.is_null(truth.posts["story"])).drop(["story", "file"])
+    assert everyday.equals(flat.posts.drop(["story", "file"]))
+
+
+def test_old_worlds_without_stories_are_refused(tmp_path):
+    generate_world(tmp_path / "w", WorldConfig(users=30, days=3, stories=1, archive_users=2), progress=False)
+    meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    (tmp_path / "w" / "world.json").write_text(json.dumps({**meta, "version": 2}))
+    with pytest.raises(InputError, match="version 2 is older than 3"):
+        load_truth(tmp_path / "w")

@@ -16,7 +16,8 @@ templates (hashtags such as ``#MachineLearning``, ``@mentions`` of followed acco
 links, emoji, typos, casing noise, dropped accents), with reply threads that stay on the parent's
 topic and conversation, quotes, ``RT @user:`` retweets, exact and near duplicates, spam, templated
 bot posts, posts carrying PII (emails, phone numbers, card numbers) and a few French, German and
-Portuguese posts. Like, repost and reply counts are heavy-tailed and grow with the author's followers.
+Portuguese posts. A few stories (:data:`murmur.world.text.STORIES`) are bursts: for a few hours many
+accounts post about one piece of news with its own words and two hashtags. Like, repost and reply counts are heavy-tailed and grow with the author's followers.
 
 Layout of ``out_dir``
 ---------------------
@@ -66,9 +67,11 @@ Layout of ``out_dir``
     post_id, author_id, created_at, topic (null for spam, bot and foreign posts), lang, kind
     (normal | reply | spam | bot | duplicate | near_duplicate | retweet | foreign | pii),
     duplicate_of (the original of a duplicate or near duplicate), reply_to, conversation_id,
-    retweet_of, quote_of, long (longer than 280 characters), file (where the post was written).
+    retweet_of, quote_of, long (longer than 280 characters), file (where the post was written),
+    story (the story a post belongs to, or null).
 ``world.json``
-    The config, the counts and this layout's version.
+    The config, the counts, the topics, the stories (id, name, topic, lang, hashtags, terms, start,
+    end) and this layout's version.
 
 Accounts are disjoint between archives and the API, and every post is written exactly once (the
 deliberate duplicates are separate posts with their own ids).
@@ -109,7 +112,7 @@ from murmur.io import atomic_dir, write_json
 from murmur.progress import Progress, log
 from murmur.world import text as wt
 
-FORMAT_VERSION = 2  # 2: users.parquet gained interest_weights and lang_weights
+FORMAT_VERSION = 3  # 2: users.parquet gained interest_weights and lang_weights; 3: stories (bursts)
 TWITTER_EPOCH_MS = 1288834974657  # snowflake ids count milliseconds from here
 HUMAN, SPAM, BOT = 0, 1, 2
 KIND_NAMES = ("human", "spam", "bot")
@@ -173,6 +176,7 @@ class WorldConfig:
     gzip_level: int = knob(1, "gzip compression level of the API files (1 fastest .. 9 smallest)")
     posts_per_page: int = knob(100, "posts per API response page")
     pages_per_file: int = knob(200, "API pages per file")
+    stories: int = knob(4, "news stories: a few hours in which many people post about one thing (0: a flat world)")
 
 
 @dataclass
@@ -246,6 +250,8 @@ def _validate(cfg: WorldConfig) -> dt.date:
         raise ConfigError(f"gzip_level: must be in 1..9, got {cfg.gzip_level}")
     if cfg.archive_users < 0:
         raise ConfigError(f"archive_users: must be >= 0, got {cfg.archive_users}")
+    if not 0 <= cfg.stories <= len(wt.STORIES):
+        raise ConfigError(f"stories: must be in 0..{len(wt.STORIES)}, got {cfg.stories}")
     return start
 
 
@@ -608,13 +614,13 @@ class _Post:
 
     __slots__ = ("id", "author", "ms", "text", "lang", "kind", "topic", "reply_to", "reply_user", "conv",
                  "retweet_of", "quote_of", "duplicate_of", "urls", "likes", "reposts", "replies", "quotes",
-                 "source", "entities", "noun")
+                 "source", "entities", "noun", "story")
 
     def __init__(self) -> None:
         self.reply_to = self.conv = self.retweet_of = self.quote_of = self.duplicate_of = None
         self.noun: str | None = None  # the first topic noun of the text: replies may pick it up
         self.reply_user = -1
-        self.topic = None
+        self.topic = self.story = None
         self.urls: dict[str, tuple[str, str]] = {}
 
 
@@ -627,6 +633,7 @@ class _Writer:
     def __init__(self, people: _People, cfg: WorldConfig, start: dt.date):
         self.p, self.cfg = people, cfg
         self.rnd = random.Random(cfg.seed * 1_000_003 + 7)
+        self.story_rnd = random.Random(cfg.seed * 1_000_003 + 11)
         self.topics = [wt.TOPICS[t] for t in wt.TOPIC_NAMES]
         self.handle_lookup = {h.lower(): i for i, h in enumerate(people.handles)}
         self.recent: list[_Post] = []  # a ring of the newest posts
@@ -1171,6 +1178,30 @@ class _Writer:
         post.text, post.lang, post.kind = text, lang, "bot"
         post.source = self.bot_sources[kind]
 
+    def story_post(self, a: int, ms: int, plan: _StoryPlan) -> _Post:
+        """A post about a story, written with the story's own random stream so that every other post of
+        the world is drawn exactly as in a world without stories. It is not kept for replies either."""
+        saved, self.rnd = self.rnd, self.story_rnd
+        try:
+            post = _Post()
+            post.author, post.ms = a, ms
+            post.id = post.conv = self.new_id(ms)
+            lang, topic, rnd = plan.lang, plan.topic, self.rnd
+            text = self.noisy(self.post_text(self.tpl_post[lang], topic, lang, a), lang)
+            post.noun = self.noun
+            text = self.fill_holes(text, post, topic, lang)
+            if rnd.random() < 0.4:
+                text += " " + self.pick(plan.story.emoji)
+            tags = plan.story.tags[lang]
+            r = rnd.random()
+            chosen = tags if r < STORY_BOTH_TAGS else tags[:1] if r < 0.65 else tags[1:] if r < 0.9 else ()
+            if chosen:
+                text += " " + " ".join("#" + t for t in chosen)
+            post.text, post.lang, post.topic, post.kind, post.story = text, lang, plan.story.topic, "normal", plan.id
+            return post
+        finally:
+            self.rnd = saved
+
     # ----------------------------------------------------------------- entities
     def entities(self, post: _Post) -> list[tuple[str, int, int, Any]]:
         """(kind, start, end, value) for hashtags, cashtags, mentions and links, in text order."""
@@ -1194,6 +1225,75 @@ class _Writer:
                 if target is not None:
                     out.append(("url", m.start(), m.end(), (url, *target)))
         return out
+
+
+# =========================================================================== stories (bursts)
+STORY_MIN_RATE = 12.0  # a story adds at least this many posts an hour at its peak ...
+STORY_RATE_SHARE = 0.5  # ... or this share of the world's mean hourly posts, if more
+STORY_BOTH_TAGS = 0.35   # chance a story post carries both of its hashtags (else one, or none)
+
+
+@dataclass(frozen=True)
+class _StoryPlan:
+    """When and in which language one story runs, and how many posts it adds each hour."""
+
+    id: str
+    story: wt.Story
+    lang: str
+    start_hour: int          # hours since the world's start
+    counts: tuple[int, ...]  # posts added in each of its hours
+
+    @property
+    def topic(self) -> wt.Topic:
+        """The story as a topic the post templates can fill (its nouns, lines and hashtags)."""
+        base = wt.TOPICS[self.story.topic]
+        return wt.Topic(name=base.name, tags={self.lang: self.story.tags[self.lang]}, nouns=self.story.nouns,
+                        lines=self.story.lines, sites=base.sites, emoji=self.story.emoji)
+
+
+def _plan_stories(cfg: WorldConfig, people: _People) -> list[_StoryPlan]:
+    """``cfg.stories`` stories, deterministic from the seed: each in its own slot of the world's time after
+    the first two days (so every story has a baseline before it), the last one running until the world's
+    end (so a fresh index of the world has a story trending now), English and Spanish in turn."""
+    if cfg.stories == 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, 5])
+    total = cfg.days * 24
+    first = min(48, total // 4)
+    slot = (total - first) / cfg.stories
+    rate = max(STORY_MIN_RATE, STORY_RATE_SHARE * cfg.users * cfg.posts_per_user / total)
+    writers = {lang: any(lang in langs for langs, k in zip(people.langs, people.kind.tolist(), strict=True)
+                         if k == HUMAN) for lang in ("en", "es")}
+    lang0 = int(rng.integers(0, 2))
+    plans = []
+    for i, s in enumerate(rng.choice(len(wt.STORIES), cfg.stories, replace=False).tolist()):
+        lang = ("en", "es")[(lang0 + i) % 2]
+        if not writers[lang]:
+            lang = "es" if lang == "en" else "en"
+        hours = int(min(rng.integers(3, 7), max(1, slot)))
+        lo = first + int(i * slot)
+        start = total - hours if i == cfg.stories - 1 else lo + int(rng.integers(0, max(1, int(slot) - hours + 1)))
+        shape = [0.6 if h == 0 else 0.7 if h == hours - 1 else 1.0 for h in range(hours)]
+        counts = tuple(int(c) for c in rng.poisson([rate * x for x in shape]))
+        plans.append(_StoryPlan(f"story-{i + 1}-{wt.STORIES[s].name}", wt.STORIES[s], lang, max(0, start), counts))
+    return plans
+
+
+def _story_authors(people: _People, plan: _StoryPlan) -> np.ndarray:
+    """Cumulative posting weights over accounts for a story: humans writing its language, those
+    interested in its topic three times as likely."""
+    t = wt.TOPIC_NAMES.index(plan.story.topic)
+    w = np.array([a * (3.0 if t in ints else 1.0) if k == HUMAN and plan.lang in langs else 0.0
+                  for a, k, langs, ints in zip(people.activity.tolist(), people.kind.tolist(), people.langs,
+                                               people.interests, strict=True)])
+    return np.cumsum(w)
+
+
+def _story_json(plan: _StoryPlan, start_s: int) -> dict[str, Any]:
+    begin = start_s + plan.start_hour * 3600
+    return {"id": plan.id, "name": plan.story.name, "topic": plan.story.topic, "lang": plan.lang,
+            "hashtags": list(plan.story.tags[plan.lang]), "terms": list(plan.story.nouns[plan.lang]),
+            "start": _iso_from_s(begin), "end": _iso_from_s(begin + 3600 * len(plan.counts))}
 
 
 # =========================================================================== output formats
@@ -1469,7 +1569,7 @@ class _Truth:
         ("post_id", pa.string()), ("author_id", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
         ("topic", pa.string()), ("lang", pa.string()), ("kind", pa.string()), ("duplicate_of", pa.string()),
         ("reply_to", pa.string()), ("conversation_id", pa.string()), ("retweet_of", pa.string()),
-        ("quote_of", pa.string()), ("long", pa.bool_()), ("file", pa.string()),
+        ("quote_of", pa.string()), ("long", pa.bool_()), ("file", pa.string()), ("story", pa.string()),
     ])
     ROWS = 100_000
 
@@ -1484,7 +1584,7 @@ class _Truth:
         self.cols: list[list] = [[] for _ in self.SCHEMA.names]
         (self.c_id, self.c_author, self.c_time, self.c_topic, self.c_lang, self.c_kind, self.c_dup,
          self.c_reply, self.c_conv, self.c_rt, self.c_quote, self.c_long,
-         self.c_file) = (c.append for c in self.cols)
+         self.c_file, self.c_story) = (c.append for c in self.cols)
 
     def add(self, post: _Post, author_id: str, file: str) -> None:
         self.c_id(post.id)
@@ -1500,6 +1600,7 @@ class _Truth:
         self.c_quote(post.quote_of)
         self.c_long(len(post.text) > _NOTE_LIMIT)
         self.c_file(file)
+        self.c_story(post.story)
         if len(self.cols[0]) >= self.ROWS:
             self.flush()
 
@@ -1601,10 +1702,20 @@ class _PostCounts:
 
 
 def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
-                 progress: bool) -> _PostCounts:
-    """Generate every post hour by hour and write it to the archives or the API pages, and to the truth."""
+                 progress: bool, plans: list[_StoryPlan]) -> _PostCounts:
+    """Generate every post hour by hour and write it to the archives or the API pages, and to the truth.
+
+    Stories add their posts to their hours from random streams of their own, so the everyday posts
+    are the same with or without them."""
     writer = _Writer(people, cfg, start)
     rng = np.random.default_rng([cfg.seed, 3])
+    story_rng = np.random.default_rng([cfg.seed, 6])
+    story_hours: dict[int, list[tuple[_StoryPlan, int]]] = {}
+    for plan in plans:
+        for h, c in enumerate(plan.counts):
+            if c:
+                story_hours.setdefault(plan.start_hour + h, []).append((plan, c))
+    story_cdf = {plan.id: _story_authors(people, plan) for plan in plans}
     act_cdf = np.cumsum(people.activity)
     expected = cfg.users * cfg.posts_per_user
     weights = _hour_weights(start, cfg.days)
@@ -1619,16 +1730,23 @@ def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
         with Progress("world: posts", total=int(expected), unit="posts", enabled=progress) as bar:
             for hour in range(cfg.days * 24):
                 k = int(rng.poisson(expected * weights[hour]))
-                if k == 0:
-                    continue
-                draws = rng.random(k) * act_cdf[-1]
-                authors = np.minimum(np.searchsorted(act_cdf, draws, side="right"), people.n - 1)
-                per_user += np.bincount(authors, minlength=people.n)
                 h_ms = (writer.start_s + hour * 3600) * 1000
-                times = np.sort(rng.integers(h_ms, h_ms + 3_600_000, k)).tolist()
-                metrics = _metrics(people, authors, rng)
-                for a, ms, m in zip(authors.tolist(), times, metrics, strict=True):
-                    post = writer.make(a, ms)
+                extra = _story_posts(people, story_hours.get(hour, ()), story_cdf, h_ms, story_rng)
+                if k == 0 and not extra:
+                    continue
+                todo: list[tuple[int, int, int, tuple[int, int, int, int], _StoryPlan | None]] = []
+                if k:
+                    draws = rng.random(k) * act_cdf[-1]
+                    authors = np.minimum(np.searchsorted(act_cdf, draws, side="right"), people.n - 1)
+                    per_user += np.bincount(authors, minlength=people.n)
+                    times = np.sort(rng.integers(h_ms, h_ms + 3_600_000, k)).tolist()
+                    metrics = _metrics(people, authors, rng)
+                    todo = [(ms, 0, a, m, None) for a, ms, m in zip(authors.tolist(), times, metrics, strict=True)]
+                if extra:
+                    per_user += np.bincount([e[2] for e in extra], minlength=people.n)
+                    todo = sorted(todo + extra, key=lambda e: (e[0], e[1]))
+                for ms, _, a, m, plan in todo:
+                    post = writer.make(a, ms) if plan is None else writer.story_post(a, ms, plan)
                     if post.kind != "bot":
                         post.source = sources[a]
                     if post.kind == "retweet":
@@ -1640,7 +1758,7 @@ def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
                     else:
                         file = api.add(_api_post_json(post, writer, m), post.id, a)
                     truth.add(post, people.ids[a], file)
-                bar.advance(k)
+                bar.advance(k + len(extra))
     finally:
         api.close()
     truth.close()
@@ -1652,6 +1770,19 @@ def _write_posts(root: Path, people: _People, cfg: WorldConfig, start: dt.date,
         zipped_archives=sum(1 for i in archive_tweets if people.archive[i] == "zip"),
         archive_posts=sum(len(v) for v in archive_tweets.values()), api_files=api.files, api_pages=api.pages,
         api_posts=api.posts)
+
+
+def _story_posts(people: _People, running: Any, cdf: dict[str, np.ndarray], h_ms: int,
+                 rng: np.random.Generator) -> list[tuple[int, int, int, tuple[int, int, int, int], _StoryPlan]]:
+    """(ms, 1, author, metrics, plan) for the story posts of one hour."""
+    out = []
+    for plan, count in running:
+        c = cdf[plan.id]
+        authors = np.minimum(np.searchsorted(c, rng.random(count) * c[-1], side="right"), people.n - 1)
+        times = rng.integers(h_ms, h_ms + 3_600_000, count).tolist()
+        out += [(ms, 1, a, m, plan) for a, ms, m in zip(authors.tolist(), times, _metrics(people, authors, rng),
+                                                        strict=True)]
+    return out
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -1680,7 +1811,8 @@ def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
         _build_follows(people, cfg)
         if progress:
             log(f"world: {people.n:,} accounts, {len(people.follow_dst):,} follows")
-        c = _write_posts(root, people, cfg, start, progress)
+        plans = _plan_stories(cfg, people)
+        c = _write_posts(root, people, cfg, start, progress, plans)
         _write_users(root / "truth" / "users.parquet", people, c.per_user)
         _write_follows(root / "truth" / "follows.parquet", people)
         summary = WorldSummary(
@@ -1694,6 +1826,8 @@ def generate_world(out_dir: str | Path, cfg: WorldConfig | None = None,
             "format": "murmur-world", "version": FORMAT_VERSION, "config": dataclasses.asdict(cfg),
             "counts": {k: v for k, v in dataclasses.asdict(summary).items() if k not in ("path", "seconds")},
             "topics": list(wt.TOPIC_NAMES),
+            "stories": [_story_json(p, int(dt.datetime(start.year, start.month, start.day,
+                                                       tzinfo=dt.UTC).timestamp())) for p in plans],
         })
     summary.seconds = time.perf_counter() - t0
     return summary

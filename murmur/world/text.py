@@ -1112,3 +1112,116 @@ def ascii_fold(text: str) -> str:
 def slug(text: str) -> str:
     """A URL path slug: lower-case ascii words joined by dashes."""
     return re.sub(r"[^a-z0-9]+", "-", ascii_fold(text).lower()).strip("-")
+
+
+# --------------------------------------------------------------------------- stories (bursts)
+# A story is news that many people post about for a few hours: its own words and two hashtags (a post
+# carries one, the other or both, so a detector must see they are one story). Some reuse a hashtag the
+# topic has every day (#ChampionsLeague), whose rate then jumps above its baseline. ``topic`` is the
+# everyday topic the story belongs to: its posts count as posts on that topic everywhere else.
+@dataclass(frozen=True)
+class Story:
+    """One story's vocabulary in English and Spanish (``tags``: lang -> its two hashtags)."""
+
+    name: str
+    topic: str
+    tags: dict[str, tuple[str, str]]
+    nouns: dict[str, tuple[str, ...]]
+    lines: dict[str, tuple[str, ...]]
+    emoji: tuple[str, ...]
+
+
+def _story(name: str, topic: str, tags: tuple[str, str, str, str], en_nouns: str, es_nouns: str, en_lines: str,
+           es_lines: str, emoji: str) -> Story:
+    return Story(name, topic, {"en": tags[:2], "es": tags[2:]}, {"en": _split(en_nouns, "|"), "es": _split(es_nouns, "|")},
+                 {"en": _split(en_lines, "|"), "es": _split(es_lines, "|")}, _split(emoji, " "))
+
+
+STORIES: tuple[Story, ...] = (
+    _story("solar-eclipse", "space", ("SolarEclipse", "Eclipse2024", "EclipseSolar", "EclipseTotal"),
+           "the eclipse | totality | the corona | eclipse glasses | the moon's shadow",
+           "el eclipse | la totalidad | la corona solar | las gafas de eclipse | la sombra de la luna",
+           "The eclipse just hit totality and the street went silent | You can see the corona with the naked eye "
+           "right now | Everyone on my block is outside with eclipse glasses | The sky went dark at noon, the birds "
+           "stopped singing | The moon's shadow is racing across the country | Totality lasted almost four minutes "
+           "here",
+           "El eclipse acaba de llegar a la totalidad y la calle se ha quedado muda | Se ve la corona solar a simple "
+           "vista ahora mismo | Todo el barrio está fuera con gafas de eclipse | Se ha hecho de noche a mediodía y "
+           "los pájaros se callaron | La sombra de la luna cruza el país ahora mismo | La totalidad ha durado casi "
+           "cuatro minutos aquí", "🌑 🌞 🔭"),
+    _story("cup-final", "football", ("ChampionsLeague", "UCLFinal", "Champions", "FinalChampions"),
+           "the final | the penalty shootout | the trophy | extra time | the winning goal",
+           "la final | la tanda de penaltis | el trofeo | la prórroga | el gol de la victoria",
+           "The final is going to penalties, I can't breathe | What a winning goal in extra time | The keeper saved "
+           "two penalties in the shootout | They lift the trophy after twenty years | The whole stadium is singing "
+           "after the final whistle | That goal in the final will be replayed forever",
+           "La final se va a los penaltis, no puedo respirar | Qué gol de la victoria en la prórroga | El portero ha "
+           "parado dos penaltis en la tanda | Levantan el trofeo después de veinte años | Todo el estadio canta tras "
+           "el pitido final | Ese gol de la final se verá mil veces", "⚽ 🏆 🥅"),
+    _story("heatwave", "climate", ("Heatwave", "HeatAlert", "OlaDeCalor", "AlertaRoja"),
+           "the heatwave | the red alert | the record temperature | the cooling centres | the power grid",
+           "la ola de calor | la alerta roja | la temperatura récord | los refugios climáticos | la red eléctrica",
+           "Forty-four degrees today, an all-time record for the city | The heat alert went red and schools are "
+           "closing early | Cooling centres are full across town this afternoon | The power grid is struggling with "
+           "every air conditioner on | Stay indoors, drink water, check on your neighbours | The heatwave record fell "
+           "before lunch",
+           "Cuarenta y cuatro grados hoy, récord absoluto en la ciudad | Alerta roja por calor y cierran los colegios "
+           "antes | Los refugios climáticos están llenos esta tarde | La red eléctrica no aguanta con todos los aires "
+           "encendidos | Quedaos en casa, bebed agua, preguntad a los vecinos | El récord de la ola de calor cayó "
+           "antes de comer", "🥵 🌡️ ☀️"),
+    _story("transit-strike", "travel", ("TransitStrike", "NoTrains", "HuelgaDeMetro", "SinMetro"),
+           "the strike | the metro | the picket line | the replacement buses | the commute",
+           "la huelga | el metro | el piquete | los autobuses lanzadera | el trayecto al trabajo",
+           "No trains at all this morning, the strike is on | The metro stations are closed and the queues for "
+           "buses are huge | Walked two hours to work because of the strike | The union says the strike continues "
+           "tomorrow | Replacement buses are packed, nobody is moving | Half the office is stuck at home due to the "
+           "strike",
+           "Ni un tren esta mañana, la huelga va en serio | Las estaciones de metro cerradas y colas enormes para el "
+           "autobús | He ido andando dos horas al trabajo por la huelga | El sindicato dice que la huelga sigue "
+           "mañana | Los autobuses lanzadera van llenos, no se mueve nadie | Media oficina atrapada en casa por la "
+           "huelga", "🚇 🚌 🪧"),
+    _story("console-launch", "gaming", ("ConsoleLaunch", "NintendoSwitch", "NuevaConsola", "Videojuegos"),
+           "the new console | the launch day | the preorder queue | the launch titles | the midnight opening",
+           "la nueva consola | el día de lanzamiento | la cola de reservas | los juegos de salida | la apertura de "
+           "medianoche",
+           "The new console is sold out everywhere on launch day | Queued since midnight and got the last one | The "
+           "launch titles are better than anyone expected | The preorder site crashed twice this morning | Unboxing "
+           "the new console right now, it's tiny | Launch day servers are melting",
+           "La nueva consola agotada en todas partes el día de lanzamiento | Haciendo cola desde medianoche y me "
+           "llevé la última | Los juegos de salida son mejores de lo esperado | La web de reservas se cayó dos veces "
+           "esta mañana | Abriendo la nueva consola ahora mismo, es diminuta | Los servidores del lanzamiento echan "
+           "humo", "🎮 🕹️ 📦"),
+    _story("festival-lineup", "music", ("FestivalLineup", "SummerFest", "CartelFestival", "FestivalDeVerano"),
+           "the lineup | the headliner | the festival tickets | the reunion tour | the surprise act",
+           "el cartel | el cabeza de cartel | las entradas del festival | la gira de reunión | la sorpresa del cartel",
+           "The festival lineup just dropped and the headliner is unreal | Tickets sold out in eleven minutes after "
+           "the lineup | A reunion show on the lineup, I'm crying | The surprise act on the lineup has everyone "
+           "talking | Already planning the whole weekend around that lineup | Refreshing the ticket page for an "
+           "hour, no luck",
+           "Acaban de publicar el cartel del festival y el cabeza de cartel es increíble | Entradas agotadas en once "
+           "minutos tras el cartel | Un concierto de reunión en el cartel, estoy llorando | La sorpresa del cartel "
+           "tiene a todo el mundo hablando | Ya planeando todo el finde con ese cartel | Una hora recargando la web "
+           "de entradas y nada", "🎤 🎶 🎟️"),
+    _story("model-release", "ai_ml", ("OpenWeights", "NewModel", "NuevoModelo", "IAAbierta"),
+           "the new model | the open weights | the benchmark results | the model card | the release notes",
+           "el nuevo modelo | los pesos abiertos | los resultados del benchmark | la ficha del modelo | las notas de "
+           "la versión",
+           "A new open weights model just dropped and it tops every benchmark | Downloading the new model weights "
+           "right now | The model card says it was trained on three trillion tokens | Everyone is posting benchmark "
+           "results from the new model | The release notes mention a much longer context | Running the new model on "
+           "my laptop already",
+           "Acaba de salir un modelo de pesos abiertos y lidera todos los benchmarks | Descargando los pesos del "
+           "nuevo modelo ahora mismo | La ficha del modelo dice que se entrenó con tres billones de tokens | Todo el "
+           "mundo publica resultados del nuevo modelo | Las notas de la versión hablan de un contexto mucho más "
+           "largo | Ya tengo el nuevo modelo corriendo en el portátil", "🤖 🧠 📈"),
+    _story("grand-prix", "formula1", ("MonacoGP", "F1", "GPMonaco", "FórmulaUno"),
+           "the race | the safety car | the pole position | the last lap | the pit stop",
+           "la carrera | el coche de seguridad | la pole | la última vuelta | la parada en boxes",
+           "Red flag in Monaco after a huge crash in the tunnel | The safety car is out again, what a race | From "
+           "pole position to the win, flawless drive | The last lap in Monaco was pure chaos | A botched pit stop "
+           "just cost them the race | Nobody expected that overtake at the harbour chicane",
+           "Bandera roja en Mónaco tras un accidente enorme en el túnel | Sale otra vez el coche de seguridad, "
+           "vaya carrera | De la pole a la victoria, carrera perfecta | La última vuelta en Mónaco fue puro caos | "
+           "Una parada en boxes desastrosa les acaba de costar la carrera | Nadie esperaba ese adelantamiento en la "
+           "chicane del puerto", "🏎️ 🏁 🚩"),
+)

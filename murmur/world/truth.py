@@ -10,8 +10,11 @@ time they are asked for, so a million-post world loads in about a second and sin
 binary search. Bulk work should use the tables (``truth.posts``, ``truth.users``, ``truth.follows``)
 or the array helpers (:meth:`Truth.post_rows`, :meth:`Truth.interest_matrix`, :meth:`Truth.follow_csr`).
 
-The world has no bursts or one-off events: posts follow a daily rhythm (quiet at night, peaks at
-lunch and in the evening) with slightly busier weekends, and topics are equally likely over time.
+Posts follow a daily rhythm (quiet at night, peaks at lunch and in the evening) with slightly busier
+weekends, and topics are equally likely over time, except during a world's few stories: for a few
+hours many people post about one piece of news with its own words and two hashtags
+(:attr:`Truth.bursts`; ``truth.post(id).story`` names the story a post belongs to). Everything else
+is drawn exactly as in a world without stories.
 
 Example::
 
@@ -20,6 +23,7 @@ Example::
     u.interests, u.interest_weights          # ('cooking', 'running'), (0.725, 0.275)
     truth.post("1785...").topic              # 'cooking'
     truth.following(u.user_id)               # ['1401...', ...]
+    truth.bursts[0].hashtags, truth.bursts[0].start   # ('SolarEclipse', 'Eclipse2024'), datetime(...)
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ from murmur.errors import InputError
 USER_COLUMNS = ("user_id", "handle", "name", "kind", "langs", "lang_weights", "interests", "interest_weights",
                 "followers", "following", "posts", "archive")
 POST_COLUMNS = ("post_id", "author_id", "created_at", "topic", "lang", "kind", "duplicate_of", "reply_to",
-                "conversation_id", "retweet_of", "quote_of", "long", "file")
+                "conversation_id", "retweet_of", "quote_of", "long", "file", "story")
 FOLLOW_COLUMNS = ("src", "dst")
-MIN_VERSION = 2  # worlds before version 2 lack the interest and language weights
+MIN_VERSION = 3  # worlds before version 2 lack the interest and language weights, before 3 the stories
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,24 @@ class Post:
     quote_of: str | None
     long: bool                        # longer than 280 characters (an API note_tweet)
     file: str                         # where the post was written, relative to the world
+    story: str | None = None          # the story (burst) the post belongs to, if any
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One story: for ``[start, end)`` many accounts post about it in ``lang``, with its ``hashtags``
+    (a post carries one, the other or both) and its own words (``terms``: noun phrases of its posts).
+    ``topic`` is the everyday topic its posts count as; ``post_ids`` are its posts, oldest first."""
+
+    story_id: str
+    name: str
+    topic: str
+    lang: str
+    hashtags: tuple[str, ...]
+    terms: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime
+    post_ids: tuple[str, ...]
 
 
 class Truth:
@@ -102,6 +124,7 @@ class Truth:
         self.config: dict[str, Any] = meta.get("config", {})
         self.counts: dict[str, Any] = meta.get("counts", {})
         self.topics: tuple[str, ...] = tuple(meta.get("topics", ()))
+        self._stories: list[dict[str, Any]] = list(meta.get("stories", ()))
         self.users, self.posts, self.follows = users, posts, follows
 
     def __repr__(self) -> str:
@@ -222,6 +245,24 @@ class Truth:
         rows = np.flatnonzero(self._author_rows == self.user_row(user_id))
         return self.posts["post_id"].take(pa.array(rows)).to_pylist()
 
+    # ------------------------------------------------------------------ stories
+    @cached_property
+    def bursts(self) -> tuple[Burst, ...]:
+        """The world's stories, in time order (empty for a world generated with ``stories=0``)."""
+        ids = self.posts["post_id"].to_pylist()
+        members: dict[str, list[str]] = {}
+        for pid, story in zip(ids, self.posts["story"].to_pylist(), strict=True):
+            if story is not None:
+                members.setdefault(story, []).append(pid)
+        return tuple(Burst(story_id=s["id"], name=s["name"], topic=s["topic"], lang=s["lang"],
+                           hashtags=tuple(s["hashtags"]), terms=tuple(s["terms"]), start=_time(s["start"]),
+                           end=_time(s["end"]), post_ids=tuple(members.get(s["id"], ())))
+                     for s in self._stories)
+
+    def stories_of(self, post_ids: Sequence[str]) -> list[str | None]:
+        """The story id of each post id, in order (None for everyday posts)."""
+        return self.posts["story"].take(pa.array(self.post_rows(post_ids))).to_pylist()
+
     def conversation(self, conversation_id: str) -> list[str]:
         """The ids of the posts in a conversation (the root post and its reply thread), oldest first."""
         mask = pc.equal(self.posts["conversation_id"], conversation_id)
@@ -249,6 +290,10 @@ def load_truth(world_dir: str | Path) -> Truth:
     tables = [_read(root / "truth" / f"{name}.parquet", cols)
               for name, cols in (("users", USER_COLUMNS), ("posts", POST_COLUMNS), ("follows", FOLLOW_COLUMNS))]
     return Truth(root, meta, *tables)
+
+
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
