@@ -35,8 +35,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from murmur.chat.grounded import search_answer_messages
 from murmur.chat.template import check_messages
-from murmur.chat.tools import search_answer_messages
 from murmur.config import knob, require_at_least
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_open, check_not_input, open_text

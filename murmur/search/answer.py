@@ -20,8 +20,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from murmur.chat.grounded import search_answer_messages
 from murmur.chat.template import render
-from murmur.chat.tools import search_answer_messages
 from murmur.engine import Engine, SamplingParams
 from murmur.engine.http import current_engine
 from murmur.errors import InputError

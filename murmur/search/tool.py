@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from murmur.chat.tools import numbered_posts
+from murmur.chat.grounded import numbered_posts
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
 
