@@ -1253,8 +1253,9 @@ class _StoryPlan:
 
 def _plan_stories(cfg: WorldConfig, people: _People) -> list[_StoryPlan]:
     """``cfg.stories`` stories, deterministic from the seed: each in its own slot of the world's time after
-    the first two days (so every story has a baseline before it), the last one running until the world's
-    end (so a fresh index of the world has a story trending now), English and Spanish in turn."""
+    the first two days (so every story has a baseline before it), the last one breaking: three hours
+    old at the world's end and still at its peak (so a fresh index of the world has a story trending
+    now), English and Spanish in turn."""
     if cfg.stories == 0:
         return []
     rng = np.random.default_rng([cfg.seed, 5])
@@ -1270,10 +1271,11 @@ def _plan_stories(cfg: WorldConfig, people: _People) -> list[_StoryPlan]:
         lang = ("en", "es")[(lang0 + i) % 2]
         if not writers[lang]:
             lang = "es" if lang == "en" else "en"
-        hours = int(min(rng.integers(3, 7), max(1, slot)))
+        last = i == cfg.stories - 1  # breaking news: three hours old at the world's end, still at its peak
+        hours = int(min(3 if last else rng.integers(3, 7), max(1, slot)))
         lo = first + int(i * slot)
-        start = total - hours if i == cfg.stories - 1 else lo + int(rng.integers(0, max(1, int(slot) - hours + 1)))
-        shape = [0.6 if h == 0 else 0.7 if h == hours - 1 else 1.0 for h in range(hours)]
+        start = total - hours if last else lo + int(rng.integers(0, max(1, int(slot) - hours + 1)))
+        shape = [0.6 if h == 0 else 0.7 if h == hours - 1 and not last else 1.0 for h in range(hours)]
         counts = tuple(int(c) for c in rng.poisson([rate * x for x in shape]))
         plans.append(_StoryPlan(f"story-{i + 1}-{wt.STORIES[s].name}", wt.STORIES[s], lang, max(0, start), counts))
     return plans
