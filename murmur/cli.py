@@ -325,6 +325,53 @@ def ask_cmd(
         typer.echo(f"[{c['n']}] @{c['author_id']} {c['created_at']} {c['post_id']}: {c['text']}")
 
 
+@app.command("trends")
+def trends_cmd(
+    index_dir: Annotated[Path, typer.Argument(help="Search index directory (murmur search index).")],
+    window: Annotated[str, typer.Option(help="The latest window: 30m, 1h, 6h, 1d (1 minute to 7 days).")] = "1h",
+    k: Annotated[int, typer.Option("--k", help="Most trends to show (1 to 20).")] = 5,
+    lang: Annotated[str | None, typer.Option(help="Only posts in this language.")] = None,
+    at: Annotated[str | None, typer.Option(help="End of the window, ISO time (default: the newest post).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Chat model run directory: each trend gets a "
+                                                                "summary citing its posts.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the HTTP API's JSON object.")] = False,
+) -> None:
+    """Terms and hashtags posted far above their usual rate in the latest window, grouped into stories."""
+    import json as _json
+
+    from murmur.search.index import SearchIndex
+    from murmur.search.trends import Trends, parse_window
+
+    parse_window(window)
+    engine = None
+    if model is not None:
+        from murmur.engine import Engine
+        from murmur.serve.app import check_model_dir
+
+        check_model_dir(model)
+        engine = Engine.from_run_dir(model).start()
+    try:
+        with SearchIndex(index_dir, writable=False) as ix:
+            out = Trends(ix).report(window, k=k, lang=lang, at=at, engine=engine)
+    finally:
+        if engine is not None:
+            engine.stop()
+    if as_json:
+        typer.echo(_json.dumps(out, ensure_ascii=False))
+        return
+    typer.echo(f"trends {out['since'][:16]} .. {out['until'][:16]} ({out['window_posts']} posts in the window, "
+               f"{out['baseline_posts']} before it)")
+    if not out["data"]:
+        typer.echo("nothing is trending")
+    for i, t in enumerate(out["data"], 1):
+        terms = ", ".join(f"{x['term']} {x['posts']}" for x in t["terms"])
+        typer.echo(f"{i}. {t['label']}  score {t['score']}  {t['posts']} posts  [{t['lang']}]  {terms}")
+        if t["summary"]:
+            typer.echo(f"   {t['summary']}")
+        for c in t["citations"] or [dict(e, n="-") for e in t["examples"][:2]]:
+            typer.echo(f"   [{c['n']}] {c['post_id']} {c['text'][:100]}")
+
+
 # ---------------------------------------------------------------- demo
 @app.command("demo")
 def demo(

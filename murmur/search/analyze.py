@@ -131,3 +131,21 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
         if hit:
             spans.append([start, end])
     return spans
+
+
+def surface_terms(text: str, lang: str | None, hashtags: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(term, shown)`` for each word and hashtag of a post (no mentions, links or placeholders): the
+    term as :func:`doc_terms` makes it (``#solareclipse``, ``eclips``) and how a person would read it
+    (``#SolarEclipse`` as written, ``eclipse`` folded), for showing terms, as trends do."""
+    lang = (lang or "").split("-")[0].lower()
+    out: list[tuple[str, str]] = []
+    seen_tags = set()
+    for _, _, kind, tok in _tokens(text):
+        if kind == "w":
+            out.append((word_term(tok, lang), fold(tok)))
+        elif kind == "#":
+            seen_tags.add(fold(tok))
+            out.append(("#" + fold(tok), "#" + tok))
+    out.extend(("#" + fold(t.lstrip("#")), "#" + t.lstrip("#")) for t in hashtags or ()
+               if t and fold(t.lstrip("#")) not in seen_tags)
+    return out

@@ -114,6 +114,30 @@ def check_request(body: Mapping[str, Any]) -> AnswerRequest:
     return AnswerRequest(q, k, {f: body[f] for f in FILTERS if body.get(f) is not None}, mt, float(t), seed)
 
 
+def fit_prompt(engine: Engine, req: AnswerRequest, results: list[dict[str, Any]], lang: str,
+               query: str | None = None) -> tuple[list[int], SamplingParams, list[dict[str, Any]]]:
+    """(prompt ids, sampling, the posts kept) for an answer in ``lang`` to ``req.question`` from
+    ``results`` (as the search returns them); the last posts are dropped until the prompt fits."""
+    while True:
+        texts = [r["text"][:POST_CHARS] for r in results]
+        prompt = render(engine.tokenizer, search_answer_messages(req.question, query or req.question, texts, lang))
+        if len(prompt) + min(req.max_tokens, 32) <= engine.max_len or len(results) <= 1:
+            break
+        results = results[:-1]
+    room = max(1, engine.max_len - len(prompt))
+    params = SamplingParams(max_tokens=min(req.max_tokens, room), temperature=req.temperature, seed=req.seed)
+    return prompt, params, results
+
+
+def answer_from(engine: Engine, req: AnswerRequest, results: list[dict[str, Any]], lang: str,
+                query: str | None = None) -> dict[str, Any]:
+    """``{"answer", "citations", "lang", "usage"}`` written from exactly these posts (no retrieval): a
+    citation can only name one of them."""
+    prompt, params, results = fit_prompt(engine, req, results, lang, query)
+    done = engine.generate(prompt, params)
+    return Answerer._result(done.text, results, len(prompt), done.completion_tokens)
+
+
 class Answerer:
     """Retrieval plus generation over one index and one engine."""
 
@@ -127,17 +151,7 @@ class Answerer:
 
     def prepare(self, engine: Engine, req: AnswerRequest) -> tuple[list[int], SamplingParams, list[dict[str, Any]]]:
         """(prompt ids, sampling, retrieved posts); the last results are dropped until the prompt fits."""
-        results = self.retrieve(req)
-        lang = question_lang(req.question)
-        while True:
-            texts = [r["text"][:POST_CHARS] for r in results]
-            prompt = render(engine.tokenizer, search_answer_messages(req.question, req.question, texts, lang))
-            if len(prompt) + min(req.max_tokens, 32) <= engine.max_len or len(results) <= 1:
-                break
-            results = results[:-1]
-        room = max(1, engine.max_len - len(prompt))
-        params = SamplingParams(max_tokens=min(req.max_tokens, room), temperature=req.temperature, seed=req.seed)
-        return prompt, params, results
+        return fit_prompt(engine, req, self.retrieve(req), question_lang(req.question))
 
     def answer(self, engine: Engine, req: AnswerRequest) -> dict[str, Any]:
         """``{"answer", "citations", "usage"}`` (blocking: the CLI, or a worker thread)."""

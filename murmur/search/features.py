@@ -1,7 +1,7 @@
 """Everything search brings to a server, built once for `murmur serve --index` and the demo.
 
 The server (murmur.serve) never imports search: the command line hands it what :func:`server_features`
-returns — the search, posts, embeddings and answers routes, the `/search/` page and the `search_posts`
+returns — the search, posts, embeddings, answers and trends routes, the `/search/` page and the `search_posts`
 tool the chat runs itself.
 """
 
@@ -27,7 +27,10 @@ def server_features(index: str | Path, embedder: str | Path | None = None) -> Fe
     from murmur.search.index import SearchIndex
     from murmur.search.router import WEB_DIR, build_router
     from murmur.search.tool import SearchPostsTool
+    from murmur.search.trends import Trends
+    from murmur.search.trends import build_router as trends_router
 
     search_index = SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)
-    return Features(routers=[build_router(search_index), answers_router(Answerer(search_index))],
+    return Features(routers=[build_router(search_index), answers_router(Answerer(search_index)),
+                             trends_router(Trends(search_index))],
                     pages={"/search": WEB_DIR}, tools=[SearchPostsTool(search_index)])

@@ -1,0 +1,189 @@
+"""Trends: the burst score, grouping, detection of a small world's real stories (and none in a flat
+world), posts added live, cited summaries, GET /v1/trends on a real server and `murmur trends`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from serve_helpers import ServerThread, make_tokenizer, scripted_model
+
+from murmur.chat.template import ASSISTANT_ID
+from murmur.engine import Engine
+from murmur.errors import InputError
+from murmur.search.index import SearchIndex, build_index
+from murmur.search.trends import (
+    TermStat,
+    TrendConfig,
+    Trends,
+    build_router,
+    burst_score,
+    group_terms,
+    parse_window,
+)
+from murmur.search.trends_eval import evaluate_trends
+from murmur.serve.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_burst_score_is_a_smoothed_poisson_z_score():
+    cfg = TrendConfig()
+    z, e = burst_score(10, 0, 20, 999, cfg)       # a new term: 10 of 20 posts, never seen in 999
+    assert e == pytest.approx(20 * 0.5 / 1000) and z == pytest.approx((10 - e) / 1.0)  # sqrt of the floor
+    z, e = burst_score(30, 100, 100, 999, cfg)    # an everyday term at three times its usual share
+    assert e == pytest.approx(100 * 100.5 / 1000) and z == pytest.approx((30 - e) / e ** 0.5)
+    assert burst_score(10, 100, 100, 999, cfg)[0] < 0  # at its usual rate: no burst
+    assert parse_window("1h") == 3600 and parse_window("30m") == 1800 and parse_window("1.5h") == 5400
+    assert parse_window("2d") == 172800
+    for bad in ("1x", "", "0m", "8d", "h", 3):
+        with pytest.raises(InputError) as e:
+            parse_window(bad)
+        assert e.value.field == "window"
+
+
+def test_terms_sharing_posts_are_one_story():
+    def term(name: str, keys: set[int], score: float) -> TermStat:
+        return TermStat(name, name, len(keys), 0.1, score, 3, keys)
+
+    a = term("#solareclipse", {1, 2, 3, 4}, 9.0)
+    b = term("#eclipse2024", {5, 6, 7}, 8.0)     # never on the same post as a ...
+    w = term("eclips", {1, 2, 5, 6, 7}, 7.0)     # ... but both share this word's posts
+    other = term("#strike", {10, 11, 12}, 6.0)
+    groups = group_terms([a, b, w, other], 0.5)
+    assert sorted([t.term for t in g] for g in groups) == [["#solareclipse", "#eclipse2024", "eclips"], ["#strike"]]
+    assert group_terms([a, b], 0.5) == [[a], [b]]
+
+
+def _world_index(root: Path, stories: int) -> tuple[Path, Path]:
+    from murmur.data.clean import clean
+    from murmur.data.sources import ingest
+    from murmur.world.generate import WorldConfig, generate_world
+
+    generate_world(root / "world", WorldConfig(users=150, seed=3, days=10, stories=stories, archive_users=5),
+                   progress=False)
+    ingest([str(root / "world")], root / "posts.parquet", progress=False)
+    clean(root / "posts.parquet", root / "clean.parquet")
+    build_index(root / "clean.parquet", root / "idx", None, progress=False)
+    return root / "world", root / "idx"
+
+
+@pytest.fixture(scope="module")
+def storied(tmp_path_factory):
+    return _world_index(tmp_path_factory.mktemp("storied"), 4)
+
+
+@pytest.mark.slow
+def test_the_real_bursts_of_a_small_world_are_found_and_a_flat_world_has_none(storied, tmp_path):
+    from murmur.world.truth import load_truth
+
+    world, idx = storied
+    with SearchIndex(idx, writable=False) as ix:
+        trends = Trends(ix)
+        r = evaluate_trends(trends, world)
+        assert r["stories"] == 4 and r["recall"] == 1.0, r
+        assert r["precision"] >= 0.8, r
+        assert r["per_lang"]["en"]["recall"] == 1.0 and r["per_lang"]["es"]["recall"] == 1.0
+        # Grouping: a story's two hashtags come out as one trend, and its trend cites only its posts.
+        truth = load_truth(world)
+        joined = set()
+        for b in truth.bursts:
+            tags = {"#" + t.lower() for t in b.hashtags}
+            for h in range(2, 7):  # two-hour windows: a tiny world's story has a few posts an hour
+                at = int((b.start + dt.timedelta(hours=h)).timestamp() * 1e6)
+                for t in trends.detect(7200, at).trends:
+                    if tags <= {s.shown.lower() for s in t.terms}:
+                        joined.add(b.story_id)
+                        assert set(truth.stories_of(t.post_ids)) == {b.story_id}
+        assert len(joined) == 4, joined
+        newest = trends.detect(3600).trends  # the last story is breaking at the world's end
+        assert newest and set(truth.stories_of(newest[0].post_ids)) == {truth.bursts[-1].story_id}
+    _, flat = _world_index(tmp_path, 0)
+    with SearchIndex(flat, writable=False) as ix:
+        r = evaluate_trends(Trends(ix), world)
+        assert r["detected"] == 0, r["false_examples"]
+
+
+@pytest.mark.slow
+def test_posts_added_live_trend_at_once(storied, tmp_path):
+    import shutil
+
+    _, idx = storied
+    shutil.copytree(idx, tmp_path / "idx")
+    with SearchIndex(tmp_path / "idx") as ix:
+        trends = Trends(ix)
+        newest = ix.store.newest_us()
+        before = {t.label for t in trends.detect(3600, newest + 3_600_000_000).trends}
+        lines = ["Lluvia de meteoritos sobre la sierra esta noche, increíble", "Cuento doce meteoritos en un minuto",
+                 "La lluvia de meteoritos se ve perfecta desde el pueblo", "Meteoritos cruzando todo el cielo ahora",
+                 "Nunca había visto tantos meteoritos, qué noche", "Salid a la calle a ver los meteoritos ya mismo"]
+        rows = [{"post_id": f"live{i}", "author_id": f"watcher{i % 6}", "lang": "es",
+                 "created_at": dt.datetime.fromtimestamp(newest / 1e6 + 60 * (i + 1), dt.UTC).isoformat(),
+                 "text": f"{lines[i % 6]} ({i + 1}) #LluviaDeMeteoritos", "hashtags": ["LluviaDeMeteoritos"]}
+                for i in range(12)]
+        added = ix.add(rows)
+        assert len(added.added) >= 10, added.dropped
+        report = trends.detect(3600, newest + 3_600_000_000)
+        live = [t for t in report.trends if t.label == "#LluviaDeMeteoritos"]
+        assert live and "#LluviaDeMeteoritos" not in before
+        assert live[0].lang == "es" and set(live[0].post_ids) <= {r["post_id"] for r in rows}
+        assert {s.shown for s in live[0].terms} >= {"#LluviaDeMeteoritos", "meteoritos"}
+        assert not [t for t in trends.detect(3600, newest + 3_600_000_000, lang="en").trends
+                    if t.label == "#LluviaDeMeteoritos"]
+
+
+REPLY = "Crowds cheer [3] tonight"
+
+
+@pytest.mark.slow
+def test_trends_route_summaries_cite_only_the_story_posts(storied, tmp_path):
+    _, idx = storied
+    tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
+    engine = Engine(scripted_model(tok.vocab_size, [ASSISTANT_ID, *tok.encode(REPLY)], max_seq_len=4096), tok,
+                    max_batch=2, name="m")
+    with SearchIndex(idx, writable=False) as ix:
+        trends = Trends(ix)
+        few = Trends(ix, TrendConfig(examples=2))  # [3] is then not one of the story's posts
+        with ServerThread(create_app(engine, routers=[build_router(trends)])) as url:
+            r = httpx.get(url + "/v1/trends", params={"window": "2h", "k": 3}, timeout=120)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["object"] == "list" and body["window"] == "2h" and body["data"]
+            for t in body["data"]:
+                assert t["summary"].startswith("Crowds cheer [3]")
+                assert [c["n"] for c in t["citations"]] == [3]
+                assert t["citations"][0]["post_id"] == t["examples"][2]["post_id"]
+                assert {"label", "score", "posts", "lang", "terms", "examples"} <= set(t)
+            off = httpx.get(url + "/v1/trends", params={"window": "2h", "summaries": "false"}, timeout=60).json()
+            assert [t["label"] for t in off["data"]] == [t["label"] for t in body["data"]]
+            assert all(t["summary"] is None for t in off["data"])
+            for params, field in [({"window": "2x"}, "window"), ({"k": "0"}, "k"), ({"k": "many"}, "k"),
+                                  ({"nope": "1"}, "nope"), ({"at": "yesterday"}, "at"), ({"lang": "e n"}, "lang")]:
+                bad = httpx.get(url + "/v1/trends", params=params, timeout=30)
+                assert bad.status_code == 400 and bad.json()["error"]["param"] == field, bad.text
+            t = few.detect(7200).trends[0]
+            few.summarize(engine, t)
+            assert t.summary.startswith("Crowds cheer tonight") and t.citations == []
+
+
+@pytest.mark.slow
+def test_murmur_trends_cli(storied):
+    _, idx = storied
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--window", "2h", "--json"],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert out["data"] and all(t["summary"] is None for t in out["data"])
+    text = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--window", "2h"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert text.returncode == 0 and out["data"][0]["label"] in text.stdout
+    bad = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--window", "2x"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "window" in bad.stderr
