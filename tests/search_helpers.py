@@ -23,3 +23,18 @@ def tiny_corpus(root: Path, users: int = 120, rows: int | None = None) -> tuple[
         path = root / f"clean-{rows}.parquet"
         pq.write_table(t.slice(0, rows), path)
     return world, path
+
+
+def story_index(root: Path, stories: int = 4) -> tuple[Path, Path]:
+    """(world directory, lexical index) of a 10-day world of 150 accounts with ``stories`` stories (0: flat)."""
+    from murmur.data.clean import clean
+    from murmur.data.sources import ingest
+    from murmur.search.index import build_index
+    from murmur.world.generate import WorldConfig, generate_world
+
+    generate_world(root / "world", WorldConfig(users=150, seed=3, days=10, stories=stories, archive_users=5),
+                   progress=False)
+    ingest([str(root / "world")], root / "posts.parquet", progress=False)
+    clean(root / "posts.parquet", root / "clean.parquet")
+    build_index(root / "clean.parquet", root / "idx", None, progress=False)
+    return root / "world", root / "idx"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from search_helpers import story_index
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
 from murmur.chat.template import ASSISTANT_ID
 from murmur.engine import Engine
 from murmur.errors import InputError
-from murmur.search.index import SearchIndex, build_index
+from murmur.search.index import SearchIndex
 from murmur.search.trends import (
     TermStat,
     TrendConfig,
@@ -61,22 +62,9 @@ def test_terms_sharing_posts_are_one_story():
     assert group_terms([a, b], 0.5) == [[a], [b]]
 
 
-def _world_index(root: Path, stories: int) -> tuple[Path, Path]:
-    from murmur.data.clean import clean
-    from murmur.data.sources import ingest
-    from murmur.world.generate import WorldConfig, generate_world
-
-    generate_world(root / "world", WorldConfig(users=150, seed=3, days=10, stories=stories, archive_users=5),
-                   progress=False)
-    ingest([str(root / "world")], root / "posts.parquet", progress=False)
-    clean(root / "posts.parquet", root / "clean.parquet")
-    build_index(root / "clean.parquet", root / "idx", None, progress=False)
-    return root / "world", root / "idx"
-
-
 @pytest.fixture(scope="module")
 def storied(tmp_path_factory):
-    return _world_index(tmp_path_factory.mktemp("storied"), 4)
+    return story_index(tmp_path_factory.mktemp("storied"), 4)
 
 
 @pytest.mark.slow
@@ -104,7 +92,7 @@ def test_the_real_bursts_of_a_small_world_are_found_and_a_flat_world_has_none(st
         assert len(joined) == 4, joined
         newest = trends.detect(3600).trends  # the last story is breaking at the world's end
         assert newest and set(truth.stories_of(newest[0].post_ids)) == {truth.bursts[-1].story_id}
-    _, flat = _world_index(tmp_path, 0)
+    _, flat = story_index(tmp_path, 0)
     with SearchIndex(flat, writable=False) as ix:
         r = evaluate_trends(Trends(ix), world)
         assert r["detected"] == 0, r["false_examples"]
