@@ -131,6 +131,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         "conversations": conv.conversations,
         "sft_val_loss": tuned.val_loss,
         "search": search_hits,
+        "trends": _trends_now(out),
         "stage_seconds": t.seconds,
     }
     _print_summary(summary)
@@ -140,7 +141,8 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         from murmur.serve.app import serve as serve_model
 
         log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); search at /search/, "
-            "cited answers at /v1/answers, and the chat searches posts itself; Ctrl-C stops the server")
+            "cited answers at /v1/answers, trends at /v1/trends and in the chat page's panel, and the chat "
+            "searches posts itself; Ctrl-C stops the server")
         search = server_features(out / "search")
         serve_model(out / "chat", port=port, routers=search.routers, pages=search.pages, tools=search.tools)
     return summary
@@ -155,6 +157,16 @@ def _search_stage(t: StageTimes, out: Path) -> dict[str, list[str]]:
     t.run("search index", build_index, out / "clean.parquet", out / "search", load_embedder(None), overwrite=True)
     with SearchIndex(out / "search", writable=False) as index:
         return {q: [r["text"] for r in index.search(make_request(q, k=3))] for q in DEMO_QUERIES}
+
+
+def _trends_now(out: Path) -> list[dict]:
+    """The stories trending in the world's last hour (its last story is breaking news)."""
+    from murmur.search.index import SearchIndex
+    from murmur.search.trends import Trends
+
+    with SearchIndex(out / "search", writable=False) as index:
+        return [{"label": t["label"], "posts": t["posts"], "terms": [x["term"] for x in t["terms"]]}
+                for t in Trends(index).report("1h", k=3)["data"]]
 
 
 def _print_summary(s: dict) -> None:
@@ -182,6 +194,9 @@ def _print_summary(s: dict) -> None:
         console.print(f"search {q!r} (hybrid, top {len(texts)}):", markup=False, highlight=False)
         for text in texts:
             console.print(f"  • {text[:110]}", markup=False, highlight=False)
+    for t in s.get("trends", []):
+        console.print(f"trending now: {t['label']} ({t['posts']} posts in the last hour: {', '.join(t['terms'][:5])})",
+                      markup=False, highlight=False)
     console.print("[bold]generated posts[/bold]" if console.is_terminal else "generated posts:")
     for text in s["samples"]:
         console.print(f"  • {text}", markup=False, highlight=False)

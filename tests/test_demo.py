@@ -21,6 +21,7 @@ def test_demo_runs_every_stage(tmp_path):
     # Even 40 steps beat word frequencies: the model has learnt something beyond the unigram.
     assert summary["val_bits_per_byte"] < summary["unigram_bits_per_byte"]
     assert len(summary["samples"]) == 4
+    assert summary["trends"] and summary["trends"][0]["posts"] >= 5  # the world's last story is breaking
     for stage in ("world/world.json", "posts.parquet", "clean.parquet", "stats.json", "tokenizer/tokenizer.json",
                   "shards/manifest.json", "pretrain/model.safetensors", "pretrain/training.png", "conversations.jsonl",
                   "chat/model.safetensors", "hf/config.json", "hf/model.safetensors"):

@@ -175,3 +175,24 @@ def test_murmur_trends_cli(storied):
     bad = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--window", "2x"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "window" in bad.stderr
+
+
+@pytest.mark.slow
+def test_murmur_trends_cli_writes_summaries_with_a_model(storied, tmp_path):
+    from murmur.model import ModelConfig
+    from murmur.train.checkpoint import save_inference_model
+
+    _, idx = storied
+    tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
+    cycle = [ASSISTANT_ID, *tok.encode(REPLY)]
+    cfg = ModelConfig(vocab_size=tok.vocab_size, dim=64, n_layers=1, n_heads=4, max_seq_len=4096,
+                      tie_embeddings=False)
+    model_dir = save_inference_model(tmp_path / "model", scripted_model(tok.vocab_size, cycle, max_seq_len=4096),
+                                     cfg, tok.path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--window", "2h", "--k", "2",
+                        "--model", str(model_dir), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for t in json.loads(r.stdout)["data"]:
+        assert t["summary"].startswith("Crowds cheer [3]")
+        assert [c["post_id"] for c in t["citations"]] == [t["examples"][2]["post_id"]]
