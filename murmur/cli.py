@@ -77,12 +77,23 @@ def data_ingest(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output Parquet file of posts.")],
     fmt: Annotated[str, typer.Option("--format", help="auto, x-archive, x-api, csv, jsonl, parquet or text.")] = "auto",
     map_: Annotated[str, typer.Option("--map", help="Column mapping for generic formats, e.g. id=tweet_id,author=user.")] = "",
-    workers: Annotated[int, typer.Option(help="Reader processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Reader processes (output is identical for any number); "
+                                                     "with --engine ray, Ray workers (default: the cluster's CPUs).")] = None,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: auto, HOST:PORT or ray://HOST:PORT "
+                                                     "(default: a Ray instance started for this run).")] = None,
 ) -> None:
     """Read raw posts (X archive, X API v2, CSV, JSONL, Parquet, text; plain/.gz/.zst) into one schema."""
     from murmur.data.sources import ingest, parse_mapping
 
-    stats = ingest(sources, out, fmt=fmt, mapping=parse_mapping(map_), workers=workers)
+    if engine == "ray":
+        from murmur.data.ray_engine import ingest_ray
+
+        stats = ingest_ray(sources, out, fmt=fmt, mapping=parse_mapping(map_), workers=workers, address=address)
+    elif engine == "local":
+        stats = ingest(sources, out, fmt=fmt, mapping=parse_mapping(map_), workers=workers or 1)
+    else:
+        raise typer.BadParameter(f"{engine!r} is not one of local, ray", param_hint="'--engine'")
     typer.echo(stats.describe())
 
 
@@ -121,10 +132,14 @@ def data_tokenize(
     src: Annotated[Path, typer.Argument(help="Clean posts Parquet.")],
     tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Tokenizer directory.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output shard directory.")],
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (output is identical for any number); "
+                                                     "with --engine ray, Ray workers (default: the cluster's CPUs).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
                                                                  "(never anything murmur did not write).")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of ShardConfig knobs.")] = None,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: auto, HOST:PORT or ray://HOST:PORT "
+                                                     "(default: a Ray instance started for this run).")] = None,
     overrides: Overrides = None,
 ) -> None:
     """Tokenize posts into train/val token shards (split by a stable hash of post_id)."""
@@ -132,7 +147,14 @@ def data_tokenize(
     from murmur.data.shards import ShardConfig, tokenize_to_shards
 
     cfg = cfgmod.load(ShardConfig, config, overrides or [])
-    manifest = tokenize_to_shards(src, tokenizer, out, cfg, workers=workers, overwrite=overwrite)
+    if engine == "ray":
+        from murmur.data.ray_engine import tokenize_ray
+
+        manifest = tokenize_ray(src, tokenizer, out, cfg, workers=workers, overwrite=overwrite, address=address)
+    elif engine == "local":
+        manifest = tokenize_to_shards(src, tokenizer, out, cfg, workers=workers or 1, overwrite=overwrite)
+    else:
+        raise typer.BadParameter(f"{engine!r} is not one of local, ray", param_hint="'--engine'")
     typer.echo(manifest.describe())
 
 

@@ -1,5 +1,5 @@
-"""Clean on a real local Ray cluster: the local engine's output for any number of workers, bad
-addresses, and a Ray worker killed mid-stage."""
+"""Ingest, clean and tokenize on a real local Ray cluster: the local engine's output for any number of
+workers, bad addresses, and a Ray worker killed mid-stage."""
 
 import os
 import shutil
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from murmur.data.clean import CleanConfig, clean
@@ -52,6 +53,29 @@ def test_an_address_that_does_not_answer(tmp_path):
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.parametrize("stage", ["ingest", "tokenize"])
+def test_ingest_and_tokenize_at_an_address_that_does_not_answer(tmp_path, stage):
+    import pyarrow.parquet as pq
+
+    posts = tmp_path / "posts.parquet"
+    pq.write_table(pa.table({"post_id": ["1"], "text": ["a perfectly fine post about the weather"]}), posts)
+    if stage == "ingest":
+        args = ["data", "ingest", str(posts), "-o", str(tmp_path / "out.parquet")]
+    else:
+        from murmur.tokenizer import TokenizerConfig, train_tokenizer
+
+        train_tokenizer([posts], tmp_path / "tok", TokenizerConfig(vocab_size=300, val_fraction=0.0))
+        args = ["data", "tokenize", str(posts), "--tokenizer", str(tmp_path / "tok"), "-o", str(tmp_path / "out.parquet"),
+                "val_fraction=0.0"]
+    proc = subprocess.run([sys.executable, "-m", "murmur.cli", *args, "--engine", "ray",
+                           "--address", f"127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no Ray cluster answers at 127.0.0.1:" in proc.stderr
+    assert not (tmp_path / "out.parquet").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -89,6 +113,40 @@ def test_ray_gives_the_local_engines_file_for_any_workers(tmp_path, local_ray):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
 
+@pytest.mark.slow
+def test_ray_ingest_and_tokenize_give_the_local_engines_files(tmp_path, local_ray):
+    from murmur.data.ray_engine import ingest_ray, tokenize_ray
+    from murmur.data.shards import ShardConfig, tokenize_to_shards
+    from murmur.tokenizer import TokenizerConfig, train_tokenizer
+
+    posts = make_posts(tmp_path, 300)  # the local engine's file
+    sources = [str(tmp_path / "world" / "archives"), str(tmp_path / "world" / "api")]
+    for workers in (1, 2):
+        out = tmp_path / f"ray{workers}.parquet"
+        stats = ingest_ray(sources, out, workers=workers, batch_size=8192)
+        assert out.read_bytes() == posts.read_bytes()
+        assert stats.posts == pq.ParquetFile(posts).metadata.num_rows and stats.files > 2
+    bad = tmp_path / "bad.jsonl"  # malformed on line 2: the worker's InputError, as the local engine's
+    bad.write_text('{"id": "1", "text": "a fine post"}\n{not json\n')
+    with pytest.raises(InputError, match="bad.jsonl:2"):
+        ingest_ray([*sources, str(bad)], tmp_path / "bad.parquet", workers=2)
+    assert not (tmp_path / "bad.parquet").exists()
+
+    train_tokenizer([posts], tmp_path / "tok", TokenizerConfig(vocab_size=600))
+    cfg = ShardConfig(tokens_per_shard=5000, batch_size=300)
+    tokenize_to_shards(posts, tmp_path / "tok", tmp_path / "local-shards", cfg)
+    local = sorted(p.name for p in (tmp_path / "local-shards").iterdir())
+    assert len(local) > 4  # several train shards, a val shard, the manifest and the marker
+    for workers, unit_rows in ((1, 1000), (2, 700)):
+        out = tmp_path / f"ray-shards{workers}"
+        m = tokenize_ray(posts, tmp_path / "tok", out, cfg, workers=workers, unit_rows=unit_rows)
+        assert sorted(p.name for p in out.iterdir()) == local
+        for name in local:
+            assert (out / name).read_bytes() == (tmp_path / "local-shards" / name).read_bytes(), name
+        assert m.train_docs + m.val_docs > 3000
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+
 def _ray_workers(name: str) -> list[int]:
     """Processes whose command line (Ray sets it to the actor's name) mentions ``name``."""
     found = []
@@ -101,11 +159,34 @@ def _ray_workers(name: str) -> list[int]:
     return found
 
 
+def same_output(a: Path, b: Path) -> bool:
+    """The same file, or directories of the same files."""
+    if a.is_file():
+        return a.read_bytes() == b.read_bytes()
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all((a / n).read_bytes() == (b / n).read_bytes()
+                                                                  for n in names)
+
+
 @pytest.mark.slow
-def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path):
+@pytest.mark.parametrize("stage", ["clean", "tokenize"])
+def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path, stage):
     posts = make_posts(tmp_path, 2500)
-    local = tmp_path / "local.parquet"
-    clean(posts, local, CleanConfig(), stats_path=tmp_path / "local.json")
+    out = tmp_path / ("out.parquet" if stage == "clean" else "out")
+    if stage == "clean":
+        local = tmp_path / "local.parquet"
+        clean(posts, local, CleanConfig(), stats_path=tmp_path / "local.json")
+        args, actor = ["data", "clean", str(posts), "-o", str(out), "--stats", str(tmp_path / "stats.json")], "_CleanUnits"
+    else:
+        from murmur.data.shards import ShardConfig, tokenize_to_shards
+        from murmur.tokenizer import TokenizerConfig, train_tokenizer
+
+        train_tokenizer([posts], tmp_path / "tok", TokenizerConfig(vocab_size=2000))
+        local = tmp_path / "local"
+        tokenize_to_shards(posts, tmp_path / "tok", local, ShardConfig(tokens_per_shard=50_000))
+        args = ["data", "tokenize", str(posts), "--tokenizer", str(tmp_path / "tok"), "-o", str(out),
+                "tokens_per_shard=50000", "batch_size=512"]
+        actor = "_EncodeUnits"
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     # --block in a new session: the head and every process it starts form one group, ended below
@@ -113,7 +194,6 @@ def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path):
                              "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
                              "--disable-usage-stats", f"--temp-dir={temp}"],
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    out = tmp_path / "out.parquet"
     try:
         deadline = time.time() + 120
         while True:
@@ -123,14 +203,13 @@ def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path):
             except OSError:
                 assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
                 time.sleep(0.5)
-        run = subprocess.Popen([sys.executable, "-m", "murmur.cli", "data", "clean", str(posts), "-o", str(out),
-                                "--engine", "ray", "--address", f"127.0.0.1:{port}", "--stats",
-                                str(tmp_path / "stats.json")], env=env(), cwd=ROOT,
+        run = subprocess.Popen([sys.executable, "-m", "murmur.cli", *args, "--engine", "ray",
+                                "--address", f"127.0.0.1:{port}"], env=env(), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed = None
         deadline = time.time() + 120
         while killed is None and run.poll() is None and time.time() < deadline:
-            workers = _ray_workers("_CleanUnits")
+            workers = _ray_workers(actor)
             if workers:
                 time.sleep(1.0)  # let it start on its unit
                 os.kill(workers[0], signal.SIGKILL)
@@ -140,11 +219,11 @@ def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path):
         assert killed is not None, "no Ray worker ran the unit"
         print(f"killed Ray worker {killed}; exit status {run.returncode}")
         if run.returncode == 0:  # Ray restarted the actor and retried its unit
-            assert out.read_bytes() == local.read_bytes()
+            assert same_output(out, local)
         else:
             assert run.returncode == 2 and stderr.strip().count("\n") == 0, stderr
             assert not out.exists()
-        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []  # no temporaries left
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # this cluster's processes only (the group started above)
         head.wait()

@@ -310,7 +310,7 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
         unit_rows_ds = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units))
         keys = unit_rows_ds.map_batches(_CleanUnits, fn_constructor_args=(cfg, str(src) if "://" in str(src) else src_path,
                                                                          tmp_uri, partitions),
-                                        batch_size=1, concurrency=(1, workers), num_cpus=1, batch_format="numpy")
+                                        batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), num_cpus=1, batch_format="numpy")
         flags = keys.groupby("bucket", num_partitions=partitions).map_groups(_flag_later, batch_format="pyarrow")
         everyone = ray.data.from_arrow(pa.table({"unit": pa.array([u.unit for u in units], pa.int32()),
                                                  "pos": pa.array([-1] * len(units), pa.int64()),
@@ -381,3 +381,170 @@ def _read_parts(fs: pafs.FileSystem, parts: list[str]) -> Iterator[pa.RecordBatc
 
 _BATCH = 65536
 
+
+
+# ---------------------------------------------------------------- errors raised inside Ray
+
+def _raise_from_ray(e: BaseException, stage: str) -> None:
+    """Raise the MurmurError inside a (Ray-wrapped) exception as it is, anything else as one line."""
+    seen, todo = set(), [e]
+    while todo:  # Ray's wrappers hold the original as .cause, Ray Data's as __cause__
+        cur = todo.pop(0)
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, MurmurError) and not type(cur).__module__.startswith("ray"):
+            raise cur from None
+        todo += [getattr(cur, "cause", None), cur.__cause__, cur.__context__]
+    raise EngineError(f"{stage} (ray) failed: {_one_line(e)}") from None
+
+
+# ---------------------------------------------------------------- ingest on Ray
+
+def _ingest_files(rows: dict[str, np.ndarray], batch_size: int, tmp: str) -> dict[str, np.ndarray]:
+    """A Ray Data task: read whole files with the local engine's reader (``sources._read_to_ipc``) into
+    Arrow IPC files named by their place in the plan; return each file's report."""
+    import os
+    import pickle
+
+    from murmur.data import sources
+
+    reports = []
+    for i, blob in zip(rows["i"].tolist(), rows["task"], strict=True):
+        dest = _join(tmp, f"{i:08d}.arrow")
+        partial = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"  # a retried task rewrites the same file
+        try:
+            report = sources._read_to_ipc(pickle.loads(blob), batch_size, partial)
+        except MurmurError as e:  # bad input: handed back and raised by the driver in file order
+            report = e
+        else:
+            os.replace(partial, dest)
+        reports.append(pickle.dumps(report))
+    return {"i": rows["i"], "report": np.array(reports, dtype=object)}
+
+
+def ingest_ray(sources: list[str], out: str | Path, fmt: str = "auto", mapping: dict[str, str] | None = None,
+               workers: int | None = None, batch_size: int = 8192, address: str | None = None,
+               progress: bool = True):
+    """``murmur data ingest`` on a Ray cluster: each file read by a Ray Data task, the same file as the local
+    engine's (rows in plan order, row groups cut from the row stream). The temporary files go to a hidden
+    directory beside ``out``, which every worker must reach (one machine, or a shared filesystem)."""
+    import pickle
+
+    from murmur.data import sources as src_mod
+
+    if not sources:
+        raise InputError("no sources given")
+
+    def read(tasks: list, tmpdir: Path) -> Iterator:
+        if not tasks:
+            return
+        import ray.data
+
+        connect(address, num_cpus=workers)
+        n_workers = workers or cluster_cpus()
+        log(f"ingest (ray): {len(tasks):,} files on {n_workers} workers")
+        try:
+            items = [{"i": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
+            done = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _ingest_files, fn_args=(batch_size, str(tmpdir)), batch_size=1, num_cpus=1,
+                compute=ray.data.TaskPoolStrategy(size=n_workers), batch_format="numpy").take_all()
+        except Exception as e:  # noqa: BLE001 - one line for whatever Ray raises
+            _raise_from_ray(e, "ingest")
+        reports = {int(r["i"]): pickle.loads(r["report"]) for r in done}
+        if len(reports) != len(tasks):
+            raise EngineError(f"ingest (ray): {len(reports)} of {len(tasks)} files read")
+        for i, task in enumerate(tasks):
+            if isinstance(reports[i], BaseException):
+                raise reports[i]
+            yield task, src_mod._ipc_batches(str(tmpdir / f"{i:08d}.arrow")), reports[i]
+
+    return src_mod.ingest_with(read, sources, out, fmt, mapping, batch_size, progress)
+
+
+# ---------------------------------------------------------------- tokenize on Ray
+
+class _EncodeUnits:
+    """A Ray Data actor: the local engine's encoder (``shards._Encoder``) over whole units of rows; each
+    unit's token ids and document lengths per split go to one ``.npz`` file named by the unit."""
+
+    def __init__(self, tokenizer_json: str, val_fraction: float, src: str, tmp: str, batch_size: int):
+        import os
+
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker; the workers are the parallelism
+        from murmur.data.shards import _Encoder
+
+        self.encoder = _Encoder(tokenizer_json, val_fraction)
+        self.src, self.tmp, self.batch_size = src, tmp, batch_size
+        self.pf: pq.ParquetFile | None = None
+
+    def __call__(self, units: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import os
+
+        from murmur.data.shards import SPLITS
+
+        if self.pf is None:
+            fs, path = _resolve(self.src)
+            self.pf = pq.ParquetFile(fs.open_input_file(path))
+        for i in range(len(units["unit"])):
+            u = _Unit(*(int(units[k][i]) for k in ("unit", "row_group", "start", "rows")))
+            rows = self.pf.read_row_group(u.row_group, columns=["post_id", "text"]).slice(u.start, u.rows)
+            parts = [self.encoder(b) for b in rows.to_batches(max_chunksize=self.batch_size)]
+            arrays = {"meta": np.array([sum(p.posts for p in parts), sum(p.skipped for p in parts)], np.int64)}
+            for split in SPLITS:
+                dtype = self.encoder.dtype
+                arrays[f"{split}_tokens"] = np.concatenate([p.tokens[split] for p in parts] or [np.zeros(0, dtype)])
+                arrays[f"{split}_lens"] = np.concatenate([p.doc_lens[split] for p in parts] or [np.zeros(0, np.int64)])
+                arrays[f"{split}_bytes"] = np.array(sum(p.bytes[split] for p in parts), np.int64)
+            dest = _join(self.tmp, f"enc-{u.unit:06d}.npz")
+            partial = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(partial, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(partial, dest)
+        return {"unit": units["unit"]}
+
+
+def tokenize_ray(src: Path, tokenizer_dir: Path, out: Path, cfg=None, workers: int | None = None,
+                 overwrite: bool = False, address: str | None = None, unit_rows: int = UNIT_ROWS):
+    """``murmur data tokenize`` on a Ray cluster: units of rows encoded by Ray Data actors, the shards
+    written here from the units in input order: the same shard directory as the local engine's (shard
+    boundaries depend only on the documents). The units' temporary files go to a hidden directory beside
+    ``out``, which every worker must reach (one machine, or a shared filesystem)."""
+    import shutil
+    import tempfile
+
+    from murmur.data import shards
+
+    src, out = Path(src), Path(out)
+
+    def encode(pf: pq.ParquetFile, tokenizer_json: str, cfg: shards.ShardConfig) -> Iterator:
+        import ray.data
+
+        connect(address, num_cpus=workers)
+        n_workers = workers or cluster_cpus()
+        units = _units(pf, unit_rows)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".ray", dir=out.parent))
+        try:
+            log(f"tokenize (ray): {pf.metadata.num_rows:,} posts in {len(units)} units on {n_workers} workers")
+            try:
+                done = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units)).map_batches(
+                    _EncodeUnits, fn_constructor_args=(tokenizer_json, cfg.val_fraction, str(src.resolve()), str(tmp),
+                                                       cfg.batch_size),
+                    batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers), num_cpus=1, batch_format="numpy").take_all()
+            except Exception as e:  # noqa: BLE001 - one line for whatever Ray raises
+                _raise_from_ray(e, "tokenize")
+            if len({int(r["unit"]) for r in done}) != len(units):
+                raise EngineError(f"tokenize (ray): {len(done)} of {len(units)} units encoded")
+            for u in units:
+                path = tmp / f"enc-{u.unit:06d}.npz"
+                with np.load(path) as z:
+                    posts, skipped = (int(v) for v in z["meta"])
+                    yield shards._Encoded(posts, skipped, {s: z[f"{s}_tokens"] for s in shards.SPLITS},
+                                          {s: z[f"{s}_lens"] for s in shards.SPLITS},
+                                          {s: int(z[f"{s}_bytes"]) for s in shards.SPLITS})
+                path.unlink()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return shards.tokenize_with(encode, src, tokenizer_dir, out, cfg, overwrite)

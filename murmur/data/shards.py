@@ -256,6 +256,17 @@ def tokenize_to_shards(src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConf
 
     An existing ``out`` is replaced only with ``overwrite`` and only when it holds murmur shards.
     """
+    def local(pf: Any, tokenizer_json: str, cfg: ShardConfig) -> Iterator[_Encoded]:
+        batches = pf.iter_batches(batch_size=cfg.batch_size, columns=["post_id", "text"])
+        return _encoded_batches(batches, tokenizer_json, cfg.val_fraction, max(1, workers))
+
+    return tokenize_with(local, src, tokenizer_dir, out, cfg, overwrite)
+
+
+def tokenize_with(encode: Any, src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConfig | None = None,
+                  overwrite: bool = False) -> ShardManifest:
+    """``tokenize_to_shards`` with the posts encoded by ``encode(parquet_file, tokenizer_json, cfg)``, an
+    iterator of ``_Encoded`` in input order (the local pool or Ray); the shards are written here."""
     from murmur.tokenizer import load_tokenizer, open_posts
 
     cfg = cfg or ShardConfig()
@@ -274,8 +285,7 @@ def tokenize_to_shards(src: Path, tokenizer_dir: Path, out: Path, cfg: ShardConf
     with atomic_dir(out, SHARDS_KIND, overwrite, (src, tokenizer_dir)) as tmp, timer:
         writers = {split: _SplitWriter(tmp, split, dtype, cfg.tokens_per_shard) for split in SPLITS}
         skipped = 0
-        batches = pf.iter_batches(batch_size=cfg.batch_size, columns=["post_id", "text"])
-        for enc in _encoded_batches(batches, tokenizer_json, cfg.val_fraction, max(1, workers)):
+        for enc in encode(pf, tokenizer_json, cfg):
             for split in SPLITS:
                 writers[split].add(enc.tokens[split], enc.doc_lens[split], enc.bytes[split])
             skipped += enc.skipped

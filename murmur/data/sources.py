@@ -538,6 +538,24 @@ def ingest(sources: list[str], out: str | os.PathLike[str], fmt: str = "auto",
     """Read every source into one Parquet file of posts at ``out`` (atomically); return what was done."""
     if not sources:
         raise InputError("no sources given")
+    def local(tasks: list[FileTask], tmpdir: Path) -> Iterator[tuple[FileTask, Iterator[pa.RecordBatch], FileReport]]:
+        if workers > 1 and len(tasks) > 1:
+            return _parallel(tasks, batch_size, workers, tmpdir)
+        return _serial(tasks, batch_size)
+
+    return ingest_with(local, sources, out, fmt, mapping, batch_size, progress)
+
+
+Stream = Iterator[tuple[FileTask, Iterator[pa.RecordBatch], FileReport]]
+
+
+def ingest_with(read: Any, sources: list[str], out: str | os.PathLike[str], fmt: str = "auto",
+                mapping: dict[str, str] | None = None, batch_size: int = 8192, progress: bool = True) -> IngestStats:
+    """``ingest`` with the files read by ``read(tasks, tmpdir) -> Stream`` (the local pool or Ray).
+
+    ``read`` must hand back every task's batches strictly in task order; ``tmpdir`` is an empty
+    directory beside ``out`` for its temporary files, removed afterwards whatever happens.
+    """
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     out = Path(out)
@@ -552,11 +570,8 @@ def ingest(sources: list[str], out: str | os.PathLike[str], fmt: str = "auto",
         with atomic_path(out) as tmp, Progress("ingest", unit="posts", enabled=progress) as bar:
             writer = _RowGroupWriter(tmp, batch_size)
             try:
-                if workers > 1 and len(tasks) > 1:
-                    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent))
-                    stream = _parallel(tasks, batch_size, workers, tmpdir)
-                else:
-                    stream = _serial(tasks, batch_size)
+                tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent))
+                stream = read(tasks, tmpdir)
                 with contextlib.closing(stream):
                     for task, batches, report in stream:
                         for batch in batches:
