@@ -3,7 +3,9 @@
     python benchmarks/data_pipeline.py --posts 1000000 [--sizes 250000,1000000] [--out /tmp/murmur-bench]
 
 Generates a demo world of the requested size, then runs ingest, clean (with near-dedup), tokenizer
-training and tokenize, each in a fresh process so its peak memory is its own. Beside murmur's
+training and tokenize, each in a fresh process so its peak memory is its own, with 1 and 2 local
+workers, then ingest, clean and tokenize on a local Ray instance on the same cores (checked to give
+the local engine's output byte for byte). Beside murmur's
 tokenize it runs the same encoding with a plain `tokenizers` `encode_batch` loop (no shards, no
 split, no workers), so the cost of murmur's own layer is visible. Running two corpus sizes shows
 whether memory stays flat as the corpus grows. Results go to docs/benchmarks.md.
@@ -25,6 +27,8 @@ from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTS_PER_USER = 12.0  # WorldConfig's mean; the user count is derived from the requested posts
+LOAD_AT_START = os.getloadavg()[0]  # other jobs on the same cores make absolute rates noisy: compare ratios
+RAY_STAGES = ("ingest", "clean", "tokenize")  # tokenizer training is one Rust process: no Ray engine
 
 STAGES = {
     "generate": """
@@ -61,6 +65,39 @@ STAGES = {
         RESULT["kept"] = r.kept
         RESULT["rss_ray_worker_mb"] = mem.peak_mb
         RESULT["same_as_local"] = (OUT / "clean-ray.parquet").read_bytes() == (OUT / "clean.parquet").read_bytes()
+    """,
+    "ingest-ray": """
+        import os
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from murmur.data.ray_engine import connect, ingest_ray
+        t_start = time.perf_counter()
+        connect(None, num_cpus=WORKERS)
+        RESULT["ray_start_s"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        with RayWorkerMemory() as mem:
+            s = ingest_ray([str(OUT / "world" / "archives"), str(OUT / "world" / "api")], OUT / "posts-ray.parquet",
+                           workers=WORKERS)
+        RESULT["posts"] = s.posts
+        RESULT["rss_ray_worker_mb"] = mem.peak_mb
+        RESULT["same_as_local"] = (OUT / "posts-ray.parquet").read_bytes() == (OUT / "posts.parquet").read_bytes()
+    """,
+    "tokenize-ray": """
+        import os
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from murmur.data.ray_engine import connect, tokenize_ray
+        from murmur.data.shards import ShardConfig
+        t_start = time.perf_counter()
+        connect(None, num_cpus=WORKERS)
+        RESULT["ray_start_s"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        with RayWorkerMemory() as mem:
+            m = tokenize_ray(OUT / "clean.parquet", OUT / "tokenizer", OUT / "shards-ray", ShardConfig(),
+                             workers=WORKERS, overwrite=True)
+        RESULT["posts"] = m.train_docs + m.val_docs
+        RESULT["rss_ray_worker_mb"] = mem.peak_mb
+        names = sorted(p.name for p in (OUT / "shards").iterdir())
+        RESULT["same_as_local"] = names == sorted(p.name for p in (OUT / "shards-ray").iterdir()) and all(
+            (OUT / "shards" / n).read_bytes() == (OUT / "shards-ray" / n).read_bytes() for n in names)
     """,
     "tokenizer": """
         from murmur.tokenizer import TokenizerConfig, train_tokenizer
@@ -147,7 +184,8 @@ def machine() -> str:
 
     from murmur.train.metrics import cpu_model_name
 
-    return (f"{cpu_model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    return (f"{cpu_model_name()}, {os.cpu_count()} cores (load average {LOAD_AT_START:.1f} at the start), "
+            f"Python {platform.python_version()}, "
             f"tokenizers {tokenizers.__version__}, pyarrow {pyarrow.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
@@ -174,11 +212,12 @@ def main() -> None:
                       f"peak RSS {res[stage]['rss_main_mb']:,.0f} MB (+ worker {res[stage]['rss_worker_mb']:,.0f} MB)",
                       flush=True)
             rows.append({"size": gen["posts"], "target": size, "workers": workers, **res})
-        ray_row = run_stage("clean-ray", out, 2, users)
-        rows_by(rows, size, 2)["clean-ray"] = ray_row
-        print(f"[{size:,}] clean on Ray (2 workers): {ray_row['posts_per_s']:,.0f} posts/s "
-              f"(Ray start {ray_row['ray_start_s']:.1f}s), largest Ray worker {ray_row['rss_ray_worker_mb']:,.0f} MB, "
-              f"same file as local: {ray_row['same_as_local']}", flush=True)
+        for stage in RAY_STAGES:
+            ray_row = run_stage(f"{stage}-ray", out, 2, users)
+            rows_by(rows, size, 2)[f"{stage}-ray"] = ray_row
+            print(f"[{size:,}] {stage} on Ray (2 workers): {ray_row['posts_per_s']:,.0f} posts/s "
+                  f"(Ray start {ray_row['ray_start_s']:.1f}s), largest Ray worker {ray_row['rss_ray_worker_mb']:,.0f} MB, "
+                  f"same output as local: {ray_row['same_as_local']}", flush=True)
         plain = run_stage("plain-encode_batch", out, 1, users)
         rows_by(rows, size, 1)["plain"] = plain
         print(f"[{size:,}] plain encode_batch: {plain['posts_per_s']:,.0f} posts/s", flush=True)
@@ -211,21 +250,24 @@ def write_markdown(rows: list[dict], path: Path) -> None:
             + f" | {pipeline_rate(r):,.0f} | {rss} |")
     ray_rows = [r for r in rows if "clean-ray" in r]
     if ray_rows:
-        lines += ["", "Clean on a Ray instance beside the local engine, on the same 2 cores (Ray's own start-up, a one-off "
-                      "per cluster, is shown apart and not counted in the rate; the whole pipeline with Ray counts the "
-                      "other stages as in the 2-worker row):", "",
-                  "| posts | local, 1 worker | local, 2 workers | Ray, 2 workers | Ray / local 2 | Ray start (s) | "
-                  "whole pipeline with Ray clean | peak RSS: local clean main (worker) / largest Ray worker (MB) | "
-                  "same file |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        lines += ["", "Each stage on a Ray instance beside the local engine, on the same 2 cores (Ray's own start-up, a "
+                      "one-off per cluster, is shown apart and not counted in the rate). Whole pipeline with Ray = the "
+                      "three Ray stages plus tokenizer training (one Rust process, no Ray engine):", "",
+                  "| posts | stage | local, 1 worker | local, 2 workers | Ray, 2 workers | Ray / local 2 | Ray start (s) | "
+                  "peak RSS: local main (worker) / largest Ray worker (MB) | same output |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
         for r in ray_rows:
             one = rows_by(rows, r["target"], 1)
-            ray, loc = r["clean-ray"], r["clean"]
-            whole = r["ingest"]["posts"] / sum(r[s]["seconds"] for s in ("ingest", "clean-ray", "tokenizer", "tokenize"))
-            lines.append(f"| {r['size']:,} | {one['clean']['posts_per_s']:,.0f} | {loc['posts_per_s']:,.0f} | "
-                         f"{ray['posts_per_s']:,.0f} | {ray['posts_per_s'] / loc['posts_per_s']:.2f} | "
-                         f"{ray['ray_start_s']:.1f} | {whole:,.0f} | {loc['rss_main_mb']:,.0f} ({loc['rss_worker_mb']:,.0f})"
-                         f" / {ray['rss_ray_worker_mb']:,.0f} | {'yes' if ray['same_as_local'] else 'NO'} |")
+            for stage in RAY_STAGES:
+                ray, loc = r[f"{stage}-ray"], r[stage]
+                lines.append(f"| {r['size']:,} | {stage} | {one[stage]['posts_per_s']:,.0f} | {loc['posts_per_s']:,.0f} | "
+                             f"{ray['posts_per_s']:,.0f} | {ray['posts_per_s'] / loc['posts_per_s']:.2f} | "
+                             f"{ray['ray_start_s']:.1f} | {loc['rss_main_mb']:,.0f} ({loc['rss_worker_mb']:,.0f})"
+                             f" / {ray['rss_ray_worker_mb']:,.0f} | {'yes' if ray['same_as_local'] else 'NO'} |")
+            whole_ray = r["ingest"]["posts"] / sum(r[s]["seconds"] for s in
+                                                   ("ingest-ray", "clean-ray", "tokenizer", "tokenize-ray"))
+            lines.append(f"| {r['size']:,} | whole pipeline | {pipeline_rate(one):,.0f} | {pipeline_rate(r):,.0f} | "
+                         f"{whole_ray:,.0f} | {whole_ray / pipeline_rate(r):.2f} | | | |")
     lines += ["", "Tokenize beside a plain `tokenizers` `encode_batch` loop over the same Parquet (1 process):", "",
               "| posts | murmur tokenize (posts/s) | plain encode_batch (posts/s) | murmur / plain |",
               "| ---: | ---: | ---: | ---: |"]

@@ -1,4 +1,5 @@
-"""Ray as the cluster engine of ``murmur data clean``: the local engine's per-batch work as Ray Data tasks.
+"""Ray as the cluster engine of ``murmur data ingest|clean|tokenize``: the local engine's per-file and
+per-batch work as Ray Data tasks (``ingest_ray``, ``clean_ray``, ``tokenize_ray``; clean described here).
 
 ``murmur data clean SRC -o OUT --engine ray [--address auto|HOST:PORT|ray://HOST:PORT]``
 
