@@ -196,6 +196,19 @@ def test_workers_give_identical_output(run, tmp_path):
     assert one.dropped_by_reason == two.dropped_by_reason == other_batches.dropped_by_reason
 
 
+def test_dedup_buckets_on_disk_give_identical_output(run, tmp_path, monkeypatch):
+    import murmur.data.clean as cl
+
+    tmp, src, base = run
+    monkeypatch.setattr(cl, "DEDUP_BUCKET_ROWS", 7)  # a bucket file per few key rows: many buckets
+    assert cl._buckets(len(ROWS), CleanConfig()) > 20
+    many = clean(src, tmp_path / "m.parquet", CleanConfig(batch_size=4), stats_path=tmp_path / "m.json")
+    assert _digest(tmp_path / "m.parquet") == _digest(tmp / "out" / "clean.parquet")
+    assert many.dropped_by_reason == base.dropped_by_reason and many.scrubbed == base.scrubbed
+    assert many.dropped_by_reason["duplicate"] and many.dropped_by_reason["near_duplicate"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.parquet"]  # no spill files left
+
+
 def test_source_lang_policies(tmp_path):
     src = write_posts(tmp_path / "posts.parquet", [
         ("a", 0, "es", "2024 2025 2026 !!", None),

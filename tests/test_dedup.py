@@ -114,3 +114,31 @@ def test_impossible_banding_is_a_config_error():
 
     with pytest.raises(ConfigError, match="threshold 0.95 and 16 permutations"):
         dd.MinHasher(num_perm=16, threshold=0.95)
+
+
+@pytest.mark.parametrize("buckets", [1, 7])
+@pytest.mark.parametrize("checks", ["both", "exact", "near"])
+def test_the_spilled_index_decides_as_the_in_memory_one(tmp_path, buckets, checks):
+    # many collisions, tied and missing timestamps, tied post ids, added in several batches
+    rng = np.random.default_rng(0)
+    n = 5000
+    exact = rng.integers(0, 1500, n).astype(np.uint64)
+    bands = rng.integers(0, 4000, (n, 9)).astype(np.uint64)
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    times = [None if rng.random() < 0.05 else base + dt.timedelta(seconds=int(s)) for s in rng.integers(0, 300, n)]
+    ids = [f"p{i}" for i in rng.integers(0, 4000, n)]
+    created = pa.array(times, pa.timestamp("us", tz="UTC"))
+    post_id = pa.array(ids, pa.string())
+    use_exact = exact if checks != "near" else None
+    use_bands = bands if checks != "exact" else None
+    expected = dd.decide(time_order(created, post_id), use_exact, use_bands)
+    index = dd.SpilledIndex(tmp_path, buckets)
+    for lo in range(0, n, 1234):
+        hi = min(n, lo + 1234)
+        index.add(None if use_exact is None else use_exact[lo:hi], None if use_bands is None else use_bands[lo:hi],
+                  created.slice(lo, hi - lo), post_id.slice(lo, hi - lo))
+    got = index.decide()
+    assert got.tolist() == expected.tolist()
+    assert ((got == dd.DUPLICATE).sum() > 100) == (checks != "near")
+    assert ((got == dd.NEAR_DUPLICATE).sum() > 100) == (checks != "exact")
+    assert list(tmp_path.iterdir()) == []  # every bucket file removed once read

@@ -29,21 +29,25 @@ Each post goes through these steps; the first that drops it names its one reason
 
 **Parallelism and determinism.** Steps 1-5 and the dedup hashes are per-post work: the input is read
 in batches of ``batch_size`` rows and each batch is processed by a worker process (``--workers``);
-results come back in batch order. Step 6 needs every post, in time order: it runs once in the main
-process over the compact hashes of all surviving posts, with stable sorts. The output is therefore
-identical for any number of workers (and any batch size).
+results come back in batch order. Step 6 needs every post, in time order: each survivor's exact hash
+and LSH band keys go, as key rows with its time-order key, to bucket files on disk partitioned by key
+(``dedup.SpilledIndex``); each bucket is then sorted alone and every post that has an earlier post
+with the same key is flagged. The output is therefore identical for any number of workers, batch size
+or number of buckets (and equal to ``dedup.decide`` over all posts at once).
 
-**Streaming.** Posts are read in batches; the survivors of steps 1-5 go to a temporary Parquet
-file beside the output, and a second pass copies the kept ones to the output. What stays in memory
-for the whole run is the dedup index: ~80 bytes of hashes per surviving post plus its timestamp,
-``post_id`` and language code (see ``dedup.py``); about 150 bytes per post in all. Both the output
-and ``stats.json`` are written atomically.
+**Streaming.** Posts are read in batches; the survivors of steps 1-5 (with their PII masks) go to a
+temporary Parquet file in a hidden directory beside the output, their key rows to the bucket files
+there, and a second pass copies the kept ones to the output, counting PII and languages as it goes.
+What stays in memory: one bucket of key rows while it is sorted (buckets are sized for about 4M key
+rows, ~200 MB: ``DEDUP_BUCKET_ROWS``) and one byte per surviving post for the decision (1 GB per
+billion posts). The spill directory is removed whatever happens; the output and ``stats.json`` are
+written atomically.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
+import shutil
 import tempfile
 import time
 from collections import Counter, deque
@@ -396,58 +400,59 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
 
     reasons: Counter = Counter()
     identified: Counter = Counter()
-    exact_parts, band_parts, pii_parts, time_parts, id_parts, lang_parts = [], [], [], [], [], []
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".survivors.parquet", dir=out.parent)
-    os.close(fd)
-    survivors_path = Path(tmp_name)
+    spill = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".clean", dir=out.parent))
+    survivors_path = spill / "survivors.parquet"
+    dedup = cfg.exact_dedup or cfg.near_dedup
     try:
-        # pass 1: steps 1-5 and the dedup hashes, batch by batch
+        index = dd.SpilledIndex(spill, _buckets(total, cfg)) if dedup else None
+        # pass 1: steps 1-5 and the dedup hashes, batch by batch; survivors and their key rows to disk
         batches = (_conform(b, src) for b in pf.iter_batches(batch_size=cfg.batch_size))
-        with pq.ParquetWriter(survivors_path, POST_SCHEMA, compression="lz4") as writer, \
+        n_surv = 0
+        with pq.ParquetWriter(survivors_path, _SURVIVOR_SCHEMA, compression="lz4") as writer, \
                 Progress("clean", total=total, unit="posts") as progress:
             for res in _process_all(batches, cfg, workers):
                 reasons.update(res.reasons)
                 identified.update(res.identified)
-                writer.write_batch(res.kept)
-                if res.exact is not None:
-                    exact_parts.append(res.exact)
-                if res.bands is not None:
-                    band_parts.append(res.bands)
-                pii_parts.append(res.pii)
-                time_parts.append(res.kept.column("created_at"))
-                id_parts.append(res.kept.column("post_id"))
-                lang_parts.append(res.kept.column("lang"))
+                writer.write_batch(res.kept.append_column(_PII, pa.array(res.pii, type=pa.uint8())))
+                if index is not None and res.kept.num_rows:
+                    index.add(res.exact, res.bands, res.kept.column("created_at"), res.kept.column("post_id"))
+                n_surv += res.kept.num_rows
                 progress.advance(res.n_in)
 
-        # step 6: duplicates, in time order over every survivor
-        n_surv = sum(len(p) for p in pii_parts)
+        # step 6: duplicates, one bucket of keys at a time
         decision = np.zeros(n_surv, dtype=np.int8)
-        if n_surv and (cfg.exact_dedup or cfg.near_dedup):
-            log(f"clean: finding duplicates among {n_surv:,} posts in time order")
-            order = time_order(pa.chunked_array(time_parts, type=POST_SCHEMA.field("created_at").type),
-                               pa.chunked_array(id_parts, type=pa.string()))
-            exact = np.concatenate(exact_parts) if exact_parts else None
-            decision = dd.decide(order, exact, band_parts or None)
+        if n_surv and index is not None:
+            log(f"clean: finding duplicates among {n_surv:,} posts in time order ({index.buckets} key buckets)")
+            decision = index.decide()
         reasons[DUPLICATE] += int((decision == dd.DUPLICATE).sum())
         reasons[NEAR_DUPLICATE] += int((decision == dd.NEAR_DUPLICATE).sum())
         keep = decision == dd.KEEP
+        del decision
 
-        # pass 2: copy the kept survivors to the output
+        # pass 2: copy the kept survivors to the output, counting their PII and languages
         log(f"clean: writing {int(keep.sum()):,} kept posts")
+        scrubbed: Counter = Counter()
+        langs_kept: Counter = Counter()
         with atomic_path(out) as tmp_out:
-            _write_kept(survivors_path, keep, tmp_out, cfg.batch_size)
+            _write_kept(survivors_path, keep, tmp_out, cfg.batch_size, scrubbed, langs_kept)
     finally:
-        survivors_path.unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
 
-    pii = np.concatenate(pii_parts) if pii_parts else np.zeros(0, np.uint8)
-    langs_kept: Counter = Counter()
-    if n_surv:
-        all_langs = pa.chunked_array(lang_parts, type=pa.string()).filter(pa.array(keep))
-        for item in pc.value_counts(all_langs).to_pylist():
-            langs_kept[item["values"]] = item["counts"]
-    return finish(src, out, stats_path, cfg, total, reasons, identified, pii_counts(pii[keep]), langs_kept,
+    return finish(src, out, stats_path, cfg, total, reasons, identified, scrubbed, langs_kept,
                   time.perf_counter() - start, workers)
+
+
+_PII = "_pii"
+_SURVIVOR_SCHEMA = POST_SCHEMA.append(pa.field(_PII, pa.uint8()))
+DEDUP_BUCKET_ROWS = 1 << 22
+"""Key rows per dedup bucket the local engine aims at (~200 MB while one is sorted)."""
+
+
+def _buckets(total: int, cfg: CleanConfig) -> int:
+    """Dedup buckets for ``total`` input posts: enough that one bucket's key rows stay near DEDUP_BUCKET_ROWS."""
+    kinds = int(cfg.exact_dedup) + (dd.lsh_params(cfg.near_dup_threshold, cfg.minhash_perms)[0] if cfg.near_dedup else 0)
+    return max(1, -(-total * kinds // DEDUP_BUCKET_ROWS))
 
 
 def pii_counts(pii_kept: np.ndarray) -> Counter:
@@ -493,14 +498,20 @@ def time_order(created_at: pa.ChunkedArray | pa.Array, post_id: pa.ChunkedArray 
     return idx.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int) -> None:
-    """Copy the rows of ``survivors`` whose ``keep`` flag is set, in order, in row groups of 64k."""
+def _write_kept(survivors: Path, keep: np.ndarray, target: Path, batch_size: int, scrubbed: Counter,
+                langs: Counter) -> None:
+    """Copy the rows of ``survivors`` whose ``keep`` flag is set, in order, in row groups of 64k; their
+    PII (``pii_counts``) and languages are counted in ``scrubbed`` and ``langs``."""
     def kept_parts() -> Iterator[pa.RecordBatch]:
         offset = 0
         for batch in pq.ParquetFile(survivors).iter_batches(batch_size=batch_size):
             mask = keep[offset:offset + batch.num_rows]
             offset += batch.num_rows
-            yield batch if mask.all() else batch.filter(pa.array(mask))
+            kept = batch if mask.all() else batch.filter(pa.array(mask))
+            scrubbed.update(pii_counts(kept.column(_PII).to_numpy(zero_copy_only=False).astype(np.uint8)))
+            for item in pc.value_counts(kept.column("lang")).to_pylist():
+                langs[item["values"]] += item["counts"]
+            yield pa.RecordBatch.from_arrays(kept.columns[:-1], schema=POST_SCHEMA)
 
     write_posts(kept_parts(), target)
 

@@ -23,9 +23,10 @@ threshold 0.8, 9 bands of 13 rows, pairs at Jaccard 0.9 collide 93% of the time,
 posts without a timestamp last. The decision is made over all posts at once with stable sorts
 (``decide``), so it does not depend on how the posts were batched or on the number of workers.
 
-**Memory** grows with the number of posts that reach deduplication: 8 bytes of exact hash plus 8
-bytes per band (80 bytes at the defaults) plus the sort keys (timestamp and post id). Nothing else
-of a post is kept between batches.
+**Memory.** ``decide`` holds the keys of all posts (8 bytes of exact hash plus 8 per band, 80 bytes at
+the defaults, plus the sort keys). ``SpilledIndex`` makes the same decisions with the keys in bucket
+files on disk, partitioned by key, sorting one bucket at a time: the local engine's clean uses it, and
+the Ray engine does the same with a shuffle.
 """
 
 from __future__ import annotations
@@ -217,3 +218,102 @@ def decide(order: np.ndarray, exact: np.ndarray | None,
     decision = np.empty(n, dtype=np.int8)
     decision[order] = decision_t
     return decision
+
+
+# ---------------------------------------------------------------- the decision without an index in memory
+
+KEY_ROW_FIELDS = (("kind", "int16"), ("key", "uint64"), ("t", "int64"), ("id", "string"), ("pos", "int64"))
+"""A key row: which key (0 = exact hash, j = LSH band j), its value, and the post's time-order key
+(``created_at`` as an integer, missing = last; ``post_id``; position in input order)."""
+
+NO_TIME = np.iinfo(np.int64).max  # posts without a timestamp come last
+
+
+def key_row_schema():
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, typ)()) for name, typ in KEY_ROW_FIELDS])
+
+
+def key_rows(exact: np.ndarray | None, bands: np.ndarray | None, created_at, post_id, pos: np.ndarray) -> list:
+    """One key-row table per kind of key (exact hash, then each band) for a batch of posts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(pos)
+    t = pc.fill_null(created_at.cast(pa.int64()), NO_TIME).to_numpy(zero_copy_only=False)
+    blocks = ([(0, exact)] if exact is not None else []) + \
+        ([(j + 1, bands[:, j]) for j in range(bands.shape[1])] if bands is not None else [])
+    return [pa.table([np.full(n, kind, np.int16), np.ascontiguousarray(key, dtype=np.uint64), t, post_id, pos],
+                     schema=key_row_schema()) for kind, key in blocks]
+
+
+def bucket_of(kind: int, key: np.ndarray, buckets: int) -> np.ndarray:
+    """The bucket of each key: every row of one (kind, key) lands in the same bucket."""
+    return (fmix64(np.ascontiguousarray(key, dtype=np.uint64) ^ np.uint64(kind)) % np.uint64(buckets)).astype(np.int32)
+
+
+def flag_later(keys) -> tuple[np.ndarray, np.ndarray]:
+    """For key rows holding whole (kind, key) groups: the rows that are not their key's earliest post
+    (indices into ``keys``) and their flag, ``DUPLICATE`` for an exact hash, ``NEAR_DUPLICATE`` for a band."""
+    import pyarrow.compute as pc
+
+    if keys.num_rows == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int8)
+    order = pc.sort_indices(keys, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("t", "ascending"),
+                                             ("id", "ascending"), ("pos", "ascending")]).to_numpy()
+    kind = keys.column("kind").to_numpy()[order]
+    key = keys.column("key").to_numpy()[order]
+    later = np.r_[False, (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])]
+    return order[later], np.where(kind[later] == 0, DUPLICATE, NEAR_DUPLICATE).astype(np.int8)
+
+
+class SpilledIndex:
+    """Keep-the-earliest deduplication with its keys on disk, not in memory.
+
+    ``add`` appends each post's key rows to one of ``buckets`` Arrow IPC files by key; ``decide`` reads
+    one bucket at a time, sorts it and flags every post that has an earlier post with the same key
+    (``flag_later``). The decisions equal ``decide``'s over all posts at once (a key's rows are all in
+    one bucket, and the earliest is chosen by the same order); what stays in memory is one bucket
+    (~45 bytes x 10 key rows per post / ``buckets``) and one byte per post for the decision.
+    """
+
+    def __init__(self, directory, buckets: int):
+        import pyarrow as pa
+
+        self.directory, self.buckets, self.n = directory, max(1, int(buckets)), 0
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
+        self.paths = [directory / f"keys-{b:05d}.arrow" for b in range(self.buckets)]
+        self.writers = [pa.ipc.new_stream(str(p), key_row_schema(), options=opts) for p in self.paths]
+
+    def add(self, exact: np.ndarray | None, bands: np.ndarray | None, created_at, post_id) -> None:
+        """Key rows of the next ``len(post_id)`` posts (positions continue from the previous call)."""
+        n = len(post_id)
+        pos = np.arange(self.n, self.n + n, dtype=np.int64)
+        self.n += n
+        for table in key_rows(exact, bands, created_at, post_id, pos):
+            bucket = bucket_of(int(table.column("kind")[0].as_py()), table.column("key").to_numpy(), self.buckets) \
+                if self.buckets > 1 else np.zeros(n, np.int32)
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
+            for b in range(self.buckets):
+                if bounds[b + 1] > bounds[b]:
+                    self.writers[b].write_table(table.take(order[bounds[b]:bounds[b + 1]]))
+
+    def decide(self) -> np.ndarray:
+        """``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE`` per post, in the order they were added."""
+        import pyarrow as pa
+
+        for w in self.writers:
+            w.close()
+        decision = np.full(self.n, 127, dtype=np.int8)  # 127: no flag yet
+        for path in self.paths:
+            with pa.memory_map(str(path)) as source:
+                keys = pa.ipc.open_stream(source).read_all()
+            idx, flag = flag_later(keys)
+            np.minimum.at(decision, keys.column("pos").to_numpy()[idx], flag)  # duplicate (1) before near (2)
+            del keys
+            path.unlink()
+            pa.default_memory_pool().release_unused()
+        decision[decision == 127] = KEEP
+        return decision

@@ -228,13 +228,7 @@ def _flag_later(keys: pa.Table) -> pa.Table:
     """For the key rows of one bucket: every row but the earliest of its (kind, key), as a flag."""
     if keys.num_rows == 0:
         return _FLAG_SCHEMA.empty_table()
-    order = pc.sort_indices(keys, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("t", "ascending"),
-                                             ("id", "ascending"), ("pos", "ascending")])
-    kind = keys.column("kind").to_numpy()[order.to_numpy()]
-    key = keys.column("key").to_numpy()[order.to_numpy()]
-    later = np.r_[False, (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])]
-    idx = order.to_numpy()[later]
-    flag = np.where(kind[later] == 0, dd.DUPLICATE, dd.NEAR_DUPLICATE).astype(np.int8)
+    idx, flag = dd.flag_later(keys)  # the local engine's rule, bucket by bucket
     return pa.table([keys.column("unit").take(idx), keys.column("pos").take(idx), flag], schema=_FLAG_SCHEMA)
 
 
