@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +19,7 @@ from search_helpers import tiny_corpus
 
 from murmur.errors import InputError, MurmurError
 from murmur.search.analyze import doc_terms, highlight_spans, query_terms
-from murmur.search.index import SearchIndex, build_index
+from murmur.search.index import CompactConfig, SearchIndex, build_index
 from murmur.search.retrieve import make_request
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,3 +191,83 @@ def test_cli_index_query_json_and_errors(corpus, tmp_path):
                  ["query", str(tmp_path), "x"], ["query", str(out), "x" * 10_000]):
         r = _cli(*args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def _hits(ix: SearchIndex, word: str) -> list[str]:
+    return [h["post_id"] for h in ix.search(make_request(word, mode="lexical", k=50))]
+
+
+def test_compaction_folds_the_log_into_segments(index_dir):
+    cfg = CompactConfig(auto=False, max_segments=3)
+    with SearchIndex(index_dir, compact=cfg) as ix:
+        base = ix.store.get(0)["post_id"]
+        for r in range(4):  # four compactions: segments are merged past max_segments
+            ix.add([{"post_id": f"c{r}", "text": f"The plonkwort{r} market opened downtown with fresh bread today"}])
+            assert ix.compact()
+            assert sorted(p.name for p in index_dir.glob("wal-*")) == []
+        assert not ix.compact()  # nothing new
+        assert ix.delete("c1") and ix.delete(base)
+        ix.add([{"post_id": "late", "text": "A late plonkwort9 post after the last compaction of the day"}])
+        n = len(ix)
+    state = json.loads((index_dir / "segments.json").read_text())
+    assert len(state["segments"]) <= 3 and state["posts"] == n + 2  # close() compacted the rest
+    with SearchIndex(index_dir, compact=cfg) as ix:
+        assert len(ix) == n
+        assert _hits(ix, "plonkwort0") == ["c0"] and _hits(ix, "plonkwort1") == [] and _hits(ix, "plonkwort9") == ["late"]
+        assert base not in {ix.store.get(int(k))["post_id"] for k in np.flatnonzero(ix.store.alive.view)}
+        ix.add([{"post_id": "c1", "text": "The plonkwort1 market is back again with cheese and honey"}])
+    with SearchIndex(index_dir, writable=False) as ix:
+        assert _hits(ix, "plonkwort1") == ["c1"]
+
+
+_CHURN = """
+import sys
+from murmur.search.index import CompactConfig, SearchIndex
+ix = SearchIndex(sys.argv[1], compact=CompactConfig(auto=False, on_close=False))
+r = sys.argv[2]
+for i in range(100000):
+    pid = f"k{r}x{i}"
+    ix.add([{"post_id": pid, "text": f"Notes from the zq{r}x{i} gardening club meeting with tomatoes today"}])
+    print("A", pid, flush=True)
+    if i % 3 == 2:
+        gone = f"k{r}x{i - 1}"
+        ix.delete(gone)
+        print("D", gone, flush=True)
+    ix.compact()
+"""
+
+
+def test_kill_9_during_compaction_loses_nothing(index_dir):
+    """A writer that adds, deletes and compacts in a loop is killed at random moments, again and again:
+    every acknowledged add is found after each restart and no acknowledged delete comes back."""
+    import random
+    import threading
+
+    rng = random.Random(0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    added: set[str] = set()
+    deleted: set[str] = set()
+    for r in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", _CHURN, str(index_dir), str(r)], stdout=subprocess.PIPE,
+                                env=env, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while len(lines) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        for line in list(lines):
+            op, pid = line.split()
+            (added if op == "A" else deleted).add(pid)
+        with SearchIndex(index_dir, compact=CompactConfig(auto=False, on_close=False)) as ix:
+            alive = {ix.store.get(int(k))["post_id"] for k in np.flatnonzero(ix.store.alive.view)}
+            assert added - deleted <= alive, sorted(added - deleted - alive)
+            assert not deleted & alive, sorted(deleted & alive)
+            for pid in rng.sample(sorted(added), min(10, len(added))):
+                r_, i_ = pid[1:].split("x")
+                assert _hits(ix, f"zq{r_}x{i_}") == ([] if pid in deleted else [pid])
+    assert len(added) > 20

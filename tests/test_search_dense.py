@@ -108,3 +108,26 @@ def test_http_routes_and_openai_embeddings(built, embedder, tmp_path):
             assert np.allclose(np.frombuffer(base64.b64decode(b64.data[0].embedding), "<f4"), v, atol=1e-4)
             assert out.usage.total_tokens > 0
     engine.stop()
+
+
+def test_compaction_keeps_vectors_and_graph(built, embedder, tmp_path):
+    import shutil
+
+    from murmur.search.index import CompactConfig
+
+    idx = tmp_path / "idx"
+    shutil.copytree(built[1], idx)
+    cfg = CompactConfig(auto=False)
+    with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:
+        ix.add([{"post_id": "v1", "text": "Just baked sourdough bread with a crunchy crust this morning"}])
+        assert ix.compact()
+        ix.add([{"post_id": "v2", "text": "Our kayak trip down the river was wild and wet and wonderful"}])
+        victim = ix.search(make_request("running a marathon", mode="dense", k=1))[0]["post_id"]
+        assert ix.delete(victim)
+    assert not list(idx.glob("wal-*")) and list(idx.glob("graph-*.usearch")) and list(idx.glob("seg-*.npy"))
+    with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:
+        assert ix.search(make_request("homemade bread baking", mode="dense", k=1))[0]["post_id"] == "v1"
+        assert ix.search(make_request("paddling on a river", mode="dense", k=1))[0]["post_id"] == "v2"
+        assert victim not in [r["post_id"] for r in ix.search(make_request("running a marathon", mode="dense"))]
+        queries = embedder.encode(["bread", "river kayak", "marathon"], "query")
+        assert recall_at_k(ix.dense, queries, ix.store.alive.view, k=10) >= 0.9

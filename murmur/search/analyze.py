@@ -10,7 +10,8 @@ One pass over the text finds tokens by shape:
   the Snowball stemmer of the post's language (English or Spanish; other languages are not stemmed).
 
 A query's language is not known, so each query word is stemmed both ways and the alternatives are
-one disjunction (:func:`query_terms`). Highlights are found by analysing each word of a result's
+one disjunction (:func:`query_terms`); English and Spanish function words (:data:`STOPWORDS`) are
+dropped from a query that holds another word (posts keep them as terms). Highlights are found by analysing each word of a result's
 text the same way and keeping those whose term the query asked for (:func:`highlight_spans`).
 """
 
@@ -31,6 +32,24 @@ _TOKEN_RE = re.compile(
     _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
 _CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _MENTION_PLACEHOLDER = "user"
+
+# Function words of the Snowball stop lists (folded), dropped from queries that hold another word:
+# "la temporada de tierra batida" must not match every Spanish post through "la" and "de". Words
+# that are content words in the other language ("son", "sin", "me") are left out.
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having her here hers herself him himself his how i if in into is it its itself just more most my
+myself nor not of off on once only or other our ours ourselves out over own same she should so some
+such than that the their theirs them themselves then there these they this those through to too
+under until up very was we were what when where which while who whom why will with would you your
+yours yourself yourselves
+al algo algunas algunos ante antes como con contra cual cuando de del desde donde durante e el ella
+ellas ellos en entre era eran es esa esas ese eso esos esta estaba estado estan estar estas este
+esto estos fue fueron ha habia han hasta hay la las le les lo los mas mi mis mucho muchos muy nada
+ni nos nosotros o os otra otras otro otros para pero poco por porque que quien se sea ser si sobre
+su sus tambien tanto te tiene tienen todo todos tu tus un una unas uno unos y ya yo
+""".split())
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,12 +120,14 @@ def query_terms(query: str) -> list[set[str]]:
     """The query as a list of alternatives: one set of terms per query word.
 
     A plain word becomes its English stem, its Spanish stem and its folded form (the language of a
-    query is unknown); a hashtag matches the hashtag term or its words; a mention the mention term.
+    query is unknown); function words count only when the query has nothing else; a hashtag matches the hashtag term or its words; a mention the mention term.
     """
     groups: list[set[str]] = []
+    stop: list[set[str]] = []
     for _, _, kind, tok in _tokens(query):
         if kind == "w":
-            groups.append({word_term(tok, "en"), word_term(tok, "es"), fold(tok)})
+            (stop if fold(tok) in STOPWORDS else groups).append({word_term(tok, "en"), word_term(tok, "es"),
+                                                                  fold(tok)})
         elif kind == "#":
             groups.append({"#" + fold(tok)})
             parts = _CAMEL_RE.findall(tok)
@@ -114,7 +135,7 @@ def query_terms(query: str) -> list[set[str]]:
                 groups.append({word_term(p, "en"), word_term(p, "es"), fold(p)})
         else:
             groups.append({"@" + fold(tok)})
-    return groups
+    return groups or stop
 
 
 def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:

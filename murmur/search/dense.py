@@ -33,11 +33,15 @@ class DenseIndex:
         self.ann = ann
 
     @classmethod
-    def load(cls, vectors_path: Path, ann_path: Path) -> DenseIndex:
-        base = np.load(vectors_path, mmap_mode="r")
-        ann = new_ann(base.shape[1])
+    def load(cls, vector_paths: list[Path], ann_path: Path) -> DenseIndex:
+        """The segments' vectors (memory-mapped, in key order) and the graph over them."""
+        from murmur.search.segments import Stacked
+
+        parts = [np.load(p, mmap_mode="r") for p in vector_paths]
+        dim = parts[0].shape[1]
+        ann = new_ann(dim)
         ann.load(str(ann_path))
-        return cls(base.shape[1], base, ann)
+        return cls(dim, parts[0] if len(parts) == 1 else Stacked(parts, dim), ann)
 
     def __len__(self) -> int:
         return len(self.base) + len(self.added)
@@ -46,7 +50,8 @@ class DenseIndex:
         assert key == len(self), "dense keys are added in order"
         row = vector.astype(np.float16)
         self.added.append(row)
-        self.ann.add(key, row)
+        if key not in self.ann:  # a graph saved by compaction may already hold a later add
+            self.ann.add(key, row)
 
     def remove(self, key: int) -> None:
         if key in self.ann:

@@ -7,7 +7,8 @@ build that dies leaves the previous index as it was)::
     posts.parquet   the indexed posts (row = key): what results show
     lexical/        the tantivy BM25 index (:mod:`murmur.search.lexical`)
     vectors.npy     float16 embeddings (row = key), and dense.usearch, their HNSW graph
-    wal.jsonl       adds and deletes since the build (:mod:`murmur.search.wal`), replayed on open
+    wal-NNNNNN.jsonl  adds and deletes not yet compacted (:mod:`murmur.search.wal`), replayed on open
+    segments.json, seg-*, dead-*, graph-*  what compaction folded in (:mod:`murmur.search.segments`)
 
 Real time: :meth:`SearchIndex.add` cleans the posts (:mod:`murmur.search.ingest`), embeds them,
 appends them to the log with an fsync, then adds them to both halves and commits the lexical one
@@ -19,7 +20,10 @@ acknowledged add survives a crash. One writer at a time holds the index (tantivy
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from murmur.config import knob
 from murmur.errors import InputError, MurmurError
 from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, write_json
 from murmur.progress import Progress
@@ -40,14 +45,39 @@ from murmur.search.dense import DenseIndex, new_ann
 from murmur.search.embed import DEFAULT_NAME, Embedder, load_embedder
 from murmur.search.ingest import Cleaner, Post, validate
 from murmur.search.lexical import LexicalIndex
+from murmur.search.segments import (
+    LEGACY_WAL,
+    STATE,
+    DiskState,
+    Segment,
+    fsync_file,
+    posts_table,
+    read_state,
+    wal_name,
+    wal_numbers,
+    write_state,
+)
 from murmur.search.store import SCHEMA, Store
 from murmur.search.wal import WriteAheadLog, decode_vector, encode_vector
 
+log = logging.getLogger(__name__)
 FORMAT = "murmur-search-index"
 KIND = "search-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED = ("post_id", "text", "created_at")
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    """When a writable index folds its write-ahead log into its segments (``[search.compact]``)."""
+
+    auto: bool = knob(True, "compact in a background thread of the writer")
+    wal_bytes: int = knob(64 * 1024 * 1024, "compact when the log passes this many bytes")
+    interval_seconds: float = knob(600.0, "compact a non-empty log at least this often")
+    on_close: bool = knob(True, "compact on a clean shutdown (close, or interpreter exit)")
+    max_segments: int = knob(8, "merge the segments added since the build into one past this many")
+    poll_seconds: float = knob(1.0, "how often the background thread checks the log")
 
 
 class IndexNotUsable(MurmurError):
@@ -251,7 +281,7 @@ class SearchIndex:
     """
 
     def __init__(self, path: str | Path, embedder: Embedder | None = None, writable: bool = True,
-                 cleaner: Cleaner | None = None, threads: int = 1):
+                 cleaner: Cleaner | None = None, threads: int = 1, compact: CompactConfig | None = None):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         rec = self.manifest.get("embedder")
@@ -264,6 +294,9 @@ class SearchIndex:
         self.embedder = embedder if rec is not None else None
         self.writable = writable
         self.lock = _RWLock()
+        self._compacting = threading.Lock()
+        self._cleaner = cleaner
+        self.compact_cfg = compact or CompactConfig()
         try:
             self.lexical = LexicalIndex(self.path / "lexical", writable=writable, threads=threads)
         except ValueError as e:
@@ -271,39 +304,70 @@ class SearchIndex:
                 raise IndexNotUsable(f"{self.path}: another process is writing to this index; "
                                   "open it read-only or stop the other writer") from None
             raise IndexNotUsable(f"{self.path}: the lexical index cannot be opened ({e})") from None
-        self.store = Store.load(self.path / "posts.parquet")
-        self.dense = DenseIndex.load(self.path / "vectors.npy", self.path / "dense.usearch") if rec else None
-        self.wal = WriteAheadLog(self.path / "wal.jsonl")
-        self._cleaner = cleaner
-        self._replay()
+        if writable and (self.path / LEGACY_WAL).exists() and not (self.path / STATE).exists():
+            os.replace(self.path / LEGACY_WAL, self.path / wal_name(1))  # the log of a version without compaction
+        for _ in range(5):  # a reader beside a writer: start again if a compaction switched state meanwhile
+            state = read_state(self.path, self.manifest)
+            try:
+                self._load(state)
+            except FileNotFoundError:
+                if writable:
+                    raise
+                continue
+            if writable or read_state(self.path, self.manifest) == state:
+                break
+        self._last_compact = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if writable:
+            self._remove_unreferenced()
+            if self.compact_cfg.auto:
+                self._thread = threading.Thread(target=self._compactor, name="search-compact", daemon=True)
+                self._thread.start()
+                atexit.register(self._at_exit)
+
+    def _load(self, state: DiskState) -> None:
+        self.state = state
+        self.store = Store(pa.concat_tables([pq.read_table(self.path / s.posts, schema=SCHEMA)
+                                             for s in state.segments]))
+        self.dense = DenseIndex.load([self.path / s.vectors for s in state.segments], self.path / state.graph) \
+            if self.manifest.get("embedder") else None
+        if state.dead:
+            for key in np.load(self.path / state.dead):
+                self._kill(int(key))
+        self.disk_posts = state.posts
+        logs = [h for h in wal_numbers(self.path) if h > state.gen]
+        for h in logs[:-1]:
+            self._replay(WriteAheadLog(self.path / wal_name(h)))
+        self.wal = WriteAheadLog(self.path / wal_name(logs[-1] if logs else state.gen + 1))
+        self._replay(self.wal, final=True)
 
     # ------------------------------------------------------------------ the log
-    def _replay(self) -> None:
-        """Apply the log on top of the build; a writer also rebuilds the lexical side of it."""
-        n_base = self.store.n_base
-        adds = []
-        for rec in self.wal.records():
+    def _replay(self, wal: WriteAheadLog, final: bool = False) -> None:
+        """Apply a log on top of the segments; after the last log, a writer also rebuilds the lexical
+        side of everything the logs added."""
+        for rec in wal.records():
             if rec["op"] == "add":
                 post = Post.from_json(rec["post"])
                 old = self.store.ids.get(post.post_id)
                 key = self.store.append(post)
                 if key != rec["key"]:
-                    raise IndexNotUsable(f"{self.wal.path}: record for key {rec['key']} found at key {key}; "
+                    raise IndexNotUsable(f"{wal.path}: record for key {rec['key']} found at key {key}; "
                                       "the log does not belong to this build")
                 if old is not None:
                     self._kill(old)
                 if self.dense is not None:
                     self.dense.add(key, decode_vector(rec["vec"]))
-                adds.append((key, post))
             elif rec["op"] == "delete":
                 key = self.store.ids.get(rec["post_id"])
                 if key is not None:
                     self._kill(key)
-        if self.writable and (adds or len(self.store) > n_base or self.wal.path.exists()):
+        n_base = self.store.n_base
+        if final and self.writable and (len(self.store) > n_base or wal_numbers(self.path)):
             self.lexical.delete_from(n_base)
-            for key, post in adds:
+            for key in range(n_base, len(self.store)):
                 if self.store.alive.a[key]:
-                    self._lexical_add(key, post)
+                    self._lexical_add(key, self.store.added[key - n_base])
             for key in np.flatnonzero(~self.store.alive.view[:n_base]):
                 self.lexical.delete(int(key))
             self.lexical.commit()
@@ -376,7 +440,111 @@ class SearchIndex:
     def __len__(self) -> int:
         return int(self.store.alive.view.sum())
 
+    # ------------------------------------------------------------------ compaction
+    def compact(self) -> bool:
+        """Fold the write-ahead logs into the segments (see :mod:`murmur.search.segments`).
+
+        Searches go on meanwhile; adds and deletes wait only while the log is switched and while
+        the graph is saved. Every file is fsynced before ``segments.json`` names it, and a log is
+        removed only after that. False when there was nothing to fold.
+        """
+        self._check_writable()
+        with self._compacting:
+            with self.lock.write():
+                n = len(self.store)
+                dead = np.flatnonzero(~self.store.alive.view[:n]).astype(np.int64)
+                old_dead = int(np.load(self.path / self.state.dead).size) if self.state.dead else 0
+                if n == self.disk_posts and len(dead) == old_dead and self.wal.bytes == 0:
+                    return False
+                folded = int(self.wal.path.name[4:-6])
+                self.wal.close()
+                self.wal = WriteAheadLog(self.path / wal_name(folded + 1))  # new adds go to the next log
+                first = self.disk_posts - self.store.n_base
+                posts = self.store.added[first:first + n - self.disk_posts]
+                vecs = np.stack(self.dense.added[first:first + len(posts)]) \
+                    if self.dense is not None and posts else None
+            segments = list(self.state.segments)
+            tag = f"{folded:06d}"
+            if posts:
+                table = posts_table(posts, SCHEMA)
+                start = self.disk_posts
+                delta = [s for s in segments[1:]]
+                if len(delta) + 1 >= self.compact_cfg.max_segments:  # merge the added segments into one
+                    table = pa.concat_tables([pq.read_table(self.path / s.posts, schema=SCHEMA) for s in delta]
+                                             + [table])
+                    if vecs is not None:
+                        vecs = np.concatenate([np.load(self.path / s.vectors) for s in delta] + [vecs])
+                    start = delta[0].start if delta else start
+                    segments = segments[:1]
+                seg = Segment(f"seg-{tag}.parquet", f"seg-{tag}.npy" if vecs is not None else None, start,
+                              table.num_rows)
+                pq.write_table(table, self.path / seg.posts, compression="zstd")
+                fsync_file(self.path / seg.posts)
+                if vecs is not None:
+                    np.save(self.path / seg.vectors, vecs.astype(np.float16))
+                    fsync_file(self.path / seg.vectors)
+                segments.append(seg)
+            dead_file = None
+            if len(dead):
+                dead_file = f"dead-{tag}.npy"
+                np.save(self.path / dead_file, dead)
+                fsync_file(self.path / dead_file)
+            graph = self.state.graph
+            if self.dense is not None:
+                graph = f"graph-{tag}.usearch"
+                with self.lock.read():  # the graph may hold later adds and deletes too: replay is idempotent
+                    self.dense.ann.save(str(self.path / graph))
+                fsync_file(self.path / graph)
+            state = DiskState(folded, n, tuple(segments), dead_file, graph)
+            write_state(self.path, state)
+            self.state, self.disk_posts = state, n
+            self._last_compact = time.monotonic()
+            self._remove_unreferenced()
+            _refresh_marker(self.path)
+        return True
+
+    def _remove_unreferenced(self) -> None:
+        """Files of earlier states and logs already folded (what a compaction leaves or a crash left)."""
+        keep = self.state.files()
+        for p in self.path.iterdir():
+            name = p.name
+            if name.startswith(("seg-", "dead-", "graph-")) and name not in keep \
+                    or (name.startswith("wal-") and name.endswith(".jsonl") and name[4:-6].isdigit()
+                        and int(name[4:-6]) <= self.state.gen):
+                p.unlink(missing_ok=True)
+            elif name in ("vectors.npy", "dense.usearch", "posts.parquet") and name not in keep:
+                p.unlink(missing_ok=True)
+
+    def _compactor(self) -> None:
+        cfg = self.compact_cfg
+        while not self._stop.wait(cfg.poll_seconds):
+            due = self.wal.bytes >= cfg.wal_bytes or \
+                (self.wal.bytes > 0 and time.monotonic() - self._last_compact >= cfg.interval_seconds)
+            if due:
+                try:
+                    self.compact()
+                except Exception as e:  # the logs stay: nothing is lost, the next try may succeed
+                    log.warning("search index %s: compaction failed (%s); the write-ahead log is kept",
+                                self.path, e)
+                    self._last_compact = time.monotonic()
+
+    def _at_exit(self) -> None:
+        if self.writable and self.lexical.writer is not None:
+            self.close()
+
     def close(self) -> None:
+        """Stop compacting in the background, fold the log in (a clean shutdown), release the writer."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            atexit.unregister(self._at_exit)
+        if self.writable and self.lexical.writer is not None and self.compact_cfg.on_close:
+            try:
+                self.compact()
+            except Exception as e:
+                log.warning("search index %s: compaction on close failed (%s); the write-ahead log is kept",
+                            self.path, e)
         self.wal.close()
         self.lexical.close()
 

@@ -45,6 +45,8 @@ class RetrieveConfig:
     """Knobs of ranking (``[search]`` in a config file)."""
 
     rrf_k: int = knob(60, "Reciprocal Rank Fusion constant k")
+    lexical_weight: float = knob(1.0, "hybrid: weight of the lexical list's RRF term")
+    dense_weight: float = knob(1.0, "hybrid: weight of the dense list's RRF term")
     candidates: int = knob(100, "how deep each list is read before fusion (and before a 'recent' sort)")
     recency_weight: float = knob(0.1, "hybrid prior: weight of freshness (0 turns it off)")
     half_life_hours: float = knob(72.0, "hybrid prior: hours after which freshness halves")
@@ -136,12 +138,13 @@ def prior(index: Any, keys: np.ndarray, cfg: RetrieveConfig) -> np.ndarray:
     return out
 
 
-def fuse(lists: list[list[tuple[int, float]]], index: Any, cfg: RetrieveConfig) -> list[tuple[int, float]]:
-    """RRF of ranked lists plus the prior, best first."""
+def fuse(lists: list[list[tuple[int, float]]], index: Any, cfg: RetrieveConfig,
+         weights: tuple[float, ...] | None = None) -> list[tuple[int, float]]:
+    """Weighted RRF of ranked lists plus the prior, best first."""
     scores: dict[int, float] = {}
-    for ranked in lists:
+    for ranked, w in zip(lists, weights or (1.0,) * len(lists), strict=True):
         for rank, (key, _) in enumerate(ranked, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (cfg.rrf_k + rank)
+            scores[key] = scores.get(key, 0.0) + w / (cfg.rrf_k + rank)
     if not scores:
         return []
     keys = np.fromiter(scores, np.int64, len(scores))
@@ -172,7 +175,7 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
     elif mode == "dense":
         out = den
     else:
-        out = fuse([lex, den], index, cfg)
+        out = fuse([lex, den], index, cfg, (cfg.lexical_weight, cfg.dense_weight))
     if req.sort == "recent":
         created = index.store.created.a
         out = sorted(out, key=lambda ks: (-created[ks[0]], ks[0]))

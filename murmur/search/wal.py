@@ -5,7 +5,9 @@ One JSON object a line: ``{"op": "add", "key": k, "post": {...}, "vec": "<base64
 and ``fsync``\\s the file before it returns, so an add that was acknowledged survives a kill -9 or a
 power cut; opening the index replays the log on top of the build. The vector travels in the log so
 a replay never needs the embedder. A torn last line (a crash in the middle of a write, before the
-acknowledgement) is ignored on replay and cut off before the next append.
+acknowledgement) is ignored on replay and cut off before the next append. Logs are numbered
+(``wal-000001.jsonl``, ...): compaction starts a new one and removes the old once its records are
+in the index's segments (:mod:`murmur.search.segments`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class WriteAheadLog:
     def __init__(self, path: Path):
         self.path = path
         self._f = None
+        self.bytes = path.stat().st_size if path.exists() else 0
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every complete record, in order."""
@@ -53,6 +56,7 @@ class WriteAheadLog:
         if self._f.tell() != size:
             self._f.truncate(size)
             self._f.seek(size)
+        self.bytes = size
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Write ``records`` and make them durable (fsync) before returning."""
@@ -60,9 +64,17 @@ class WriteAheadLog:
             self._open()
         payload = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
                            for r in records)
+        new = not self.path.exists() or self.bytes == 0
         self._f.write(payload)
         self._f.flush()
         os.fsync(self._f.fileno())
+        if new:  # the log's directory entry must be durable too
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.bytes = self._f.tell()
 
     def close(self) -> None:
         if self._f is not None:
