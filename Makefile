@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[serve,dev,ads,gguf,lingua,ray,search]"
+	$(BIN)/python -m pip install -q -e ".[serve,dev,ads,gguf,lingua,ray,search,images]"
 	touch $(STAMP)
 
 demo: $(STAMP)

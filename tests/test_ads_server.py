@@ -57,7 +57,8 @@ def service(env):
     root = env["root"]
     svc = AdsService(AdsConfig(posts=str(env["fx"].clean), audiences=str(root / "audiences"),
                                database=f"sqlite:///{root / 'ads.db'}", pctr=str(root / "pctr"),
-                               logs=str(env["fx"].ads), decisions=str(root / "decisions.jsonl")))
+                               logs=str(env["fx"].ads), decisions=str(root / "decisions.jsonl"),
+                               audience_embedder="lsa"))
     yield svc
     svc.close()
 
@@ -150,6 +151,9 @@ def test_simulated_ab_test(env, tmp_path):
     assert s["murmur"]["ctr"][0] > s["random"]["ctr"][0]
     for arm in ("murmur", "random"):
         assert s[arm]["max_over"][0] <= 0.01  # never more than 1% over a daily budget
+        assert 0 <= s[arm]["supply_limited"][0] <= 1 - s[arm]["delivery_ok"][0]
+    for seed in report.per_seed:  # every campaign-day counted once: on budget, supply-limited or a pacing miss
+        assert seed["murmur"]["delivery_ok"] + seed["murmur"]["supply_limited"] <= 1.0
         assert np.isfinite(s[arm]["clicks"][0])
     assert "lift ctr" in report.table()
 
@@ -169,6 +173,25 @@ def test_copy_keeps_the_rules_and_is_ranked(url):
     assert httpx.post(url + "/v1/ads/copy", json={**body, "brief": "x" * 10_240}).status_code == 400
     r = httpx.post(url + "/v1/ads/copy", json={**body, "audience": "nobody"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "audience"
+
+
+def test_copy_quality_is_measured(env, tmp_path):
+    """Constraint satisfaction, audience fit and simulated CTR of generated copy against the brief as-is."""
+    from murmur.ads.copy import engine_completer
+    from murmur.ads.eval import copy_table, evaluate_copy
+
+    fx = env["fx"]
+    setup = SimSetup.build(fx.world, fx.ads, fx.clean, tmp_path, min_share=0.1)
+    tok = make_tokenizer(tmp_path / "tok")
+    engine = Engine(micro_model(tok.vocab_size), tok, max_batch=4, name="m")
+    res = evaluate_copy(setup, engine_completer(engine, max_tokens=12), advertisers=3, n=2)
+    s = res["summary"]
+    assert s["advertisers"] == 3 and len(res["per_advertiser"]) == 3
+    assert s["with_copy"] >= 1 and s["constraints_ok"] == 1.0 and 0 < s["draft_pass_rate"] <= 1
+    for r in res["per_advertiser"]:
+        assert 0 < r["ctr_brief"] < 1 and 0 < r["ctr_world_ads"] < 1
+        assert -1 <= r["fit_brief_own"] <= 1 and r["fit_brief_top1"] in (0.0, 1.0)
+    assert "simulated CTR" in copy_table(s)
 
 
 def test_copy_policy():

@@ -72,13 +72,17 @@ def ads_audience(
     follows: Annotated[Path | None, typer.Option("--follows", help="Follow graph Parquet src,dst (lookalike).")] = None,
     ids: Annotated[Path | None, typer.Option("--ids", help="File of user ids, one a line (custom).")] = None,
     min_share: Annotated[float, typer.Option(help="Least share of a user's posts on the topic (interest).")] = 0.2,
+    embedder: Annotated[str, typer.Option("--embedder", help="Post vectors: default (search's packaged embedder, "
+                                          "measured best), lsa, or an embedder directory.")] = "default",
+    index: Annotated[Path | None, typer.Option("--index", help="Search index whose post vectors to reuse.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Directory caching post vectors by post id.")] = None,
 ) -> None:
     """Build an audience from posts (and follows) and write its members; prints its size."""
     import pyarrow.parquet as pq
 
     from murmur.ads.audiences import AudienceBuilder, write_audience
     from murmur.ads.service import build_audience
-    from murmur.ads.vectors import build_user_vectors, read_posts
+    from murmur.ads.vectors import build_user_vectors, read_posts, text_embedder
     from murmur.errors import InputError
 
     if action != "build":
@@ -86,7 +90,8 @@ def ads_audience(
     if ids is not None and not ids.is_file():
         raise InputError("ids file not found", path=ids)
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
-    builder = AudienceBuilder(table, build_user_vectors(table),
+    emb = None if index is not None else text_embedder(embedder)
+    builder = AudienceBuilder(table, build_user_vectors(table, emb, cache=cache, index=index),
                               follows=pq.read_table(follows, columns=["src", "dst"]) if follows else None)
     aud = build_audience(builder, kind, topic=topic, keywords=(keywords or "").split(",") if keywords else None,
                          days=days, accounts=accounts.split(",") if accounts else None,
@@ -101,23 +106,38 @@ def ads_eval(
     posts: Annotated[Path, typer.Option("--posts", help="Clean posts Parquet of that world.")],
     min_share: Annotated[float, typer.Option(help="Interest audiences: least share of a user's posts on the topic.")
                          ] = 0.2,
+    embedder: Annotated[str, typer.Option("--embedder", help="Comma-separated embedders to compare: lsa, default "
+                                          "(search's packaged one) or an embedder directory.")] = "lsa,default",
+    cache: Annotated[Path | None, typer.Option("--cache", help="Directory caching post vectors by post id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Precision and recall of interest and conversation-topic audiences against the world's true interests."""
+    """Precision and recall of interest and conversation-topic audiences against the world's true interests,
+    for each embedder (the audiences use the one that measures best)."""
     import json
+    import time
 
     from murmur.ads.audiences import AudienceBuilder
     from murmur.ads.eval import evaluate_audiences
-    from murmur.ads.vectors import build_user_vectors, read_posts
+    from murmur.ads.vectors import build_user_vectors, read_posts, text_embedder
+    from murmur.progress import log
 
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
-    res = evaluate_audiences(AudienceBuilder(table, build_user_vectors(table)), world, min_share)
+    results = {}
+    for spec in [e.strip() for e in embedder.split(",") if e.strip()]:
+        t0 = time.perf_counter()
+        emb = text_embedder(spec)
+        log(f"{spec}: embedding {table.num_rows:,} posts")
+        vectors = build_user_vectors(table, emb, cache=cache)
+        secs = time.perf_counter() - t0
+        results[spec] = {**evaluate_audiences(AudienceBuilder(table, vectors), world, min_share), "embed_s": secs}
     if as_json:
-        typer.echo(json.dumps(res, indent=2))
+        typer.echo(json.dumps(results, indent=2))
         return
-    for kind, r in res["mean"].items():
-        typer.echo(f"{kind:<9} precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}  "
-                   f"(base rate {r['base_rate']:.3f}, {res['topics']} topics)")
+    for spec, res in results.items():
+        for kind, r in res["mean"].items():
+            typer.echo(f"{spec:<10} {kind:<9} precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+                       f"f1 {r['f1']:.3f}  (base rate {r['base_rate']:.3f}, {res['topics']} topics; "
+                       f"vectors {res['embed_s']:.0f} s)")
 
 
 @ads_app.command("simulate")
@@ -130,6 +150,10 @@ def ads_simulate(
     database: Annotated[str | None, typer.Option("--database", help="Campaign database URL (default: SQLite files "
                                                                      "in --work).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of SimConfig knobs.")] = None,
+    embedder: Annotated[str, typer.Option("--embedder", help="Audience vectors: default (search's packaged "
+                                          "embedder), lsa, or an embedder directory.")] = "default",
+    cache: Annotated[Path | None, typer.Option("--cache", help="Directory caching post vectors by post id "
+                                               "(default: WORK/vector-cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print per-seed metrics as JSON.")] = False,
     overrides: Overrides = None,
 ) -> None:
@@ -142,10 +166,43 @@ def ads_simulate(
 
     cfg = cfgmod.load(SimConfig, config, overrides or [])
     work.mkdir(parents=True, exist_ok=True)
-    setup = SimSetup.build(world, logs, posts, work, min_share=cfg.min_share, log=log)
+    setup = SimSetup.build(world, logs, posts, work, min_share=cfg.min_share, log=log, audience_embedder=embedder,
+                           cache=cache or work / "vector-cache")
     typer.echo(setup.pctr_report.table())  # type: ignore[attr-defined]
     report = simulate(setup, cfg, work=work, store_url=database, decisions=work / "decisions", log=log)
     typer.echo(json.dumps(report.per_seed, indent=2) if as_json else report.table())
+
+
+@ads_app.command("copy-eval")
+def ads_copy_eval(
+    model: Annotated[Path, typer.Option("--model", help="Model directory that writes the copy.")],
+    world: Annotated[Path, typer.Option("--world", help="The world directory.")],
+    logs: Annotated[Path, typer.Option("--logs", help="The ads world (`murmur ads world`): ads and click model.")],
+    posts: Annotated[Path, typer.Option("--posts", help="Clean posts Parquet of the world.")],
+    work: Annotated[Path, typer.Option("--work", help="Directory for the audiences.")] = Path("ads-copy-eval"),
+    embedder: Annotated[str, typer.Option("--embedder", help="Audience vectors: lsa, default or a directory.")
+                        ] = "default",
+    cache: Annotated[Path | None, typer.Option("--cache", help="Directory caching post vectors by post id.")] = None,
+    advertisers: Annotated[int, typer.Option(help="Advertisers (briefs) to write copy for.")] = 10,
+    n: Annotated[int, typer.Option("-n", help="Variants per brief.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the draws and the sampling.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary and per-advertiser rows as JSON.")
+                       ] = False,
+) -> None:
+    """Copy quality on the demo world: rules kept, audience fit, and simulated CTR against the brief as-is."""
+    import json
+
+    from murmur.ads.copy import engine_completer
+    from murmur.ads.eval import copy_table, evaluate_copy
+    from murmur.ads.simulate import SimSetup
+    from murmur.engine import Engine
+    from murmur.progress import log
+
+    engine = Engine.from_run_dir(model)
+    work.mkdir(parents=True, exist_ok=True)
+    setup = SimSetup.build(world, logs, posts, work, log=log, audience_embedder=embedder, cache=cache)
+    res = evaluate_copy(setup, engine_completer(engine, seed=seed), advertisers, n, seed, log=log)
+    typer.echo(json.dumps(res, indent=2, ensure_ascii=False) if as_json else copy_table(res["summary"]))
 
 
 @ads_app.command("copy")
@@ -201,11 +258,24 @@ def ads_image(
     audience: Annotated[str, typer.Option("--audience", help="Audience name or top hashtag (picks the palette).")
                         ] = "",
     logo: Annotated[Path | None, typer.Option("--logo", help="Logo or product image (PNG/JPEG).")] = None,
+    image_model: Annotated[Path | None, typer.Option("--image-model", help="A diffusers text-to-image pipeline "
+                                                     "directory: paint a picture under the copy (needs real weights; "
+                                                     "pip install 'murmur[images]').")] = None,
+    steps: Annotated[int, typer.Option(help="Denoising steps (--image-model).")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of the painting (--image-model).")] = 0,
 ) -> None:
     """Ad creatives in X's standard image sizes (800x418, 800x800, 1200x628, 1200x1200), as PNG."""
     from murmur.ads.creatives import palette, write_creatives
 
-    for p in write_creatives(copy, brand, palette(color, audience or brand), out, logo):
+    pal = palette(color, audience or brand)
+    if image_model is not None:
+        from murmur.ads.imagegen import load_pipeline, write_generated_creatives
+
+        paths = write_generated_creatives(load_pipeline(image_model), copy, brand, pal, out,
+                                          [audience] if audience else [], logo, steps=steps, seed=seed)
+    else:
+        paths = write_creatives(copy, brand, pal, out, logo)
+    for p in paths:
         typer.echo(str(p))
 
 

@@ -70,14 +70,20 @@ def _wrap(draw, text: str, font, width: int) -> list[str]:
     return lines
 
 
-def render(copy: str, brand: str, pal: Palette, size: str = "card", logo: str | Path | None = None):
-    """One creative as a Pillow image."""
+def render(copy: str, brand: str, pal: Palette, size: str = "card", logo: str | Path | None = None,
+           background=None):
+    """One creative as a Pillow image (on ``background``, a Pillow image, when given: a generated picture
+    under a translucent panel of the palette's background so the copy stays readable)."""
     from PIL import Image, ImageDraw
 
     if size not in SIZES:
         raise InputError(f"size must be one of {', '.join(SIZES)} (got {size!r})", field="size")
     w, h = SIZES[size]
     img = Image.new("RGB", (w, h), pal.background)
+    if background is not None:
+        img = background.convert("RGB").resize((w, h))
+        panel = Image.new("RGBA", (w, h), (*pal.background, 170))
+        img = Image.alpha_composite(img.convert("RGBA"), panel).convert("RGB")
     draw = ImageDraw.Draw(img)
     pad = w // 20
     left = pad
@@ -113,11 +119,12 @@ def render(copy: str, brand: str, pal: Palette, size: str = "card", logo: str | 
 
 
 def write_creatives(copy: str, brand: str, pal: Palette, out_dir: str | Path, logo: str | Path | None = None,
-                    sizes: tuple[str, ...] = tuple(SIZES)) -> list[Path]:
-    """Render every size as ``out_dir/<size>.png`` (atomically); returns the paths."""
+                    sizes: tuple[str, ...] = tuple(SIZES), backgrounds: dict | None = None) -> list[Path]:
+    """Render every size as ``out_dir/<size>.png`` (atomically); returns the paths. ``backgrounds`` maps a
+    size to a Pillow image to draw on (:mod:`murmur.ads.imagegen`)."""
     out = []
     for size in sizes:
-        img = render(copy, brand, pal, size, logo)
+        img = render(copy, brand, pal, size, logo, (backgrounds or {}).get(size))
         target = Path(out_dir) / f"{size}.png"
         with atomic_path(target) as tmp:
             img.save(tmp, format="PNG", optimize=True)

@@ -1,14 +1,21 @@
 """Budget pacing: spread each campaign's daily budget over the day, never spending past it.
 
 The day is split into slots (15 minutes by default) and the share of the day's traffic in each
-slot is forecast from the traffic curve. A campaign takes part in an auction with probability
-``p``; after each slot ``p`` is set so that the budget left would be spent over the traffic left
-at the rate the campaign reached per unit of traffic so far (LinkedIn's approach, KDD 2014: throttle
-a campaign whose spend runs ahead of its forecast share). Within a slot a campaign that has run
-more than ``ahead`` past its cumulative target waits for the next slot, and an ad whose auction
-price (per click, or per impression) would take its campaign past the budget is not shown. Charges
-are clamped to what is left, so a campaign is never charged past its daily budget even when clicks
-on ads shown earlier arrive late.
+slot is forecast from the hourly traffic curve. A campaign takes part in an auction with
+probability ``p`` (probabilistic throttling, as LinkedIn describes it, KDD 2014). After each slot
+``p`` is set so that the budget left would be spent over the traffic left at the campaign's recent
+spend rate: spend per unit of traffic it took part in, over the slots passed with older slots
+weighing less (``decay`` per slot), because prices move through the day as other campaigns slow
+down or run out and audiences reach their frequency caps. The plan aims to spend the budget by the
+time ``1 - margin`` of the day's traffic has passed: overspend is impossible (spend stops at the
+budget) but under-delivery cannot be made up, so the safety margin absorbs forecast error and the
+late-day catch-up is built in (``p`` rises to 1 as the planned traffic runs out); a campaign more than
+``behind`` short of its plan takes part in every auction until it is back on it. Within a slot a
+campaign that has run more than ``ahead`` past its cumulative target waits for the next slot.
+
+Charges are clamped to what is left, so a campaign is never charged past its daily budget. An
+impression whose price (CPM) would pass the budget is not shown; a CPC ad is shown while any budget
+is left and its last click is charged only what is left.
 """
 
 from __future__ import annotations
@@ -24,9 +31,14 @@ class Pacer:
     traffic_share: np.ndarray      # share of the day's traffic in each slot (sums to 1)
     p0: float = 0.2
     ahead: float = 0.1
+    p_min: float = 0.01
+    decay: float = 0.9
+    margin: float = 0.2
+    behind: float = 0.25
     spent: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
-    _rate: np.ndarray = field(init=False)
+    _w_spend: np.ndarray = field(init=False)
+    _w_seen: np.ndarray = field(init=False)
     _slot_start_spend: np.ndarray = field(init=False)
     slot: int = field(init=False, default=0)
 
@@ -34,7 +46,8 @@ class Pacer:
         n = len(self.budgets)
         self.spent = np.zeros(n, np.int64)
         self.p = np.full(n, self.p0)
-        self._rate = np.full(n, np.nan)
+        self._w_spend = np.zeros(n)
+        self._w_seen = np.zeros(n)
         self._slot_start_spend = np.zeros(n, np.int64)
         self.cum = np.concatenate([[0.0], np.cumsum(self.traffic_share)])
 
@@ -46,23 +59,26 @@ class Pacer:
         """Move to ``slot`` (forward only), updating participation from the spend of the slots passed."""
         while self.slot < slot:
             s = self.slot
-            share = self.traffic_share[s]
-            spent_here = self.spent - self._slot_start_spend
-            if share > 0:
-                obs = spent_here / np.maximum(self.p * share, 1e-9)
-                seen = self.p > 0
-                self._rate = np.where(seen & np.isnan(self._rate), obs,
-                                      np.where(seen, 0.5 * self._rate + 0.5 * obs, self._rate))
-            remaining = np.maximum(self.budgets - self.spent, 0)
-            left = max(1.0 - self.cum[s + 1], 1e-9)
-            want = remaining / np.maximum(np.nan_to_num(self._rate, nan=0.0) * left, 1e-9)
-            self.p = np.where(np.isnan(self._rate), self.p, np.clip(want, 0.01, 1.0))
+            # spend per unit of traffic taken part in, over recent slots (older slots weigh less: prices move
+            # through the day as other campaigns slow down or run out)
+            self._w_spend = self.decay * self._w_spend + (self.spent - self._slot_start_spend)
+            self._w_seen = self.decay * self._w_seen + self.p * self.traffic_share[s]
             self._slot_start_spend = self.spent.copy()
+            known = self._w_seen > 0
+            rate = np.where(known, self._w_spend / np.maximum(self._w_seen, 1e-12), np.nan)
+            remaining = np.maximum(self.budgets - self.spent, 0)
+            left = max(1.0 - self.margin - self.cum[s + 1], 1e-9)
+            want = remaining / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
+            p = np.where(known, np.clip(want, self.p_min, 1.0), self.p)
+            # catch up: a campaign more than ``behind`` short of its plan takes part in everything
+            plan = self.budgets * min(1.0, self.cum[s + 1] / (1.0 - self.margin))
+            self.p = np.where(self.spent < plan * (1.0 - self.behind), 1.0, p)
             self.slot += 1
 
     def eligible(self, campaigns: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Which of ``campaigns`` may bid now (``u``: uniforms for the participation draw)."""
-        target = self.budgets[campaigns] * self.cum[min(self.slot + 1, len(self.cum) - 1)]
+        done = self.cum[min(self.slot + 1, len(self.cum) - 1)]
+        target = self.budgets[campaigns] * min(1.0, done / (1.0 - self.margin))
         under_cap = self.spent[campaigns] < self.budgets[campaigns]
         not_ahead = self.spent[campaigns] <= target * (1.0 + self.ahead)
         return under_cap & not_ahead & (u < self.p[campaigns])
@@ -70,6 +86,9 @@ class Pacer:
     def affordable(self, campaign: int, micros: int) -> bool:
         """Whether a charge of ``micros`` (the auction's price for one event) fits in what is left."""
         return self.spent[campaign] + micros <= self.budgets[campaign]
+
+    def has_budget(self, campaign: int) -> bool:
+        return bool(self.spent[campaign] < self.budgets[campaign])
 
     def charge(self, campaign: int, micros: int) -> None:
         self.spent[campaign] += micros

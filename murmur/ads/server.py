@@ -55,6 +55,7 @@ class ServerConfig:
     quality_weight: float = knob(1.0, "exponent of the quality term (context relevance) in the rank score")
     slot_minutes: int = knob(15, "pacing slot length in minutes")
     pacing_p0: float = knob(0.2, "participation rate of a campaign before its spend rate is known")
+    pacing_margin: float = knob(0.2, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     policy: str = knob("murmur", "murmur (pCTR ranking, second price) or random (random order, pay the bid)")
     seed: int = knob(0, "seed of the pacing draws (and of the random policy)")
 
@@ -143,7 +144,7 @@ class AdServer:
         self.active = np.array([c.status == "active" for c in cs], dtype=bool)
         budgets = np.array([c.daily_budget_micros for c in cs], dtype=np.int64)
         self.pacer = Pacer(budgets, slot_shares(np.array(self.hourly), self.cfg.slot_minutes),
-                           p0=self.cfg.pacing_p0)
+                           p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin)
         # targeting: user row -> campaigns whose audience holds the user (CSR)
         pairs_u, pairs_c = [], []
         for i, c in enumerate(cs):
@@ -168,7 +169,10 @@ class AdServer:
         self.spend_today = np.zeros(n, np.int64)
         self.imps_today = np.zeros(n, np.int64)
         self.clicks_today = np.zeros(n, np.int64)
+        self.held_today = np.zeros(n, np.int64)   # auctions a campaign sat out because of pacing or its budget
         self.daily: list[tuple[dt.date, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.auctions_today = np.zeros(n, np.int64)  # auctions it could enter (targeted, under its frequency cap)
+        self.held_daily: list[tuple[np.ndarray, np.ndarray]] = []
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ time
@@ -176,13 +180,15 @@ class AdServer:
         day = now.date()
         if day != self.day:
             if self.day is not None:
-                self.daily.append((self.day, self.spend_today.copy(), self.imps_today.copy(), self.clicks_today.copy()))
+                self._close_day()
             self.day = day
             self.pacer.new_day()
             self.freq.clear()
             self.spend_today[:] = 0
             self.imps_today[:] = 0
             self.clicks_today[:] = 0
+            self.held_today[:] = 0
+            self.auctions_today[:] = 0
         minutes = now.hour * 60 + now.minute
         self.pacer.advance(minutes // self.cfg.slot_minutes)
 
@@ -195,8 +201,12 @@ class AdServer:
     def end_day(self) -> None:
         """Close the current day's books (the simulator calls it after the last request of a day)."""
         if self.day is not None:
-            self.daily.append((self.day, self.spend_today.copy(), self.imps_today.copy(), self.clicks_today.copy()))
+            self._close_day()
             self.day = None
+
+    def _close_day(self) -> None:
+        self.daily.append((self.day, self.spend_today.copy(), self.imps_today.copy(), self.clicks_today.copy()))
+        self.held_daily.append((self.held_today.copy(), self.auctions_today.copy()))
 
     # ------------------------------------------------------------------ selection
     def candidates(self, user_row: int, when: float) -> np.ndarray:
@@ -273,6 +283,8 @@ class AdServer:
         paced = self.pacer.eligible(uniq, self.rng.random(len(uniq))) if len(uniq) else np.zeros(0, bool)
         log["frequency_capped"] = int(capped.sum())
         log["paced_out"] = int((ok & ~paced).sum())
+        self.held_today[uniq[ok & ~paced]] += 1
+        self.auctions_today[uniq[ok]] += 1
         keep = uniq[ok & paced]
         if len(keep) == 0:
             self.decision_log.write({**log, "outcome": "no_ads"})
@@ -295,7 +307,9 @@ class AdServer:
         for w, price in zip(res.winners.tolist(), res.prices.tolist(), strict=True):
             c = int(keep[w])
             event = round(price * MICROS) if self.is_cpc[c] else round(price * MICROS / 1000)
-            if not self.pacer.affordable(c, event):
+            # a click's price may pass what is left (the charge is clamped to it); an impression's may not
+            if not (self.pacer.has_budget(c) if self.is_cpc[c] else self.pacer.affordable(c, event)):
+                self.held_today[c] += 1
                 continue
             pos = len(placements)
             cr = self.cr[int(cr_idx[best[w]])]

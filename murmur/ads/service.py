@@ -18,7 +18,7 @@ from murmur.ads.audiences import KINDS, Audience, AudienceBuilder, AudienceCatal
 from murmur.ads.pctr import Featurizer, History, history_from_logs, load_pctr
 from murmur.ads.server import AdRequest, AdServer, DecisionLog, Placement, ServerConfig
 from murmur.ads.store import MIN_AUDIENCE, Campaign, CampaignStore
-from murmur.ads.vectors import build_user_vectors, read_posts
+from murmur.ads.vectors import build_user_vectors, read_posts, text_embedder
 from murmur.config import knob
 from murmur.errors import InputError
 
@@ -34,6 +34,10 @@ class AdsConfig:
     logs: str = knob("", "impression/click logs directory (history features), e.g. `murmur ads world` output")
     follows: str = knob("", "follow graph Parquet (src, dst) for look-alike audiences")
     decisions: str = knob("", "decision log (JSON lines) to append to; empty: no log")
+    audience_embedder: str = knob("default", "vectors new audiences are built from: default (search's packaged "
+                                  "embedder, measured best), lsa, or an embedder directory")
+    index: str = knob("", "search index directory whose post vectors the audiences reuse (skips embedding them)")
+    vector_cache: str = knob("", "directory caching audience post vectors by post id (default: <audiences>/.vectors)")
 
 
 class AdsService:
@@ -48,7 +52,13 @@ class AdsService:
         self.vectors = build_user_vectors(posts)
         self.post_text = dict(zip(posts.column("post_id").to_pylist(), posts.column("text").to_pylist(), strict=True))
         follows = pq.read_table(cfg.follows, columns=["src", "dst"]) if cfg.follows else None
-        self.builder = AudienceBuilder(posts, self.vectors, follows=follows)
+        if cfg.index or cfg.audience_embedder != "lsa":
+            emb = None if cfg.index else text_embedder(cfg.audience_embedder)
+            cache = Path(cfg.vector_cache) if cfg.vector_cache else Path(cfg.audiences) / ".vectors"
+            self.audience_vectors = build_user_vectors(posts, emb, cache=cache, index=cfg.index or None)
+        else:
+            self.audience_vectors = self.vectors
+        self.builder = AudienceBuilder(posts, self.audience_vectors, follows=follows)
         self.catalog = AudienceCatalog(Path(cfg.audiences))
         self.model, self.pctr_meta = load_pctr(Path(cfg.pctr))
         self.history = history_from_logs(Path(cfg.logs)) if cfg.logs else History(

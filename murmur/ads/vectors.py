@@ -7,14 +7,17 @@ mean of their posts' vectors.
 
 :class:`LsaEmbedder` is the fast default fitted on the posts themselves: tf-idf over words
 and word pairs, reduced by truncated SVD (latent semantic analysis). It needs no model weights and
-embeds a million posts in about a minute on one core, which is what audience building at a
-network's scale and the ad server's latency need; a network with GPUs passes search's neural
-embedder instead (``--embedder DIR``).
+embeds a million posts in about a minute on one core, which is what the ad server's latency (a
+context post embedded per request) and the pCTR features need. Audiences take search's neural
+embedder (:func:`text_embedder`: the packaged all-MiniLM-L6-v2, or murmur's own embedder directory),
+chosen by measurement against the world's true interests (docs/ads.md); its post vectors are cached
+by post id (:func:`build_user_vectors` ``cache=``), so a rebuild embeds only the posts it has not seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from murmur.errors import InputError
+from murmur.io import atomic_path
 
 
 class Embedder(Protocol):
@@ -116,18 +120,110 @@ def read_posts(path: str | Path, columns: Sequence[str] = ("post_id", "author_id
     return t.filter(pc.is_valid(t.column("author_id")))
 
 
+EMBEDDERS = "lsa, default (search's packaged all-MiniLM-L6-v2) or an embedder directory (murmur embed train)"
+
+
+def text_embedder(spec: str | Path | None) -> Embedder | None:
+    """The embedder named by ``spec``: ``"lsa"`` gives None (an :class:`LsaEmbedder` is fitted on the posts),
+    ``"default"`` or None search's packaged embedder, anything else a directory for
+    :func:`murmur.search.embed.load_embedder` (murmur's own embedder or a BERT-style one)."""
+    if spec is not None and str(spec) == "lsa":
+        return None
+    from murmur.search.embed import load_embedder
+
+    return load_embedder(None if spec is None or str(spec) == "default" else Path(spec))
+
+
+def _cache_file(cache: Path, embedder: Embedder) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{embedder.name}-{embedder.dim}")
+    return cache / f"post-vectors-{safe}.npz"
+
+
+def index_post_vectors(index_dir: str | Path, post_ids: Sequence[str]) -> tuple[Embedder, np.ndarray, np.ndarray]:
+    """The vectors a search index (``murmur search index``) already holds for ``post_ids``: its embedder,
+    the vectors (zero rows where it holds none) and the mask of posts it holds."""
+    from murmur.search.index import SearchIndex
+
+    with SearchIndex(index_dir, writable=False) as index:
+        if index.dense is None or index.embedder is None:
+            raise InputError("the search index holds no post vectors (it was built without an embedder)",
+                             path=index_dir)
+        try:
+            keys = np.array([index.store.ids.get(p, -1) for p in post_ids], dtype=np.int64)
+            have = keys >= 0
+            vecs = np.zeros((len(post_ids), index.embedder.dim), np.float32)
+            if have.any():
+                vecs[have] = index.dense.rows(keys[have])
+        except (AttributeError, IndexError) as e:
+            raise InputError(f"cannot read this search index's post vectors ({e}); pass --embedder instead",
+                             path=index_dir) from None
+        return index.embedder, _normalise(vecs) * have[:, None], have
+
+
+def _embed_cached(post_ids: Sequence[str], texts: Sequence[str], embedder: Embedder, cache: Path | None,
+                  batch: int, progress: Callable[[int, int], None] | None,
+                  preset: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Post vectors: those in ``preset`` (vectors, mask), then those of posts already embedded in ``cache``;
+    the rest are embedded and added to the cache."""
+    vecs = np.zeros((len(texts), embedder.dim), np.float32)
+    todo = np.arange(len(texts))
+    if preset is not None:
+        vecs[preset[1]] = preset[0][preset[1]]
+        todo = np.flatnonzero(~preset[1])
+    known_ids = np.zeros(0, str)
+    known_vecs = np.zeros((0, embedder.dim), np.float32)
+    path = _cache_file(cache, embedder) if cache is not None else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                known_ids, known_vecs = z["post_id"], z["vectors"]
+        except (OSError, ValueError, KeyError):
+            known_ids = np.zeros(0, str)  # an unreadable cache is rebuilt, not trusted
+    if len(known_ids) and len(todo):
+        pid = np.asarray(post_ids, dtype=str)[todo]
+        pos = np.minimum(np.searchsorted(known_ids, pid), len(known_ids) - 1)
+        hit = known_ids[pos] == pid
+        vecs[todo[hit]] = known_vecs[pos[hit]]
+        todo = todo[~hit]
+    for i in range(0, len(todo), batch):
+        rows = todo[i:i + batch]
+        vecs[rows] = embedder.encode([texts[r] for r in rows], "passage")
+        if progress is not None:
+            progress(min(i + batch, len(todo)), len(todo))
+    if path is not None and len(todo):
+        ids = np.concatenate([known_ids, np.asarray(post_ids, dtype=str)[todo]])
+        allv = np.concatenate([known_vecs, vecs[todo]])
+        ids, first = np.unique(ids, return_index=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, post_id=ids, vectors=allv[first])
+    return vecs
+
+
 def build_user_vectors(posts: pa.Table, embedder: Embedder | None = None, seed: int = 0,
-                       batch: int = 20_000) -> UserVectors:
+                       batch: int = 20_000, cache: Path | None = None,
+                       progress: Callable[[int, int], None] | None = None,
+                       index: str | Path | None = None) -> UserVectors:
     """Embed every post (fitting an :class:`LsaEmbedder` on them when no embedder is given) and average
-    them per author."""
+    them per author. With ``cache`` (a directory) a given embedder's post vectors are kept there by post id;
+    with ``index`` (a search index directory) the vectors it holds are taken from it, with its embedder."""
     texts = posts.column("text").to_pylist()
+    preset = None
+    if index is not None:
+        if "post_id" not in posts.column_names:
+            raise InputError("reading vectors from a search index needs the posts' post_id column")
+        embedder, pvecs, have = index_post_vectors(index, posts.column("post_id").to_pylist())
+        preset = (pvecs, have)
     if embedder is None:
         embedder = LsaEmbedder().fit(texts, seed=seed)
+        cache = None  # fitted on these posts: its vectors are not comparable across fits
     authors = posts.column("author_id").to_numpy(zero_copy_only=False).astype(str)
     user_ids, post_user = np.unique(authors, return_inverse=True)
-    vecs = np.zeros((len(texts), embedder.dim), np.float32)
-    for i in range(0, len(texts), batch):
-        vecs[i:i + batch] = embedder.encode(texts[i:i + batch], "passage")
+    post_ids = posts.column("post_id").to_pylist() if "post_id" in posts.column_names else None
+    if post_ids is None:
+        cache = None
+    vecs = _embed_cached(post_ids or [], texts, embedder, cache, batch, progress, preset)
     from scipy import sparse
 
     owner = sparse.csr_matrix((np.ones(len(texts), np.float32), (post_user, np.arange(len(texts)))),
