@@ -1,12 +1,16 @@
 """Ads benchmark: ad selection latency at 1M users and 1,000 live campaigns, pCTR training time,
 audience build time, and the lift of murmur's targeting and ranking over random delivery.
 
-    python benchmarks/ads.py [--users 3000] [--scale-users 1000000] [--campaigns 1000] [--seeds 3] [--write]
+    python benchmarks/ads.py [--users 3000] [--scale-users 1000000] [--campaigns 1000] [--seeds 3]
+                             [--model CHAT_MODEL_DIR] [--write]
 
 A demo world (``--users`` accounts) gives the posts, logs, pCTR models and the A/B test. The latency
 test then serves one request at a time from a server holding ``--scale-users`` users (vectors drawn at
 random around the world's users) and ``--campaigns`` campaigns with audiences of 0.5-3% of them,
-against the same server with the random policy (no pCTR) as the peer. ``--write`` puts the results in
+against the same server with the random policy (no pCTR) as the peer. Audience vectors: the
+throughput of search's embedder (the audiences' default) on the world's posts, against LSA's, and
+what a million users' posts would take. With ``--model`` the copy of that model is measured against
+the brief as-is (:func:`murmur.ads.eval.evaluate_copy`). ``--write`` puts the results in
 docs/benchmarks.md.
 """
 
@@ -97,7 +101,8 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=1000)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--page-views", type=int, default=10000)
+    ap.add_argument("--page-views", type=int, default=20000)
+    ap.add_argument("--model", type=Path, default=None, help="a chat model directory: measure its ad copy")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     import torch
@@ -120,6 +125,15 @@ def main() -> None:
         for topic in builder.taxonomy:
             builder.interest(topic)
         per_topic_s = (time.perf_counter() - t0) / len(builder.taxonomy)
+        emb = measure_embedders(table, setup)
+        copy = None
+        if args.model is not None:
+            from murmur.ads.copy import engine_completer
+            from murmur.ads.eval import copy_table, evaluate_copy
+            from murmur.engine import Engine
+
+            res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model)), advertisers=12, n=4)
+            copy = copy_table(res["summary"])
         lat = {}
         for policy in ("murmur", "random"):
             t0 = time.perf_counter()
@@ -153,14 +167,44 @@ def main() -> None:
               f"**Audience build**: {len(table):,} posts; embedding the posts and user vectors plus pCTR training "
               f"(setup) {setup_s:.0f} s; the first interest audience (classifying every post) {first_s:.2f} s, "
               f"then {per_topic_s * 1000:.0f} ms per topic.", "",
+              f"**Audience vectors**: search's embedder ({emb['name']}, the audiences' default, measured better in "
+              f"docs/ads.md) embeds {emb['neural']:,.0f} posts/s here, LSA {emb['lsa']:,.0f} posts/s. At this world's "
+              f"{emb['posts_per_user']:.1f} posts a user, a million users' posts take "
+              f"{emb['million_h']:.1f} h with the neural embedder on these cores (a GPU job, or done once per post: "
+              "the search index embeds each post as it arrives and the audiences read its vectors, or the cache "
+              f"by post id embeds only new posts) and {emb['million_lsa_min']:.0f} min with LSA.", ""]
+    if copy is not None:
+        lines += [f"**Ad copy** of `{args.model.name}` (12 briefs × 4 variants; simulated CTR from the hidden "
+                  "click model):", "", "```", copy, "```", ""]
+    lines += [
               f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
-              "20 campaigns drawn per seed; mean ± 95% CI):", "", "```", sim.table(), "```"]
+              "20 campaigns drawn per seed; interest audiences on LSA vectors; mean ± 95% CI; `delivery_ok`: "
+              "campaign-days within ±10% of budget, `supply_limited`: short of it while taking part in 98%+ of "
+              "their auctions):", "", "```", sim.table(), "```"]
     body = "\n".join(lines)
     print(body)
     if args.write:
         from report import write_section
 
         write_section("ads", body)
+
+
+def measure_embedders(table, setup: SimSetup, n: int = 512) -> dict:
+    """Posts per second of search's default embedder and of LSA on ``n`` of the world's posts."""
+    from murmur.ads.vectors import text_embedder
+
+    texts = table.column("text").to_pylist()[:n]
+    neural = text_embedder("default")
+    neural.encode(texts[:32])
+    t0 = time.perf_counter()
+    neural.encode(texts)
+    neural_rate = len(texts) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    setup.vectors.embedder.encode(texts)
+    lsa_rate = len(texts) / (time.perf_counter() - t0)
+    per_user = len(table) / max(1, len(setup.vectors.user_ids))
+    return {"name": neural.name, "neural": neural_rate, "lsa": lsa_rate, "posts_per_user": per_user,
+            "million_h": 1e6 * per_user / neural_rate / 3600, "million_lsa_min": 1e6 * per_user / lsa_rate / 60}
 
 
 def _cpu() -> str:

@@ -423,6 +423,8 @@ def sft_data_cmd(
     instructions: Annotated[int | None, typer.Option(help="Instruction/answer conversations to write "
                                                           "(overrides the config's instructions).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of ConversationDataConfig knobs.")] = None,
+    ad_copy: Annotated[Path | None, typer.Option("--ad-copy", help="An ads world (`murmur ads world`): add its "
+                                                 "ad-copy conversations (brief + audience -> copy).")] = None,
     overrides: Overrides = None,
 ) -> None:
     """Make chat conversations (OpenAI messages JSONL) from reply threads and templated instructions."""
@@ -430,7 +432,15 @@ def sft_data_cmd(
     from murmur.chat.data import ConversationDataConfig, build_conversations
 
     cfg = cfgmod.load(ConversationDataConfig, config, given(overrides, seed=seed, instructions=instructions))
+    if ad_copy is not None and not (ad_copy / "ads.parquet").is_file():
+        from murmur.errors import InputError
+
+        raise InputError("not an ads world (no ads.parquet); write one with `murmur ads world`", path=ad_copy)
     typer.echo(build_conversations(src, out, cfg).describe())
+    if ad_copy is not None:
+        from murmur.ads.copy import add_copy_conversations
+
+        typer.echo(f"  ad copy: {add_copy_conversations(out, ad_copy, cfg.seed):,} conversations added")
 
 
 @app.command("sft")

@@ -82,6 +82,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     cleaned = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
                     workers=workers, stats_path=out / "stats.json")
     search_hits = _search_stage(t, out)
+    ads = t.run("ads: audiences, campaigns, A/B simulation", _ads_stage, out, seed)
     tok = t.run("train tokenizer", train_tokenizer, [out / "clean.parquet"], out / "tokenizer",
                 replace(TokenizerConfig(), seed=seed), overwrite=True)  # the demo reruns into its own folder
     manifest = t.run("tokenize", tokenize_to_shards, out / "clean.parquet", out / "tokenizer", out / "shards",
@@ -107,6 +108,11 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     # ---- chat: conversations, fine-tuning, export
     conv = t.run("chat data", build_conversations, out / "clean.parquet", out / "conversations.jsonl",
                  replace(ConversationDataConfig(), seed=seed))
+    from murmur.ads.copy import add_copy_conversations
+
+    if (out / "ads" / "world-ads" / "ads.parquet").is_file():
+        conv.by_kind["ad_copy"] = add_copy_conversations(out / "conversations.jsonl", out / "ads" / "world-ads", seed)
+        conv.conversations += conv.by_kind["ad_copy"]
     sft_overrides = [f"seed={seed}", "overwrite=true"] + ([f"steps={sft_steps}", f"eval.every={max(1, sft_steps)}",
                                          f"checkpoint.every={max(1, sft_steps)}"] if sft_steps else [])
     sft_cfg = cfgmod.load(SFTConfig, _config_file("sft-tiny-cpu.toml"), sft_overrides)
@@ -132,6 +138,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         "sft_val_loss": tuned.val_loss,
         "search": search_hits,
         "trends": _trends_now(out),
+        "ads": ads,
         "stage_seconds": t.seconds,
     }
     _print_summary(summary)
@@ -143,8 +150,18 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         log(f"the chat model is in {out / 'chat'} (Hugging Face copy in {out / 'hf'}); search at /search/, "
             "cited answers at /v1/answers, trends at /v1/trends and in the chat page's panel, and the chat "
             "searches posts itself; Ctrl-C stops the server")
+        from murmur.ads.demo import demo_ads_config
+        from murmur.ads.router import WEB_DIR as ADS_WEB
+        from murmur.ads.router import build_router as ads_router
+        from murmur.ads.service import AdsService
+
         search = server_features(out / "search")
-        serve_model(out / "chat", port=port, routers=search.routers, pages=search.pages, tools=search.tools)
+        routers, pages = list(search.routers), dict(search.pages)
+        if "skipped" not in ads:
+            routers.append(ads_router(AdsService(demo_ads_config(out / "ads", out / "clean.parquet", out / "search"))))
+            pages["/ads"] = ADS_WEB
+            log("the ads studio is at /ads/ (the demo's audiences and campaigns)")
+        serve_model(out / "chat", port=port, routers=routers, pages=pages, tools=search.tools)
     return summary
 
 
@@ -169,6 +186,18 @@ def _trends_now(out: Path) -> list[dict]:
                 for t in Trends(index).report("1h", k=3)["data"]]
 
 
+def _ads_stage(out: Path, seed: int) -> dict:
+    """Interest audiences on the search index's vectors, campaigns, and murmur vs random delivery."""
+    from murmur.ads.demo import run_ads_demo
+    from murmur.errors import InputError
+
+    try:
+        return run_ads_demo(out / "world", out / "clean.parquet", out / "search", out / "ads", seed=seed, log=log)
+    except InputError as e:  # a world too small for audiences of 100 users
+        log(f"ads: skipped ({e})")
+        return {"skipped": str(e)}
+
+
 def _print_summary(s: dict) -> None:
     table = Table(title="murmur demo", show_header=False)
     table.add_column("what")
@@ -188,6 +217,15 @@ def _print_summary(s: dict) -> None:
     table.add_row("training curves", s["training_curves"])
     if s["sft_val_loss"] is not None:
         table.add_row("chat fine-tune val loss", f"{s['sft_val_loss']:.3f}")
+    if s.get("ads", {}).get("skipped"):
+        table.add_row("ads", "skipped: world too small for audiences of 100")
+    elif s.get("ads"):
+        a = s["ads"]
+        table.add_row("ads audiences (interest, 100+ users)", f"{a['audiences']}")
+        table.add_row("ads: CTR murmur / random", f"{a['ctr']['murmur']:.2%} / {a['ctr']['random']:.2%}")
+        table.add_row(f"ads lift in clicks ({a['campaigns']} campaigns, {a['seeds']} seeds)",
+                      f"{a['lift']['clicks'][0]:+.0%} ± {a['lift']['clicks'][1]:.0%}")
+        table.add_row("ads campaign-days within 10% of budget", f"{a['delivery_ok']:.0%}")
     table.add_row("time", format_duration(sum(s["stage_seconds"].values())))
     console.print(table)
     for q, texts in s.get("search", {}).items():

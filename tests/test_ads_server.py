@@ -194,6 +194,26 @@ def test_copy_quality_is_measured(env, tmp_path):
     assert "simulated CTR" in copy_table(s)
 
 
+def test_demo_ads_stage(env, tmp_path):
+    """What `murmur demo` runs for ads: audiences, campaigns in SQLite, a short A/B simulation with its lift,
+    and a service (the studio's) over what it wrote."""
+    from murmur.ads.demo import demo_ads_config, run_ads_demo
+    from murmur.ads.store import CampaignStore
+
+    fx = env["fx"]
+    res = run_ads_demo(fx.world, fx.clean, None, tmp_path / "ads", seeds=2, page_views=1500, campaigns=4)
+    assert res["audiences"] >= 1 and res["campaigns"] == 8
+    assert res["ctr"]["murmur"] > 0 and np.isfinite(res["lift"]["clicks"][0]) and "lift ctr" in res["table"]
+    store = CampaignStore(f"sqlite:///{tmp_path / 'ads' / 'ads.db'}")
+    assert store.count()[0] >= 2
+    store.close()
+    svc = AdsService(demo_ads_config(tmp_path / "ads", fx.clean, None))
+    try:
+        assert len(svc.server.campaigns) >= 2
+    finally:
+        svc.close()
+
+
 def test_copy_policy():
     from murmur.ads.copy import CopyPolicy, compose
 

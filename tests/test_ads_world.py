@@ -83,3 +83,28 @@ def test_copy_fine_tuning_data(fx, tmp_path):
     for r in rows:
         user, assistant = r["messages"][0]["content"], r["messages"][1]["content"]
         assert user.split("Link: ")[1] in assistant
+        assert "Brief: Our " in user and "Audience: people into " in user
+
+
+def test_ad_copy_is_a_sft_data_kind(fx, tmp_path):
+    """`murmur sft-data --ad-copy` mixes the copy conversations into the chat data; a bad ads world exits 2."""
+    import json
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from murmur.cli import app
+
+    out = tmp_path / "conv.jsonl"
+    r = CliRunner().invoke(app, ["sft-data", str(fx.clean), "-o", str(out), "--instructions", "20",
+                                 "--ad-copy", str(fx.ads)])
+    assert r.exit_code == 0, r.output
+    added = int(r.output.split("ad copy: ")[1].split()[0].replace(",", ""))
+    rows = [json.loads(x)["messages"] for x in out.read_text().splitlines()]
+    copy = [m for m in rows if m[0]["content"].startswith("Write an ad post")]
+    assert added > 20 and len(copy) == added and len(rows) > added
+    r = subprocess.run([sys.executable, "-m", "murmur.cli", "sft-data", str(fx.clean), "-o", str(tmp_path / "x.jsonl"),
+                        "--ad-copy", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "ads.parquet" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.jsonl").exists()

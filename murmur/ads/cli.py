@@ -90,7 +90,8 @@ def ads_audience(
     if ids is not None and not ids.is_file():
         raise InputError("ids file not found", path=ids)
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
-    emb = None if index is not None else text_embedder(embedder)
+    # keyword and custom audiences need only the users, not what they write about: no neural embedding
+    emb = None if index is not None or kind in ("keyword", "custom") else text_embedder(embedder)
     builder = AudienceBuilder(table, build_user_vectors(table, emb, cache=cache, index=index),
                               follows=pq.read_table(follows, columns=["src", "dst"]) if follows else None)
     aud = build_audience(builder, kind, topic=topic, keywords=(keywords or "").split(",") if keywords else None,

@@ -172,15 +172,26 @@ def rank_for_audience(variants: Sequence[str], lang: str, aud: Audience, vectors
     return np.asarray(model.predict(x)).reshape(k, m).mean(1)
 
 
-def copy_sft_data(ads_dir: str | Path, out: str | Path, min_impressions: int = 50) -> int:
-    """Fine-tuning conversations (briefs + audience -> copy) from an ads world's logs: every ad whose
-    logged CTR is at least its topic's median becomes an example (OpenAI messages JSONL). Returns the count."""
-    import json
+def world_brief(product: str, topic: str) -> str:
+    """The plain brief an advertiser of the demo world hands in: its product and who it is for."""
+    return f"Our {product}, made for {topic.replace('_', ' ')}."
 
+
+def copy_request(brief: str, brand: str, url: str, topic: str, hashtags: Sequence[str], lang: str) -> str:
+    """The user turn of a copy conversation: the brief, the audience (its topic and hashtags), brand, link."""
+    tags = " ".join("#" + t.lstrip("#") for t in hashtags)
+    language = "Spanish" if lang == "es" else "English"
+    return (f"Write an ad post in {language} for {brand}. Brief: {brief} Audience: people into "
+            f"{topic.replace('_', ' ')}" + (f" (they post {tags})" if tags else "") + f". Link: {url}")
+
+
+def copy_conversations(ads_dir: str | Path, min_impressions: int = 50) -> list[list[dict]]:
+    """Fine-tuning conversations (brief + audience -> copy) from an ads world's logs: every ad whose logged
+    CTR is at least its topic's median becomes an example (OpenAI messages)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from murmur.io import atomic_open
+    from murmur.world import text as wt
 
     ads_dir = Path(ads_dir)
     if not (ads_dir / "ads.parquet").is_file() or not (ads_dir / "impressions.parquet").is_file():
@@ -195,19 +206,48 @@ def copy_sft_data(ads_dir: str | Path, out: str | Path, min_impressions: int = 5
     for ad in ads:
         if ad["ad_id"] in ctr:
             by_topic.setdefault(ad["topic"], []).append(ctr[ad["ad_id"]])
-    n = 0
+    out = []
+    for ad in ads:
+        rate = ctr.get(ad["ad_id"])
+        if rate is None or rate < float(np.median(by_topic[ad["topic"]])):
+            continue
+        topic = wt.TOPICS.get(ad["topic"])
+        tags = list(topic.tags[ad["lang"]][:2]) if topic is not None and ad["lang"] in topic.tags else []
+        ask = copy_request(world_brief(ad["product"], ad["topic"]), ad["brand"], ad["url"], ad["topic"], tags,
+                           ad["lang"])
+        out.append([{"role": "user", "content": ask}, {"role": "assistant", "content": ad["text"]}])
+    return out
+
+
+def copy_sft_data(ads_dir: str | Path, out: str | Path, min_impressions: int = 50) -> int:
+    """Write :func:`copy_conversations` as conversations JSONL; returns the count."""
+    import json
+
+    from murmur.io import atomic_open
+
+    convs = copy_conversations(ads_dir, min_impressions)
     with atomic_open(out, "w", encoding="utf-8") as f:
-        for ad in ads:
-            rate = ctr.get(ad["ad_id"])
-            if rate is None or rate < float(np.median(by_topic[ad["topic"]])):
-                continue
-            lang = "Spanish" if ad["lang"] == "es" else "English"
-            ask = (f"Write an ad post in {lang} for {ad['brand']} ({ad['product']}), for people into "
-                   f"{ad['topic'].replace('_', ' ')}. Link: {ad['url']}")
-            f.write(json.dumps({"messages": [{"role": "user", "content": ask},
-                                             {"role": "assistant", "content": ad["text"]}]}, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+        for conv in convs:
+            f.write(json.dumps({"messages": conv}, ensure_ascii=False) + "\n")
+    return len(convs)
+
+
+def add_copy_conversations(conversations: str | Path, ads_dir: str | Path, seed: int = 0) -> int:
+    """Mix the ad-copy conversations of an ads world into a conversations JSONL (``murmur sft-data
+    --ad-copy``), shuffled in with ``seed``; returns how many were added."""
+    import json
+    import random
+
+    from murmur.io import atomic_open
+
+    path = Path(conversations)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    added = [json.dumps({"messages": c}, ensure_ascii=False) for c in copy_conversations(ads_dir)]
+    lines += added
+    random.Random(seed).shuffle(lines)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return len(added)
 
 
 def copy_for_audience(engine: Any, brief: str, brand: str, url: str, aud: Audience, vectors: UserVectors,

@@ -31,11 +31,6 @@ def evaluate_audiences(builder: AudienceBuilder, world: Path, min_share: float =
 
 # ---------------------------------------------------------------------------------------------- ad copy
 
-def world_brief(product: str, topic: str) -> str:
-    """The plain brief an advertiser of the demo world hands in: its product and who it is for."""
-    return f"Our {product}, made for {topic.replace('_', ' ')}."
-
-
 def rule_breaks(text: str, brand: str, url: str, policy) -> list[str]:
     """Every rule ``text`` breaks, checked afresh (not through the filter that kept it)."""
     import re
@@ -73,7 +68,7 @@ def evaluate_copy(setup, complete, advertisers: int = 10, n: int = 4, seed: int 
     ``complete(prompts, seed)`` is the model (e.g. :func:`murmur.ads.copy.engine_completer`);
     ``setup`` a :class:`murmur.ads.simulate.SimSetup`.
     """
-    from murmur.ads.copy import CopyPolicy, audience_voice, rank_for_audience, write_copy
+    from murmur.ads.copy import CopyPolicy, audience_voice, rank_for_audience, world_brief, write_copy
     from murmur.ads.pctr import Featurizer
     from murmur.ads.server import DEFAULT_HOURLY
 

@@ -80,9 +80,10 @@ class SimSetup:
     @classmethod
     def build(cls, world: Path, ads_dir: Path, posts_path: Path, work: Path, min_share: float = 0.1,
               log: Callable[[str], None] = lambda s: None, audience_embedder: str | Path | None = "lsa",
-              cache: Path | None = None) -> SimSetup:
+              cache: Path | None = None, index: Path | None = None) -> SimSetup:
         """``audience_embedder`` (see :func:`murmur.ads.vectors.text_embedder`) gives the vectors the interest
-        audiences are built from; the pCTR features and the server use the LSA vectors either way."""
+        audiences are built from (``index``: a search index whose post vectors and embedder to use instead);
+        the pCTR features and the server use the LSA vectors either way."""
         cm = ClickModel.load(ads_dir, world)
         posts = read_posts(posts_path, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
         log(f"embedding {posts.num_rows:,} posts")
@@ -97,8 +98,11 @@ class SimSetup:
         history.add(imps.column("user_id").to_pylist(), [ad_text[a] for a in imps.column("ad_id").to_pylist()],
                     imps.column("clicked").to_numpy(zero_copy_only=False))
         truth = load_truth(world)
-        emb = text_embedder(audience_embedder)
-        if emb is None:
+        emb = None if index is not None else text_embedder(audience_embedder)
+        if index is not None:
+            log(f"audience vectors from the search index {index}")
+            aud_vectors = build_user_vectors(posts, None, cache=cache, index=index)
+        elif emb is None:
             aud_vectors = vectors
         else:
             log(f"audience vectors: {emb.name} over {posts.num_rows:,} posts (cached in {cache})")
