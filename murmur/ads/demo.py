@@ -10,7 +10,7 @@ from pathlib import Path
 from murmur.ads.service import AdsConfig
 
 
-def run_ads_demo(world: Path, clean: Path, index: Path | None, out: Path, seed: int = 0, seeds: int = 2,
+def run_ads_demo(world: Path, clean: Path, index: Path | None, out: Path, seed: int = 0, seeds: int = 3,
                  page_views: int = 4000, campaigns: int = 8, log: Callable[[str], None] = lambda s: None) -> dict:
     """Everything under ``out``: ``world-ads/`` (logs and click model), ``pctr/``, ``audiences/``, ``ads.db``
     (the campaigns of the simulation). Returns the summary: audiences, campaigns, lift with 95% CIs."""
