@@ -362,9 +362,9 @@ def trends_cmd(
     import json as _json
 
     from murmur.search.index import SearchIndex
-    from murmur.search.trends import Trends, parse_window
+    from murmur.search.trends import Trends, check_query
 
-    parse_window(window)
+    check_query(window, k, lang, at)  # before the model loads
     engine = None
     if model is not None:
         from murmur.engine import Engine

@@ -302,12 +302,7 @@ class Trends:
     def report(self, window: str = "1h", k: int = 5, lang: str | None = None, at: str | None = None,
                engine: Any = None) -> dict[str, Any]:
         """The JSON the route and ``murmur trends --json`` give (summaries when ``engine`` is given)."""
-        window_s = parse_window(window)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise InputError(f"must be an integer from 1 to {MAX_K}", field="k")
-        if lang is not None and (not isinstance(lang, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-\w+)?", lang)):
-            raise InputError(f"{lang!r} is not a language code like en or es", field="lang")
-        at_us = parse_time(at, "at") if at is not None else None
+        window_s, at_us = check_query(window, k, lang, at)
         rep = self.detect(window_s, at_us, lang, k)
         if engine is not None:
             for t in rep.trends:
@@ -315,6 +310,16 @@ class Trends:
         out = rep.to_json(self.cfg)
         out["window"] = window
         return out
+
+
+def check_query(window: object, k: object, lang: object, at: object) -> tuple[int, int | None]:
+    """(window seconds, end of the window in microseconds or None); InputError names a bad value."""
+    window_s = parse_window(window)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InputError(f"must be an integer from 1 to {MAX_K}", field="k")
+    if lang is not None and (not isinstance(lang, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-\w+)?", lang)):
+        raise InputError(f"{lang!r} is not a language code like en or es", field="lang")
+    return window_s, parse_time(at, "at") if at is not None else None
 
 
 def _int(value: object, name: str) -> int:
