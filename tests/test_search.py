@@ -44,6 +44,11 @@ def test_analysis_english_spanish_entities():
     # a query is stemmed both ways, accents folded: "canciones" finds "canción"
     groups = query_terms("canciones")
     assert doc_terms("canción", "es")[0] in groups[0]
+    # function words do not make every post a match, unless the query has nothing else
+    assert query_terms("la temporada de tierra") == query_terms("temporada tierra")
+    assert query_terms("the") == [{"the"}]
+    # a one-word hashtag query also finds the word without the '#'
+    assert doc_terms("un gran partido de fútbol", "es")[-1] in query_terms("#Fútbol")[0]
     text = "Running with runners #running"
     assert [text[a:b] for a, b in highlight_spans(text, "en", set().union(*query_terms("run")))] == \
         ["Running", "#running"]
@@ -271,3 +276,18 @@ def test_kill_9_during_compaction_loses_nothing(index_dir):
                 r_, i_ = pid[1:].split("x")
                 assert _hits(ix, f"zq{r_}x{i_}") == ([] if pid in deleted else [pid])
     assert len(added) > 20
+
+
+def test_damaged_segment_state_is_one_line(index_dir):
+    with SearchIndex(index_dir, compact=CompactConfig(auto=False)) as ix:
+        ix.add([{"post_id": "s1", "text": "A post about the garden, the tomatoes and the summer rain"}])
+    state = index_dir / "segments.json"
+    good = state.read_text()
+    state.write_text("{not json")
+    with pytest.raises(MurmurError, match="segments.json: unreadable"):
+        SearchIndex(index_dir)
+    state.write_text(good)
+    seg = next(index_dir.glob("seg-*.parquet"))
+    seg.rename(index_dir / "moved.parquet")
+    with pytest.raises(MurmurError, match="is missing"):
+        SearchIndex(index_dir)

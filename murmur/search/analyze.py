@@ -67,6 +67,12 @@ def fold(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
+def _camel_parts(tag: str) -> list[str]:
+    """The words of a camel-case tag, accents stripped first (``#FútbolSala`` -> ``Futbol``, ``Sala``)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", tag) if not unicodedata.combining(c))
+    return _CAMEL_RE.findall(plain)
+
+
 @functools.lru_cache(maxsize=400_000)
 def word_term(word: str, lang: str) -> str:
     """The term of a plain word in a post of language ``lang``."""
@@ -113,7 +119,7 @@ def doc_terms(text: str, lang: str | None, hashtags: Iterable[str] = (), mention
 def tag_terms(tag: str, lang: str) -> list[str]:
     """``#tag`` itself plus its words (``#MachineLearning`` -> ``machin``, ``learn``)."""
     tag = tag.lstrip("#")
-    return ["#" + fold(tag)] + [word_term(p, lang) for p in _CAMEL_RE.findall(tag)]
+    return ["#" + fold(tag)] + [word_term(p, lang) for p in _camel_parts(tag)]
 
 
 def query_terms(query: str) -> list[set[str]]:
@@ -129,8 +135,9 @@ def query_terms(query: str) -> list[set[str]]:
             (stop if fold(tok) in STOPWORDS else groups).append({word_term(tok, "en"), word_term(tok, "es"),
                                                                   fold(tok)})
         elif kind == "#":
-            groups.append({"#" + fold(tok)})
-            parts = _CAMEL_RE.findall(tok)
+            parts = _camel_parts(tok)
+            groups.append({"#" + fold(tok)} | ({word_term(tok, "en"), word_term(tok, "es"), fold(tok)}
+                                               if len(parts) == 1 else set()))
             for p in parts if len(parts) > 1 else ():
                 groups.append({word_term(p, "en"), word_term(p, "es"), fold(p)})
         else:

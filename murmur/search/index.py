@@ -307,12 +307,17 @@ class SearchIndex:
         if writable and (self.path / LEGACY_WAL).exists() and not (self.path / STATE).exists():
             os.replace(self.path / LEGACY_WAL, self.path / wal_name(1))  # the log of a version without compaction
         for _ in range(5):  # a reader beside a writer: start again if a compaction switched state meanwhile
-            state = read_state(self.path, self.manifest)
+            try:
+                state = read_state(self.path, self.manifest)
+            except (ValueError, KeyError, TypeError) as e:
+                raise IndexNotUsable(f"{self.path / STATE}: unreadable ({e}); rebuild the index with "
+                                     "`murmur search index --overwrite`") from None
             try:
                 self._load(state)
-            except FileNotFoundError:
+            except FileNotFoundError as e:
                 if writable:
-                    raise
+                    raise IndexNotUsable(f"{self.path}: {Path(str(e.filename or e)).name} named by {STATE} is missing; "
+                                         "rebuild the index with `murmur search index --overwrite`") from None
                 continue
             if writable or read_state(self.path, self.manifest) == state:
                 break

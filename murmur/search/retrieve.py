@@ -47,6 +47,8 @@ class RetrieveConfig:
     rrf_k: int = knob(60, "Reciprocal Rank Fusion constant k")
     lexical_weight: float = knob(1.0, "hybrid: weight of the lexical list's RRF term")
     dense_weight: float = knob(1.0, "hybrid: weight of the dense list's RRF term")
+    dense_langs: list = knob(["en"], "hybrid: post languages the embedder was trained on ([] = all)")
+    dense_weight_other_langs: float = knob(1.0, "hybrid: dense weight factor for posts in other languages")
     candidates: int = knob(100, "how deep each list is read before fusion (and before a 'recent' sort)")
     recency_weight: float = knob(0.1, "hybrid prior: weight of freshness (0 turns it off)")
     half_life_hours: float = knob(72.0, "hybrid prior: hours after which freshness halves")
@@ -139,18 +141,30 @@ def prior(index: Any, keys: np.ndarray, cfg: RetrieveConfig) -> np.ndarray:
 
 
 def fuse(lists: list[list[tuple[int, float]]], index: Any, cfg: RetrieveConfig,
-         weights: tuple[float, ...] | None = None) -> list[tuple[int, float]]:
+         weights: tuple[Any, ...] | None = None) -> list[tuple[int, float]]:
     """Weighted RRF of ranked lists plus the prior, best first."""
     scores: dict[int, float] = {}
     for ranked, w in zip(lists, weights or (1.0,) * len(lists), strict=True):
         for rank, (key, _) in enumerate(ranked, start=1):
-            scores[key] = scores.get(key, 0.0) + w / (cfg.rrf_k + rank)
+            scores[key] = scores.get(key, 0.0) + (w(key) if callable(w) else w) / (cfg.rrf_k + rank)
     if not scores:
         return []
     keys = np.fromiter(scores, np.int64, len(scores))
     total = np.fromiter(scores.values(), np.float64, len(scores)) + prior(index, keys, cfg) / (cfg.rrf_k + 1)
     order = np.lexsort((keys, -total))
     return [(int(keys[i]), float(total[i])) for i in order]
+
+
+def dense_weight(index: Any, cfg: RetrieveConfig) -> Any:
+    """The dense list's RRF weight: ``dense_weight``, times ``dense_weight_other_langs`` for a post
+    in a language the embedder was not trained on (its neighbours there are noisy)."""
+    if not cfg.dense_langs or cfg.dense_weight_other_langs == 1.0:
+        return cfg.dense_weight
+    store = index.store
+    trained = {store.langs[lang] for lang in cfg.dense_langs if lang in store.langs}
+    codes = store.lang.a
+    other = cfg.dense_weight * cfg.dense_weight_other_langs
+    return lambda key: cfg.dense_weight if codes[key] in trained else other
 
 
 def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
@@ -175,7 +189,7 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
     elif mode == "dense":
         out = den
     else:
-        out = fuse([lex, den], index, cfg, (cfg.lexical_weight, cfg.dense_weight))
+        out = fuse([lex, den], index, cfg, (cfg.lexical_weight, dense_weight(index, cfg)))
     if req.sort == "recent":
         created = index.store.created.a
         out = sorted(out, key=lambda ks: (-created[ks[0]], ks[0]))
