@@ -70,7 +70,7 @@ REQUIRED = ("post_id", "text", "created_at")
 
 @dataclass(frozen=True)
 class CompactConfig:
-    """When a writable index folds its write-ahead log into its segments (``[search.compact]``)."""
+    """When a writable index folds its write-ahead log into its segments."""
 
     auto: bool = knob(True, "compact in a background thread of the writer")
     wal_bytes: int = knob(64 * 1024 * 1024, "compact when the log passes this many bytes")
