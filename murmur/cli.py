@@ -394,6 +394,48 @@ def trends_cmd(
             typer.echo(f"   [{c['n']}] {c['post_id']} {c['text'][:100]}")
 
 
+@app.command("draft")
+def draft_cmd(
+    index_dir: Annotated[Path, typer.Argument(help="Search index directory (murmur search index).")],
+    model: Annotated[Path, typer.Option("--model", help="Model run directory.")],
+    kind: Annotated[str, typer.Option(help="post or reply.")] = "post",
+    reply_to: Annotated[str | None, typer.Option("--reply-to", help="Id of the post replied to (a reply).")] = None,
+    topic: Annotated[str | None, typer.Option(help="What the post is about (a post needs one).")] = None,
+    lang: Annotated[str | None, typer.Option(help="Language code (default: the voice's, the parent's or the "
+                                                  "topic's).")] = None,
+    voice: Annotated[str | None, typer.Option(help="Write like this account (its recent posts).")] = None,
+    n: Annotated[int, typer.Option("-n", help="Variants wanted (1 to 16).")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the HTTP API's JSON object.")] = False,
+) -> None:
+    """Draft posts or replies: variants within 280 characters (links 23), in the language, without personal
+    data and not near-duplicates of indexed posts, best model score first."""
+    import json as _json
+
+    from murmur.search.drafts import Drafter, check_request
+    from murmur.search.index import SearchIndex
+
+    body = {"kind": kind, "reply_to": reply_to, "topic": topic, "lang": lang, "voice": voice, "n": n, "seed": seed}
+    req = check_request({key: v for key, v in body.items() if v is not None})
+    from murmur.engine import Engine
+    from murmur.serve.app import check_model_dir
+
+    with SearchIndex(index_dir, writable=False) as ix:
+        drafter = Drafter(ix)
+        drafter.resolve(req)  # unknown reply_to or voice: before the model loads
+        check_model_dir(model)
+        engine = Engine.from_run_dir(model)
+        out = drafter.draft(engine, req)
+    if as_json:
+        typer.echo(_json.dumps(out, ensure_ascii=False))
+        return
+    for i, d in enumerate(out["data"], 1):
+        typer.echo(f"{i}. ({d['score']:.3f}) {d['text']}")
+    dropped = ", ".join(f"{k} {v}" for k, v in out["filtered"].items() if v)
+    typer.echo(f"{len(out['data'])} of {out['requested']} asked, from {out['candidates']} candidates"
+               + (f"; dropped: {dropped}" if dropped else ""))
+
+
 # ---------------------------------------------------------------- demo
 @app.command("demo")
 def demo(

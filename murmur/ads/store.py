@@ -33,6 +33,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from murmur.data.normalize import tweet_length
 from murmur.errors import InputError, MurmurError
 
 MICROS = 1_000_000
@@ -158,11 +159,6 @@ class Campaign:
 
 def _utc(when: dt.datetime) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-
-
-def tweet_length(text: str) -> int:
-    """Length as X counts it: every http(s) link counts 23 characters."""
-    return len(re.sub(r"https?://\S+", "x" * 23, text))
 
 
 def validate_campaign(c: Campaign, audience_size: Callable[[str], int | None] | None = None,

@@ -322,3 +322,14 @@ def dedup_key(text: str, fold_digits: bool = True) -> str:
     (templated posts such as "Daily reminder #123" then collapse onto one).
     """
     return fold_key(_KEY_DROP_RE.sub(" ", text), fold_digits)
+
+
+# ---------------------------------------------------------------- length as X counts it
+
+MAX_POST_CHARS = 280
+_LINK_RE = re.compile(r"https?://\S+")
+
+
+def tweet_length(text: str) -> int:
+    """Length as X counts it: every http(s) link counts 23 characters."""
+    return len(_LINK_RE.sub("x" * 23, text))
