@@ -47,7 +47,10 @@ def test_pctr_beats_the_baselines_on_held_out_days(env):
     t = env["report"].test
     chosen = env["report"].chosen
     assert chosen in ("lightgbm", "torch")
-    assert t[chosen]["ne"] < t["targeting"]["ne"] < 1.01
+    # the chosen model beats both baselines. NE divides by the entropy of the *training* CTR, so when the
+    # held-out days' CTR differs (this world: the global CTR's calibration is 0.92) every NE, the global one's
+    # included, can sit above 1: only the comparison is meaningful
+    assert t[chosen]["ne"] < t["targeting"]["ne"] < t["global"]["ne"]
     assert t[chosen]["auc"] > t["targeting"]["auc"] > 0.5
     assert 0.7 < t[chosen]["calibration"] < 1.4
 
