@@ -38,8 +38,8 @@ or number of buckets (and equal to ``dedup.decide`` over all posts at once).
 **Streaming.** Posts are read in batches; the survivors of steps 1-5 (with their PII masks) go to a
 temporary Parquet file in a hidden directory beside the output, their key rows to the bucket files
 there, and a second pass copies the kept ones to the output, counting PII and languages as it goes.
-What stays in memory: one bucket of key rows while it is sorted (buckets are sized for about 4M key
-rows, ~200 MB: ``DEDUP_BUCKET_ROWS``) and one byte per surviving post for the decision (1 GB per
+What stays in memory: one bucket of key rows while it is sorted (buckets are sized for about 1M key
+rows, ~60 MB: ``DEDUP_BUCKET_ROWS``) and one byte per surviving post for the decision (1 GB per
 billion posts). The spill directory is removed whatever happens; the output and ``stats.json`` are
 written atomically.
 """
@@ -445,8 +445,8 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
 
 _PII = "_pii"
 _SURVIVOR_SCHEMA = POST_SCHEMA.append(pa.field(_PII, pa.uint8()))
-DEDUP_BUCKET_ROWS = 1 << 22
-"""Key rows per dedup bucket the local engine aims at (~200 MB while one is sorted)."""
+DEDUP_BUCKET_ROWS = 1 << 20
+"""Key rows per dedup bucket the local engine aims at (~60 MB while one is sorted)."""
 
 
 def _buckets(total: int, cfg: CleanConfig) -> int:
