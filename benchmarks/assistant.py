@@ -3,7 +3,15 @@ and for answers with citations, citation precision (cited posts on the question'
 recall (answers citing at least one post on the topic) and answer language = question language,
 per language. Writes the ``assistant`` section of docs/benchmarks.md.
 
-    python benchmarks/assistant.py --model RUN_DIR [--users 150] [--topics 8]
+Drafts (``--parts drafts``): for each topic and language, a post drafted on the topic's first noun
+phrase; the rules each candidate keeps before filtering and each returned variant after it (checked
+again here, independently), and topic match against the world's truth: a draft's topic is the most
+common true topic of the posts a lexical search finds for it (for the whole draft, and for the
+model's continuation alone, without the opening the request gave). Replies to posts of the index are
+matched against the parent's topic. Writes the ``drafts`` section.
+
+    python benchmarks/assistant.py --model RUN_DIR [--users 150] [--topics 8] [--parts answers,drafts]
+        [--world DIR --index DIR]
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import write_section  # noqa: E402
 from murmur.chat.template import render  # noqa: E402
 from murmur.chat.tools import forced_call, forced_ids, parse_output  # noqa: E402
+from murmur.data.normalize import scrub_pii, tweet_length  # noqa: E402
 from murmur.engine import Engine, SamplingParams  # noqa: E402
 from murmur.search.answer import CITE, Answerer, AnswerRequest, question_lang  # noqa: E402
+from murmur.search.drafts import Drafter, check_request, max_jaccard, text_lang  # noqa: E402
 from murmur.search.tool import SEARCH_POSTS  # noqa: E402
 
 QUESTION = {"en": "What are people saying about {}?", "es": "¿Qué dice la gente sobre {}?"}
@@ -59,52 +69,160 @@ def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
     return {"auto": auto / len(questions), "forced": forced / len(questions)}
 
 
+def nearest_topic(drafter: Drafter, truth, text: str, k: int = 10) -> str | None:
+    """The most common true topic of the index posts a lexical search finds for ``text``."""
+    from collections import Counter
+
+    hits = drafter.search(text, k) if text.strip() else []
+    topics = [t for t in truth.topics_of([h["post_id"] for h in hits]) if t]
+    return Counter(topics).most_common(1)[0][0] if topics else None
+
+
+def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, replies: int = 4) -> dict:
+    """Per language: candidates, rule rates before filtering, returned variants and their re-checked
+    rules, topic match of drafts (whole, continuation alone) and of replies."""
+    import murmur.world.text as wt
+
+    drafter = Drafter(ix)
+    rows: dict[str, dict] = {}
+
+    def row(lang: str) -> dict:
+        return rows.setdefault(lang, {"requests": 0, "candidates": 0, "cand_ok": 0, "dropped": {}, "returned": 0,
+                                      "ret_ok": 0, "topic_ok": 0, "cont_ok": 0, "cand_topic_ok": 0, "replies": 0,
+                                      "reply_returned": 0, "reply_topic_ok": 0, "short": 0})
+
+    def recheck(text: str, lang: str) -> bool:
+        near = [p["text"] for p in drafter.search(text, 10)]
+        return (tweet_length(text) <= 280 and text_lang(text) == lang and scrub_pii(text)[0] == text
+                and max_jaccard(text, near) < 0.8)
+
+    for i, name in enumerate(topics):
+        for lang in ("en", "es"):
+            phrase = wt.TOPICS[name].nouns[lang][0]
+            req, ctx = drafter.resolve(check_request({"topic": phrase, "lang": lang, "n": n, "seed": i}))
+            cands = drafter.candidates(engine, req, ctx)
+            out = drafter.select(req, ctx, cands)
+            r = row(lang)
+            r["requests"] += 1
+            r["candidates"] += len(cands)
+            bad = sum(v for k, v in out["filtered"].items() if k != "duplicate")
+            r["cand_ok"] += len(cands) - bad
+            for k, v in out["filtered"].items():
+                r["dropped"][k] = r["dropped"].get(k, 0) + v
+            r["cand_topic_ok"] += sum(nearest_topic(drafter, truth, t) == name for t, _ in cands)
+            r["returned"] += len(out["data"])
+            r["short"] += len(out["data"]) < n
+            for d in out["data"]:
+                r["ret_ok"] += recheck(d["text"], lang)
+                r["topic_ok"] += nearest_topic(drafter, truth, d["text"]) == name
+                r["cont_ok"] += nearest_topic(drafter, truth, d["text"][len(phrase):]) == name
+    for lang in ("en", "es"):   # replies to on-topic posts of the index
+        parents = []
+        for name in topics:   # the best on-topic hit for each topic's first noun phrase
+            hits = drafter.search(wt.TOPICS[name].nouns[lang][0], 20, lang)
+            parents += [(p, name) for p, t in zip(hits, truth.topics_of([p["post_id"] for p in hits]), strict=True)
+                        if t == name][:1]
+        for j, (p, topic) in enumerate(parents[:replies]):
+            out = drafter.draft(engine, check_request({"kind": "reply", "reply_to": p["post_id"], "n": 2, "seed": j}))
+            r = row(lang)
+            r["replies"] += 1
+            r["reply_returned"] += len(out["data"])
+            r["reply_topic_ok"] += sum(nearest_topic(drafter, truth, d["text"]) == topic for d in out["data"])
+    return rows
+
+
+def drafts_section(label: str, rows: dict, n: int, topics: int, seconds: float, users: str) -> str:
+    import murmur.world.text as wt
+
+    def pct(a: int, b: int) -> str:
+        return f"{a / b:.0%}" if b else "-"
+
+    lines = ["## Drafts: rules and topic match", "",
+             f"Model: {label}. World: {users}, {topics} topics x (en, es), one post request each (n={n}, "
+             f"{n * 3} candidates), plus replies to indexed posts. Machine: {platform.machine()}, {platform.system()}; "
+             f"{seconds:.0f} s. One run on a shared machine; small samples. Topic match by chance: "
+             f"{1 / len(wt.TOPIC_NAMES):.0%} ({len(wt.TOPIC_NAMES)} topics).", "",
+             "| lang | requests | candidates keeping every rule (before filtering) | dropped (too long / wrong lang / "
+             "PII / near-dup / empty) | returned of asked | returned keeping every rule (re-checked) | "
+             "topic match: candidates | topic match: returned | topic match: continuation alone | "
+             "replies: returned | replies on the parent's topic |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for lang, r in rows.items():
+        d = r["dropped"]
+        lines.append(
+            f"| {lang} | {r['requests']} | {pct(r['cand_ok'], r['candidates'])} of {r['candidates']} | "
+            f"{d.get('too_long', 0)} / {d.get('wrong_lang', 0)} / {d.get('pii', 0)} / {d.get('near_duplicate', 0)}"
+            f" / {d.get('empty', 0)} | {r['returned']} of {r['requests'] * n} | {pct(r['ret_ok'], r['returned'])} | "
+            f"{pct(r['cand_topic_ok'], r['candidates'])} | {pct(r['topic_ok'], r['returned'])} | "
+            f"{pct(r['cont_ok'], r['returned'])} | {r['reply_returned']} of {r['replies'] * 2} | "
+            f"{pct(r['reply_topic_ok'], r['reply_returned'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--users", type=int, default=150)
     ap.add_argument("--topics", type=int, default=8)
     ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--n", type=int, default=4, help="Draft variants asked per request.")
+    ap.add_argument("--parts", default="answers,drafts", help="What to measure: answers, drafts or both.")
+    ap.add_argument("--world", type=Path, default=None, help="An existing world (with --index) instead of a new one.")
+    ap.add_argument("--index", type=Path, default=None, help="The search index of --world.")
     ap.add_argument("--label", default=None, help="How to name the model in the report.")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
 
     import murmur.world.text as wt
     from murmur.search.index import SearchIndex
     from murmur.world.truth import load_truth
 
+    label = args.label or args.model.name
     with tempfile.TemporaryDirectory() as tmp:
-        world, idx = build(Path(tmp), args.users)
+        world, idx = (args.world, args.index) if args.world else build(Path(tmp), args.users)
         truth = load_truth(world)
+        users = f"{world.name} ({truth.meta.get('config', {}).get('users', '?')} users)" if args.world \
+            else f"{args.users} users (seed 3)"
         engine = Engine.from_run_dir(args.model).start()
         t0 = time.perf_counter()
         try:
-            qs = [(lang, name, QUESTION[lang].format(wt.TOPICS[name].nouns[lang][0]))
-                  for name in wt.TOPIC_NAMES[:args.topics] for lang in ("en", "es")]
-            validity = tool_validity(engine, [q for _, _, q in qs])
-            rows = {}
-            with SearchIndex(idx, writable=False) as ix:
-                answerer = Answerer(ix)
-                for lang, topic, q in qs:
-                    out = answerer.answer(engine, AnswerRequest(q, k=args.k, max_tokens=96, seed=0))
-                    ret = answerer.retrieve(AnswerRequest(q, k=args.k))
-                    r = rows.setdefault(lang, {"n": 0, "cited": 0, "cited_ok": 0, "recall": 0, "lang": 0,
-                                               "retrieved_ok": 0, "retrieved": 0, "qlang": 0})
-                    on_topic = [truth.post(c["post_id"]).topic == topic for c in out["citations"]]
-                    r["n"] += 1
-                    r["cited"] += len(on_topic)
-                    r["cited_ok"] += sum(on_topic)
-                    r["recall"] += any(on_topic)
-                    r["lang"] += out["lang"] == lang
-                    r["qlang"] += question_lang(q) == lang
-                    r["retrieved"] += len(ret)
-                    r["retrieved_ok"] += sum(truth.post(p["post_id"]).topic == topic for p in ret)
-                    assert all(1 <= int(n) <= args.k for n in CITE.findall(out["answer"]))
+            if "drafts" in parts:
+                with SearchIndex(idx, writable=False) as ix:
+                    drows = draft_quality(engine, ix, truth, list(wt.TOPIC_NAMES[:args.topics]), args.n)
+                dbody = drafts_section(label, drows, args.n, args.topics, time.perf_counter() - t0, users)
+                print(dbody)
+                print(json.dumps(drows))
+                write_section("drafts", dbody)
+                t0 = time.perf_counter()
+            if "answers" in parts:
+                qs = [(lang, name, QUESTION[lang].format(wt.TOPICS[name].nouns[lang][0]))
+                      for name in wt.TOPIC_NAMES[:args.topics] for lang in ("en", "es")]
+                validity = tool_validity(engine, [q for _, _, q in qs])
+                rows = {}
+                with SearchIndex(idx, writable=False) as ix:
+                    answerer = Answerer(ix)
+                    for lang, topic, q in qs:
+                        out = answerer.answer(engine, AnswerRequest(q, k=args.k, max_tokens=96, seed=0))
+                        ret = answerer.retrieve(AnswerRequest(q, k=args.k))
+                        r = rows.setdefault(lang, {"n": 0, "cited": 0, "cited_ok": 0, "recall": 0, "lang": 0,
+                                                   "retrieved_ok": 0, "retrieved": 0, "qlang": 0})
+                        on_topic = [truth.post(c["post_id"]).topic == topic for c in out["citations"]]
+                        r["n"] += 1
+                        r["cited"] += len(on_topic)
+                        r["cited_ok"] += sum(on_topic)
+                        r["recall"] += any(on_topic)
+                        r["lang"] += out["lang"] == lang
+                        r["qlang"] += question_lang(q) == lang
+                        r["retrieved"] += len(ret)
+                        r["retrieved_ok"] += sum(truth.post(p["post_id"]).topic == topic for p in ret)
+                        assert all(1 <= int(n) <= args.k for n in CITE.findall(out["answer"]))
         finally:
             engine.stop()
         seconds = time.perf_counter() - t0
-    label = args.label or args.model.name
+    if "answers" not in parts:
+        return
     lines = ["## Assistant: tool calls and cited answers", "",
-             f"Model: {label}. World: {args.users} users (seed 3), {args.topics} topics x (en, es) questions, "
+             f"Model: {label}. World: {users}, {args.topics} topics x (en, es) questions, "
              f"k={args.k}. Machine: {platform.machine()}, {platform.system()}; {seconds:.0f} s. Figures from one run "
              "on a shared machine; small samples.", "",
              "| tool-call validity | auto | forced (tool_choice) |", "|---|---|---|",

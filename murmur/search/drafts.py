@@ -274,7 +274,10 @@ class Drafter:
     def draft(self, engine: Engine, req: DraftRequest) -> dict[str, Any]:
         """``{"object", "data": [{"text", "score"}], "requested", "candidates", "filtered", "kind", "lang"}``."""
         req, context = self.resolve(req)
-        cands = self.candidates(engine, req, context)
+        return self.select(req, context, self.candidates(engine, req, context))
+
+    def select(self, req: DraftRequest, context: list[str], cands: list[tuple[str, float]]) -> dict[str, Any]:
+        """The draft response from scored candidates: those that keep every rule, best first, at most ``n``."""
         filtered = dict.fromkeys(REASONS, 0)
         kept: list[tuple[str, float]] = []
         seen: set[str] = set()
