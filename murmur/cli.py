@@ -32,6 +32,9 @@ app.add_typer(ads_app, name="ads")
 from murmur.search.cli import search_app  # noqa: E402  (the search commands; typer only at import)
 
 app.add_typer(search_app, name="search")
+from murmur.embed.cli import embed_app  # noqa: E402  (the embedder commands; typer only at import)
+
+app.add_typer(embed_app, name="embed")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
 

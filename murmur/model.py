@@ -204,9 +204,11 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 rows: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None,
-                ignore_index: int = -100) -> torch.Tensor:
+                ignore_index: int = -100, return_hidden: bool = False) -> torch.Tensor:
         """tokens [B, T] -> logits [B, T, V] (fp32), or the mean cross-entropy when ``targets`` is given
-        (over the targets that are not ``ignore_index``).
+        (over the targets that are not ``ignore_index``), or with ``return_hidden`` the final hidden
+        states [B, T, dim] (:meth:`hidden`: what an embedding pools; called through ``forward`` so
+        wrappers applied from outside see the call).
 
         With a ``cache``, ``positions`` [B, T] gives each token's position and ``rows`` [B] the cache
         rows the batch occupies; without one, the sequence is attended causally from position 0.
@@ -214,6 +216,18 @@ class Transformer(nn.Module):
         tokens with the same id (block-diagonal causal attention); give ``positions`` restarting at 0
         for each document and every document is computed exactly as if it were alone.
         """
+        h = self.hidden(tokens, positions=positions, cache=cache, rows=rows, doc_ids=doc_ids)
+        if return_hidden:
+            return h
+        logits = self.output(h).float()
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+
+    def hidden(self, tokens: torch.Tensor, *, positions: torch.Tensor | None = None, cache: KVCache | None = None,
+               rows: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, T] -> the final (normed) hidden states [B, T, dim] that the output layer reads:
+        what an embedding pools. Arguments as in :meth:`forward`."""
         B, T = tokens.shape
         if positions is None:
             if T > self.cfg.max_seq_len:
@@ -225,8 +239,4 @@ class Transformer(nn.Module):
         h = self.tok_embeddings(tokens)
         for block in self.layers.values():
             h = block(h, cos, sin, cache, positions, rows, mask)
-        h = self.norm(h)
-        logits = self.output(h).float()
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+        return self.norm(h)

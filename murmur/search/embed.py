@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from murmur.errors import InputError
+from murmur.pooling import EMBEDDER_FILE
 
 Kind = Literal["query", "passage"]
 DEFAULT_NAME = "all-MiniLM-L6-v2"
-EMBEDDER_FILE = "embedder.json"
 
 
 class Embedder(Protocol):

@@ -1,0 +1,51 @@
+"""``murmur embed ...``: train murmur's own text embedder (thin over :mod:`murmur.embed.train`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+embed_app = typer.Typer(help="murmur's own text embedder: contrastive fine-tuning of a pretrained model.",
+                        no_args_is_help=True)
+
+
+@embed_app.command("train")
+def train_cmd(
+    model: Annotated[Path | None, typer.Option("--model", help="Pretrained model directory (a finished run).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Clean posts Parquet (`murmur data clean`).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Run directory for the embedder.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of EmbedConfig knobs "
+                                                                 "(configs/embed-tiny-cpu.toml).")] = None,
+    pooling: Annotated[str | None, typer.Option(help="mean | last | eos (overrides the config's).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature (overrides the config's).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides the config's).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. steps=100 "
+                                                               "optim.lr=1e-4 pairs=[\"hashtag\",\"reply\"]).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in the out "
+                                                          "directory.")] = False,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
+) -> None:
+    """Fine-tune a pretrained model into a text embedder on pairs from posts; writes an embedder directory."""
+    from murmur import config as cfgmod
+    from murmur.embed.train import EmbedConfig, run_embed_train
+
+    if knobs:
+        typer.echo(cfgmod.knobs_text(EmbedConfig))
+        return
+    flags = {"model": model, "data": data, "out": out, "pooling": pooling, "temperature": temperature, "steps": steps}
+    given = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    cfg = cfgmod.load(EmbedConfig, config, [*given, *(overrides or []), *(["resume=true"] if resume else [])])
+    result = run_embed_train(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
+        return
+    if result.interrupted:
+        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
+    else:
+        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        first = f"{result.first_loss:.4f} -> " if result.first_loss is not None else ""
+        typer.echo(f"trained {result.steps} steps ({result.epochs:.2f} epochs): loss {first}"
+                   f"{result.train_loss:.4f}{val}; embedder in {result.run_dir} "
+                   f"(murmur search index POSTS --embedder {result.run_dir} -o INDEX)")
