@@ -281,3 +281,11 @@ def test_cli_train_and_bad_input(world, trained, tmp_path):
         read_meta(other)
     with pytest.raises(ConfigError, match="pooling"):
         micro(pooling="max")
+
+
+def test_shipped_preset_and_flags():
+    cfg = cfgmod.load(EmbedConfig, "embed-tiny-cpu", ["pooling=eos"])
+    assert cfg.pooling == "eos" and cfg.batch.micro_batch == 64 and cfg.pairs == ["hashtag", "reply", "conversation"]
+    assert cfgmod.load(EmbedConfig, "embed-tiny-cpu", ["pairs=hashtag,reply"]).pairs == ["hashtag", "reply"]
+    with pytest.raises(InputError, match="unknown pair kind"):
+        read_posts(REPO / "pyproject.toml", ["likes"])
