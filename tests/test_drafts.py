@@ -64,7 +64,8 @@ def test_bad_draft_requests_name_the_field():
                         ({"kind": "story", "topic": "x"}, "kind"), ({"topic": "x", "n": 0}, "n"),
                         ({"topic": "x", "n": 17}, "n"), ({"topic": "x", "n": True}, "n"),
                         ({"topic": "x", "lang": "xx-nope"}, "lang"), ({"topic": "x", "lang": "klingon"}, "lang"),
-                        ({"topic": "x", "nope": 1}, "nope"), ({"topic": "x", "voice": ""}, "voice"),
+                        ({"topic": "x", "nope": 1}, "nope"), ({"topic": "x", "reply_to": "p1"}, "reply_to"),
+                        ({"topic": "x", "voice": ""}, "voice"),
                         ({"topic": "x", "temperature": 5}, "temperature"), ({"topic": "x" * 201}, "topic"),
                         ([], "body")]:
         with pytest.raises(InputError) as e:
@@ -105,7 +106,7 @@ def test_drafts_keep_every_rule_and_rank_by_score(index, tok):
         assert_kept_rules(drafter, out, "en")
         # the same sentence asked in Spanish: none comes back, each counted as the wrong language
         es = drafter.draft(engine, check_request({"topic": TOPIC, "lang": "es", "n": 2, "temperature": 0}))
-        assert es["data"] == [] and es["filtered"]["wrong_lang"] == 6
+        assert es["data"] == [] and es["filtered"]["wrong_lang"] == 6 and es["short_by"] == 2
     with scripted_engine(tok, drafter, req, EMAIL) as engine:
         out = drafter.draft(engine, req)
         assert out["data"] == [] and out["filtered"]["pii"] == 9

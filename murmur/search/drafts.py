@@ -16,7 +16,8 @@ without the sampling temperature). A candidate is dropped, never repaired, when 
   with a post the index finds for the draft (a lexical search) or a context post;
 - ``duplicate``: the same text as a better candidate; ``empty``: nothing written.
 
-The best ``n`` of the others come back, best score first; fewer than ``n`` when too few pass.
+The best ``n`` of the others come back, best score first; fewer than ``n`` when too few pass, and then
+``short_by`` says how many are missing (never a variant that breaks a rule).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def check_request(body: Mapping[str, Any]) -> DraftRequest:
         raise InputError(f"is {len(topic)} characters; at most {MAX_TOPIC_CHARS}", field="topic")
     if kind == "reply" and body.get("reply_to") is None:
         raise InputError("a reply needs reply_to, the id of the post replied to", field="reply_to")
+    if kind == "post" and body.get("reply_to") is not None:
+        raise InputError("a post replies to nothing; use kind \"reply\" with reply_to", field="reply_to")
     lang = body.get("lang")
     if lang is not None and lang.strip().lower() not in DEFAULT_LANGUAGES:
         raise InputError(f"{lang!r} is not a language code the identifier knows ({', '.join(DEFAULT_LANGUAGES)})",
@@ -231,7 +234,7 @@ class Drafter:
     def prompt(self, engine: Engine, req: DraftRequest, context: list[str], max_tokens: int) -> tuple[list[int], str]:
         """(prompt ids, the draft's opening): the context posts one a line, then the opening (the topic
         for a post); the oldest context lines are dropped until prompt + ``max_tokens`` fits."""
-        lead = req.topic if req.kind == "post" else ""
+        lead = req.topic or ""  # a reply may name what it says
         lines = list(context)
         while True:
             ids = post_prompt(engine.tokenizer, "\n".join([*lines, lead]))
@@ -291,7 +294,7 @@ class Drafter:
             seen.add(text)
             kept.append((text, score))
         return {"object": "list", "kind": req.kind, "lang": req.lang, "requested": req.n, "candidates": len(cands),
-                "filtered": filtered,
+                "filtered": filtered, "short_by": max(0, req.n - len(kept)),
                 "data": [{"text": t, "score": round(s, 4)} for t, s in kept[:req.n]]}
 
 
