@@ -107,8 +107,8 @@ def make_request(q: object, mode: str = "hybrid", k: int = 10, lang: str | None 
 
 
 def _lexical(index: Any, req: SearchRequest, groups: list[set[str]], limit: int) -> list[tuple[int, float]]:
-    alive = index.store.alive.a
-    return [(k, s) for k, s in index.lexical.search(groups, req.filters, limit) if alive[k]]
+    alive = index.store.alive.a  # the store is the truth: a lexical doc it does not hold is not a post
+    return [(k, s) for k, s in index.lexical.search(groups, req.filters, limit) if k < len(alive) and alive[k]]
 
 
 def _dense(index: Any, req: SearchRequest, query_vec: np.ndarray, limit: int,
