@@ -166,6 +166,23 @@ def test_seeded_sampling_is_reproducible_in_any_batch(tok, model):
     assert len({tuple(r) for r in results}) > 1
 
 
+def test_logprobs_are_the_models_own_under_any_sampling_settings(tok, model):
+    """Each generated token's log-probability is the one a plain forward pass gives it, whatever the
+    temperature, top-p and penalties that chose it."""
+    prompt = [tok.doc_id, *tok.encode("the weather today")]
+    params = SamplingParams(temperature=1.3, top_p=0.9, top_k=40, presence_penalty=0.5, max_tokens=10, seed=3,
+                            ignore_eos=True)
+    with Engine(model, tok, max_batch=2, prefill_chunk=4) as engine:
+        done = engine.generate(prompt, params)
+    ids = torch.tensor([prompt + done.token_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids[:, :-1])[0, len(prompt) - 1:].float(), dim=-1)
+    want = logp.gather(1, ids[0, len(prompt):, None]).squeeze(1)
+    assert len(done.logprobs) == len(done.token_ids) == 10
+    assert torch.allclose(torch.tensor(done.logprobs), want, atol=1e-4)
+    assert done.mean_logprob == pytest.approx(float(want.mean()), abs=1e-4)
+
+
 def test_penalties_change_the_distribution_as_documented():
     logits = torch.tensor([[2.0, -1.0, 0.5, 0.0]])
     counts = torch.tensor([[3.0, 1.0, 0.0, 0.0]])

@@ -75,7 +75,9 @@ class EngineNotReadyError(MurmurError):
 class Event:
     """One step of a request's stream: new ``text`` (may be empty), the new ``token_ids``, and on the
     last event the ``finish_reason``: "stop" (stop token or string), "length" (max_tokens or the
-    context is full), "cancelled" or "error" (with ``error`` set)."""
+    context is full), "cancelled" or "error" (with ``error`` set). ``logprobs`` holds, for each new
+    token, its log-probability under the model itself (before penalties, processors and sampling
+    settings), so callers rank outputs without a second forward pass."""
 
     text: str
     token_ids: list[int]
@@ -83,6 +85,7 @@ class Event:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +98,12 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     time_to_first_token: float | None = None
+    logprobs: list[float] = field(default_factory=list)  # per generated token, as in :class:`Event`
+
+    @property
+    def mean_logprob(self) -> float:
+        """The model's mean log-probability per generated token (-inf when nothing was generated)."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else float("-inf")
 
 
 @dataclass
@@ -248,7 +257,8 @@ class Request:
         if last.finish_reason == "error":
             raise RuntimeError(f"generation failed: {last.error}")
         return Completion("".join(e.text for e in events), [t for e in events for t in e.token_ids],
-                          last.finish_reason, last.prompt_tokens, last.completion_tokens, self.time_to_first_token)
+                          last.finish_reason, last.prompt_tokens, last.completion_tokens, self.time_to_first_token,
+                          [lp for e in events for lp in e.logprobs])
 
 
 def wake_loops(wakeups: dict[asyncio.AbstractEventLoop, list[Request]]) -> None:
@@ -649,6 +659,7 @@ class Engine:
 
     def _sample_and_emit(self, reqs: list[Request], logits: torch.Tensor) -> None:
         rows = torch.tensor([r.row for r in reqs], device=self.device)
+        model_logp = torch.log_softmax(logits.float(), dim=-1)  # before processors rewrite the rows
         failed: dict[int, str] = {}
         for i, r in enumerate(reqs):
             if r.params.logits_processor is not None:
@@ -670,13 +681,14 @@ class Engine:
             top_k = torch.tensor([min(r.params.top_k, self.vocab_size) for r in reqs], device=self.device)
             tokens = sample(logits, col("temperature"), top_k, col("top_p"), col("min_p"),
                             [r.generator for r in reqs], self.generator)
+        token_logp = model_logp.gather(1, tokens[:, None]).squeeze(1).tolist()
         self.counts.index_put_((rows, tokens), torch.ones(len(reqs), device=self.device), accumulate=True)
         self.seen[rows, tokens] = True
         now = time.perf_counter()
         wakeups: dict[asyncio.AbstractEventLoop, list[Request]] = {}
         finished, promoted = [], []
         n_prev = self.n_decoding
-        for i, (req, token) in enumerate(zip(reqs, tokens.tolist(), strict=True)):
+        for i, (req, token, lp) in enumerate(zip(reqs, tokens.tolist(), token_logp, strict=True)):
             if req.first_token_at is None:
                 req.first_token_at = now
                 self.stats.observe_ttft(now - req.submitted)
@@ -701,13 +713,13 @@ class Engine:
                     reason = "stop" if stopped else "length"
             if reason is None:
                 req.next_token = token
-                req._push(Event(out, [token]), wakeups)
+                req._push(Event(out, [token], logprobs=[lp]), wakeups)
                 if req.row >= n_prev:
                     promoted.append(req)
             else:
                 req.finish_reason = reason
                 self._record_finish(reason)
-                req._push(Event(out, [token], reason, len(req.prompt), len(req.output)), wakeups)
+                req._push(Event(out, [token], reason, len(req.prompt), len(req.output), logprobs=[lp]), wakeups)
                 finished.append(req)
         wake_loops(wakeups)
         self._release(finished)

@@ -23,14 +23,12 @@ The best ``n`` of the others come back, best score first; fewer than ``n`` when 
 from __future__ import annotations
 
 import functools
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -153,21 +151,6 @@ def one_line(text: str, limit: int) -> str:
     return " ".join(text.split())[:limit]
 
 
-def mean_logprobs(model: Any, prompts: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]]) -> list[float]:
-    """The mean log-probability the model gives each output's tokens after its prompt (-inf when empty)."""
-    out = []
-    with torch.inference_mode():
-        for prompt, gen in zip(prompts, outputs, strict=True):
-            if not gen:
-                out.append(-math.inf)
-                continue
-            ids = torch.tensor([list(prompt) + list(gen)], device=next(model.parameters()).device)
-            logp = torch.log_softmax(model(ids[:, :-1])[0, len(prompt) - 1:], dim=-1)
-            target = ids[0, len(prompt):]
-            out.append(float(logp.gather(1, target[:, None]).mean()))
-    return out
-
-
 class Drafter:
     """Drafts over one open index; generation through the engine handed to :meth:`draft`."""
 
@@ -255,7 +238,7 @@ class Drafter:
         params = [SamplingParams(max_tokens=min(max_tokens, room), temperature=temperature, top_p=cfg.top_p,
                                  seed=req.seed + i, stop=["\n"]) for i in range(m)]
         done = engine.run([prompt] * m, params)
-        scores = mean_logprobs(engine.model, [prompt] * m, [c.token_ids for c in done])
+        scores = [c.mean_logprob for c in done]
         texts = [" ".join(f"{lead} {c.text}".split()) for c in done]
         return list(zip(texts, scores, strict=True))
 
