@@ -28,7 +28,7 @@ def index(tmp_path_factory):
 def test_search_posts_tool_numbers_its_results(index):
     tool = SearchPostsTool(index)
     hits = tool.search({"query": "the", "k": 3})
-    text = tool({"query": "the", "k": 3})
+    text = tool({"query": "the", "k": 3}).text
     assert len(hits) == 3 and text.splitlines()[0].startswith(f"[1] {hits[0]['text'].split()[0]}")
     assert format_results([]) == "No posts found."
     with pytest.raises(InputError) as e:

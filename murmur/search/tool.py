@@ -1,5 +1,7 @@
 """``search_posts`` as a tool the chat server runs itself: the tool's OpenAI definition and a callable
-that searches the index and writes the results as numbered lines the model can quote and cite.
+that searches the index and returns the results twice: as numbered lines the model can quote and cite
+(``text``), and as the same posts in the same order for clients (``items``: post_id, author_id,
+created_at, text), so a page can open the post behind a citation [n].
 
 The CLI builds it (``murmur serve --index``) and hands it to the server, which never imports search.
 """
@@ -7,6 +9,7 @@ The CLI builds it (``murmur serve --index``) and hands it to the server, which n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from murmur.chat.grounded import numbered_posts
@@ -23,13 +26,24 @@ SEARCH_POSTS = {"type": "function", "function": {
         "hashtag": {"type": "string"}, "since": {"type": "string"}}}}}
 
 
+ITEM_FIELDS = ("post_id", "author_id", "created_at", "text")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a server-run tool returns: ``text`` for the model, ``items`` (JSON-ready dicts) for clients."""
+
+    text: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
 def format_results(results: list[dict[str, Any]]) -> str:
     """The results as the model reads them: ``[n] text`` per line (the fine-tuning data's format)."""
     return numbered_posts([r["text"] for r in results])
 
 
 class SearchPostsTool:
-    """The callable the server runs for a ``search_posts`` call: arguments in, result text out.
+    """The callable the server runs for a ``search_posts`` call: arguments in, a :class:`ToolResult` out.
 
     Bad arguments raise ``InputError`` naming the argument (the server feeds the message back)."""
 
@@ -48,5 +62,7 @@ class SearchPostsTool:
                            hashtag=arguments.get("hashtag"), since=arguments.get("since"), cfg=self.cfg)
         return self.index.search(req, self.cfg)
 
-    def __call__(self, arguments: Mapping[str, Any]) -> str:
-        return format_results(self.search(arguments))
+    def __call__(self, arguments: Mapping[str, Any]) -> ToolResult:
+        results = self.search(arguments)
+        items = [{"n": n, **{f: r.get(f) for f in ITEM_FIELDS}} for n, r in enumerate(results, 1)]
+        return ToolResult(format_results(results), items)

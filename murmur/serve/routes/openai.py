@@ -36,6 +36,7 @@ from murmur.serve.protocol import (
     CompletionRequest,
     Delta,
     DeltaToolCall,
+    ErrorBody,
     ErrorResponse,
     FunctionCall,
     ModelCard,
@@ -46,7 +47,7 @@ from murmur.serve.protocol import (
     ToolCall,
     Usage,
 )
-from murmur.serve.sse import event_stream, finish, merged_events, sse, usage
+from murmur.serve.sse import STREAM_HEADERS, event_stream, finish, merged_events, sse, usage
 from murmur.serve.state import EngineDep, State, check_model, loaded_engine
 
 router = APIRouter(prefix="/v1")
@@ -332,30 +333,62 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         assert parsed is not None
         return parsed, prompt_tokens, completion_tokens, reason
 
-    extra: list[dict[str, Any]] = []
-    prompt_tokens = completion_tokens = 0
-    for rounds in range(MAX_TOOL_ROUNDS + 1):
-        prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra)
-        parsed, p_tok, c_tok, reason = await turn(prompt, forced if rounds == 0 else None)
-        prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
-        calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name,
-                                                                                    arguments=c.arguments))
-                 for c in parsed.calls]
-        if client or not calls:
-            break
-        if rounds == MAX_TOOL_ROUNDS:   # the model keeps calling: its text is the answer
-            calls = []
-            break
-        extra.append({"role": "assistant", "content": parsed.content,
-                      "tool_calls": [c.model_dump() for c in calls]})
-        for c in calls:
-            extra.append({"role": "tool", "tool_call_id": c.id,
-                          "content": await run_in_threadpool(run_server_tool, state, c)})
-    finish_reason = "tool_calls" if calls else finish(reason)
-    content = parsed.content if parsed.content or not calls else None
-    u = usage(prompt_tokens, completion_tokens)
+    # In a stream, each server-run tool call is announced as it starts and ends (see ``tool_event``).
+    events: asyncio.Queue[dict[str, Any]] | None = asyncio.Queue() if body.stream else None
+
+    async def rounds() -> tuple[Parsed, list[ToolCall], str, int, int]:
+        extra: list[dict[str, Any]] = []
+        prompt_tokens = completion_tokens = 0
+        for n_round in range(MAX_TOOL_ROUNDS + 1):
+            prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra)
+            parsed, p_tok, c_tok, reason = await turn(prompt, forced if n_round == 0 else None)
+            prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
+            calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name,
+                                                                                        arguments=c.arguments))
+                     for c in parsed.calls]
+            if client or not calls:
+                break
+            if n_round == MAX_TOOL_ROUNDS:   # the model keeps calling: its text is the answer
+                calls = []
+                break
+            extra.append({"role": "assistant", "content": parsed.content,
+                          "tool_calls": [c.model_dump() for c in calls]})
+            for c in calls:
+                announce = {"id": c.id, "name": c.function.name, "arguments": json.loads(c.function.arguments)}
+                if events is not None:
+                    events.put_nowait({**announce, "status": "running"})
+                text, items, error = await run_in_threadpool(run_server_tool, state, c)
+                if events is not None:
+                    events.put_nowait({**announce, "status": "error", "error": error} if error is not None
+                                      else {**announce, "status": "done", "items": items})
+                extra.append({"role": "tool", "tool_call_id": c.id, "content": text})
+        return parsed, calls, reason, prompt_tokens, completion_tokens
+
+    work = asyncio.ensure_future(rounds())
+    first: dict[str, Any] | None = None
+    if events is not None:   # wait for the answer or the first tool run, whichever comes first
+        got = asyncio.ensure_future(events.get())
+        await asyncio.wait({work, got}, return_when=asyncio.FIRST_COMPLETED)
+        if got.done():
+            first = got.result()
+        else:
+            got.cancel()
+    if first is None:   # errors of the first turn (context length, bad schema) answer 4xx as before
+        try:
+            outcome = await work
+        except BaseException:
+            work.cancel()
+            raise
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+    def answer(outcome: tuple[Parsed, list[ToolCall], str, int, int]
+               ) -> tuple[str | None, list[ToolCall], str, Usage]:
+        parsed, calls, reason, prompt_tokens, completion_tokens = outcome
+        content = parsed.content if parsed.content or not calls else None
+        return content, calls, "tool_calls" if calls else finish(reason), usage(prompt_tokens, completion_tokens)
+
     if not body.stream:
+        content, calls, finish_reason, u = answer(outcome)
         return ChatCompletion(id=rid, created=created, model=model, usage=u, choices=[ChatChoice(
             index=0, message=AssistantMessage(content=content, tool_calls=calls or None), finish_reason=finish_reason)])
 
@@ -363,29 +396,75 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         return sse(ChatCompletionChunk(id=rid, created=created, model=model,
                                        choices=[ChunkChoice(index=0, delta=delta, finish_reason=reason)]))
 
-    async def events() -> Any:
-        yield chunk(Delta(role="assistant", content=""))
-        if content:
-            yield chunk(Delta(content=content))
-        for j, call in enumerate(calls):
-            yield chunk(Delta(tool_calls=[DeltaToolCall(index=j, **call.model_dump())]))
-        yield chunk(Delta(), finish_reason)
+    def tool_chunk(event: dict[str, Any]) -> str:
+        return sse(tool_event(ChatCompletionChunk(id=rid, created=created, model=model, choices=[
+            ChunkChoice(index=0, delta=Delta(), finish_reason=None)]), event))
+
+    def tail(outcome: tuple[Parsed, list[ToolCall], str, int, int]) -> list[str]:
+        content, calls, finish_reason, u = answer(outcome)
+        out = [chunk(Delta(content=content))] if content else []
+        out += [chunk(Delta(tool_calls=[DeltaToolCall(index=j, **call.model_dump())]))
+                for j, call in enumerate(calls)]
+        out.append(chunk(Delta(), finish_reason))
         if body.stream_options is not None and body.stream_options.include_usage:
-            yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[], usage=u))
-        yield "data: [DONE]\n\n"
+            out.append(sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[], usage=u)))
+        return [*out, "data: [DONE]\n\n"]
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    async def stream() -> Any:
+        try:
+            yield chunk(Delta(role="assistant", content=""))
+            if first is not None:
+                assert events is not None
+                yield tool_chunk(first)
+                while True:
+                    got = asyncio.ensure_future(events.get())
+                    await asyncio.wait({work, got}, return_when=asyncio.FIRST_COMPLETED)
+                    if not got.done():
+                        got.cancel()
+                        break
+                    yield tool_chunk(got.result())
+                while not events.empty():
+                    yield tool_chunk(events.get_nowait())
+                try:
+                    done = work.result()
+                except MurmurError as e:   # a later turn failed: the stream ends with an error event
+                    yield sse(ErrorResponse(error=ErrorBody(message=str(e), type="invalid_request_error")))
+                    return
+                except Exception:
+                    yield sse(ErrorResponse(error=ErrorBody(message="generation failed", type="server_error")))
+                    return
+            else:
+                done = outcome
+            for part in tail(done):
+                yield part
+        finally:
+            work.cancel()   # the client went away: no more turns or tool runs
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
-def run_server_tool(state: Any, call: ToolCall) -> str:
-    """Run one of the server's tools; a failure becomes the result text the model reads (counted)."""
+def tool_event(chunk: ChatCompletionChunk, event: dict[str, Any]) -> str:
+    """A chunk with an empty delta that carries a server-run tool call in the extra field ``murmur_tool``.
+
+    OpenAI clients yield it as an ordinary chunk with no content (as the last chunk of every stream)
+    and never see a tool call to run; the web chat shows the search and links the citations."""
+    return json.dumps({**json.loads(chunk.model_dump_json()), "murmur_tool": event}, ensure_ascii=False)
+
+
+def run_server_tool(state: Any, call: ToolCall) -> tuple[str, list[Any], str | None]:
+    """Run one of the server's tools: (text for the model, items for clients, error or None).
+
+    A tool returns a string, or an object with ``text`` (str) and ``items`` (JSON-ready, e.g. the posts
+    numbered [1], [2], ... in ``text``). A failure becomes the text the model reads (counted)."""
     try:
         result = state.tools[call.function.name](json.loads(call.function.arguments))
         state.tool_calls["server_run"] += 1
-        return str(result)
+        if isinstance(result, str):
+            return result, [], None
+        return str(result.text), list(getattr(result, "items", None) or []), None
     except MurmurError as e:
         state.tool_calls["server_error"] += 1
-        return f"Error: {e}"
+        return f"Error: {e}", [], str(e)
     except Exception as e:  # one bad tool run never takes the request down
         state.tool_calls["server_error"] += 1
-        return f"Error: the tool failed ({type(e).__name__})"
+        return f"Error: the tool failed ({type(e).__name__})", [], f"the tool failed ({type(e).__name__})"

@@ -1,5 +1,7 @@
 // murmur web chat: one page, no build step. Streams replies from /v1/chat/completions (SSE over
-// fetch + ReadableStream), keeps conversations in localStorage, renders markdown safely.
+// fetch + ReadableStream), keeps conversations in localStorage, renders markdown safely. When the
+// server runs its own tools (search_posts), each run arrives as a chunk's `murmur_tool` field: the
+// page shows the search, and citations [n] in the answer open the post the model read as [n].
 "use strict";
 
 // ------------------------------------------------------------------ safe markdown
@@ -157,6 +159,14 @@ function messageElement(msg) {
 function fillBubble(bubble, msg) {
   if (msg.role === "user") {
     bubble.textContent = msg.content;  // the user's own text, shown as typed
+  } else if (msg.tools && msg.tools.length) {
+    bubble.replaceChildren(...msg.tools.map(toolLine));
+    const answer = document.createElement("div");
+    answer.className = "answer";
+    answer.innerHTML = renderMarkdown(msg.content);
+    const cited = msg.tools.filter((t) => t.status === "done" && Array.isArray(t.items)).pop();
+    if (cited) linkCitations(answer, cited.items, bubble);
+    bubble.append(answer);
   } else {
     bubble.innerHTML = renderMarkdown(msg.content);
   }
@@ -166,6 +176,80 @@ function fillBubble(bubble, msg) {
     note.textContent = msg.note;
     bubble.append(note);
   }
+}
+
+// ------------------------------------------------------------------ server-run tools and citations
+// A tool event: {id, name, arguments, status: "running" | "done" | "error", items?, error?}; the
+// message keeps the latest state of each call (by id).
+function noteTool(msg, event) {
+  if (!event || typeof event !== "object") return;
+  const tool = { id: String(event.id || ""), name: String(event.name || "tool"), status: String(event.status || ""),
+                 query: event.arguments && typeof event.arguments.query === "string" ? event.arguments.query : null,
+                 items: Array.isArray(event.items) ? event.items : undefined,
+                 error: event.error ? String(event.error) : undefined };
+  msg.tools = msg.tools || [];
+  const at = msg.tools.findIndex((t) => t.id === tool.id);
+  if (at >= 0) msg.tools[at] = tool; else msg.tools.push(tool);
+}
+
+function toolLine(tool) {
+  const line = document.createElement("div");
+  line.className = `tool-line ${tool.status}`;
+  const search = tool.name === "search_posts" && tool.query !== null;
+  const what = search ? `posts for “${tool.query}”` : tool.name;
+  if (tool.status === "running") line.textContent = search ? `searching ${what}…` : `running ${what}…`;
+  else if (tool.status === "error") line.textContent = `${search ? "searching" : "running"} ${what} failed: ${tool.error || "error"}`;
+  else {
+    const n = (tool.items || []).length;
+    line.textContent = search ? `searched ${what} · ${n} post${n === 1 ? "" : "s"}` : `ran ${what}`;
+  }
+  return line;
+}
+
+// Turn "[n]" in the rendered answer's text (not in code or links) into buttons that open post n.
+function linkCitations(root, items, bubble) {
+  const byN = new Map(items.map((item, i) => [String(item.n ?? i + 1), item]));
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  while (walker.nextNode()) {
+    if (!walker.currentNode.parentElement.closest("code, pre, a")) nodes.push(walker.currentNode);
+  }
+  for (const node of nodes) {
+    const parts = node.textContent.split(/(\[\d+\])/);
+    if (parts.length === 1 || !parts.some((p) => byN.has(p.slice(1, -1)))) continue;
+    const frag = document.createDocumentFragment();
+    for (const part of parts) {
+      const post = /^\[\d+\]$/.test(part) ? byN.get(part.slice(1, -1)) : null;
+      if (!post) { if (part) frag.append(document.createTextNode(part)); continue; }
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "cite";
+      b.textContent = part;
+      b.title = "open the cited post";
+      b.addEventListener("click", () => toggleCitedPost(bubble, post));
+      frag.append(b);
+    }
+    node.replaceWith(frag);
+  }
+}
+
+function toggleCitedPost(bubble, post) {
+  const open = bubble.querySelector(".cite-post");
+  const same = open && open.dataset.postId === String(post.post_id);
+  if (open) open.remove();
+  if (same) return;
+  const box = document.createElement("blockquote");
+  box.className = "cite-post";
+  box.dataset.postId = String(post.post_id);
+  const text = document.createElement("div");
+  text.className = "cite-post-text";
+  text.textContent = String(post.text ?? "");
+  const meta = document.createElement("div");
+  meta.className = "cite-post-meta";
+  meta.textContent = `@${post.author_id ?? "?"} · ${String(post.created_at ?? "").slice(0, 16).replace("T", " ")}`;
+  box.append(text, meta);
+  const answer = bubble.querySelector(".answer");
+  if (answer) answer.after(box); else bubble.append(box);
 }
 
 function renderMessages() {
@@ -324,6 +408,10 @@ async function reply(conv) {
     if (dropped) msg.note = "(earlier messages left out to fit the model's context)";
     await readEvents(r, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.murmur_tool) {
+        noteTool(msg, chunk.murmur_tool);
+        if (!pending) { pending = true; requestAnimationFrame(paint); }
+      }
       const choice = chunk.choices && chunk.choices[0];
       if (!choice) return;
       if (choice.delta && choice.delta.content) {
