@@ -20,6 +20,7 @@ from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
 from murmur.chat.template import ASSISTANT_ID, END_ID, TOOL_CALL_ID
 from murmur.engine import Engine
+from murmur.errors import InputError
 from murmur.search.index import SearchIndex, build_index
 from murmur.search.tool import SearchPostsTool, ToolResult
 from murmur.serve.app import create_app
@@ -157,3 +158,22 @@ def test_web_chat_shows_the_search_and_opens_cited_posts(index, tmp_path):
             assert page.locator(".msg.assistant .cite-post").get_attribute("data-post-id") == cited["post_id"]
         finally:
             ctx.close()
+
+
+class FailingSearch(SearchPostsTool):
+    """search_posts whose every run fails with a clear error (as a bad argument does)."""
+
+    def __call__(self, arguments):
+        raise InputError("must be a known language code", field="lang")
+
+
+def test_stream_announces_a_failed_tool_run(index, tmp_path):
+    with ServerThread(create_app(searching_engine(tmp_path), tools=[FailingSearch(index)])) as url:
+        r = httpx.post(url + "/v1/chat/completions", timeout=120, json={
+            "model": "m", "messages": [{"role": "user", "content": "music?"}], "stream": True})
+        chunks = sse_chunks(r.text)
+        events = [c["murmur_tool"] for c in chunks if "murmur_tool" in c]
+        assert [e["status"] for e in events] == ["running", "error"] * ROUNDS
+        assert "lang" in events[1]["error"] and "items" not in events[1]
+        assert "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"]) == ANSWER
+        assert 'murmur_tool_calls_total{outcome="server_error"} 3' in httpx.get(url + "/metrics").text
