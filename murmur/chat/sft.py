@@ -178,15 +178,11 @@ def sft_task(cfg: SFTConfig) -> PackedTask:
 
 def run_sft(cfg: SFTConfig) -> Any:
     """Fine-tune as ``cfg`` says (every process of a torchrun job calls this) -> ``TrainResult``."""
-    from murmur.train.trainer import Trainer
+    from murmur.train.trainer import train
 
     task = sft_task(cfg)
-    trainer = Trainer(cfg, task)
-    try:
-        result = trainer.run()
-    finally:
-        trainer.close()
-    if not result.interrupted and trainer.rank == 0:
+    result = train(cfg, task)
+    if not result.interrupted and result.rank == 0:
         summary = {"base_model": cfg.model, "data": cfg.data, **task.fingerprint(),
                    "conversations": len(task.train_examples),
                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}}

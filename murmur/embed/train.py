@@ -138,15 +138,11 @@ def embed_task(cfg: EmbedConfig) -> ContrastiveTask:
 
 def run_embed_train(cfg: EmbedConfig) -> Any:
     """Train as ``cfg`` says (every process of a torchrun job calls this) -> ``TrainResult``."""
-    from murmur.train.trainer import Trainer
+    from murmur.train.trainer import train
 
     task = embed_task(cfg)
-    trainer = Trainer(cfg, task)
-    try:
-        result = trainer.run()
-    finally:
-        trainer.close()
-    if not result.interrupted and trainer.rank == 0:
+    result = train(cfg, task)
+    if not result.interrupted and result.rank == 0:
         out = Path(cfg.out)
         write_meta(out, EmbedderMeta(pooling=cfg.pooling, max_tokens=cfg.max_tokens, name=f"murmur-{out.name}"),
                    {"base_model": cfg.model, "temperature": cfg.temperature})

@@ -76,6 +76,7 @@ class TrainResult:
     interrupted: bool = False
     first_loss: float | None = None  # the first logged training loss of this run
     epochs: float = 0.0  # passes over the training data at the end
+    rank: int = 0  # the process that returned it (0 writes what follows a run)
 
 
 # ---------------------------------------------------------------- device, dtype, layout
@@ -718,7 +719,7 @@ class Trainer:
         tok_s = meter.total_tokens_per_s()
         return TrainResult(self.out, self.step, self.tokens_seen, meter.last_loss, val_loss, bpb, tok_s,
                            mfu(tok_s / self.world, self.flops_per_token, self.peak) if tok_s else None, interrupted,
-                           meter.first_loss, self._epochs(self.step))
+                           meter.first_loss, self._epochs(self.step), self.rank)
 
 
 @dataclass
