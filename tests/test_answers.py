@@ -64,6 +64,9 @@ def test_answers_route_whole_and_streamed(index, tmp_path):
         assert all(1 <= int(n) <= 3 for n in CITE.findall(body["answer"]))
         bad = httpx.post(url + "/v1/answers", json={"question": "x", "k": 50}, timeout=30)
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "k"
+        broken = httpx.post(url + "/v1/answers", content=b"{not json", headers={"Content-Type": "application/json"},
+                            timeout=30)
+        assert broken.status_code == 400 and broken.json()["error"]["param"] == "body", broken.text
         with httpx.stream("POST", url + "/v1/answers", json={"question": "what about the weather?", "k": 3,
                                                              "max_tokens": 24, "seed": 1, "stream": True},
                           timeout=60) as s:

@@ -1,4 +1,5 @@
-"""The engine as a FastAPI dependency, for routers mounted on murmur's server (search, ads, ...).
+"""The engine as a FastAPI dependency, and the request-body reader, for routers mounted on murmur's
+server (search, ads, ...).
 
 ``engine: Annotated[Engine, Depends(current_engine)]`` in a route gives the server's engine without
 importing ``murmur.serve``: the server keeps it in ``app.state.engine`` (None while the model loads)
@@ -7,9 +8,20 @@ and why loading failed in ``app.state.engine_error``. While there is no engine t
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
 from murmur.engine.engine import Engine, EngineNotReadyError
+from murmur.errors import InputError
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body; a body that is not JSON is a 400 naming ``body``."""
+    try:
+        return await request.json()
+    except ValueError:
+        raise InputError("the body is not valid JSON", field="body") from None
 
 
 def current_engine(request: Request) -> Engine:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from murmur.chat.grounded import search_answer_messages
 from murmur.chat.template import render
 from murmur.engine import Engine, SamplingParams
-from murmur.engine.http import current_engine
+from murmur.engine.http import current_engine, json_body
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
 
@@ -195,10 +195,7 @@ def build_router(answerer: Answerer) -> APIRouter:
 
     @router.post("/v1/answers")
     async def answers(request: Request, engine: Annotated[Engine, Depends(current_engine)]) -> Any:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InputError("the body is not valid JSON", field="body") from None
+        body = await json_body(request)
         req = check_request(body)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):

@@ -37,7 +37,7 @@ from murmur.data.dedup import MinHasher
 from murmur.data.langid import DEFAULT_LANGUAGES, langid_text
 from murmur.data.normalize import MAX_POST_CHARS, dedup_key, scrub_pii, tweet_length
 from murmur.engine import Engine, SamplingParams, post_prompt
-from murmur.engine.http import current_engine
+from murmur.engine.http import current_engine, json_body
 from murmur.errors import InputError
 from murmur.search.retrieve import make_request
 
@@ -287,10 +287,7 @@ def build_router(drafter: Drafter) -> APIRouter:
 
     @router.post("/v1/drafts")
     async def drafts(request: Request, engine: Annotated[Engine, Depends(current_engine)]) -> Any:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InputError("the body is not valid JSON", field="body") from None
+        body = await json_body(request)
         req = check_request(body)
         return await run_in_threadpool(drafter.draft, engine, req)
 

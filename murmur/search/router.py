@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
+from murmur.engine.http import json_body
 from murmur.errors import InputError
 from murmur.search.index import SearchIndex
 from murmur.search.retrieve import RetrieveConfig, make_request, result_list
@@ -56,13 +57,6 @@ def _request(params: dict[str, Any], cfg: RetrieveConfig):
                         sort=params.get("sort") or "relevance", cfg=cfg)
 
 
-async def _json(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise InputError("the body is not valid JSON", field="body") from None
-
-
 def build_router(index: SearchIndex, cfg: RetrieveConfig | None = None) -> APIRouter:
     """The routes over one open index (writable for the post routes)."""
     cfg = cfg or RetrieveConfig()
@@ -82,14 +76,14 @@ def build_router(index: SearchIndex, cfg: RetrieveConfig | None = None) -> APIRo
 
     @router.post("/v1/search")
     async def search_post(request: Request) -> dict[str, Any]:
-        body = await _json(request)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise InputError("the body must be a JSON object", field="body")
         return await run_in_threadpool(run, body)
 
     @router.post("/v1/posts")
     async def add_posts(request: Request) -> dict[str, Any]:
-        body = await _json(request)
+        body = await json_body(request)
         if not isinstance(body, dict) or set(body) != {"posts"}:
             raise InputError('the body must be {"posts": [...]}', field="posts")
         result = await run_in_threadpool(index.add, body["posts"])
@@ -106,7 +100,7 @@ def build_router(index: SearchIndex, cfg: RetrieveConfig | None = None) -> APIRo
 
         @router.post("/v1/embeddings")
         async def embeddings(request: Request) -> dict[str, Any]:
-            body = await _json(request)
+            body = await json_body(request)
             if not isinstance(body, dict):
                 raise InputError("the body must be a JSON object", field="body")
             inputs = body.get("input")
