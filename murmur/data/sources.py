@@ -32,8 +32,8 @@ import glob
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -570,7 +570,9 @@ def ingest_with(read: Any, sources: list[str], out: str | os.PathLike[str], fmt:
         with atomic_path(out) as tmp, Progress("ingest", unit="posts", enabled=progress) as bar:
             writer = _RowGroupWriter(tmp, batch_size)
             try:
-                tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent))
+                # named before it exists, so a signal at any point leaves a path the cleanup below knows
+                tmpdir = out.parent / f".{out.name}.{secrets.token_hex(4)}.parts"
+                tmpdir.mkdir()
                 stream = read(tasks, tmpdir)
                 with contextlib.closing(stream):
                     for task, batches, report in stream:
