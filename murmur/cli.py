@@ -284,6 +284,8 @@ def serve_cmd(
                                                                "and the search_posts tool in chat.")] = None,
     embedder: Annotated[Path | None, typer.Option("--embedder", help="Embedder for the index (default: the one it "
                                                                      "was built with).")] = None,
+    trends_config: Annotated[Path | None, typer.Option("--trends-config", help="TOML of TrendConfig knobs for "
+                                                       "/v1/trends (configs/trends.toml; with --index).")] = None,
 ) -> None:
     """Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions), web chat at /."""
     from murmur.errors import InputError
@@ -291,6 +293,8 @@ def serve_cmd(
 
     if not max_body_mb > 0:
         raise InputError(f"must be positive (got {max_body_mb})", field="--max-body-mb")
+    if trends_config is not None and index is None:
+        raise InputError("trends come from a search index: give --index too", field="--trends-config")
     routers = []
     if ads_config is not None:
         from murmur import config as cfgmod
@@ -306,7 +310,13 @@ def serve_cmd(
     if index is not None:
         from murmur.search.features import server_features
 
-        search = server_features(index, embedder)
+        trends_cfg = None
+        if trends_config is not None:
+            from murmur import config as cfgmod
+            from murmur.search.trends import TrendConfig
+
+            trends_cfg = cfgmod.load(TrendConfig, trends_config).check()
+        search = server_features(index, embedder, trends=trends_cfg)
         routers += search.routers
         pages.update(search.pages)
         tools += search.tools
@@ -353,21 +363,32 @@ def ask_cmd(
 @app.command("trends")
 def trends_cmd(
     index_dir: Annotated[Path, typer.Argument(help="Search index directory (murmur search index).")],
-    window: Annotated[str, typer.Option(help="The latest window: 30m, 1h, 6h, 1d (1 minute to 7 days).")] = "1h",
-    k: Annotated[int, typer.Option("--k", help="Most trends to show (1 to 20).")] = 5,
+    window: Annotated[str | None, typer.Option(help="The latest window: 30m, 1h, 6h, 1d (1 minute to 7 days; "
+                                                    "default: the config's, 1h).")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Most trends to show (1 to 20; default: the config's, 5).")
+                 ] = None,
     lang: Annotated[str | None, typer.Option(help="Only posts in this language.")] = None,
     at: Annotated[str | None, typer.Option(help="End of the window, ISO time (default: the newest post).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="Chat model run directory: each trend gets a "
                                                                 "summary citing its posts.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the HTTP API's JSON object.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of TrendConfig knobs "
+                                                                 "(configs/trends.toml).")] = None,
+    knobs: Annotated[bool, typer.Option("--knobs", help="List every config knob with its default and exit.")] = False,
+    overrides: Overrides = None,
 ) -> None:
     """Terms and hashtags posted far above their usual rate in the latest window, grouped into stories."""
     import json as _json
 
+    from murmur import config as cfgmod
     from murmur.search.index import SearchIndex
-    from murmur.search.trends import Trends, check_query
+    from murmur.search.trends import TrendConfig, Trends, check_query
 
-    check_query(window, k, lang, at)  # before the model loads
+    if knobs:
+        typer.echo(cfgmod.knobs_text(TrendConfig))
+        return
+    cfg = cfgmod.load(TrendConfig, config, given(overrides, window=window, k=k)).check()
+    check_query(cfg.window, cfg.k, lang, at)  # before the model loads
     engine = None
     if model is not None:
         from murmur.engine import Engine
@@ -377,7 +398,7 @@ def trends_cmd(
         engine = Engine.from_run_dir(model).start()
     try:
         with SearchIndex(index_dir, writable=False) as ix:
-            out = Trends(ix).report(window, k=k, lang=lang, at=at, engine=engine)
+            out = Trends(ix, cfg).report(lang=lang, at=at, engine=engine)
     finally:
         if engine is not None:
             engine.stop()

@@ -196,3 +196,65 @@ def test_murmur_trends_cli_writes_summaries_with_a_model(storied, tmp_path):
     for t in json.loads(r.stdout)["data"]:
         assert t["summary"].startswith("Crowds cheer [3]")
         assert [c["post_id"] for c in t["citations"]] == [t["examples"][2]["post_id"]]
+
+
+def test_trend_settings_come_from_toml_and_bad_knobs_name_themselves(tmp_path):
+    from murmur import config as cfgmod
+    from murmur.errors import ConfigError
+
+    assert cfgmod.load(TrendConfig, ROOT / "configs" / "trends.toml") == TrendConfig()  # the file is the defaults
+    f = tmp_path / "t.toml"
+    f.write_text('window = "6h"\nmin_score = 3.5\nmin_authors = 2\n')
+    cfg = cfgmod.load(TrendConfig, f, ["min_posts=7"]).check()
+    assert (cfg.window, cfg.min_score, cfg.min_authors, cfg.min_posts, cfg.k) == ("6h", 3.5, 2, 7, 5)
+    for key, value in [("window", "2x"), ("window", "8d"), ("k", "0"), ("k", "21"), ("min_posts", "0"),
+                       ("baseline_windows", "0"), ("group_overlap", "0"), ("prior", "-1"), ("examples", "0")]:
+        with pytest.raises(ConfigError) as e:
+            cfgmod.load(TrendConfig, f, [f"{key}={value}"]).check()
+        assert str(e.value).startswith(key), (key, str(e.value))
+    with pytest.raises(ConfigError, match="min_scor"):
+        cfgmod.load(TrendConfig, f, ["min_scor=1"])
+
+
+@pytest.mark.slow
+def test_trend_config_drives_the_cli_and_the_server(storied, tmp_path):
+    from murmur.search.features import server_features
+
+    _, idx = storied
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    f = tmp_path / "trends.toml"
+    f.write_text('window = "2h"\nmin_posts = 100000\n')   # nothing is posted that often
+
+    def cli(*args: str) -> dict:
+        r = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--json", *args],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    base = cli("--window", "3h")
+    assert base["window"] == "3h" and base["data"]
+    got = cli("--config", str(f))                              # the file's window and thresholds
+    assert got["window"] == "2h" and got["data"] == []
+    got = cli("--config", str(f), "--window", "3h", "min_posts=5")  # a flag or key=value wins when given
+    assert got["window"] == "3h" and [t["label"] for t in got["data"]] == [t["label"] for t in base["data"]]
+    bad = subprocess.run([sys.executable, "-m", "murmur.cli", "trends", str(idx), "--config", str(f), "k=0"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "k must be" in bad.stderr
+
+    tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
+    engine = Engine(scripted_model(tok.vocab_size, [ASSISTANT_ID, *tok.encode(REPLY)], max_seq_len=4096), tok,
+                    max_batch=2, name="m")
+    import shutil
+
+    from murmur import config as cfgmod
+
+    shutil.copytree(idx, tmp_path / "idx")   # the server opens its index for writing
+    features = server_features(tmp_path / "idx", trends=cfgmod.load(TrendConfig, f, ["min_posts=5"]))
+    with ServerThread(create_app(engine, routers=features.routers)) as url:   # the file's window, then a request's
+        body = httpx.get(url + "/v1/trends", params={"summaries": "false"}, timeout=60).json()
+        assert body["window"] == "2h" and body["data"]
+        body = httpx.get(url + "/v1/trends", params={"summaries": "false", "window": "3h"}, timeout=60).json()
+        assert body["window"] == "3h" and [t["label"] for t in body["data"]] == [t["label"] for t in base["data"]]
+    with SearchIndex(idx, writable=False) as ix, \
+            ServerThread(create_app(engine, routers=[build_router(Trends(ix, cfgmod.load(TrendConfig, f)))])) as url:
+        assert httpx.get(url + "/v1/trends", params={"summaries": "false"}, timeout=60).json()["data"] == []

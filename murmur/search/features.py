@@ -19,8 +19,9 @@ class Features:
     tools: list[Any] = field(default_factory=list)
 
 
-def server_features(index: str | Path, embedder: str | Path | None = None) -> Features:
-    """The routes, page and chat tool over the search index in ``index`` (``embedder``: its default if None)."""
+def server_features(index: str | Path, embedder: str | Path | None = None, trends: Any = None) -> Features:
+    """The routes, page and chat tool over the search index in ``index`` (``embedder``: its default if
+    None; ``trends``: the TrendConfig of /v1/trends, its defaults if None)."""
     from murmur.search.answer import Answerer
     from murmur.search.answer import build_router as answers_router
     from murmur.search.drafts import Drafter
@@ -34,5 +35,5 @@ def server_features(index: str | Path, embedder: str | Path | None = None) -> Fe
 
     search_index = SearchIndex(index, embedder=load_embedder(embedder) if embedder else None)
     return Features(routers=[build_router(search_index), answers_router(Answerer(search_index)),
-                             trends_router(Trends(search_index)), drafts_router(Drafter(search_index))],
+                             trends_router(Trends(search_index, trends)), drafts_router(Drafter(search_index))],
                     pages={"/search": WEB_DIR}, tools=[SearchPostsTool(search_index)])

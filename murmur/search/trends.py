@@ -40,7 +40,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from murmur.config import knob
-from murmur.errors import InputError
+from murmur.errors import ConfigError, InputError
 from murmur.search.analyze import surface_terms
 from murmur.search.ingest import parse_time
 from murmur.search.store import iso
@@ -54,8 +54,11 @@ PARAMS = ("window", "k", "lang", "at", "summaries")
 
 @dataclass(frozen=True)
 class TrendConfig:
-    """Knobs of trend detection (``[trends]`` in a config file)."""
+    """Knobs of trend detection (``configs/trends.toml``; ``murmur trends --config``, ``murmur serve
+    --trends-config``)."""
 
+    window: str = knob("1h", "the latest window when a request names none: 30m, 1h, 6h, 1d (1 minute to 7 days)")
+    k: int = knob(5, f"most stories reported when a request names no k (1 to {MAX_K})")
     baseline_windows: int = knob(48, "the baseline is this many windows before the window")
     prior: float = knob(0.5, "pseudo-count added to a term's baseline posts (smoothing)")
     min_expected: float = knob(1.0, "floor of the expected count under the z-score's square root")
@@ -64,11 +67,30 @@ class TrendConfig:
     min_posts: int = knob(5, "least posts holding a trending term in the window")
     min_authors: int = knob(3, "least accounts posting a trending term in the window")
     min_term_chars: int = knob(3, "shorter words are never terms")
-    group_overlap: float = knob(0.5, "share of the smaller term's posts holding both, to be one story")
+    group_overlap: float = knob(0.5, "share of the smaller term's posts holding both, to be one story "
+                                     "(above 1: every term its own story)")
     min_words: int = knob(2, "least trending words of a story without a trending hashtag")
     max_terms: int = knob(8, "terms listed per trend")
     examples: int = knob(5, "posts per trend given to the summary (and citable)")
     summary_tokens: int = knob(64, "longest summary in tokens")
+
+    def check(self) -> TrendConfig:
+        """The config itself, or ConfigError naming the first bad knob."""
+        try:
+            parse_window(self.window)
+        except InputError as e:
+            raise ConfigError(f"window: {str(e).split(': ', 1)[-1]}") from None
+        if not 1 <= self.k <= MAX_K:
+            raise ConfigError(f"k must be from 1 to {MAX_K} (got {self.k})")
+        for name, least in (("baseline_windows", 1), ("min_posts", 1), ("min_authors", 1), ("min_term_chars", 1),
+                            ("min_words", 1), ("max_terms", 1), ("examples", 1), ("summary_tokens", 1),
+                            ("min_ratio", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name} must be at least {least} (got {getattr(self, name)})")
+        for name in ("prior", "min_expected", "group_overlap"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        return self
 
 
 def parse_window(value: object, name: str = "window") -> int:
@@ -174,7 +196,7 @@ class Trends:
     after the build count as soon as ``add`` returns)."""
 
     def __init__(self, index: Any, cfg: TrendConfig | None = None):
-        self.index, self.cfg = index, cfg or TrendConfig()
+        self.index, self.cfg = index, (cfg or TrendConfig()).check()
         self._terms: dict[int, tuple[tuple[str, str], ...]] = {}
         self._summaries: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -299,9 +321,12 @@ class Trends:
                     self._summaries.popitem(last=False)
         trend.summary, trend.citations = done["answer"], done["citations"]
 
-    def report(self, window: str = "1h", k: int = 5, lang: str | None = None, at: str | None = None,
-               engine: Any = None) -> dict[str, Any]:
-        """The JSON the route and ``murmur trends --json`` give (summaries when ``engine`` is given)."""
+    def report(self, window: str | None = None, k: int | None = None, lang: str | None = None,
+               at: str | None = None, engine: Any = None) -> dict[str, Any]:
+        """The JSON the route and ``murmur trends --json`` give (summaries when ``engine`` is given);
+        ``window`` and ``k`` default to the config's."""
+        window = self.cfg.window if window is None else window
+        k = self.cfg.k if k is None else k
         window_s, at_us = check_query(window, k, lang, at)
         rep = self.detect(window_s, at_us, lang, k)
         if engine is not None:
@@ -338,13 +363,15 @@ def check_params(params: Mapping[str, str]) -> dict[str, Any]:
     summaries = params.get("summaries", "true").lower()
     if summaries not in ("true", "false", "1", "0"):
         raise InputError("must be true or false", field="summaries")
-    return {"window": params.get("window", "1h"), "k": _int(params.get("k", 5), "k"), "lang": params.get("lang"),
+    k = params.get("k")
+    return {"window": params.get("window"), "k": None if k is None else _int(k, "k"), "lang": params.get("lang"),
             "at": params.get("at"), "summaries": summaries in ("true", "1")}
 
 
 def build_router(trends: Trends) -> APIRouter:
     """``GET /v1/trends?window=1h&k=5&lang=&at=&summaries=true``: the strongest stories of the window,
-    each with its terms, examples and (when the server's model is loaded) a cited summary."""
+    each with its terms, examples and (when the server's model is loaded) a cited summary; a request
+    without ``window`` or ``k`` gets the config's."""
     router = APIRouter()
 
     @router.get("/v1/trends")
