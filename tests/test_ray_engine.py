@@ -86,24 +86,27 @@ def local_ray():
 
 @pytest.mark.slow
 def test_ray_gives_the_local_engines_file_for_any_workers(tmp_path, local_ray):
+    from dedup_helpers import plant_chains
+
     from murmur.data.ray_engine import clean_ray
 
-    posts = make_posts(tmp_path, 300)
+    planted = plant_chains(tmp_path / "world", make_posts(tmp_path, 300), tmp_path / "chained.parquet")
+    posts = tmp_path / "chained.parquet"  # near-duplicate chains A ~ B ~ C whose ends share nothing
     cfg = CleanConfig(batch_size=512)
     local = clean(posts, tmp_path / "local.parquet", cfg, stats_path=tmp_path / "local.json")
+    kept = set(pq.read_table(tmp_path / "local.parquet", columns=["post_id"]).column(0).to_pylist())
+    assert all(a in kept and b not in kept and c not in kept for a, b, c in planted)
     for workers, unit_rows, partitions in ((1, 1024, 3), (2, 700, 5)):
         out = tmp_path / f"ray{workers}.parquet"
         res = clean_ray(str(posts), str(out), cfg, workers=workers, stats_path=tmp_path / f"ray{workers}.json",
                         unit_rows=unit_rows, partitions=partitions)
         assert out.read_bytes() == (tmp_path / "local.parquet").read_bytes()
         assert res.dropped_by_reason == local.dropped_by_reason and res.kept == local.kept
-        assert res.scrubbed == local.scrubbed and res.languages == local.languages
+        assert res.scrubbed == local.scrubbed and res.languages == local.languages and res.dedup == local.dedup
         assert res.dropped_by_reason["duplicate"] > 0 and res.dropped_by_reason["near_duplicate"] > 0
     parts = tmp_path / "parts"
     clean_ray(str(posts), f"{parts}/", cfg, workers=2, stats_path=tmp_path / "parts.json", unit_rows=1024)
     assert (parts / "_COMPLETE").exists()
-    import pyarrow.parquet as pq
-
     names = sorted(p.name for p in parts.glob("part-*.parquet"))
     assert len(names) > 1
     table = pa.concat_tables([pq.read_table(parts / n) for n in names])

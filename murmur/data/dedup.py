@@ -1,10 +1,10 @@
-"""Exact and near-duplicate detection that keeps the earliest post.
+"""Exact and near-duplicate removal: connected components of posts that share a key, earliest kept.
 
 Both work on the *dedup key* of a post (``normalize.dedup_key``: lowercased, links, mentions,
 hashtags and placeholders dropped, punctuation and emoji folded, digit runs folded to ``0``).
 
-**Exact duplicates**: the 64-bit blake2b hash of the key. A post is a ``duplicate`` when an earlier
-post has the same hash.
+**Candidate pairs**: two posts are a pair when they share a key: the 64-bit blake2b hash of the
+dedup key (an exact duplicate), or one MinHash LSH band key (a near duplicate).
 
 **Near duplicates**: MinHash over character 5-grams of the key, and LSH banding. Character shingles
 suit short posts: a 15-word post has only ~13 word 2-grams, so one changed word already costs a
@@ -13,20 +13,29 @@ quarter of them, while a typo, an elongated word or an added emoji changes only 
 MurmurHash3 finalizer, then ``a * h + b mod 2**32`` with datasketch's own ``a, b`` for the seed), but are
 computed for a whole batch at once with numpy, which is ~50x faster than one ``MinHash`` object per
 post; the number of bands and rows per band for a threshold come from datasketch's ``MinHashLSH``.
-Each band is reduced to one 64-bit key. A post is a ``near_duplicate`` when it shares a band key with
-an earlier post (so, as with datasketch's ``MinHashLSH.query``, without a second Jaccard check: the
-S-curve of the banding is the precision/recall trade-off; at the default 128 permutations and
-threshold 0.8, 9 bands of 13 rows, pairs at Jaccard 0.9 collide 93% of the time, at 0.7 8%, at 0.5
-0.1%). Chains collapse onto their earliest post: when B is near A and C near B, only A is kept.
+Each band is reduced to one 64-bit key. Sharing a band is a pair without a second Jaccard check (as
+with datasketch's ``MinHashLSH.query``): the S-curve of the banding is the precision/recall trade-off;
+at the default 128 permutations and threshold 0.8, 9 bands of 13 rows, pairs at Jaccard 0.9 collide
+93% of the time, at 0.7 8%, at 0.5 0.1%.
+
+**Connected components, earliest kept**: the pairs join posts into connected components (the
+multi-stage scheme of datatrove and NeMo Curator: signatures, band buckets, candidate pairs,
+components). Of each component the earliest post is kept and every other is dropped: as a
+``duplicate`` when an earlier post has its exact hash, else as a ``near_duplicate``. A chain
+collapses onto its earliest post: with A earliest, B near A and C near B but not near A, only A is
+kept, whatever the order of B and C in time (a rule that only drops posts with an *earlier* pair
+would keep C when C is earlier than B).
 
 **Time order**: "earlier" means earlier ``created_at``, ties broken by ``post_id`` (string order),
-posts without a timestamp last. The decision is made over all posts at once with stable sorts
-(``decide``), so it does not depend on how the posts were batched or on the number of workers.
+then input position, posts without a timestamp last. The decision depends only on the posts and that
+order, never on how they were batched, bucketed or spread over workers.
 
-**Memory.** ``decide`` holds the keys of all posts (8 bytes of exact hash plus 8 per band, 80 bytes at
-the defaults, plus the sort keys). ``SpilledIndex`` makes the same decisions with the keys in bucket
-files on disk, partitioned by key, sorting one bucket at a time: the local engine's clean uses it, and
-the Ray engine does the same with a shuffle.
+**Memory.** ``decide`` holds every key in memory (the reference, for tests). ``SpilledIndex`` (the
+local engine) writes the keys to bucket files on disk partitioned by key and sorts one bucket at a
+time; each bucket's groups become candidate pairs, written to disk, and ``Components`` joins them
+with a vectorised union-find over the *candidates* only (posts that share a key with another, ~40
+bytes each in memory while joined; see ``Components``). The Ray engine shuffles the same key rows by
+key and feeds the same ``Components`` on its driver.
 """
 
 from __future__ import annotations
@@ -186,38 +195,94 @@ class MinHasher:
         return self.band_keys(self.signatures(dedup_keys))
 
 
-def _later_repeats(time_sorted: np.ndarray) -> np.ndarray:
-    """For values in time order, True where the same value occurred at an earlier position."""
-    _, first = np.unique(time_sorted, return_index=True)
-    repeat = np.ones(len(time_sorted), dtype=bool)
-    repeat[first] = False
-    return repeat
+# ---------------------------------------------------------------- connected components, earliest post kept
+
+def roots(parent: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The root of each node in ``x`` in the forest ``parent``; the nodes are then pointed at it."""
+    r = parent[x]
+    while True:
+        up = parent[r]
+        if np.array_equal(up, r):
+            break
+        r = up
+    parent[x] = r
+    return r
+
+
+def union(parent: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Join the sets of ``a[i]`` and ``b[i]`` for every i, in place, all at once (vectorised).
+
+    ``parent`` is a forest over nodes numbered in time order in which every node points at a smaller
+    or equal number, so the root of a set is its earliest node; each round hooks the later root of
+    every pair still apart under the earlier one (``np.minimum.at``: of several offers, the earliest
+    wins, and the pairs left apart try again on the next round).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    while len(a):
+        ra, rb = roots(parent, a), roots(parent, b)
+        apart = ra != rb
+        if not apart.any():
+            return
+        a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
+        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
+
+
+def flatten(parent: np.ndarray) -> np.ndarray:
+    """Every node's root (pointer jumping until nothing moves)."""
+    while True:
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return up
+        parent = up
+
+
+def _group_firsts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For values sorted so that equal ones are adjacent: True where a value repeats the previous
+    one (``later``), and the index of the first row of each row's run."""
+    n = len(values)
+    later = np.zeros(n, dtype=bool)
+    if n > 1:
+        later[1:] = values[1:] == values[:-1]
+    first = np.maximum.accumulate(np.where(later, 0, np.arange(n, dtype=np.int64)))
+    return later, first
 
 
 def decide(order: np.ndarray, exact: np.ndarray | None,
            bands: np.ndarray | Sequence[np.ndarray] | None) -> np.ndarray:
-    """Dedup decision per post (``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE``), in input order.
+    """Dedup decision per post (``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE``), in input order, with
+    all keys in memory: the reference the spilled and Ray decisions are tested against.
 
     ``order`` lists the posts' input positions from earliest to latest; ``exact`` holds their 64-bit
     key hashes and ``bands`` their LSH band keys, shape (n, bands) or a list of such blocks in input
-    order (one per batch: no full copy is made, bands are taken one at a time); either None skips
-    that check.
+    order (one per batch; bands are taken one at a time); either None skips that check. Posts that
+    share a key are joined; the earliest post of each connected component is kept, the others are
+    ``DUPLICATE`` when an earlier post has their exact hash, else ``NEAR_DUPLICATE``.
     """
     n = len(order)
-    decision_t = np.zeros(n, dtype=np.int8)
-    if exact is not None and n:
-        decision_t[_later_repeats(exact[order])] = DUPLICATE
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    parent = np.arange(n, dtype=np.int64)
+    duplicate = np.zeros(n, dtype=bool)  # by rank
     blocks = [bands] if isinstance(bands, np.ndarray) else list(bands or [])
-    n_bands = blocks[0].shape[1] if blocks else 0
-    if n and n_bands:
-        near = np.zeros(n, dtype=bool)
-        for j in range(n_bands):
-            column = np.concatenate([block[:, j] for block in blocks]) if len(blocks) > 1 else blocks[0][:, j]
-            near |= _later_repeats(column[order])
-        decision_t[near & (decision_t == KEEP)] = NEAR_DUPLICATE
+    columns = ([(True, lambda: exact)] if exact is not None else []) + \
+        [(False, functools.partial(_band_column, blocks, j)) for j in range(blocks[0].shape[1] if blocks else 0)]
+    for is_exact, column in columns:
+        values = column()[order]  # in time order: index = rank
+        by_value = np.argsort(values, kind="stable")  # ranks grouped by value, earliest first in each
+        later, first = _group_firsts(values[by_value])
+        union(parent, by_value[first[later]], by_value[later])
+        if is_exact:
+            duplicate[by_value[later]] = True
+    root = flatten(parent)
+    decision_t = np.where(root == np.arange(n), KEEP, np.where(duplicate, DUPLICATE, NEAR_DUPLICATE))
     decision = np.empty(n, dtype=np.int8)
     decision[order] = decision_t
     return decision
+
+
+def _band_column(blocks: list[np.ndarray], j: int) -> np.ndarray:
+    return np.concatenate([block[:, j] for block in blocks]) if len(blocks) > 1 else blocks[0][:, j]
 
 
 # ---------------------------------------------------------------- the decision without an index in memory
@@ -233,6 +298,15 @@ def key_row_schema():
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, typ)()) for name, typ in KEY_ROW_FIELDS])
+
+
+def candidate_schema():
+    """A candidate row: a post that shares a key with another (its ``pos``, ``t``, ``id``), the
+    ``first`` (earliest) post of that key, and whether that key is its exact hash and it is not the first."""
+    import pyarrow as pa
+
+    return pa.schema([("pos", pa.int64()), ("t", pa.int64()), ("id", pa.string()), ("first", pa.int64()),
+                      ("exact", pa.bool_())])
 
 
 def key_rows(exact: np.ndarray | None, bands: np.ndarray | None, created_at, post_id, pos: np.ndarray) -> list:
@@ -253,35 +327,151 @@ def bucket_of(kind: int, key: np.ndarray, buckets: int) -> np.ndarray:
     return (fmix64(np.ascontiguousarray(key, dtype=np.uint64) ^ np.uint64(kind)) % np.uint64(buckets)).astype(np.int32)
 
 
-def flag_later(keys) -> tuple[np.ndarray, np.ndarray]:
-    """For key rows holding whole (kind, key) groups: the rows that are not their key's earliest post
-    (indices into ``keys``) and their flag, ``DUPLICATE`` for an exact hash, ``NEAR_DUPLICATE`` for a band."""
+def candidate_rows(keys):
+    """For key rows holding whole (kind, key) groups (one bucket): a candidate row (``candidate_schema``)
+    for every row of a group of more than one post, naming the group's earliest post.
+
+    Each later row is one candidate pair (earliest, later): a star per key, which joins the same posts
+    as every pair of the group would."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if keys.num_rows == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int8)
+        return candidate_schema().empty_table()
     order = pc.sort_indices(keys, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("t", "ascending"),
                                              ("id", "ascending"), ("pos", "ascending")]).to_numpy()
     kind = keys.column("kind").to_numpy()[order]
     key = keys.column("key").to_numpy()[order]
-    later = np.r_[False, (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])]
-    return order[later], np.where(kind[later] == 0, DUPLICATE, NEAR_DUPLICATE).astype(np.int8)
+    n = len(order)
+    later = np.zeros(n, dtype=bool)
+    later[1:] = (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])
+    first = np.maximum.accumulate(np.where(later, 0, np.arange(n, dtype=np.int64)))
+    grouped = later.copy()
+    grouped[:-1] |= later[1:]  # the first row of a group of two or more
+    sel = np.flatnonzero(grouped)
+    pos = keys.column("pos").to_numpy()[order]
+    rows = pa.array(order[sel])
+    return pa.table([pos[sel], keys.column("t").take(rows), keys.column("id").take(rows), pos[first[sel]],
+                     later[sel] & (kind[sel] == 0)], schema=candidate_schema())
+
+
+PAIR_BYTES = 16
+NODE_COMPACT_ROWS = 1 << 18
+
+
+class Components:
+    """Connected components of candidate pairs, earliest post of each kept; pairs on disk.
+
+    ``add`` takes candidate rows (``candidate_rows`` of each bucket, in any order): their pairs go
+    to an Arrow IPC file in ``directory``, their posts to a table of *candidates* (posts that share a
+    key with another) kept in memory and compacted to one row per post. ``decide`` numbers the
+    candidates in time order (``t``, ``id``, ``pos``), reads the pairs back in batches and joins them
+    (``union``), and drops every candidate that is not its component's earliest post.
+
+    Memory: the candidates (position 8 bytes, time 8, ``post_id`` ~4 + its length, a flag; ~40 bytes
+    each with ids of 19 digits) and, in ``decide``, 3 x 8 bytes more per candidate (time number, parent,
+    root); posts that share no key cost nothing here. Disk: 16 bytes per pair.
+    """
+
+    def __init__(self, directory):
+        import pyarrow as pa
+
+        self.path = directory / "pairs.arrow"
+        self.schema = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+        self.writer = pa.ipc.new_stream(str(self.path), self.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self.nodes: list = []
+        self.rows = self.compacted = self.pairs = 0
+
+    def add(self, candidates) -> None:
+        import pyarrow as pa
+
+        if candidates.num_rows == 0:
+            return
+        pos = candidates.column("pos").to_numpy()
+        first = candidates.column("first").to_numpy()
+        pair = pos != first
+        self.pairs += int(pair.sum())
+        if pair.any():
+            ab = np.unique(np.stack([first[pair], pos[pair]], axis=1), axis=0)  # one band or many: one pair
+            self.writer.write_batch(pa.record_batch([ab[:, 0], ab[:, 1]], schema=self.schema))
+        self.nodes.append(candidates.select(["pos", "t", "id", "exact"]))
+        self.rows += candidates.num_rows
+        if self.rows > 2 * self.compacted + NODE_COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        """One row per candidate, sorted by position (``exact`` set if any of its rows had it)."""
+        import pyarrow as pa
+
+        if not self.nodes:
+            return
+        table = pa.concat_tables(self.nodes).combine_chunks()
+        self.nodes = []
+        pos = table.column("pos").to_numpy()
+        by_pos = np.argsort(pos, kind="stable")
+        later, _ = _group_firsts(pos[by_pos])
+        starts = np.flatnonzero(~later)
+        exact = np.maximum.reduceat(table.column("exact").to_numpy(zero_copy_only=False)[by_pos].astype(np.int8),
+                                    starts).astype(bool) if len(starts) else np.zeros(0, bool)
+        table = table.take(pa.array(by_pos[starts]))
+        table = table.set_column(3, "exact", pa.array(exact))
+        self.nodes = [table]
+        self.rows = self.compacted = table.num_rows
+        pa.default_memory_pool().release_unused()
+
+    def decide(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The positions of the dropped posts (ascending), their flag (``DUPLICATE`` or ``NEAR_DUPLICATE``)
+        and counts: candidates, pairs (every later post of a shared key), components, largest component."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.writer.close()
+        self._compact()
+        if not self.nodes:
+            self.path.unlink(missing_ok=True)
+            return np.zeros(0, np.int64), np.zeros(0, np.int8), \
+                {"candidates": 0, "pairs": 0, "components": 0, "largest_component": 0}
+        nodes = self.nodes.pop()
+        m = nodes.num_rows
+        by_time = pc.sort_indices(nodes, sort_keys=[("t", "ascending"), ("id", "ascending"),
+                                                    ("pos", "ascending")]).to_numpy()
+        rank = np.empty(m, dtype=np.int64)
+        rank[by_time] = np.arange(m, dtype=np.int64)
+        del by_time
+        pos = nodes.column("pos").to_numpy().copy()
+        exact = nodes.column("exact").to_numpy(zero_copy_only=False)
+        del nodes
+        parent = np.arange(m, dtype=np.int64)
+        with pa.memory_map(str(self.path)) as source:
+            for batch in pa.ipc.open_stream(source):
+                a = rank[np.searchsorted(pos, batch.column(0).to_numpy())]
+                b = rank[np.searchsorted(pos, batch.column(1).to_numpy())]
+                union(parent, a, b)
+        self.path.unlink()
+        root = flatten(parent)
+        dropped = root[rank] != rank
+        sizes = np.bincount(root)
+        stats = {"candidates": m, "pairs": self.pairs, "components": int((root == np.arange(m)).sum()),
+                 "largest_component": int(sizes.max())}
+        return pos[dropped], np.where(exact[dropped], DUPLICATE, NEAR_DUPLICATE).astype(np.int8), stats
 
 
 class SpilledIndex:
-    """Keep-the-earliest deduplication with its keys on disk, not in memory.
+    """Deduplication by connected components with its keys on disk, not in memory.
 
     ``add`` appends each post's key rows to one of ``buckets`` Arrow IPC files by key; ``decide`` reads
-    one bucket at a time, sorts it and flags every post that has an earlier post with the same key
-    (``flag_later``). The decisions equal ``decide``'s over all posts at once (a key's rows are all in
-    one bucket, and the earliest is chosen by the same order); what stays in memory is one bucket
-    (~45 bytes x 10 key rows per post / ``buckets``) and one byte per post for the decision.
+    one bucket at a time, sorts it and turns every group of posts sharing a key into candidate pairs
+    (``candidate_rows``), then joins them (``Components``). The decisions equal ``decide``'s over all
+    posts at once (a key's rows are all in one bucket, and the earliest is chosen by the same order).
+    In memory: one bucket (~45 bytes x 10 key rows per post / ``buckets``), the candidates (~40 bytes
+    per post that shares a key, ``Components``) and one byte per post for the decision.
     """
 
     def __init__(self, directory, buckets: int):
         import pyarrow as pa
 
         self.directory, self.buckets, self.n = directory, max(1, int(buckets)), 0
+        self.stats: dict = {}
         opts = pa.ipc.IpcWriteOptions(compression="lz4")
         self.paths = [directory / f"keys-{b:05d}.arrow" for b in range(self.buckets)]
         self.writers = [pa.ipc.new_stream(str(p), key_row_schema(), options=opts) for p in self.paths]
@@ -301,19 +491,21 @@ class SpilledIndex:
                     self.writers[b].write_table(table.take(order[bounds[b]:bounds[b + 1]]))
 
     def decide(self) -> np.ndarray:
-        """``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE`` per post, in the order they were added."""
+        """``KEEP``, ``DUPLICATE`` or ``NEAR_DUPLICATE`` per post, in the order they were added; the
+        counts of ``Components.decide`` in ``stats``."""
         import pyarrow as pa
 
         for w in self.writers:
             w.close()
-        decision = np.full(self.n, 127, dtype=np.int8)  # 127: no flag yet
+        components = Components(self.directory)
         for path in self.paths:
             with pa.memory_map(str(path)) as source:
                 keys = pa.ipc.open_stream(source).read_all()
-            idx, flag = flag_later(keys)
-            np.minimum.at(decision, keys.column("pos").to_numpy()[idx], flag)  # duplicate (1) before near (2)
+            components.add(candidate_rows(keys))
             del keys
             path.unlink()
             pa.default_memory_pool().release_unused()
-        decision[decision == 127] = KEEP
+        dropped, flags, self.stats = components.decide()
+        decision = np.zeros(self.n, dtype=np.int8)
+        decision[dropped] = flags
         return decision

@@ -14,21 +14,24 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
    writes its survivors to a temporary part file, and emits one *key row* per survivor and dedup key:
    its exact hash (kind 0) and each of its MinHash LSH band keys (kind 1..bands), with its time-order
    key (``created_at``, ``post_id``, input position).
-2. *Shuffle by key.* Key rows are hash-partitioned by key into ``partitions`` buckets (a Ray Data
-   ``groupby``); in each bucket, the rows of one (kind, key) are sorted in time order and every row
-   but the first is a *flag*: the post has an earlier post with the same exact hash (``duplicate``)
-   or the same band (``near_duplicate``).
-3. *Apply.* Flags are grouped by unit; each unit drops its flagged survivors (``duplicate`` before
-   ``near_duplicate``), and writes its kept posts as one part, in input order.
+2. *Shuffle by key, candidate pairs.* Key rows are hash-partitioned by key into ``partitions``
+   buckets (a Ray Data ``groupby``); in each bucket, the rows of one (kind, key) are sorted in time
+   order and every group of two or more posts becomes candidate rows naming the group's earliest
+   post (``dedup.candidate_rows``, the local engine's function).
+3. *Connected components, on the driver.* The driver streams the candidate rows into
+   ``dedup.Components`` (the local engine's union-find: pairs spilled to the driver's local disk,
+   ~40 bytes of memory per candidate post, 16 bytes of disk per pair) and gets every dropped post: all
+   but the earliest of each component, ``duplicate`` when an earlier post has its exact hash, else
+   ``near_duplicate``.
+4. *Apply.* The drops are grouped by unit; each unit drops them from its survivors and writes its
+   kept posts as one part, in input order.
 
-No machine holds an index of the corpus: the largest structure is one bucket of key rows
-(~60 bytes x (1 + bands) per surviving post / ``partitions``). This is the multi-stage MinHash
-scheme of datatrove and NeMo Curator (signatures, buckets, candidate pairs), with one difference:
-their last stage takes connected components of the candidate pairs and keeps one post per
-component; murmur keeps the local engine's rule, "drop a post when an *earlier* post shares a key
-with it". That rule needs no connected components (each key's bucket decides alone, one shuffle),
-never drops a post for being near a chain of posts it is not itself near, and gives exactly the local
-engine's kept posts.
+No machine holds an index of the corpus: the workers hold one bucket of key rows (~60 bytes x
+(1 + bands) per surviving post / ``partitions``), the driver the candidates (posts that share a key
+with another; for 100 billion posts of which 10% are candidates, ~400 GB: give the driver a large
+node, or shard the join by rounds of label propagation, which murmur does not do). This is the
+multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band buckets, candidate pairs,
+connected components, the earliest post of each kept; the same kept posts as the local engine.
 
 **Output.** A local ``OUT`` is one Parquet file, byte-for-byte the file the local engine writes: the
 driver streams the parts into it in order (memory flat) and renames it into place. An ``OUT`` that
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -73,6 +77,7 @@ _SURVIVOR_SCHEMA = POST_SCHEMA.append(pa.field(_PII, pa.uint8()))
 _KEY_SCHEMA = pa.schema([("bucket", pa.int32()), ("kind", pa.int16()), ("key", pa.uint64()), ("t", pa.int64()),
                          ("id", pa.string()), ("pos", pa.int64()), ("unit", pa.int32())])
 _FLAG_SCHEMA = pa.schema([("unit", pa.int32()), ("pos", pa.int64()), ("flag", pa.int8())])
+_UNIT_SHIFT = 32  # a survivor's position: its unit << 32 | its place among the unit's survivors
 
 
 class EngineError(MurmurError):
@@ -207,7 +212,7 @@ class _CleanUnits:
         n = res.kept.num_rows
         t = pc.fill_null(res.kept.column("created_at").cast(pa.int64()), _NO_TIME).to_numpy()
         ids = res.kept.column("post_id")
-        pos = (np.int64(u.unit) << np.int64(32)) + offset + np.arange(n, dtype=np.int64)  # input order
+        pos = (np.int64(u.unit) << np.int64(_UNIT_SHIFT)) + offset + np.arange(n, dtype=np.int64)  # input order
         blocks = []
         if res.exact is not None:
             blocks.append((0, res.exact))
@@ -222,17 +227,25 @@ class _CleanUnits:
         return pa.concat_tables(parts) if parts else _KEY_SCHEMA.empty_table()
 
 
-# ---------------------------------------------------------------- stage 2: each key's earliest post
+# ---------------------------------------------------------------- stages 2 and 3: pairs, then components
 
-def _flag_later(keys: pa.Table) -> pa.Table:
-    """For the key rows of one bucket: every row but the earliest of its (kind, key), as a flag."""
-    if keys.num_rows == 0:
-        return _FLAG_SCHEMA.empty_table()
-    idx, flag = dd.flag_later(keys)  # the local engine's rule, bucket by bucket
-    return pa.table([keys.column("unit").take(idx), keys.column("pos").take(idx), flag], schema=_FLAG_SCHEMA)
+def _candidates(keys: pa.Table) -> pa.Table:
+    """The candidate rows of one bucket of key rows (the local engine's function)."""
+    return dd.candidate_rows(keys.select([name for name, _ in dd.KEY_ROW_FIELDS]))
 
 
-# ---------------------------------------------------------------- stage 3: apply the flags per unit
+def _drops(candidates, tmpdir: Path) -> tuple[pa.Table, dict]:
+    """Stream the candidate rows into ``dedup.Components`` (pairs spilled under ``tmpdir``): every dropped
+    survivor as a flag row of its unit, and the components' counts."""
+    components = dd.Components(tmpdir)
+    for table in candidates.iter_batches(batch_format="pyarrow", batch_size=None):
+        components.add(table)
+    pos, flag, stats = components.decide()
+    unit = (pos >> np.int64(_UNIT_SHIFT)).astype(np.int32)
+    return pa.table([unit, pos, flag], schema=_FLAG_SCHEMA), stats
+
+
+# ---------------------------------------------------------------- stage 4: apply the drops per unit
 
 def _apply_flags(tmp: str):
     def apply(flags: pa.Table) -> pa.Table:
@@ -240,12 +253,11 @@ def _apply_flags(tmp: str):
         unit = int(flags.column("unit")[0].as_py())
         survivors = pq.read_table(fs.open_input_file(_join(base, f"surv-{unit:06d}.parquet")))
         n = survivors.num_rows
-        decision = np.full(n, 127, dtype=np.int8)  # 127: no flag
+        decision = np.zeros(n, dtype=np.int8)  # dd.KEEP
         pos = flags.column("pos").to_numpy()
-        real = pos >= 0
-        local = (pos[real] & np.int64(0xFFFFFFFF)).astype(np.int64)
-        np.minimum.at(decision, local, flags.column("flag").to_numpy()[real])  # duplicate (1) before near (2)
-        keep = decision == 127
+        real = pos >= 0  # the unit's own row of -1, there so that a unit without drops is written too
+        decision[pos[real] & np.int64((1 << _UNIT_SHIFT) - 1)] = flags.column("flag").to_numpy()[real]
+        keep = decision == dd.KEEP
         kept = survivors.filter(pa.array(keep))
         pii = kept.column(_PII).to_numpy()
         _write_atomic(fs, _join(base, f"part-{unit:06d}.parquet"), kept.drop_columns([_PII]), compression="zstd")
@@ -306,7 +318,13 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
         keys = unit_rows_ds.map_batches(_CleanUnits, fn_constructor_args=(cfg, str(src) if "://" in str(src) else src_path,
                                                                          tmp_uri, partitions),
                                         batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), num_cpus=1, batch_format="numpy")
-        flags = keys.groupby("bucket", num_partitions=partitions).map_groups(_flag_later, batch_format="pyarrow")
+        candidates = keys.groupby("bucket", num_partitions=partitions).map_groups(_candidates, batch_format="pyarrow")
+        with tempfile.TemporaryDirectory(prefix="murmur-dedup-") as pairs_dir:  # the driver's local disk
+            drops, dedup_stats = _drops(candidates, Path(pairs_dir))
+        if not (cfg.exact_dedup or cfg.near_dedup):
+            dedup_stats = {}
+        log(f"clean (ray): {drops.num_rows:,} duplicates among {dedup_stats['candidates']:,} candidates")
+        flags = ray.data.from_arrow(drops)
         everyone = ray.data.from_arrow(pa.table({"unit": pa.array([u.unit for u in units], pa.int32()),
                                                  "pos": pa.array([-1] * len(units), pa.int64()),
                                                  "flag": pa.array([0] * len(units), pa.int8())}))
@@ -348,7 +366,7 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
         except (OSError, pa.ArrowException):
             pass
     result = cl.finish(src, out, Path(stats_path), cfg, total, reasons, identified, scrubbed, langs,
-                       time.perf_counter() - start, workers, engine="ray")
+                       time.perf_counter() - start, workers, engine="ray", dedup=dedup_stats)
     return result
 
 
