@@ -73,7 +73,7 @@ from murmur.data.normalize import (
     PII_CARD,
     PII_EMAIL,
     PII_PHONE,
-    clean_text,
+    clean_texts,
     fold_keys,
     is_retweet,
     normalize_text,
@@ -81,8 +81,7 @@ from murmur.data.normalize import (
 from murmur.data.quality import (
     DEFAULT_SPAM_PATTERNS,
     QualityRules,
-    quality_reason,
-    spam_candidates,
+    quality_reasons,
     strip_tags,
 )
 from murmur.data.schema import POST_SCHEMA
@@ -266,27 +265,25 @@ class _Worker:
     def process(self, batch: pa.RecordBatch) -> _BatchResult:
         cfg = self.cfg
         reasons: Counter = Counter()
-        rows, cleaned, piis = [], [], []
+        rows, normalised = [], []
         for i, raw in enumerate(batch.column("text").to_pylist()):
             text = normalize_text(raw or "", keep_newlines=cfg.keep_newlines, unescape_html=cfg.unescape_html)
             if cfg.drop_retweets and is_retweet(text):
                 reasons[RETWEET] += 1
                 continue
-            text, pii = clean_text(text, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
             rows.append(i)
-            cleaned.append(text)
-            piis.append(pii)
-        spam = spam_candidates(cleaned, self.rules)  # one vectorised pre-check for the whole batch
+            normalised.append(text)
+        done = clean_texts(normalised, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
+        cleaned, piis = [t for t, _ in done], [p for _, p in done]
+        stripped = [strip_tags(text) for text in cleaned]
         passed, texts, contents = [], [], []
-        for j, text in enumerate(cleaned):
-            stripped = strip_tags(text)
-            reason = quality_reason(text, self.rules, stripped, spam[j])
+        for j, reason in enumerate(quality_reasons(cleaned, self.rules, stripped)):  # the whole batch at once
             if reason is not None:
                 reasons[reason] += 1
                 continue
             passed.append(j)
-            texts.append(text)
-            contents.append(stripped[0])
+            texts.append(cleaned[j])
+            contents.append(stripped[j][0])
         rows = [rows[j] for j in passed]
         piis = [piis[j] for j in passed]
         cleaned = texts

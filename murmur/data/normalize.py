@@ -33,10 +33,13 @@ ending in ``000``.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
 from typing import Literal
+
+import numpy as np
 
 URL_PLACEHOLDER = "<url>"
 MENTION_PLACEHOLDER = "@user"
@@ -89,9 +92,13 @@ def is_retweet(text: str) -> bool:
 
 # ---------------------------------------------------------------- URLs and mentions
 
-URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
+URL_RE = re.compile(r"(?:[Hh][Tt][Tt][Pp][Ss\u017f]?://|[Ww][Ww][Ww]\.)[^\s<>\"]+")
+"""A link: ``(?i)(?:https?://|www\\.)`` and what follows up to a space, ``<``, ``>`` or ``"``; the
+case-insensitive letters spelled out (``s`` also matches the long s, as under ``re.IGNORECASE``), which
+lets ``re`` skip to the next candidate fast."""
 _URL_TRAIL = ".,;:!?)]}'\u2026"
-MENTION_RE = re.compile(r"(?<![\w@&+-])@\w+")
+MENTION_RE = re.compile(r"@(?<![\w@&+-].)\w+")
+"""``(?<![\\w@&+-])@\\w+``, with the ``@`` first so that ``re`` finds candidates by that one character."""
 
 
 def _url_spans(text: str) -> list[tuple[int, int]]:
@@ -206,13 +213,17 @@ def scrub_phones(text: str) -> tuple[str, int]:
 PII_EMAIL, PII_PHONE, PII_CARD = 1, 2, 4
 
 
-def scrub_pii(text: str) -> tuple[str, int]:
-    """Scrub e-mails, card numbers and phone numbers; returns the text and a bit mask of what was found."""
+def scrub_pii(text: str, *, emails: bool = True, numbers: bool = True) -> tuple[str, int]:
+    """Scrub e-mails, card numbers and phone numbers; returns the text and a bit mask of what was found.
+
+    ``emails=False``: the text holds no e-mail address; ``numbers=False``: nothing shaped like a long
+    number (no card or phone to look for).
+    """
     found = 0
-    if "@" in text:
+    if emails and "@" in text:
         text, n = scrub_emails(text)
         found |= PII_EMAIL if n else 0
-    if _MAYBE_NUMBER_RE.search(text):
+    if numbers and _MAYBE_NUMBER_RE.search(text):
         text, n = scrub_cards(text)
         found |= PII_CARD if n else 0
         text, n = scrub_phones(text)
@@ -222,13 +233,17 @@ def scrub_pii(text: str) -> tuple[str, int]:
 
 # ---------------------------------------------------------------- one post
 
+_RUNS = {p: re.compile(f"{re.escape(p)}(?:\\s+{re.escape(p)})+") for p in (URL_PLACEHOLDER, MENTION_PLACEHOLDER)}
+
+
 def _collapse(text: str, placeholder: str) -> str:
-    pattern = re.escape(placeholder)
-    return re.sub(f"{pattern}(?:\\s+{pattern})+", placeholder, text)
+    return _RUNS[placeholder].sub(placeholder, text)
 
 
 def _tidy(text: str) -> str:
     """Fold the spaces that removals leave behind, keeping line breaks."""
+    if "  " not in text and text.isprintable():  # no space but single " " (printable: no \n, \t...)
+        return text.strip()
     text = _HSPACE_RE.sub(" ", text)
     if "\n" in text:
         text = _BLANK_LINES_RE.sub("\n\n", _SPACED_NL_RE.sub("\n", text))
@@ -236,10 +251,12 @@ def _tidy(text: str) -> str:
 
 
 def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "placeholder",
-               scrub: bool = True) -> tuple[str, int]:
+               scrub: bool = True, *, emails: bool = True, numbers: bool = True) -> tuple[str, int]:
     """URLs, PII and mentions of an already normalised post; returns the text and the PII bit mask.
 
     URLs are cut out first so that nothing inside a link is scrubbed or taken for a mention.
+    ``emails=False`` and ``numbers=False`` say that the text holds no e-mail address and nothing shaped
+    like a long number (``_MAYBE_NUMBER_RE``): ``scrub_pii``'s searches for them are skipped.
     """
     if ("http" in text or "www." in text or "HTTP" in text or "WWW." in text) and (spans := _url_spans(text)):
         pieces, urls, last = [], [], 0
@@ -254,7 +271,7 @@ def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "
     out = []
     for i, piece in enumerate(pieces):
         if scrub:
-            piece, f = scrub_pii(piece)
+            piece, f = scrub_pii(piece, emails=emails, numbers=numbers)
             found |= f
         piece, n = replace_mentions(piece, mention_mode)
         mentions += n
@@ -270,6 +287,55 @@ def clean_text(text: str, url_mode: Mode = "placeholder", mention_mode: Mode = "
             text = _collapse(text, MENTION_PLACEHOLDER)
         text = _tidy(text)
     return text, found
+
+
+def clean_texts(texts: list[str], url_mode: Mode = "placeholder", mention_mode: Mode = "placeholder",
+                scrub: bool = True) -> list[tuple[str, int]]:
+    """``clean_text`` of many posts: one RE2 search over the batch finds the posts it would leave alone.
+
+    A post with no ``@``, none of the strings ``clean_text`` looks for a link by, and nothing shaped
+    like a long number (``_MAYBE_NUMBER_RE``, with Python's ``\\d`` spelled out for RE2) comes back as
+    it is; the others go through ``clean_text``.
+    """
+    if not texts:
+        return []
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates: not UTF-8
+        return [clean_text(t, url_mode, mention_mode, scrub) for t in texts]
+    def matches(pattern: str) -> np.ndarray:
+        return pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False)
+
+    marks = matches(r"http|HTTP|www\.|WWW\.|@")
+    numbers, emails = matches(_number_pattern()), matches(_email_pattern())
+    out = [(t, 0) for t in texts]
+    for i in np.flatnonzero(marks | numbers).tolist():
+        out[i] = clean_text(texts[i], url_mode, mention_mode, scrub, emails=bool(emails[i]), numbers=bool(numbers[i]))
+    return out
+
+
+@functools.cache
+def _number_pattern() -> str:
+    """``_MAYBE_NUMBER_RE`` for RE2."""
+    from murmur.data.codepoints import re2_class
+
+    d = re2_class(r"\d")
+    return d + "[" + d[1:-1] + r" ().+\-]{6,}" + d
+
+
+@functools.cache
+def _email_pattern() -> str:
+    """Whether ``EMAIL_RE`` matches somewhere, for RE2: where it matches, a match also starts one
+    character before the ``@`` (the lookbehind only picks the first of a run); ``\\w`` and ``\\b`` spelled
+    out as Python's."""
+    from murmur.data.codepoints import re2_class
+
+    w = re2_class(r"\w")
+    assert EMAIL_RE.pattern == r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+    return "[" + w[1:-1] + r".+\-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?:$|[^" + w[1:-1] + "])"
 
 
 # ---------------------------------------------------------------- dedup key
@@ -289,28 +355,45 @@ def fold_key(content: str, fold_digits: bool = True) -> str:
 
 
 def fold_keys(contents: list[str], fold_digits: bool = True) -> list[str]:
-    """``fold_key`` of many posts at once: ASCII posts through Arrow's vectorised kernels, the rest one by one.
+    """``fold_key`` of many posts at once, as numpy operations over the code points of the whole batch.
 
-    On ASCII text Python's ``\\d``, ``\\w`` and ``str.lower`` mean exactly ``[0-9]``, ``[A-Za-z0-9_]`` and
-    ASCII lowercasing, so the RE2 kernels give the same keys; other scripts keep Python's Unicode rules.
+    Each code point's lower case and whether it is ``\\d`` or ``[^\\W_]`` come from Python itself
+    (``codepoints.CharTable``), so the keys are ``fold_key``'s; the few posts whose lower case depends on
+    context (a final ``Σ``) or grows (``İ``) go through ``fold_key`` one by one.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from murmur.data import codepoints
 
     if not contents:
         return []
-    arr = pa.array(contents, type=pa.string())
-    ascii_mask = pc.string_is_ascii(arr)
-    if not pc.any(ascii_mask).as_py():
-        return [fold_key(c, fold_digits) for c in contents]
-    keys = pc.ascii_lower(arr)
-    if fold_digits:
-        keys = pc.replace_substring_regex(keys, "[0-9]+", "0")
-    keys = pc.ascii_trim(pc.replace_substring_regex(keys, "[^A-Za-z0-9]+", " "), " ")
-    out = keys.to_pylist()
-    for i in pc.indices_nonzero(pc.invert(ascii_mask)).to_pylist():
+    table = _fold_table()
+    batch = codepoints.encode(contents)
+    entry = table.lookup(batch.cp)
+    low = entry & np.uint32(table.LOWER_MASK)
+    entry = table.lookup(low)  # the classes of the lower-case code points, which the regexes see
+    first = batch.first_in_row()
+    keep = np.ones(len(low), dtype=bool)
+    if fold_digits:  # a run of digits -> "0"
+        digit = (entry & np.uint32(table.bit("digit"))) != 0
+        keep &= ~(digit & ~first & np.r_[False, digit[:-1]])
+        low[digit] = 48
+    other = (entry & np.uint32(table.bit("alnum"))) == 0  # a run of anything else -> " ", none at either end
+    keep &= ~(other & ~first & np.r_[False, other[:-1]])
+    words = np.r_[0, np.cumsum(~other, dtype=np.int32)]  # alphanumerics before each position
+    row = batch.row_of()
+    keep &= ~(other & ((words[1:] == words[batch.starts][row]) | (words[1:] == words[batch.ends][row])))
+    low[other] = 32
+    out = codepoints.decode(low[keep], batch.row_sums(keep))
+    irregular = batch.row_sums((entry & np.uint32(table.IRREGULAR_LOWER)) != 0)
+    for i in np.flatnonzero(irregular).tolist():
         out[i] = fold_key(contents[i], fold_digits)
     return out
+
+
+@functools.cache
+def _fold_table():
+    from murmur.data.codepoints import CharTable
+
+    return CharTable({"digit": re.compile(r"\d"), "alnum": re.compile(r"[^\W_]")})
 
 
 def dedup_key(text: str, fold_digits: bool = True) -> str:

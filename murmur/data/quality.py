@@ -24,8 +24,11 @@ A threshold of 0 (or 1.0 for a ratio) turns its rule off.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 TOO_SHORT = "too_short"
 SPAM_PATTERN = "spam_pattern"
@@ -64,7 +67,21 @@ _SPAM_HINTS: dict[str, tuple[str, ...]] = dict(zip(DEFAULT_SPAM_PATTERNS, [
     ("daily ", "hourly ", "weekly "),
 ], strict=True))
 
-_TAG_RE = re.compile(r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])[@#]\w+", re.IGNORECASE)
+TAG_PATTERN = r"<(?:url|email|phone|card)>|(?:https?://|www\.)\S+|(?<![\w@&+-])[@#]\w+"
+"""What ``strip_tags`` takes out, matched case-insensitively."""
+
+# Python's case-insensitive matches of the letters of TAG_PATTERN (``i`` also matches the dotted
+# capital and the dotless small i, ``s`` the long s), spelled out: ``re`` skips to the next
+# candidate much faster without IGNORECASE, and the lookbehind comes after the tag's first character
+_CASELESS = {"i": "[Ii\u0130\u0131]", "s": "[Ss\u017f]"}
+
+
+def _caseless(word: str) -> str:
+    return "".join(_CASELESS.get(ch, f"[{ch.upper()}{ch}]") if ch.isalpha() else re.escape(ch) for ch in word)
+
+
+_TAG_RE = re.compile("<(?:" + "|".join(map(_caseless, ("url", "email", "phone", "card"))) + ")>|(?:"
+                     + _caseless("http") + _caseless("s") + "?://|" + _caseless("www") + r"\.)\S+|[@#](?<![\w@&+-].)\w+")
 _WORD_TOKEN_RE = re.compile(r"\S*?\w\S*")
 _EMOJI_RE = re.compile(
     "[\U0001F000-\U0001F3FA\U0001F400-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u2190-\u21FF]")
@@ -188,10 +205,97 @@ def spam_candidates(texts: list[str], rules: QualityRules) -> list[bool]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(texts, type=pa.string())
+    try:
+        arr = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates: not UTF-8
+        return [_may_be_spam(t, rules) for t in texts]
     found = pc.match_substring_regex(arr, "|".join(re.escape(h) for h in hints), ignore_case=True)
     special = pc.match_substring_regex(arr, "|".join(_LOWER_TO_ASCII))  # case-sensitive: RE2 folds K to k
     return pc.or_(found, special).to_pylist()
+
+
+def quality_reasons(texts: list[str], rules: QualityRules,
+                    stripped: list[tuple[str, int]] | None = None) -> list[str | None]:
+    """``quality_reason`` of each text, the whole batch at once.
+
+    The counts the rules compare (visible characters, words, upper and lower case letters, emoji,
+    runs of one character) come from numpy over the code points of the batch, each code point's
+    class asked of Python itself (``codepoints.CharTable``: ``\\w``, ``\\s``, ``\\d``,
+    ``str.isupper``...), so every answer is ``quality_reason``'s; only the spam patterns still run
+    post by post, on the texts that may match one (``spam_candidates``). ``stripped`` is
+    ``strip_tags`` of each text when the caller has it.
+    """
+    from murmur.data import codepoints
+
+    n = len(texts)
+    if n == 0:
+        return []
+    if stripped is None:
+        stripped = [strip_tags(t) for t in texts]
+    contents = [c for c, _ in stripped]
+    tags = np.fromiter((k for _, k in stripped), dtype=np.int64, count=n)
+    table = _quality_table()
+    bit = table.bit
+    cb = codepoints.encode(contents)
+    cflags = table.lookup(cb.cp)
+    space = (cflags & np.uint32(bit("space"))) != 0
+    visible = cb.lens - cb.row_sums((cb.cp == 32) | (cb.cp == 10))
+    # words: runs of non-space holding a \w, counted where the first \w of each run is
+    first = cb.first_in_row()
+    run_id = np.cumsum(~space & (first | np.r_[True, space[:-1]]), dtype=np.int64)
+    word_at = np.flatnonzero(cflags & np.uint32(bit("word")))
+    runs = run_id[word_at]
+    new_run = np.ones(len(runs), dtype=bool)
+    new_run[1:] = runs[1:] != runs[:-1]
+    n_words = np.bincount(np.searchsorted(cb.starts, word_at[new_run], side="right") - 1, minlength=n)
+
+    reason = np.zeros(n, dtype=np.int8)  # 1 + index in REASONS; 0: passes
+
+    def fire(mask: np.ndarray, code: int) -> None:
+        reason[(reason == 0) & mask] = code
+
+    fire((visible < rules.min_chars) | (n_words < rules.min_words), 1)
+    if rules._spam is not None:  # type: ignore[attr-defined]
+        may = spam_candidates(texts, rules)
+        for i in np.flatnonzero(reason == 0).tolist():
+            if may[i] and rules._spam.search(texts[i]):  # type: ignore[attr-defined]
+                reason[i] = 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fire((tags > 0) & (tags / (tags + n_words) > rules.max_tag_ratio), 3)
+    tb = codepoints.encode(texts)
+    tflags = table.lookup(tb.cp)
+    if rules._run is not None:  # type: ignore[attr-defined]
+        # a run of more than max_char_run equal code points that are neither \d nor \s
+        starts = np.flatnonzero(tb.first_in_row() | np.r_[True, tb.cp[1:] != tb.cp[:-1]])
+        lengths = np.diff(np.r_[starts, len(tb.cp)])
+        long = starts[(lengths > rules.max_char_run)
+                      & ((tflags[starts] & np.uint32(bit("digit") | bit("space"))) == 0)]
+        hit = np.zeros(n, dtype=bool)
+        hit[np.searchsorted(tb.starts, long, side="right") - 1] = True
+        fire(hit, 4)
+    emoji = tb.row_sums((tflags & np.uint32(bit("emoji"))) != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        many = (rules.max_emoji > 0) & (emoji > rules.max_emoji)
+        fire((emoji > 0) & (many | (emoji / np.maximum(1, visible) > rules.max_emoji_ratio)), 5)
+    if rules.caps_min_letters > 0 and rules.max_caps_ratio < 1.0:
+        upper = cb.row_sums((cflags & np.uint32(bit("upper"))) != 0)
+        cased = upper + cb.row_sums((cflags & np.uint32(bit("lower"))) != 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(cased > 0, upper / np.maximum(cased, 1), 0.0)
+        caps = (upper >= rules.caps_min_letters * rules.max_caps_ratio) & (cased >= rules.caps_min_letters) \
+            & (ratio > rules.max_caps_ratio)
+        for i in np.flatnonzero(caps & (reason == 0)).tolist():
+            if not contents[i].islower():
+                reason[i] = 6
+    return [REASONS[r - 1] if r else None for r in reason.tolist()]
+
+
+@functools.cache
+def _quality_table():
+    from murmur.data.codepoints import CharTable
+
+    return CharTable({"word": re.compile(r"\w"), "space": re.compile(r"\s"), "digit": re.compile(r"\d"),
+                      "upper": str.isupper, "lower": str.islower, "emoji": _EMOJI_RE})
 
 
 def quality_reason(text: str, rules: QualityRules, stripped: tuple[str, int] | None = None,
