@@ -6,12 +6,15 @@ per language. Writes the ``assistant`` section of docs/benchmarks.md.
 Drafts (``--parts drafts``): for each topic and language, a post drafted on the topic's first noun
 phrase; the rules each candidate keeps before filtering and each returned variant after it (checked
 again here, independently), and topic match against the world's truth: a draft's topic is the most
-common true topic of the posts a lexical search finds for it (for the whole draft, and for the
-model's continuation alone, without the opening the request gave). Replies to posts of the index are
-matched against the parent's topic. Writes the ``drafts`` section.
+common true topic of the posts a lexical search finds for it (for the whole draft, and for the draft
+without the request's own words, so that copying the topic phrase is not enough). Replies to posts
+of the index are matched against the parent's topic. Writes the ``drafts`` section.
 
-    python benchmarks/assistant.py --model RUN_DIR [--users 150] [--topics 8] [--parts answers,drafts]
-        [--world DIR --index DIR]
+Several models (``--model A --label a --model B --label b``) and drafter prompts (``--prompts
+chat,post``) are measured in one run, one table row each, on the same world and requests.
+
+    python benchmarks/assistant.py --model RUN_DIR [--label NAME] [--model RUN_DIR2 --label NAME2]
+        [--users 150] [--topics 8] [--parts answers,drafts] [--prompts chat,post] [--world DIR --index DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from murmur.chat.tools import forced_call, forced_ids, parse_output  # noqa: E40
 from murmur.data.normalize import scrub_pii, tweet_length  # noqa: E402
 from murmur.engine import Engine, SamplingParams  # noqa: E402
 from murmur.search.answer import CITE, Answerer, AnswerRequest, question_lang  # noqa: E402
-from murmur.search.drafts import Drafter, check_request, max_jaccard, text_lang  # noqa: E402
+from murmur.search.drafts import DraftConfig, Drafter, check_request, max_jaccard, text_lang  # noqa: E402
 from murmur.search.tool import SEARCH_POSTS  # noqa: E402
 
 QUESTION = {"en": "What are people saying about {}?", "es": "¿Qué dice la gente sobre {}?"}
@@ -78,12 +81,20 @@ def nearest_topic(drafter: Drafter, truth, text: str, k: int = 10) -> str | None
     return Counter(topics).most_common(1)[0][0] if topics else None
 
 
-def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, replies: int = 4) -> dict:
+def without(text: str, words: str) -> str:
+    """``text`` without the request's ``words`` (case-insensitive)."""
+    import re
+
+    return re.sub(re.escape(words), " ", text, flags=re.IGNORECASE)
+
+
+def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, replies: int = 4,
+                  prompt: str = "chat") -> dict:
     """Per language: candidates, rule rates before filtering, returned variants and their re-checked
-    rules, topic match of drafts (whole, continuation alone) and of replies."""
+    rules, topic match of drafts (whole, without the request's words) and of replies."""
     import murmur.world.text as wt
 
-    drafter = Drafter(ix)
+    drafter = Drafter(ix, DraftConfig(prompt=prompt))
     rows: dict[str, dict] = {}
 
     def row(lang: str) -> dict:
@@ -115,7 +126,7 @@ def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, repl
             for d in out["data"]:
                 r["ret_ok"] += recheck(d["text"], lang)
                 r["topic_ok"] += nearest_topic(drafter, truth, d["text"]) == name
-                r["cont_ok"] += nearest_topic(drafter, truth, d["text"][len(phrase):]) == name
+                r["cont_ok"] += nearest_topic(drafter, truth, without(d["text"], phrase)) == name
     for lang in ("en", "es"):   # replies to on-topic posts of the index
         parents = []
         for name in topics:   # the best on-topic hit for each topic's first noun phrase
@@ -131,112 +142,146 @@ def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, repl
     return rows
 
 
-def drafts_section(label: str, rows: dict, n: int, topics: int, seconds: float, users: str) -> str:
+def drafts_section(runs: dict[str, dict], n: int, topics: int, seconds: float, users: str,
+                   notes: list[str] = ()) -> str:
+    """The drafts section: one row per (model / prompt, language) of ``runs``."""
     import murmur.world.text as wt
 
     def pct(a: int, b: int) -> str:
         return f"{a / b:.0%}" if b else "-"
 
     lines = ["## Drafts: rules and topic match", "",
-             f"Model: {label}. World: {users}, {topics} topics x (en, es), one post request each (n={n}, "
+             f"World: {users}, {topics} topics x (en, es), one post request each (n={n}, "
              f"{n * 3} candidates), plus replies to indexed posts. Machine: {platform.machine()}, {platform.system()}; "
              f"{seconds:.0f} s. One run on a shared machine; small samples. Topic match by chance: "
-             f"{1 / len(wt.TOPIC_NAMES):.0%} ({len(wt.TOPIC_NAMES)} topics).", "",
-             "| lang | requests | candidates keeping every rule (before filtering) | dropped (too long / wrong lang / "
-             "PII / near-dup / empty) | returned of asked | returned keeping every rule (re-checked) | "
-             "topic match: candidates | topic match: returned | topic match: continuation alone | "
+             f"{1 / len(wt.TOPIC_NAMES):.0%} ({len(wt.TOPIC_NAMES)} topics).", *notes, "",
+             "| model / prompt | lang | requests | candidates keeping every rule (before filtering) | dropped (too long / "
+             "wrong lang / PII / near-dup / empty) | returned of asked | returned keeping every rule (re-checked) | "
+             "topic match: candidates | topic match: returned | topic match: returned without the request's words | "
              "replies: returned | replies on the parent's topic |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for lang, r in rows.items():
-        d = r["dropped"]
-        lines.append(
-            f"| {lang} | {r['requests']} | {pct(r['cand_ok'], r['candidates'])} of {r['candidates']} | "
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run, rows in runs.items():
+        for lang, r in rows.items():
+            lines.append(f"| {run} | " + _draft_row(lang, r, n, pct))
+    return "\n".join(lines)
+
+
+def _draft_row(lang: str, r: dict, n: int, pct) -> str:
+    d = r["dropped"]
+    return (f"{lang} | {r['requests']} | {pct(r['cand_ok'], r['candidates'])} of {r['candidates']} | "
             f"{d.get('too_long', 0)} / {d.get('wrong_lang', 0)} / {d.get('pii', 0)} / {d.get('near_duplicate', 0)}"
             f" / {d.get('empty', 0)} | {r['returned']} of {r['requests'] * n} | {pct(r['ret_ok'], r['returned'])} | "
             f"{pct(r['cand_topic_ok'], r['candidates'])} | {pct(r['topic_ok'], r['returned'])} | "
             f"{pct(r['cont_ok'], r['returned'])} | {r['reply_returned']} of {r['replies'] * 2} | "
             f"{pct(r['reply_topic_ok'], r['reply_returned'])} |")
-    return "\n".join(lines)
+
+
+def answer_quality(engine: Engine, ix, truth, topics: list[str], k: int) -> tuple[dict, dict]:
+    """(tool-call validity, per-language rows of citation precision / recall and answer language)."""
+    import murmur.world.text as wt
+
+    qs = [(lang, name, QUESTION[lang].format(wt.TOPICS[name].nouns[lang][0])) for name in topics for lang in ("en", "es")]
+    validity = tool_validity(engine, [q for _, _, q in qs])
+    rows: dict[str, dict] = {}
+    answerer = Answerer(ix)
+    for lang, topic, q in qs:
+        out = answerer.answer(engine, AnswerRequest(q, k=k, max_tokens=96, seed=0))
+        ret = answerer.retrieve(AnswerRequest(q, k=k))
+        r = rows.setdefault(lang, {"n": 0, "cited": 0, "cited_ok": 0, "recall": 0, "lang": 0, "retrieved_ok": 0,
+                                   "retrieved": 0, "qlang": 0, "relevant": 0})
+        on_topic = [truth.post(c["post_id"]).topic == topic for c in out["citations"]]
+        r["n"] += 1
+        r["cited"] += len(on_topic)
+        r["cited_ok"] += sum(on_topic)
+        r["recall"] += any(on_topic)
+        r["lang"] += out["lang"] == lang
+        r["qlang"] += question_lang(q) == lang
+        r["retrieved"] += len(ret)
+        r["retrieved_ok"] += sum(truth.post(p["post_id"]).topic == topic for p in ret)
+        r["relevant"] += any(truth.post(p["post_id"]).topic == topic for p in ret)
+        assert all(1 <= int(n) <= k for n in CITE.findall(out["answer"]))
+    return validity, rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True, action="append", help="A model run directory (repeatable).")
+    ap.add_argument("--label", action="append", default=None, help="How to name each --model in the report.")
     ap.add_argument("--users", type=int, default=150)
     ap.add_argument("--topics", type=int, default=8)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--n", type=int, default=4, help="Draft variants asked per request.")
     ap.add_argument("--parts", default="answers,drafts", help="What to measure: answers, drafts or both.")
+    ap.add_argument("--prompts", default="chat", help="Drafter prompts to measure: chat, post or both.")
     ap.add_argument("--world", type=Path, default=None, help="An existing world (with --index) instead of a new one.")
     ap.add_argument("--index", type=Path, default=None, help="The search index of --world.")
-    ap.add_argument("--label", default=None, help="How to name the model in the report.")
+    ap.add_argument("--note", action="append", default=[], help="A sentence about the models for the report.")
+    ap.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
+    labels = args.label or [m.name for m in args.model]
+    if len(labels) != len(args.model):
+        ap.error("give one --label per --model (or none)")
 
     import murmur.world.text as wt
     from murmur.search.index import SearchIndex
     from murmur.world.truth import load_truth
 
-    label = args.label or args.model.name
+    topics = list(wt.TOPIC_NAMES[:args.topics])
+    drafts: dict[str, dict] = {}
+    answers: dict[str, tuple[dict, dict]] = {}
+    seconds = {"drafts": 0.0, "answers": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         world, idx = (args.world, args.index) if args.world else build(Path(tmp), args.users)
         truth = load_truth(world)
         users = f"{world.name} ({truth.meta.get('config', {}).get('users', '?')} users)" if args.world \
             else f"{args.users} users (seed 3)"
-        engine = Engine.from_run_dir(args.model).start()
-        t0 = time.perf_counter()
-        try:
-            if "drafts" in parts:
-                with SearchIndex(idx, writable=False) as ix:
-                    drows = draft_quality(engine, ix, truth, list(wt.TOPIC_NAMES[:args.topics]), args.n)
-                dbody = drafts_section(label, drows, args.n, args.topics, time.perf_counter() - t0, users)
-                print(dbody)
-                print(json.dumps(drows))
-                write_section("drafts", dbody)
-                t0 = time.perf_counter()
-            if "answers" in parts:
-                qs = [(lang, name, QUESTION[lang].format(wt.TOPICS[name].nouns[lang][0]))
-                      for name in wt.TOPIC_NAMES[:args.topics] for lang in ("en", "es")]
-                validity = tool_validity(engine, [q for _, _, q in qs])
-                rows = {}
-                with SearchIndex(idx, writable=False) as ix:
-                    answerer = Answerer(ix)
-                    for lang, topic, q in qs:
-                        out = answerer.answer(engine, AnswerRequest(q, k=args.k, max_tokens=96, seed=0))
-                        ret = answerer.retrieve(AnswerRequest(q, k=args.k))
-                        r = rows.setdefault(lang, {"n": 0, "cited": 0, "cited_ok": 0, "recall": 0, "lang": 0,
-                                                   "retrieved_ok": 0, "retrieved": 0, "qlang": 0})
-                        on_topic = [truth.post(c["post_id"]).topic == topic for c in out["citations"]]
-                        r["n"] += 1
-                        r["cited"] += len(on_topic)
-                        r["cited_ok"] += sum(on_topic)
-                        r["recall"] += any(on_topic)
-                        r["lang"] += out["lang"] == lang
-                        r["qlang"] += question_lang(q) == lang
-                        r["retrieved"] += len(ret)
-                        r["retrieved_ok"] += sum(truth.post(p["post_id"]).topic == topic for p in ret)
-                        assert all(1 <= int(n) <= args.k for n in CITE.findall(out["answer"]))
-        finally:
-            engine.stop()
-        seconds = time.perf_counter() - t0
-    if "answers" not in parts:
+        with SearchIndex(idx, writable=False) as ix:
+            for model, label in zip(args.model, labels, strict=True):
+                engine = Engine.from_run_dir(model).start()
+                try:
+                    if "drafts" in parts:
+                        for prompt in args.prompts.split(","):
+                            t0 = time.perf_counter()
+                            drafts[f"{label} / {prompt}"] = draft_quality(engine, ix, truth, topics, args.n,
+                                                                          prompt=prompt)
+                            seconds["drafts"] += time.perf_counter() - t0
+                    if "answers" in parts:
+                        t0 = time.perf_counter()
+                        answers[label] = answer_quality(engine, ix, truth, topics, args.k)
+                        seconds["answers"] += time.perf_counter() - t0
+                finally:
+                    engine.stop()
+    print(json.dumps({"drafts": drafts, "answers": answers}))
+    notes = [" ".join(args.note)] if args.note else []
+    if drafts:
+        body = drafts_section(drafts, args.n, args.topics, seconds["drafts"], users, notes)
+        print(body)
+        if not args.no_write:
+            write_section("drafts", body)
+    if not answers:
         return
     lines = ["## Assistant: tool calls and cited answers", "",
-             f"Model: {label}. World: {users}, {args.topics} topics x (en, es) questions, "
-             f"k={args.k}. Machine: {platform.machine()}, {platform.system()}; {seconds:.0f} s. Figures from one run "
-             "on a shared machine; small samples.", "",
-             "| tool-call validity | auto | forced (tool_choice) |", "|---|---|---|",
-             f"| well-formed `search_posts` calls | {validity['auto']:.0%} | {validity['forced']:.0%} |", "",
-             "| lang | questions | retrieved on topic | citation precision | citation recall | answer lang = question |",
-             "|---|---|---|---|---|---|"]
-    for lang, r in rows.items():
-        prec = f"{r['cited_ok'] / r['cited']:.0%}" if r["cited"] else "- (no citations)"
-        lines.append(f"| {lang} | {r['n']} | {r['retrieved_ok'] / max(r['retrieved'], 1):.0%} | {prec} | "
-                     f"{r['recall'] / r['n']:.0%} | {r['lang'] / r['n']:.0%} |")
+             f"World: {users}, {args.topics} topics x (en, es) questions \"What are people saying about "
+             f"<the topic's first noun phrase>?\", k={args.k}. Citation precision: cited posts whose true topic is "
+             "the question's; citation recall: answers citing at least one post on the topic (the ceiling is the "
+             "share of questions whose retrieved posts hold one: the last column); answer language: the cleaner's "
+             f"identifier on the answer. Machine: {platform.machine()}, {platform.system()}; {seconds['answers']:.0f} "
+             "s. Figures from one run on a shared machine; small samples.", *notes, "",
+             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) |", "|---|---|---|"]
+    for label, (validity, _) in answers.items():
+        lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} |")
+    lines += ["", "| model | lang | questions | retrieved on topic | citation precision | citation recall | "
+              "answer lang = question | questions with an on-topic post retrieved |", "|---|---|---|---|---|---|---|---|"]
+    for label, (_, rows) in answers.items():
+        for lang, r in rows.items():
+            prec = f"{r['cited_ok'] / r['cited']:.0%} of {r['cited']}" if r["cited"] else "- (no citations)"
+            lines.append(f"| {label} | {lang} | {r['n']} | {r['retrieved_ok'] / max(r['retrieved'], 1):.0%} | {prec} | "
+                         f"{r['recall'] / r['n']:.0%} | {r['lang'] / r['n']:.0%} | {r['relevant'] / r['n']:.0%} |")
     body = "\n".join(lines)
     print(body)
-    print(json.dumps({"validity": validity, "rows": rows}))
-    write_section("assistant", body)
+    if not args.no_write:
+        write_section("assistant", body)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,54 @@ def test_on_a_generated_world(tmp_path):
     assert all(c[-1]["role"] == "assistant" and not c[-1]["content"].startswith("@") for c in convs)
 
 
+def test_drafts_ask_what_the_drafter_asks_and_answer_with_real_posts_that_keep_its_rules(tmp_path):
+    from murmur.chat.data import keeps_draft_rules
+    from murmur.chat.drafting import draft_system
+    from murmur.data.sources import ingest
+    from murmur.search.drafts import text_lang
+    from murmur.world.generate import WorldConfig, generate_world
+
+    generate_world(tmp_path / "world", dataclasses.replace(WorldConfig(), users=150, seed=1), progress=False)
+    ingest([str(tmp_path / "world" / "archives")], tmp_path / "posts.parquet", progress=False)
+    stats = build_conversations(tmp_path / "posts.parquet", tmp_path / "c.jsonl", cfg(instructions=600, threads=False))
+    posts = read_posts(tmp_path / "posts.parquet")
+    by_text = {}
+    for p in posts:
+        by_text.setdefault(p.text, []).append(p)
+    drafts = [c for c in read_conversations(tmp_path / "c.jsonl") if c[0]["content"].startswith("Write one post")]
+    assert len(drafts) == stats.by_kind["drafts"] >= 40
+    seen = {"post": 0, "reply": 0, "voice": 0}
+    for system, user, answer in drafts:
+        ask, text = user["content"], answer["content"]
+        m = re.match(r"(?:Write a post about (.+) in (English|Spanish)\.|Reply to this post in (English|Spanish)"
+                     r"(?:, about (.+))?:\n(.+?))(?:\nWrite it in the voice of @(\S+), who recently posted:\n(.+))?$",
+                     ask, re.S)
+        assert m, ask
+        topic, lang_name = m.group(1) or m.group(4), m.group(2) or m.group(3)
+        lang = {"English": "en", "Spanish": "es"}[lang_name]
+        assert system["content"] == draft_system(lang)
+        assert keeps_draft_rules(text) and text_lang(text) == lang, text   # the drafter would return it
+        mine = by_text[text]
+        if m.group(1):   # a post about its topic: a phrase of its own, or one of its hashtags (as words)
+            seen["post"] += 1
+            assert any(p.reply_to is None for p in mine)
+            assert topic.lower() in text.lower() or any(topic in (topic_name(t), "#" + t) for p in mine
+                                                         for t in p.hashtags), (topic, text)
+        else:            # a reply to the post quoted
+            seen["reply"] += 1
+            parents = {p.reply_to for p in mine}
+            assert any(q.id in parents for q in by_text[m.group(5)]), ask
+        if m.group(6):   # in the voice of its own author, shown by other posts of theirs
+            seen["voice"] += 1
+            assert any(p.author == m.group(6) for p in mine)
+            for line in m.group(7).split("\n"):
+                assert any(q.author == m.group(6) for q in by_text[line[2:]])
+    assert min(seen.values()) >= 5, seen
+    off = build_conversations(tmp_path / "posts.parquet", tmp_path / "d.jsonl",
+                              cfg(instructions=600, threads=False, drafts=False))
+    assert "drafts" not in off.by_kind and off.conversations == 600
+
+
 # ---------------------------------------------------------------- the reader
 GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
 

@@ -18,7 +18,15 @@ from serve_helpers import ServerThread, make_tokenizer, scripted_model
 from murmur.data.normalize import scrub_pii, tweet_length
 from murmur.engine import Engine
 from murmur.errors import InputError
-from murmur.search.drafts import Drafter, DraftRequest, build_router, check_request, max_jaccard, text_lang
+from murmur.search.drafts import (
+    DraftConfig,
+    Drafter,
+    DraftRequest,
+    build_router,
+    check_request,
+    max_jaccard,
+    text_lang,
+)
 from murmur.search.index import SearchIndex, build_index
 from murmur.serve.app import create_app
 
@@ -43,11 +51,12 @@ def tok(tmp_path_factory):
 
 
 def scripted_engine(tok, drafter: Drafter, req: DraftRequest, text: str) -> Engine:
-    """An engine whose model continues ``req``'s prompt with ``text`` and a line break."""
+    """An engine whose model continues ``req``'s prompt with ``text`` and a line break: after the topic
+    the post prompt opens with, or (the chat prompt, which opens nothing) after the topic it writes."""
     req, context = drafter.resolve(req)
     probe = Engine(scripted_model(tok.vocab_size, [0, 1], max_seq_len=512), tok, max_batch=4)
-    prompt, _ = drafter.prompt(probe, req, context, 64)
-    cycle = [prompt[-1], *tok.encode(text), *tok.encode("\n")]
+    prompt, lead = drafter.prompt(probe, req, context, 64)
+    cycle = [prompt[-1], *tok.encode(text if lead else (req.topic or "") + text), *tok.encode("\n")]
     return Engine(scripted_model(tok.vocab_size, cycle, max_seq_len=512), tok, max_batch=8, name="scripted")
 
 
@@ -94,8 +103,9 @@ def test_each_rule_drops_what_breaks_it(index):
     assert drafter.violation(fine, "en", []) is None
 
 
-def test_drafts_keep_every_rule_and_rank_by_score(index, tok):
-    drafter = Drafter(index)
+@pytest.mark.parametrize("prompt", ["chat", "post"])
+def test_drafts_keep_every_rule_and_rank_by_score(index, tok, prompt):
+    drafter = Drafter(index, DraftConfig(prompt=prompt))
     req = check_request({"topic": TOPIC, "lang": "en", "n": 3, "temperature": 0})
     with scripted_engine(tok, drafter, req, SENTENCE) as engine:
         out = drafter.draft(engine, req)
@@ -110,6 +120,38 @@ def test_drafts_keep_every_rule_and_rank_by_score(index, tok):
     with scripted_engine(tok, drafter, req, EMAIL) as engine:
         out = drafter.draft(engine, req)
         assert out["data"] == [] and out["filtered"]["pii"] == 9
+
+
+def test_the_chat_prompt_is_the_drafting_turn_the_fine_tuning_data_teaches(index, tok):
+    from murmur.chat.drafting import draft_messages
+    from murmur.chat.template import render
+    from murmur.engine import post_prompt
+    from murmur.errors import ConfigError
+
+    drafter = Drafter(index)
+    engine = Engine(scripted_model(tok.vocab_size, [0, 1], max_seq_len=512), tok, max_batch=2)
+    parent = drafter.search("the", 1)[0]
+    who, lang = parent["author_id"], parent["lang"]
+    req, ctx = drafter.resolve(check_request({"topic": TOPIC, "voice": who}))
+    assert drafter.prompt(engine, req, ctx, 64) == (
+        render(tok, draft_messages("post", lang, TOPIC, voice=who, voice_posts=ctx)), "")
+    req, ctx = drafter.resolve(check_request({"kind": "reply", "reply_to": parent["post_id"]}))
+    assert drafter.prompt(engine, req, ctx, 64)[0] == render(tok, draft_messages("reply", lang, parent=ctx[-1]))
+    req, ctx = drafter.resolve(check_request({"topic": TOPIC, "lang": "es"}))
+    ids, _ = drafter.prompt(engine, req, ctx, 64)
+    assert ids == render(tok, draft_messages("post", "es", TOPIC)) and ctx   # topic posts check novelty only
+    assert "Write a post about coffee in Spanish." in tok.decode(ids, skip_special=True)
+    req, ctx = drafter.resolve(check_request({"topic": TOPIC, "voice": who}))
+    full, _ = drafter.prompt(engine, req, ctx, 64)
+    short = Engine(scripted_model(tok.vocab_size, [0, 1], max_seq_len=len(full) + 63), tok, max_batch=2)
+    ids, _ = drafter.prompt(short, req, ctx, 64)      # the voice's oldest post gives way to fit
+    assert len(ids) + 64 <= short.max_len and ids == render(tok, draft_messages("post", lang, TOPIC, voice=who,
+                                                                                voice_posts=ctx[:-1]))
+    post = Drafter(index, DraftConfig(prompt="post"))
+    ids, lead = post.prompt(engine, req, ctx, 64)
+    assert lead == TOPIC and ids == post_prompt(tok, "\n".join([*ctx, TOPIC]))
+    with pytest.raises(ConfigError, match="prompt"):
+        Drafter(index, DraftConfig(prompt="poem"))
 
 
 def test_replies_and_voices_come_from_the_index(index, tok):

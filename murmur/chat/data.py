@@ -14,6 +14,14 @@ A conversation file is JSONL in the OpenAI shape, one conversation a line::
   answer is a real post with that hashtag), summarising a thread (extractive: the answer is built
   from the thread's own posts), answering in the user's language, and drafting a reply (the answer
   is the reply someone actually wrote).
+- **drafts** (``drafts = true``): the drafter's own request (murmur.chat.drafting: "Write a post about
+  TOPIC in LANG [in the voice of @user, who recently posted: ...]" or "Reply to this post in LANG:
+  ...") answered by a real post or reply that keeps the drafter's rules: at most 280 characters with
+  links at 23, nothing the PII scrubber would change, no placeholders, in the post's language. A
+  post's topic is one of its hashtags (as words or as the tag) or one of its own phrases that is
+  topical: two or three content words that at least ``3`` posts use, at most 1% of all posts, and
+  whose tagged posts mostly share one hashtag (at least 30% the same), so "marathon training plan"
+  qualifies and "still thinking about" does not; the answer always contains its topic.
 
 Every choice draws from a ``random.Random`` seeded by ``cfg.seed`` over posts sorted by
 ``post_id``, so the same posts give the same file whatever their order on disk.
@@ -35,9 +43,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from murmur.chat.drafting import draft_messages
 from murmur.chat.grounded import search_answer_messages
 from murmur.chat.template import check_messages
 from murmur.config import knob, require_at_least
+from murmur.data.normalize import MAX_POST_CHARS, scrub_pii, tweet_length
 from murmur.errors import ConfigError, InputError
 from murmur.io import atomic_open, check_not_input, open_text
 from murmur.progress import Progress, log
@@ -46,7 +56,9 @@ Message = dict[str, str]
 Conversation = list[Message]
 
 LANGS = ("en", "es")
-KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply", "search_answer")
+KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply", "search_answer", "drafts")
+WEIGHTS = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3,
+           "search_answer": 3, "drafts": 3}
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class ConversationDataConfig:
     min_chars: int = knob(12, "Posts shorter than this (after removing leading @mentions) are not used.")
     max_chars: int = knob(600, "Posts longer than this are not quoted in instruction answers.")
     shuffle: bool = knob(True, "Shuffle the output lines (seeded); false keeps threads first.")
+    drafts: bool = knob(True, "Write drafting conversations: the drafter's request -> a real post or reply that "
+                              "keeps its rules (one instruction kind among the others).")
 
     def check(self) -> None:
         require_at_least(0, [(name, getattr(self, name))
@@ -183,6 +197,7 @@ class _Post:
     lang: str
     reply_to: str | None
     hashtags: tuple[str, ...]
+    author: str | None = None
 
 
 def _strip_mentions(text: str) -> str:
@@ -203,17 +218,18 @@ def read_posts(parquet: str | Path, min_chars: int = 1) -> list[_Post]:
     for col in ("post_id", "text"):
         if col not in names:
             raise InputError(f"missing column {col!r} (expected the clean posts schema)", parquet, field=col)
-    columns = ["post_id", "text", *(c for c in ("lang", "reply_to", "hashtags") if c in names)]
+    columns = ["post_id", "text", *(c for c in ("lang", "reply_to", "hashtags", "author_id") if c in names)]
     posts = []
     for batch in pf.iter_batches(columns=columns, batch_size=65536):
         n = batch.num_rows
         cols = {c: batch.column(c).to_pylist() if c in columns else [None] * n
-                for c in ("post_id", "text", "lang", "reply_to", "hashtags")}
-        for pid, text, lang, reply, tags in zip(*cols.values(), strict=True):
+                for c in ("post_id", "text", "lang", "reply_to", "hashtags", "author_id")}
+        for pid, text, lang, reply, tags, author in zip(*cols.values(), strict=True):
             text = _strip_mentions(text or "")
             if pid is None or len(text) < min_chars:
                 continue
-            posts.append(_Post(str(pid), text, lang or "und", reply or None, tuple(tags or ())))
+            posts.append(_Post(str(pid), text, lang or "und", reply or None, tuple(tags or ()),
+                               None if author is None else str(author)))
     posts.sort(key=lambda p: p.id)
     return posts
 
@@ -339,6 +355,81 @@ SEARCH_A = {"en": ["People are posting about {topic}.", "Here is what people say
                    "Posts sobre {topic}:"]}
 
 
+_PLACEHOLDER = re.compile(r"<(?:url|email|phone|card|user)>", re.IGNORECASE)
+_PHRASE_TOKEN = re.compile(r"[#@][\w'’-]*|<\w+>|https?://\S+|([^\W\d_]+(?:['’-][^\W\d_]+)*)(?![\w'’-])|[^\s]")
+
+
+def keeps_draft_rules(text: str) -> bool:
+    """What the drafter asks of a draft, short of language and novelty: at most 280 characters with
+    links at 23, nothing the PII scrubber would change, no placeholder the cleaner left."""
+    return (tweet_length(text) <= MAX_POST_CHARS and not _PLACEHOLDER.search(text) and not _NOISY.search(text)
+            and scrub_pii(text)[0] == text)
+
+
+def draft_langs(texts: Sequence[str]) -> list[str]:
+    """The language the drafter's check gives each text (the cleaner's identifier, in one batch)."""
+    if not texts:
+        return []
+    from murmur.data.langid import LanguageIdentifier, langid_text
+
+    return [lang for lang, _ in LanguageIdentifier().identify([langid_text(t) for t in texts])]
+
+
+def _word_runs(text: str) -> list[list[str]]:
+    """Runs of plain words (lowercased), broken at punctuation, tags, mentions, links and numbers."""
+    runs, run = [], []
+    for m in _PHRASE_TOKEN.finditer(text.lower()):
+        w = m.group(1)
+        if w:
+            run.append(w)
+        elif run:
+            runs.append(run)
+            run = []
+    if run:
+        runs.append(run)
+    return runs
+
+
+def topical_phrases(posts: Sequence[_Post], max_share: float = 0.01, min_posts: int = 3,
+                    min_focus: float = 0.3) -> dict[str, list[str]]:
+    """Each post's topical phrases, most used first (see the module doc, **drafts**): n-grams of two or
+    three words that neither start nor end with a word in more than ``max_share`` of posts, used by
+    ``min_posts`` to ``max_share`` of the posts, whose tagged posts share one hashtag ``min_focus`` of
+    the time."""
+    runs = [_word_runs(p.text) for p in posts]
+    cap = max(min_posts, max_share * len(posts))
+    word_df: Counter[str] = Counter()
+    for rs in runs:
+        word_df.update({w for r in rs for w in r})
+    common = {w for w, n in word_df.items() if n > cap}
+    grams = []
+    for rs in runs:
+        g = {" ".join(r[i:i + n]) for r in rs for n in (2, 3) for i in range(len(r) - n + 1)
+             if r[i] not in common and r[i + n - 1] not in common}
+        grams.append(g)
+    df: Counter[str] = Counter()
+    for g in grams:
+        df.update(g)
+    tags: dict[str, Counter[str]] = defaultdict(Counter)
+    tagged: Counter[str] = Counter()
+    for p, g in zip(posts, grams, strict=True):
+        ht = {t.lower() for t in p.hashtags}
+        if ht:
+            for phrase in g:
+                if min_posts <= df[phrase] <= cap:
+                    tags[phrase].update(ht)
+                    tagged[phrase] += 1
+    topical = {ph for ph, c in tags.items() if tagged[ph] >= min_posts and c.most_common(1)[0][1] >= min_focus * tagged[ph]}
+    out = {}
+    for p, g in zip(posts, grams, strict=True):
+        mine = [ph for ph in g if ph in topical]
+        # a phrase inside a longer one of the post that is nearly as used says less ("free flour")
+        mine = [ph for ph in mine if not any(ph != o and ph in o and 2 * df[o] >= df[ph] for o in mine)]
+        if mine:
+            out[p.id] = sorted(mine, key=lambda ph: (-df[ph], ph))
+    return out
+
+
 def topic_name(tag: str) -> str:
     """A hashtag as words: ``WeddingPlanning`` -> ``wedding planning``."""
     words = re.sub(r"(?<=[a-záéíóúñ0-9])(?=[A-ZÁÉÍÓÚÑ])", " ", tag.lstrip("#"))
@@ -370,6 +461,20 @@ class InstructionMaker:
         self.pairs = {lang: [(by_id[p.reply_to], p) for p in good if p.reply_to in by_id
                              and by_id[p.reply_to].lang == p.lang == lang] for lang in LANGS}
         self.threads = {lang: [path for path in paths if path[0].lang == lang and len(path) >= 3] for lang in LANGS}
+        # drafts: posts that keep the drafter's rules, their topics, their authors' other posts
+        fit = [p for p in good if keeps_draft_rules(p.text)] if cfg.drafts else []
+        self.phrases = topical_phrases(posts) if cfg.drafts else {}
+        fit_ids = {p.id for p in fit}
+        posts_ = [p for p in fit if p.reply_to is None and self._topics(p)]
+        pairs_ = [(a, b) for lang in LANGS for a, b in self.pairs[lang] if b.id in fit_ids] if cfg.drafts else []
+        targets = list({p.id: p for p in [*posts_, *(b for _, b in pairs_)]}.values())
+        ok = {p.id for p, lang in zip(targets, draft_langs([p.text for p in targets]), strict=True) if lang == p.lang}
+        self.draft_posts = {lang: [p for p in posts_ if p.lang == lang and p.id in ok] for lang in LANGS}
+        self.draft_pairs = {lang: [(a, b) for a, b in pairs_ if b.lang == lang and b.id in ok] for lang in LANGS}
+        self.by_author: dict[str, list[_Post]] = defaultdict(list)
+        for p in fit:
+            if p.author is not None:
+                self.by_author[p.author].append(p)
 
     def langs_for(self, kind: str) -> list[str]:
         """Languages in which ``kind`` can be filled from the data."""
@@ -379,6 +484,8 @@ class InstructionMaker:
             return [lang for lang in LANGS if self.tags[lang]]
         if kind == "draft_reply":
             return [lang for lang in LANGS if self.pairs[lang]]
+        if kind == "drafts":
+            return [lang for lang in LANGS if self.cfg.drafts and (self.draft_posts[lang] or self.draft_pairs[lang])]
         return [lang for lang in LANGS if self.threads[lang]]
 
     def make(self, kind: str, lang: str) -> Conversation:
@@ -451,6 +558,40 @@ class InstructionMaker:
         return [*search_answer_messages(q, topic, [p.text for p in results], lang),
                 {"role": "assistant", "content": answer}]
 
+    def _topics(self, p: _Post) -> list[str]:
+        """What ``p`` can be asked for as: its topical phrases (the two most used), its hashtags in words."""
+        tags = [t for t in dict.fromkeys(p.hashtags) if f"#{t}".lower() in p.text.lower()]
+        return [*self.phrases.get(p.id, [])[:2], *(topic_name(t) for t in tags[:2])]
+
+    def _voice(self, p: _Post) -> list[str]:
+        """Up to three other posts by ``p``'s author (its language first), or none."""
+        mine = [q for q in self.by_author.get(p.author or "", []) if q.id != p.id]
+        if len(mine) < 2:
+            return []
+        mine.sort(key=lambda q: q.lang != p.lang)  # stable: post_id order within each group
+        return [q.text for q in mine[:3]]
+
+    def drafts(self, lang: str) -> Conversation:
+        """The drafter's request -> a real post (about one of its topics, sometimes in its author's voice)
+        or a real reply (to its parent), each keeping the drafter's rules."""
+        posts, pairs = self.draft_posts[lang], self.draft_pairs[lang]
+        if pairs and (not posts or self.rng.random() < 0.3):
+            parent, reply = self._pick(pairs)
+            topics = self._topics(reply)
+            topic = self._pick(topics) if topics and self.rng.random() < 0.3 else None
+            voice = self._voice(reply) if self.rng.random() < 0.3 else []
+            msgs = draft_messages("reply", lang, topic, parent=parent.text, voice=reply.author if voice else None,
+                                  voice_posts=voice)
+            return [*msgs, {"role": "assistant", "content": reply.text}]
+        post = self._pick(posts)
+        topics = self._topics(post)
+        topic = self._pick(topics)
+        if topic not in post.text.lower() and self.rng.random() < 0.5:
+            topic = "#" + next(t for t in post.hashtags if topic_name(t) == topic)  # the tag as written
+        voice = self._voice(post) if self.rng.random() < 0.4 else []
+        msgs = draft_messages("post", lang, topic, voice=post.author if voice else None, voice_posts=voice)
+        return [*msgs, {"role": "assistant", "content": post.text}]
+
     def draft_reply(self, lang: str) -> Conversation:
         parent, reply = self._pick(self.pairs[lang])
         q = self._pick(REPLY_Q[lang]) + "\n\n" + parent.text
@@ -494,9 +635,8 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
 
     maker = InstructionMaker(posts, paths, cfg, rng)
     kinds = [k for k in KINDS if maker.langs_for(k)]
-    weights = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3,
-               "search_answer": 3}
-    missing = sorted(set(KINDS) - set(kinds))
+    weights = WEIGHTS
+    missing = sorted(set(KINDS) - set(kinds) - ({"drafts"} if not cfg.drafts else set()))
     if missing and cfg.instructions:
         log(f"sft-data: the posts have too little to fill {', '.join(missing)} (no hashtags, replies or threads)")
     made, tries = 0, 0

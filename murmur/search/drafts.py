@@ -2,10 +2,18 @@
 
 A draft request names what to write: a ``post`` on a ``topic``, or a ``reply`` to a post of the index
 (``reply_to``), in a language, optionally in the voice of an account (``voice``: its own recent posts
-from the index). The prompt is a post document the model continues (``<|doc|>`` + lines): the context
-posts one per line (the voice's recent posts, the post replied to, or, for a post without a voice, the
-index's posts on the topic in the language), then the topic as the new line's opening. The model writes
-``oversample * n`` continuations through the one generation engine; each becomes a candidate and is
+from the index). The model is asked in one of two ways (``DraftConfig.prompt``):
+
+- ``chat``: the drafting turn of the chat format (murmur.chat.drafting, which the fine-tuning data's
+  ``drafts`` kind teaches): a system line with the rules, then "Write a post about TOPIC in LANG" or
+  "Reply to this post in LANG: ...", with the voice's recent posts when one is named; the model's
+  answer is the draft.
+- ``post``: a post document the model continues (``<|doc|>`` + lines): the context posts one per line
+  (the voice's recent posts, the post replied to, or, for a post without a voice, the index's posts on
+  the topic in the language), then the topic as the new line's opening.
+
+The model writes ``oversample * n`` answers or continuations through the one generation engine; each
+becomes a candidate and is
 scored by the model's own mean token log-probability (one forward pass over prompt + continuation,
 without the sampling temperature). A candidate is dropped, never repaired, when it breaks a rule:
 
@@ -32,13 +40,15 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from murmur.chat.drafting import draft_messages
+from murmur.chat.template import render
 from murmur.config import knob
 from murmur.data.dedup import MinHasher
 from murmur.data.langid import DEFAULT_LANGUAGES, langid_text
 from murmur.data.normalize import MAX_POST_CHARS, dedup_key, scrub_pii, tweet_length
 from murmur.engine import Engine, SamplingParams, post_prompt
 from murmur.engine.http import current_engine, json_body
-from murmur.errors import InputError
+from murmur.errors import ConfigError, InputError
 from murmur.search.retrieve import make_request
 
 KINDS = ("post", "reply")
@@ -46,12 +56,15 @@ MAX_N = 16
 MAX_TOPIC_CHARS = 200
 FIELDS = ("kind", "reply_to", "topic", "lang", "voice", "n", "seed", "temperature", "max_tokens")
 REASONS = ("empty", "too_long", "pii", "wrong_lang", "near_duplicate", "duplicate")
+PROMPTS = ("chat", "post")
 
 
 @dataclass(frozen=True)
 class DraftConfig:
-    """Knobs of drafting (``[drafts]`` in a config file)."""
+    """Knobs of drafting."""
 
+    prompt: str = knob("chat", "how the model is asked: chat (the drafting turn the fine-tuning data teaches) "
+                               "or post (continue a post document after context posts)")
     oversample: int = knob(3, "candidates written per variant asked for")
     max_tokens: int = knob(64, "longest continuation in tokens")
     temperature: float = knob(0.9, "sampling temperature")
@@ -156,6 +169,8 @@ class Drafter:
 
     def __init__(self, index: Any, cfg: DraftConfig | None = None):
         self.index, self.cfg = index, cfg or DraftConfig()
+        if self.cfg.prompt not in PROMPTS:
+            raise ConfigError(f"prompt must be one of {', '.join(PROMPTS)} (got {self.cfg.prompt!r})")
 
     # ---------------------------------------------------------------- the index's posts
     def post(self, post_id: str) -> dict[str, Any] | None:
@@ -215,8 +230,17 @@ class Drafter:
 
     # ---------------------------------------------------------------- writing
     def prompt(self, engine: Engine, req: DraftRequest, context: list[str], max_tokens: int) -> tuple[list[int], str]:
-        """(prompt ids, the draft's opening): the context posts one a line, then the opening (the topic
-        for a post); the oldest context lines are dropped until prompt + ``max_tokens`` fits."""
+        """(prompt ids, the draft's opening). ``chat``: the drafting turn (the voice's posts, the post
+        replied to), the opening empty; ``post``: the context posts one a line, then the opening (the
+        topic). Context posts (the voice's oldest first) are dropped until prompt + ``max_tokens`` fits."""
+        if self.cfg.prompt == "chat":
+            parent = context[-1] if req.kind == "reply" else None
+            voice = list(context[:-1] if req.kind == "reply" else context) if req.voice is not None else []
+            while True:
+                ids = render(engine.tokenizer, draft_messages(req.kind, req.lang, req.topic, parent, req.voice, voice))
+                if len(ids) + max_tokens <= engine.max_len or not voice:
+                    return ids, ""
+                voice = voice[:-1]
         lead = req.topic or ""  # a reply may name what it says
         lines = list(context)
         while True:
