@@ -338,6 +338,17 @@ def candidate_rows(keys):
 
     if keys.num_rows == 0:
         return candidate_schema().empty_table()
+    # most keys are one post's: find the shared ones with a numpy sort of the keys alone, then sort
+    # only their rows by key and time (the string sort of every row was most of the time)
+    kind, key = keys.column("kind").to_numpy(), keys.column("key").to_numpy()
+    by_key = np.lexsort((key, kind))
+    same = (kind[by_key][1:] == kind[by_key][:-1]) & (key[by_key][1:] == key[by_key][:-1])
+    shared = np.zeros(len(by_key), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    keys = keys.take(pa.array(np.sort(by_key[shared])))
+    if keys.num_rows == 0:
+        return candidate_schema().empty_table()
     order = pc.sort_indices(keys, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("t", "ascending"),
                                              ("id", "ascending"), ("pos", "ascending")]).to_numpy()
     kind = keys.column("kind").to_numpy()[order]
@@ -346,16 +357,12 @@ def candidate_rows(keys):
     later = np.zeros(n, dtype=bool)
     later[1:] = (kind[1:] == kind[:-1]) & (key[1:] == key[:-1])
     first = np.maximum.accumulate(np.where(later, 0, np.arange(n, dtype=np.int64)))
-    grouped = later.copy()
-    grouped[:-1] |= later[1:]  # the first row of a group of two or more
-    sel = np.flatnonzero(grouped)
     pos = keys.column("pos").to_numpy()[order]
-    rows = pa.array(order[sel])
-    return pa.table([pos[sel], keys.column("t").take(rows), keys.column("id").take(rows), pos[first[sel]],
-                     later[sel] & (kind[sel] == 0)], schema=candidate_schema())
+    rows = pa.array(order)
+    return pa.table([pos, keys.column("t").take(rows), keys.column("id").take(rows), pos[first],
+                     later & (kind == 0)], schema=candidate_schema())
 
 
-PAIR_BYTES = 16
 NODE_COMPACT_ROWS = 1 << 18
 
 
@@ -391,9 +398,8 @@ class Components:
         first = candidates.column("first").to_numpy()
         pair = pos != first
         self.pairs += int(pair.sum())
-        if pair.any():
-            ab = np.unique(np.stack([first[pair], pos[pair]], axis=1), axis=0)  # one band or many: one pair
-            self.writer.write_batch(pa.record_batch([ab[:, 0], ab[:, 1]], schema=self.schema))
+        if pair.any():  # a pair that shares several keys comes once per key; the union skips repeats
+            self.writer.write_batch(pa.record_batch([first[pair], pos[pair]], schema=self.schema))
         self.nodes.append(candidates.select(["pos", "t", "id", "exact"]))
         self.rows += candidates.num_rows
         if self.rows > 2 * self.compacted + NODE_COMPACT_ROWS:
