@@ -94,9 +94,27 @@ def create_app(engine: Engine | None = None, *, loader: Callable[[], Engine] | N
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     for prefix, folder in (pages or {}).items():
         app.mount("/" + prefix.strip("/"), StaticFiles(directory=folder, html=True), name=prefix.strip("/"))
+    # the chat page links to every mounted page (routes/system.py renders them into its sidebar)
+    app.state.pages = [("/" + prefix.strip("/") + "/", page_title(folder, prefix))
+                       for prefix, folder in (pages or {}).items()]
     guarded_paths = {route.path for router in guarded for route in router.routes}
     app.openapi = lambda: _openapi(app, guarded_paths)  # type: ignore[method-assign]
     return app
+
+
+def page_title(folder: str | Path, prefix: str) -> str:
+    """A mounted page's name for a link: its index.html ``<title>`` less a leading "murmur", else its prefix."""
+    import html
+    import re
+
+    try:
+        text = (Path(folder) / "index.html").read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        text = ""
+    m = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    title = re.sub(r"^murmur\s+", "", html.unescape(m.group(1)).strip(), flags=re.IGNORECASE) if m else ""
+    title = title or prefix.strip("/")
+    return title[:1].upper() + title[1:]
 
 
 def _openapi(app: FastAPI, guarded: set[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from murmur.serve.metrics import render_metrics
 from murmur.serve.protocol import Health
@@ -32,6 +32,16 @@ def metrics(request: Request, state: State) -> PlainTextResponse:
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+PAGES_NAV = '<nav id="pages" aria-label="Pages"></nav>'
+
+
 @router.get("/", include_in_schema=False)
-def index() -> FileResponse:
-    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+def index(request: Request) -> HTMLResponse:
+    """The web chat, its sidebar linking to the pages mounted beside it (search, the ads studio, ...)."""
+    from html import escape
+
+    links = "".join(f'<a href="{escape(href)}">{escape(title)}</a>'
+                    for href, title in getattr(request.app.state, "pages", []))
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8").replace(
+        PAGES_NAV, PAGES_NAV.replace("></nav>", f">{links}</nav>"), 1)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
