@@ -7,8 +7,9 @@
 - ``keyword``: users who posted any of the keywords (whole words, any case) in the last N days.
 - ``topic`` (conversation topic): users who posted in conversations about the topic (a
   conversation's vector is the mean of its posts').
-- ``lookalike``: users like the followers of given accounts: the seed is those followers, ranked by
-  cosine to the seed's mean vector; ``size`` users are kept.
+- ``lookalike``: users like the followers of given accounts: the seed is those followers; the seed
+  first, then users ranked by cosine to the seed's mean vector less every user's mean (what sets the
+  seed apart, not what everyone posts about); ``size`` users are kept.
 - ``custom``: an uploaded list of user ids, kept when at least 100 of them are known users.
 
 An audience file is Parquet ``(user_id: string, score: float32)``, best first, with the kind, its
@@ -175,7 +176,8 @@ class AudienceBuilder:
         seed_rows = seed_rows[seed_rows >= 0]
         if len(seed_rows) == 0:
             raise InputError("the accounts have no followers with posts to learn from", field="accounts")
-        centre = self.vectors.matrix[seed_rows].mean(0)
+        # what sets the seed apart: its mean vector less everyone's (the mean alone leans to what all users share)
+        centre = self.vectors.matrix[seed_rows].mean(0) - self.vectors.matrix.mean(0)
         centre /= max(np.linalg.norm(centre), 1e-12)
         sims = self.vectors.matrix @ centre
         sims[seed_rows] = np.maximum(sims[seed_rows], 1.0)  # the seed itself belongs

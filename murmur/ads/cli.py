@@ -110,18 +110,31 @@ def ads_eval(
     embedder: Annotated[str, typer.Option("--embedder", help="Comma-separated embedders to compare: lsa, default "
                                           "(search's packaged one) or an embedder directory.")] = "lsa,default",
     cache: Annotated[Path | None, typer.Option("--cache", help="Directory caching post vectors by post id.")] = None,
+    lookalike_sizes: Annotated[str, typer.Option("--lookalike-sizes", help="Look-alike sizes to sweep, as multiples "
+                                                 "of the seed (comma-separated; empty: skip look-alikes).")
+                               ] = "1.5,2,3",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Precision and recall of interest and conversation-topic audiences against the world's true interests,
-    for each embedder (the audiences use the one that measures best)."""
+    """Precision and recall of interest, conversation-topic and follower look-alike audiences against the world's
+    true interests, for each embedder (the audiences use the one that measures best)."""
     import json
     import time
 
     from murmur.ads.audiences import AudienceBuilder
-    from murmur.ads.eval import evaluate_audiences
+    from murmur.ads.eval import evaluate_audiences, evaluate_lookalikes, lookalike_table
     from murmur.ads.vectors import build_user_vectors, read_posts, text_embedder
+    from murmur.errors import InputError
     from murmur.progress import log
+    from murmur.world.truth import load_truth
 
+    try:
+        sizes = tuple(float(x) for x in lookalike_sizes.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--lookalike-sizes must be numbers (got {lookalike_sizes!r})",
+                         field="lookalike-sizes") from None
+    if any(x < 1 for x in sizes):
+        raise InputError("--lookalike-sizes are multiples of the seed: each at least 1", field="lookalike-sizes")
+    follows = load_truth(world).follows
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
     results = {}
     for spec in [e.strip() for e in embedder.split(",") if e.strip()]:
@@ -130,7 +143,10 @@ def ads_eval(
         log(f"{spec}: embedding {table.num_rows:,} posts")
         vectors = build_user_vectors(table, emb, cache=cache)
         secs = time.perf_counter() - t0
-        results[spec] = {**evaluate_audiences(AudienceBuilder(table, vectors), world, min_share), "embed_s": secs}
+        builder = AudienceBuilder(table, vectors, follows=follows)
+        results[spec] = {**evaluate_audiences(builder, world, min_share), "embed_s": secs}
+        if sizes:
+            results[spec]["lookalike"] = evaluate_lookalikes(builder, world, sizes)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -139,6 +155,8 @@ def ads_eval(
             typer.echo(f"{spec:<10} {kind:<9} precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
                        f"f1 {r['f1']:.3f}  (base rate {r['base_rate']:.3f}, {res['topics']} topics; "
                        f"vectors {res['embed_s']:.0f} s)")
+        if "lookalike" in res:
+            typer.echo(f"{spec}: " + lookalike_table(res["lookalike"]))
 
 
 @ads_app.command("simulate")
