@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from murmur.config import given
 from murmur.errors import MurmurError
 
 app = typer.Typer(help="murmur: a social network's own language model, from raw posts to a served assistant.",
@@ -37,15 +38,6 @@ from murmur.embed.cli import embed_app  # noqa: E402  (the embedder commands; ty
 app.add_typer(embed_app, name="embed")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. users=5000).")]
-
-
-def given(overrides: list[str] | None = None, **flags: object) -> list[str]:
-    """Config overrides from the flags the user gave (those not None), then the key=value arguments.
-
-    Flags that set a config key default to None, so a key in ``--config`` takes effect unless the
-    flag is given on the command line; the defaults themselves live in the config dataclass only.
-    """
-    return [*(f"{key}={value}" for key, value in flags.items() if value is not None), *(overrides or [])]
 
 
 # ---------------------------------------------------------------- world
@@ -526,8 +518,8 @@ def sft_cmd(
     if knobs:
         typer.echo(cfgmod.knobs_text(SFTConfig))
         return
-    given = [f"{k}={v}" for k, v in (("model", model), ("data", data), ("out", out)) if v is not None]
-    cfg = cfgmod.load(SFTConfig, config, [*given, *(overrides or []), *(["resume=true"] if resume else [])])
+    cfg = cfgmod.load(SFTConfig, config, given([*(overrides or []), *(["resume=true"] if resume else [])],
+                                               model=model, data=data, out=out))
     from murmur.chat.sft import run_sft
 
     result = run_sft(cfg)
@@ -595,10 +587,10 @@ def plan_cmd(
     if knobs:
         typer.echo(cfgmod.knobs_text(PlanConfig))
         return
-    given = {"model": model, "gpu": gpu, "gpus": gpus, "interconnect": interconnect, "seq_len": seq_len,
-             "price_per_gpu_hour": price, "tokens": parse_count(tokens) if tokens else None,
-             "batch_tokens": parse_count(batch_tokens) if batch_tokens else None}
-    cfg = cfgmod.load(PlanConfig, config, [*(overrides or []), *(f"{k}={v}" for k, v in given.items() if v is not None)])
+    cfg = cfgmod.load(PlanConfig, config, given(overrides, model=model, gpu=gpu, gpus=gpus, interconnect=interconnect,
+                                                seq_len=seq_len, price_per_gpu_hour=price,
+                                                tokens=parse_count(tokens) if tokens else None,
+                                                batch_tokens=parse_count(batch_tokens) if batch_tokens else None))
     result = plan(cfg)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -54,6 +54,16 @@ def optional_section(base: type, name: str, doc: str, unset: str = "the default'
     return cls
 
 
+def given(overrides: typing.Sequence[str] | None = None, **flags: object) -> list[str]:
+    """Config overrides from the command-line flags the user gave (those not None), then ``overrides``.
+
+    Flags that set a config key default to None, so a key in ``--config`` takes effect unless the
+    flag is given on the command line; the defaults themselves live in the config dataclass only.
+    A ``key=value`` argument comes last, so it wins over a flag for the same key.
+    """
+    return [*(f"{key}={value}" for key, value in flags.items() if value is not None), *(overrides or [])]
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

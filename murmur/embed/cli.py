@@ -35,9 +35,9 @@ def train_cmd(
     if knobs:
         typer.echo(cfgmod.knobs_text(EmbedConfig))
         return
-    flags = {"model": model, "data": data, "out": out, "pooling": pooling, "temperature": temperature, "steps": steps}
-    given = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    cfg = cfgmod.load(EmbedConfig, config, [*given, *(overrides or []), *(["resume=true"] if resume else [])])
+    cfg = cfgmod.load(EmbedConfig, config, cfgmod.given([*(overrides or []), *(["resume=true"] if resume else [])],
+                                                        model=model, data=data, out=out, pooling=pooling,
+                                                        temperature=temperature, steps=steps))
     result = run_embed_train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
         return
