@@ -599,6 +599,23 @@ def plan_cmd(
 
 
 def main() -> None:
+    """The ``murmur`` entry point; a torchrun worker leaves through :func:`murmur.train.parallel.exit_worker`."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        _main()
+        return
+    try:
+        _main()
+        code = 0
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    from murmur.train.parallel import exit_worker
+
+    exit_worker(code)
+
+
+def _main() -> None:
     from murmur.io import Terminated, cleanup_on_signals, received_signal
 
     cleanup_on_signals()

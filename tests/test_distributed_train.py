@@ -389,4 +389,7 @@ def test_gpu_fsdp_nccl_bf16_two_gpus(corpus, single, tmp_path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "multi":
+        from murmur.train.parallel import exit_worker
+
         multi_worker(sys.argv[2])
+        exit_worker(0)  # leave without interpreter teardown racing gloo's threads

@@ -322,3 +322,6 @@ def test_gpu_single_process_compile_bf16_autocast():
 
 if __name__ == "__main__":
     worker(int(sys.argv[1]), sys.argv[2], sys.argv[3:])
+    from murmur.train.parallel import exit_worker
+
+    exit_worker(0)  # leave without interpreter teardown racing gloo's threads

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -115,6 +117,25 @@ def destroy_distributed() -> None:
     """Leave the process group (call once at the end of a run)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker(code: int = 0) -> NoReturn:
+    """End a process that joined a process group: leave the group, flush, and exit without teardown.
+
+    A gloo worker thread can still be releasing the last collective's buffers when the interpreter
+    shuts down. Releasing them takes the GIL, which a finalizing interpreter answers by ending the
+    thread inside a C++ destructor, so the process aborts (SIGABRT, "terminate called without an
+    active exception") after a run that succeeded, and torchrun reports the job failed. Torch keeps
+    the groups alive past ``destroy_process_group()`` (DTensor's sharding caches hold the meshes), so
+    their threads are never joined first; pytorch's own attempt at an atexit fix (PR 179291) was
+    abandoned. Skipping interpreter teardown with ``os._exit`` after flushing avoids the race.
+    """
+    destroy_distributed()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def mesh_shape(cfg: ParallelConfig, world_size: int) -> dict[str, int]:
