@@ -131,3 +131,29 @@ def test_compaction_keeps_vectors_and_graph(built, embedder, tmp_path):
         assert victim not in [r["post_id"] for r in ix.search(make_request("running a marathon", mode="dense"))]
         queries = embedder.encode(["bread", "river kayak", "marathon"], "query")
         assert recall_at_k(ix.dense, queries, ix.store.alive.view, k=10) >= 0.9
+
+
+def test_hybrid_weights_follow_the_query(built, embedder):
+    """A tag-only query leans on the lexical list; an English query over Spanish posts on the dense one."""
+    from murmur.search.retrieve import RetrieveConfig, lexical_weight, query_language
+
+    cfg = RetrieveConfig()
+    with SearchIndex(built[1], embedder=embedder, writable=False) as ix:
+        langs = tuple(sorted(ix.store.langs))
+        assert query_language("the marathon training plan", langs) == "en"
+        assert query_language("el plan de entrenamiento para la maratón", langs) == "es"
+        assert lexical_weight(ix, make_request("#running"), cfg) == cfg.tag_lexical_weight == 2.0
+        assert lexical_weight(ix, make_request("#running @coach"), cfg) == 2.0
+        assert lexical_weight(ix, make_request("the marathon training plan"), cfg) == 1.0  # no language asked for
+        assert lexical_weight(ix, make_request("the marathon training plan", lang="es"), cfg) == 0.25
+        assert lexical_weight(ix, make_request("the marathon training plan", lang="en"), cfg) == 1.0
+        assert lexical_weight(ix, make_request("el plan de entrenamiento para la maratón", lang="es"), cfg) == 1.0
+        assert lexical_weight(ix, make_request("marathon", lang="es"), cfg) == 1.0  # one word: language unknown
+        off = RetrieveConfig(tag_lexical_weight=1.0, lexical_weight_other_langs=1.0)
+        assert lexical_weight(ix, make_request("#running"), off) == 1.0
+        assert lexical_weight(ix, make_request("the marathon training plan", lang="es"), off) == 1.0
+        # an English query over Spanish posts: the lexical list's weight drops, the results are still Spanish
+        req = make_request("the marathon training plan", mode="hybrid", lang="es", k=10)
+        hits = ix.search(req)
+        assert hits and {h["lang"] for h in hits} == {"es"}
+        assert [h["score"] for h in hits] != [h["score"] for h in ix.search(req, off)]

@@ -145,6 +145,15 @@ def query_terms(query: str) -> list[set[str]]:
     return groups or stop
 
 
+def query_kinds(query: str) -> dict[str, int]:
+    """How many plain words, hashtags and mentions the query has (``{"w": .., "#": .., "@": ..}``)."""
+    counts = {"w": 0, "#": 0, "@": 0}
+    for _, _, kind, tok in _tokens(query):
+        if kind != "w" or fold(tok) not in STOPWORDS:
+            counts[kind] += 1
+    return counts
+
+
 def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:
     """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``."""
     lang = (lang or "").split("-")[0].lower()

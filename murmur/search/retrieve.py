@@ -23,6 +23,7 @@ for the lexical list; for the dense list they run over the store's columns and, 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 
 from murmur.config import knob
 from murmur.errors import InputError
-from murmur.search.analyze import highlight_spans, query_terms
+from murmur.search.analyze import highlight_spans, query_kinds, query_terms
 from murmur.search.ingest import parse_time
 from murmur.search.lexical import Filters
 from murmur.search.store import iso
@@ -49,6 +50,12 @@ class RetrieveConfig:
     dense_weight: float = knob(1.0, "hybrid: weight of the dense list's RRF term")
     dense_langs: list = knob(["en"], "hybrid: post languages the embedder was trained on ([] = all)")
     dense_weight_other_langs: float = knob(1.0, "hybrid: dense weight factor for posts in other languages")
+    tag_lexical_weight: float = knob(2.0, "hybrid: lexical weight factor for a query of hashtags and mentions "
+                                          "only (asking for the tag itself)")
+    lexical_weight_other_langs: float = knob(0.25, "hybrid: lexical weight factor when the request asks for posts "
+                                                   "in a language other than the query's (told for queries of "
+                                                   "query_lang_min_words words or more)")
+    query_lang_min_words: int = knob(2, "hybrid: words a query needs before its language is identified")
     candidates: int = knob(100, "how deep each list is read before fusion (and before a 'recent' sort)")
     recency_weight: float = knob(0.1, "hybrid prior: weight of freshness (0 turns it off)")
     half_life_hours: float = knob(72.0, "hybrid prior: hours after which freshness halves")
@@ -167,6 +174,41 @@ def dense_weight(index: Any, cfg: RetrieveConfig) -> Any:
     return lambda key: cfg.dense_weight if codes[key] in trained else other
 
 
+def lexical_weight(index: Any, req: SearchRequest, cfg: RetrieveConfig) -> float:
+    """The lexical list's RRF weight for ``req``: ``lexical_weight``, times ``tag_lexical_weight`` for a
+    query of hashtags and mentions only (it asks for the tag itself), and times
+    ``lexical_weight_other_langs`` when the request keeps posts of one language and the query is in
+    another (an English query over Spanish posts): such posts match it only on borrowed words and
+    names, which say little about their topic, while the embedder compares meanings across languages."""
+    w = cfg.lexical_weight
+    kinds = query_kinds(req.q)
+    if kinds["w"] == 0 and (kinds["#"] or kinds["@"]):
+        return w * cfg.tag_lexical_weight
+    want = req.filters.lang
+    if cfg.lexical_weight_other_langs == 1.0 or not want or kinds["w"] < cfg.query_lang_min_words:
+        return w
+    lang = query_language(req.q, tuple(sorted({*index.store.langs, want})))
+    return w * cfg.lexical_weight_other_langs if lang is not None and lang != want else w
+
+
+def query_language(q: str, langs: tuple[str, ...]) -> str | None:
+    """The language of a query among the index's languages, or None when it is not clear."""
+    from murmur.data.langid import UND, langid_text
+
+    known = tuple(lang for lang in langs if len(lang) == 2)
+    if len(known) < 2:
+        return None
+    code, _ = _identifier(known).identify_one(langid_text(q))
+    return None if code == UND else code
+
+
+@functools.lru_cache(maxsize=4)
+def _identifier(langs: tuple[str, ...]) -> Any:
+    from murmur.data.langid import LanguageIdentifier
+
+    return LanguageIdentifier(languages=langs, min_confidence=0.6)
+
+
 def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
            query_vec: np.ndarray | None = None) -> list[tuple[int, float]]:
     """(key, score) best first: the ranking without the result objects (evaluation uses it)."""
@@ -189,7 +231,7 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
     elif mode == "dense":
         out = den
     else:
-        out = fuse([lex, den], index, cfg, (cfg.lexical_weight, dense_weight(index, cfg)))
+        out = fuse([lex, den], index, cfg, (lexical_weight(index, req, cfg), dense_weight(index, cfg)))
     if req.sort == "recent":
         created = index.store.created.a
         out = sorted(out, key=lambda ks: (-created[ks[0]], ks[0]))
