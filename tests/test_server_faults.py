@@ -196,12 +196,14 @@ def test_a_large_body_does_not_stall_health(tok):
             waits.append(time.perf_counter() - t)
             time.sleep(0.02)
         took = time.perf_counter() - t0
-    # The big request was slow, and /health kept answering meanwhile: its slowest answer took a small
-    # part of that time (the bound allows for a loaded machine; a blocked loop makes it about `took`).
+    # The big request was slow, and /health kept answering meanwhile: many answers, the typical one
+    # quick, the slowest a part of that time (a blocked loop gives one or two answers, each about
+    # `took`; the bounds allow for a machine loaded by other work).
     print(f"/health while a {len(big['messages'][0]['content']) // 2**20} MiB prompt was tokenized for {took:.1f} s: "
           f"{len(waits)} answers, slowest {max(waits):.2f} s")
     assert took > 0.5 and len(waits) >= 5, (took, len(waits))
-    assert max(waits) < max(1.0, took / 4), (max(waits), took)
+    assert sorted(waits)[len(waits) // 2] < 0.25, sorted(waits)
+    assert max(waits) < max(2.0, took / 2), (max(waits), took)
 
 
 def test_an_oversized_text_is_refused_before_tokenizing(server):
