@@ -56,12 +56,18 @@ def build(root: Path, users: int) -> tuple[Path, Path]:
 
 
 def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
+    """Shares of well-formed ``search_posts`` calls, on its own and forced; ``prompt`` is the longest
+    prompt's tokens (the tool list is most of it), against the model's ``context``. A call cut short by
+    the end of the context counts as malformed."""
     tools = {"search_posts": SEARCH_POSTS["function"]["parameters"]}
     tok = engine.tokenizer
-    auto = forced = 0
+    auto = forced = longest = 0
     for i, q in enumerate(questions):
         prompt = render(tok, [{"role": "user", "content": q}], tools=[SEARCH_POSTS])
-        params = SamplingParams(max_tokens=32, temperature=0.7, seed=i)
+        longest = max(longest, len(prompt))
+        if len(prompt) >= engine.max_len:
+            continue
+        params = SamplingParams(max_tokens=min(32, engine.max_len - len(prompt)), temperature=0.7, seed=i)
         done = engine.generate(prompt, params)
         parsed = parse_output(lambda ids: tok.decode(ids, skip_special=True), done.token_ids, tools)
         auto += bool(parsed.calls) and parsed.error is None
@@ -69,7 +75,8 @@ def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
         done = engine.generate(fprompt, dataclasses.replace(params, max_tokens=None, logits_processor=proc))
         parsed = parse_output(lambda ids: tok.decode(ids, skip_special=True), forced_ids(done.token_ids), tools)
         forced += bool(parsed.calls) and parsed.error is None
-    return {"auto": auto / len(questions), "forced": forced / len(questions)}
+    return {"auto": auto / len(questions), "forced": forced / len(questions), "prompt": longest,
+            "context": engine.max_len}
 
 
 def nearest_topic(drafter: Drafter, truth, text: str, k: int = 10) -> str | None:
@@ -212,7 +219,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--n", type=int, default=4, help="Draft variants asked per request.")
     ap.add_argument("--parts", default="answers,drafts", help="What to measure: answers, drafts or both.")
-    ap.add_argument("--prompts", default="chat", help="Drafter prompts to measure: chat, post or both.")
+    ap.add_argument("--prompts", default="post", help="Drafter prompts to measure: post, chat or both.")
     ap.add_argument("--world", type=Path, default=None, help="An existing world (with --index) instead of a new one.")
     ap.add_argument("--index", type=Path, default=None, help="The search index of --world.")
     ap.add_argument("--note", action="append", default=[], help="A sentence about the models for the report.")
@@ -234,8 +241,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world, idx = (args.world, args.index) if args.world else build(Path(tmp), args.users)
         truth = load_truth(world)
-        users = f"{world.name} ({truth.meta.get('config', {}).get('users', '?')} users)" if args.world \
-            else f"{args.users} users (seed 3)"
+        users = f"{truth.config.get('users', '?')} users (seed {truth.config.get('seed', '?')})"
         with SearchIndex(idx, writable=False) as ix:
             for model, label in zip(args.model, labels, strict=True):
                 engine = Engine.from_run_dir(model).start()
@@ -245,10 +251,12 @@ def main() -> None:
                             t0 = time.perf_counter()
                             drafts[f"{label} / {prompt}"] = draft_quality(engine, ix, truth, topics, args.n,
                                                                           prompt=prompt)
+                            print(json.dumps({f"{label} / {prompt}": drafts[f"{label} / {prompt}"]}), flush=True)
                             seconds["drafts"] += time.perf_counter() - t0
                     if "answers" in parts:
                         t0 = time.perf_counter()
                         answers[label] = answer_quality(engine, ix, truth, topics, args.k)
+                        print(json.dumps({label: answers[label]}), flush=True)
                         seconds["answers"] += time.perf_counter() - t0
                 finally:
                     engine.stop()
@@ -268,9 +276,11 @@ def main() -> None:
              "share of questions whose retrieved posts hold one: the last column); answer language: the cleaner's "
              f"identifier on the answer. Machine: {platform.machine()}, {platform.system()}; {seconds['answers']:.0f} "
              "s. Figures from one run on a shared machine; small samples.", *notes, "",
-             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) |", "|---|---|---|"]
+             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) | prompt with the tool list / "
+             "context (tokens) |", "|---|---|---|---|"]
     for label, (validity, _) in answers.items():
-        lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} |")
+        lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} | "
+                     f"{validity['prompt']} / {validity['context']} |")
     lines += ["", "| model | lang | questions | retrieved on topic | citation precision | citation recall | "
               "answer lang = question | questions with an on-topic post retrieved |", "|---|---|---|---|---|---|---|---|"]
     for label, (_, rows) in answers.items():

@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--model", type=Path, default=None, help="Chat model run directory, for the summaries.")
     ap.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
+    ap.add_argument("--label", default=None, help="How to name --model in the report (default: its folder's name).")
     args = ap.parse_args()
 
     from murmur.search.index import SearchIndex
@@ -119,7 +120,9 @@ def main() -> None:
              "| world | detector | detected | precision | recall | precision en / es | hours to detect | "
              "ms / detection |", "|---|---|---|---|---|---|---|---|", *rows, ""]
     if summary_rows:
-        lines += [f"Summaries by {args.model.name} (each story's trend at its end, 2 h window):", "",
+        lines += [f"Summaries by {args.label or args.model.name} (each story's trend at its end, 2 h window; a "
+                  "citation can only name one of the trend's example posts, so the last column is how often those "
+                  "examples are the story's own):", "",
                   "| users | summaries | citing a post | cited posts from the story |", "|---|---|---|---|",
                   *summary_rows, ""]
     else:

@@ -128,7 +128,7 @@ def test_the_chat_prompt_is_the_drafting_turn_the_fine_tuning_data_teaches(index
     from murmur.engine import post_prompt
     from murmur.errors import ConfigError
 
-    drafter = Drafter(index)
+    drafter = Drafter(index, DraftConfig(prompt="chat"))
     engine = Engine(scripted_model(tok.vocab_size, [0, 1], max_seq_len=512), tok, max_batch=2)
     parent = drafter.search("the", 1)[0]
     who, lang = parent["author_id"], parent["lang"]
@@ -147,7 +147,7 @@ def test_the_chat_prompt_is_the_drafting_turn_the_fine_tuning_data_teaches(index
     ids, _ = drafter.prompt(short, req, ctx, 64)      # the voice's oldest post gives way to fit
     assert len(ids) + 64 <= short.max_len and ids == render(tok, draft_messages("post", lang, TOPIC, voice=who,
                                                                                 voice_posts=ctx[:-1]))
-    post = Drafter(index, DraftConfig(prompt="post"))
+    post = Drafter(index)   # the default: a post document, the topic its new line's opening
     ids, lead = post.prompt(engine, req, ctx, 64)
     assert lead == TOPIC and ids == post_prompt(tok, "\n".join([*ctx, TOPIC]))
     with pytest.raises(ConfigError, match="prompt"):

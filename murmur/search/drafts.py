@@ -4,13 +4,14 @@ A draft request names what to write: a ``post`` on a ``topic``, or a ``reply`` t
 (``reply_to``), in a language, optionally in the voice of an account (``voice``: its own recent posts
 from the index). The model is asked in one of two ways (``DraftConfig.prompt``):
 
+- ``post`` (the default): a post document the model continues (``<|doc|>`` + lines): the context posts
+  one per line (the voice's recent posts, the post replied to, or, for a post without a voice, the
+  index's posts on the topic in the language), then the topic as the new line's opening.
 - ``chat``: the drafting turn of the chat format (murmur.chat.drafting, which the fine-tuning data's
   ``drafts`` kind teaches): a system line with the rules, then "Write a post about TOPIC in LANG" or
   "Reply to this post in LANG: ...", with the voice's recent posts when one is named; the model's
-  answer is the draft.
-- ``post``: a post document the model continues (``<|doc|>`` + lines): the context posts one per line
-  (the voice's recent posts, the post replied to, or, for a post without a voice, the index's posts on
-  the topic in the language), then the topic as the new line's opening.
+  answer is the draft. On the tiny demo model it keeps the language and the topic less often than
+  ``post`` (docs/benchmarks.md, "drafts"), so it is not the default.
 
 The model writes ``oversample * n`` answers or continuations through the one generation engine; each
 becomes a candidate and is
@@ -63,8 +64,8 @@ PROMPTS = ("chat", "post")
 class DraftConfig:
     """Knobs of drafting."""
 
-    prompt: str = knob("chat", "how the model is asked: chat (the drafting turn the fine-tuning data teaches) "
-                               "or post (continue a post document after context posts)")
+    prompt: str = knob("post", "how the model is asked: post (continue a post document after context posts) or "
+                               "chat (the drafting turn the fine-tuning data's drafts kind teaches)")
     oversample: int = knob(3, "candidates written per variant asked for")
     max_tokens: int = knob(64, "longest continuation in tokens")
     temperature: float = knob(0.9, "sampling temperature")
