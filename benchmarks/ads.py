@@ -179,8 +179,9 @@ def main() -> None:
     lines += [
               f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
               "20 campaigns drawn per seed; interest audiences on LSA vectors; mean ± 95% CI; `delivery_ok`: "
-              "campaign-days within ±10% of budget, `supply_limited`: short of it while taking part in 98%+ of "
-              "their auctions):", "", "```", sim.table(), "```"]
+              "campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% and still "
+              "under it when the day is replayed with that campaign unpaced; `paced_ok`: `delivery_ok` among the "
+              "other campaign-days):", "", "```", sim.table(), "```"]
     body = "\n".join(lines)
     print(body)
     if args.write:

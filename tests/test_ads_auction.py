@@ -45,11 +45,34 @@ def test_pacer_spreads_the_budget_and_never_overspends():
         spent_by_hour[slot // 4] = pacer.spent
     assert (pacer.spent <= budgets).all()
     assert (pacer.spent >= 0.9 * budgets).all()
-    # spread through the day, not spent in the first hours: planned over the first 80% of the traffic
+    # spread through the day, not spent in the first hours: planned over the first 70% of the traffic
     # (the safety margin), at most 10% ahead of that plan
-    assert spent_by_hour[5, 0] <= 1.1 * (6 / 24) / 0.8 * budgets[0] + 500_000  # + the charge that crossed it
-    assert spent_by_hour[11, 0] <= 1.1 * (12 / 24) / 0.8 * budgets[0] + 500_000
-    assert spent_by_hour[16, 0] < budgets[0]
+    assert pacer.margin == 0.3
+    assert spent_by_hour[5, 0] <= 1.1 * (6 / 24) / 0.7 * budgets[0] + 500_000  # + the charge that crossed it
+    assert spent_by_hour[11, 0] <= 1.1 * (12 / 24) / 0.7 * budgets[0] + 500_000
+    assert spent_by_hour[14, 0] < budgets[0]  # the plan ends at 70% of the day (16.8 h), 10% ahead at most
+
+
+def test_an_unpaced_campaign_takes_every_auction_until_its_budget_is_spent():
+    shares = slot_shares(np.ones(24))
+    budgets = np.array([10_000_000, 10_000_000], dtype=np.int64)
+    pacer = Pacer(budgets, shares, full=np.array([True, False]))
+    entered = np.zeros(2, np.int64)
+    rng = np.random.default_rng(0)
+    for slot in range(96):
+        pacer.advance(slot)
+        for _ in range(20):
+            ok = pacer.eligible(np.array([0, 1]), rng.random(2))
+            entered += ok
+            for c in np.flatnonzero(ok):
+                if pacer.affordable(c, 10_000):
+                    pacer.charge(c, 10_000)
+        if slot == 11:  # three hours in: the unpaced one took all 240 auctions, the paced one its plan's share
+            assert entered[0] == 240 and entered[1] <= 1.1 * 1000 * (3 / 24) / (1 - pacer.margin) + 20
+    assert pacer.spent[0] == budgets[0] and pacer.spent[1] <= budgets[1]
+    assert entered[0] == 1000  # every auction until its budget ran out, none after
+    pacer.new_day()  # the mark survives the day's reset
+    assert pacer.full.tolist() == [True, False] and pacer.p[0] == 1.0
 
 
 def test_metrics():

@@ -13,6 +13,10 @@ late-day catch-up is built in (``p`` rises to 1 as the planned traffic runs out)
 ``behind`` short of its plan takes part in every auction until it is back on it. Within a slot a
 campaign that has run more than ``ahead`` past its cumulative target waits for the next slot.
 
+A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
+(accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience
+cannot absorb its budget at all.
+
 Charges are clamped to what is left, so a campaign is never charged past its daily budget. An
 impression whose price (CPM) would pass the budget is not shown; a CPC ad is shown while any budget
 is left and its last click is charged only what is left.
@@ -33,8 +37,9 @@ class Pacer:
     ahead: float = 0.1
     p_min: float = 0.01
     decay: float = 0.9
-    margin: float = 0.2
+    margin: float = 0.3
     behind: float = 0.25
+    full: np.ndarray | None = None  # bool per campaign: no pacing, every auction while budget lasts
     spent: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
     _w_spend: np.ndarray = field(init=False)
@@ -50,6 +55,9 @@ class Pacer:
         self._w_seen = np.zeros(n)
         self._slot_start_spend = np.zeros(n, np.int64)
         self.cum = np.concatenate([[0.0], np.cumsum(self.traffic_share)])
+        if self.full is None:
+            self.full = np.zeros(n, bool)
+        self.p[self.full] = 1.0
 
     def new_day(self) -> None:
         self.__post_init__()
@@ -72,7 +80,7 @@ class Pacer:
             p = np.where(known, np.clip(want, self.p_min, 1.0), self.p)
             # catch up: a campaign more than ``behind`` short of its plan takes part in everything
             plan = self.budgets * min(1.0, self.cum[s + 1] / (1.0 - self.margin))
-            self.p = np.where(self.spent < plan * (1.0 - self.behind), 1.0, p)
+            self.p = np.where((self.spent < plan * (1.0 - self.behind)) | self.full, 1.0, p)
             self.slot += 1
 
     def eligible(self, campaigns: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -80,7 +88,7 @@ class Pacer:
         done = self.cum[min(self.slot + 1, len(self.cum) - 1)]
         target = self.budgets[campaigns] * min(1.0, done / (1.0 - self.margin))
         under_cap = self.spent[campaigns] < self.budgets[campaigns]
-        not_ahead = self.spent[campaigns] <= target * (1.0 + self.ahead)
+        not_ahead = (self.spent[campaigns] <= target * (1.0 + self.ahead)) | self.full[campaigns]
         return under_cap & not_ahead & (u < self.p[campaigns])
 
     def affordable(self, campaign: int, micros: int) -> bool:

@@ -55,7 +55,7 @@ class ServerConfig:
     quality_weight: float = knob(1.0, "exponent of the quality term (context relevance) in the rank score")
     slot_minutes: int = knob(15, "pacing slot length in minutes")
     pacing_p0: float = knob(0.2, "participation rate of a campaign before its spend rate is known")
-    pacing_margin: float = knob(0.2, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
+    pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     policy: str = knob("murmur", "murmur (pCTR ranking, second price) or random (random order, pay the bid)")
     seed: int = knob(0, "seed of the pacing draws (and of the random policy)")
 
