@@ -170,6 +170,8 @@ def test_stats_json(run):
     assert stats["languages"] == {"en": 4, "es": 2}
     assert stats["languages_identified"]["fr"] == 1
     assert stats["config"]["allowed_langs"] == ["en", "es"] and stats["config"]["batch_size"] == 4
+    assert {k: stats["dedup"][k] for k in ("candidates", "components", "largest_component")} == \
+        {"candidates": 5, "components": 2, "largest_component": 3} and stats["dedup"]["pairs"] >= 3
     assert stats["seconds"] > 0 and stats["src"] == str(src)
     assert sorted(p.name for p in (tmp / "out").iterdir()) == ["clean.parquet", "stats.json"]  # no temp files left
 
@@ -179,6 +181,7 @@ def test_print_table(run, capsys):
     result.print_table()
     out = capsys.readouterr().out
     assert "near_duplicate" in out and "kept" in out and "posts in" in out
+    assert "duplicate groups (one kept each)" in out and result.dedup["components"] == 2  # p01+p11, p12+p14+p15
 
 
 def _digest(path: Path) -> str:

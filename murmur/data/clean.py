@@ -203,6 +203,9 @@ class CleanResult:
             table.add_row(f"  dropped: {reason}", f"{n:,}", pct(n), style=None if n else "dim")
         table.add_row("kept", f"{self.kept:,}", pct(self.kept), style="bold green")
         table.add_row("  PII scrubbed (kept posts)", f"{self.scrubbed.get('posts', 0):,}", pct(self.scrubbed.get("posts", 0)))
+        if self.dedup.get("components"):
+            table.add_row("  duplicate groups (one kept each)", f"{self.dedup['components']:,}",
+                          f"largest {self.dedup['largest_component']:,}", style="dim")
         console = Console()
         console.print(table)
         langs = ", ".join(f"{k} {v:,}" for k, v in list(self.languages.items())[:8])
