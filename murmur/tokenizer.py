@@ -195,7 +195,7 @@ def open_posts(path: Path, columns: Sequence[str]) -> pq.ParquetFile:
     if not path.is_file():
         raise InputError("posts file not found", path)
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"not a Parquet file ({e})", path) from None
     schema = pf.schema_arrow

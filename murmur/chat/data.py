@@ -210,7 +210,7 @@ def read_posts(parquet: str | Path, min_chars: int = 1) -> list[_Post]:
     if not parquet.is_file():
         raise InputError("posts file not found", parquet)
     try:
-        pf = pq.ParquetFile(parquet)
+        pf = pq.ParquetFile(parquet, pre_buffer=False)
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"not a Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
                          parquet) from None

@@ -387,7 +387,7 @@ def _uri(original: str | Path, path: str) -> str:
 
 def _read_parts(fs: pafs.FileSystem, parts: list[str]) -> Iterator[pa.RecordBatch]:
     for part in parts:
-        pf = pq.ParquetFile(fs.open_input_file(part))
+        pf = pq.ParquetFile(fs.open_input_file(part), pre_buffer=False)
         yield from pf.iter_batches(batch_size=_BATCH)
         del pf
 

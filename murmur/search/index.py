@@ -120,7 +120,7 @@ def _read_source(src: Path) -> pq.ParquetFile:
     if not src.is_file():
         raise InputError("not found (give the clean.parquet that `murmur data clean` wrote)", path=src)
     try:
-        f = pq.ParquetFile(src)
+        f = pq.ParquetFile(src, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"not a readable Parquet file ({e})", path=src) from None
     missing = [c for c in REQUIRED if c not in f.schema_arrow.names]

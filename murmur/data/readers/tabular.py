@@ -402,7 +402,7 @@ def iter_parquet_rows(path: Path, label: str, mapping: dict[str, str], report: F
         if path.stat().st_size == 0:
             raise InputError("empty file", where)
         try:
-            pf = stack.enter_context(pq.ParquetFile(src))
+            pf = stack.enter_context(pq.ParquetFile(src, pre_buffer=False))
         except (pa.ArrowException, OSError) as e:
             raise InputError(f"not a readable Parquet file: {str(e).splitlines()[0]}", where) from None
         names = pf.schema_arrow.names
