@@ -219,8 +219,9 @@ class _Py3Batch:
         self.prior = np.asarray(model.nb_pc, dtype=np.float32)  # type: ignore[attr-defined]
         self.alias_pairs = list(getattr(model, "_alias_pairs", []))
 
-    score_chunk = 256
-    """Texts scored at once (bounds the (features x classes) float64 block held while scoring)."""
+    score_chunk = 32
+    """Texts scored at once: the (features x classes) block of so few stays in the CPU's cache (256 at
+    once is ~15% slower); the scores do not depend on it."""
 
     _ARRAYS = ("nextbase", "emit", "rowbase", "ptc", "prior")
 
