@@ -256,22 +256,26 @@ def quality_reasons(texts: list[str], rules: QualityRules,
 
     fire((visible < rules.min_chars) | (n_words < rules.min_words), 1)
     if rules._spam is not None:  # type: ignore[attr-defined]
-        may = spam_candidates(texts, rules)
-        for i in np.flatnonzero(reason == 0).tolist():
-            if may[i] and rules._spam.search(texts[i]):  # type: ignore[attr-defined]
+        may = np.fromiter(spam_candidates(texts, rules), dtype=bool, count=n)
+        for i in np.flatnonzero(may & (reason == 0)).tolist():
+            if rules._spam.search(texts[i]):  # type: ignore[attr-defined]
                 reason[i] = 2
     with np.errstate(divide="ignore", invalid="ignore"):
         fire((tags > 0) & (tags / (tags + n_words) > rules.max_tag_ratio), 3)
     tb = codepoints.encode(texts)
     tflags = table.lookup(tb.cp)
     if rules._run is not None:  # type: ignore[attr-defined]
-        # a run of more than max_char_run equal code points that are neither \d nor \s
-        starts = np.flatnonzero(tb.first_in_row() | np.r_[True, tb.cp[1:] != tb.cp[:-1]])
-        lengths = np.diff(np.r_[starts, len(tb.cp)])
-        long = starts[(lengths > rules.max_char_run)
-                      & ((tflags[starts] & np.uint32(bit("digit") | bit("space"))) == 0)]
+        # a run of more than max_char_run equal code points that are neither \d nor \s: a code point
+        # equal to each of the max_char_run before it, in the same text
+        k = rules.max_char_run
+        same = np.zeros(len(tb.cp), dtype=np.int32)
+        same[1:] = tb.cp[1:] == tb.cp[:-1]
+        same[tb.starts[tb.lens > 0]] = 0
+        csum = np.cumsum(same, dtype=np.int32)
+        ends = np.flatnonzero(csum[k:] - csum[:-k] == k) + k if len(csum) > k else np.zeros(0, dtype=np.int64)
+        ends = ends[(tflags[ends] & np.uint32(bit("digit") | bit("space"))) == 0]
         hit = np.zeros(n, dtype=bool)
-        hit[np.searchsorted(tb.starts, long, side="right") - 1] = True
+        hit[np.searchsorted(tb.starts, ends, side="right") - 1] = True
         fire(hit, 4)
     emoji = tb.row_sums((tflags & np.uint32(bit("emoji"))) != 0)
     with np.errstate(divide="ignore", invalid="ignore"):
