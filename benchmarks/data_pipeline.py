@@ -9,6 +9,13 @@ the local engine's output byte for byte). Beside murmur's
 tokenize it runs the same encoding with a plain `tokenizers` `encode_batch` loop (no shards, no
 split, no workers), so the cost of murmur's own layer is visible. Running two corpus sizes shows
 whether memory stays flat as the corpus grows. Results go to docs/benchmarks.md.
+
+    python benchmarks/data_pipeline.py --before REF --sizes 100000
+
+instead runs the local stages with the code of git revision REF ("before") and with this tree
+("after"), one after the other for each stage so that both see the same load, and checks that both
+write the same bytes (cleaned posts, shards); CPU seconds per post are reported beside posts/s because
+wall time on a shared machine moves with the other jobs. Results go to their own section.
 """
 
 from __future__ import annotations
@@ -159,16 +166,18 @@ RESULT = {}
 t0 = time.perf_counter()
 %s
 RESULT["seconds"] = time.perf_counter() - t0
+_self, _children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+RESULT["cpu_s"] = _self.ru_utime + _self.ru_stime + _children.ru_utime + _children.ru_stime
 RESULT["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 RESULT["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print("RESULT " + json.dumps(RESULT))
 """
 
 
-def run_stage(stage: str, out: Path, workers: int, users: int) -> dict:
+def run_stage(stage: str, out: Path, workers: int, users: int, code_root: Path = ROOT) -> dict:
     code = RUNNER % textwrap.dedent(STAGES[stage])
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-c", code, str(out), str(workers), str(users)], cwd=ROOT,
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(code_root))
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(workers), str(users)], cwd=code_root,
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
@@ -194,7 +203,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000", help="comma-separated target post counts")
     ap.add_argument("--out", default="/tmp/murmur-bench")
     ap.add_argument("--write", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to update")
+    ap.add_argument("--before", help="git revision to compare this tree with (local stages only)")
     args = ap.parse_args()
+    if args.before:
+        compare_with(args.before, [int(s) for s in args.sizes.split(",")], Path(args.out), Path(args.write))
+        return
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         out = Path(args.out) / f"p{size}"
@@ -276,6 +289,87 @@ def write_markdown(rows: list[dict], path: Path) -> None:
             m, p = r["tokenize"]["posts_per_s"], r["plain"]["posts_per_s"]
             lines.append(f"| {r['size']:,} | {m:,.0f} | {p:,.0f} | {m / p:.2f} |")
     write_section("data_pipeline", "\n".join(lines), path)
+
+
+LOCAL_STAGES = ("ingest", "clean", "tokenizer", "tokenize")
+
+
+def compare_with(rev: str, sizes: list[int], root: Path, path: Path) -> None:
+    """The local stages with the code of ``rev`` and of this tree, stage by stage in the same run."""
+    import shutil
+
+    base = root / "code-before"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev, "murmur", "configs"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    results = []
+    for size in sizes:
+        out = root / f"p{size}"
+        users = max(100, int(size / POSTS_PER_USER))
+        gen = run_stage("generate", out, 1, users)
+        dirs = {}
+        for side in ("before", "after"):
+            dirs[side] = out / side
+            dirs[side].mkdir(parents=True, exist_ok=True)
+            if not (dirs[side] / "world").exists():
+                (dirs[side] / "world").symlink_to(out / "world")
+        for workers in (1, 2):
+            row: dict = {"size": gen["posts"], "workers": workers}
+            for stage in LOCAL_STAGES:
+                if stage == "tokenizer" and workers == 2:
+                    row[stage] = next(r for r in results if r["size"] == gen["posts"] and r["workers"] == 1)[stage]
+                    continue
+                row[stage] = {side: run_stage(stage, dirs[side], workers, users,
+                                              base if side == "before" else ROOT) for side in ("before", "after")}
+                b, a = row[stage]["before"], row[stage]["after"]
+                print(f"[{gen['posts']:,} posts, {workers} workers] {stage}: {b['posts_per_s']:,.0f} -> "
+                      f"{a['posts_per_s']:,.0f} posts/s, CPU {1e6 * b['cpu_s'] / b['posts']:.1f} -> "
+                      f"{1e6 * a['cpu_s'] / a['posts']:.1f} us/post", flush=True)
+            row["same"] = same_outputs(dirs["before"], dirs["after"])
+            results.append(row)
+    write_comparison(results, commit, path)
+
+
+def same_outputs(before: Path, after: Path) -> bool:
+    """Whether both sides wrote the same cleaned posts and the same shards, byte for byte."""
+    if (before / "clean.parquet").read_bytes() != (after / "clean.parquet").read_bytes():
+        return False
+    names = sorted(p.name for p in (before / "shards").iterdir())
+    return names == sorted(p.name for p in (after / "shards").iterdir()) and all(
+        (before / "shards" / n).read_bytes() == (after / "shards" / n).read_bytes() for n in names)
+
+
+def write_comparison(results: list[dict], commit: str, path: Path) -> None:
+    def whole(r: dict, side: str, key: str) -> float:
+        secs = sum(r[s][side][key] for s in LOCAL_STAGES)
+        return r["ingest"][side]["posts"] / secs
+
+    lines = ["## Data pipeline: this code against an earlier revision", "", f"Machine: {machine()}.", "",
+             f"`python benchmarks/data_pipeline.py --before {commit}` — each local stage run with the code of "
+             f"{commit} (before) and of this tree (after), one right after the other. posts/s: wall clock; "
+             "CPU: user + system seconds of the stage's processes per post (steadier than wall time when other "
+             "jobs share the cores). Whole pipeline = raw posts in / summed seconds of the four stages. "
+             "Same output: the cleaned posts and the shards are the same bytes on both sides.", "",
+             "| posts | workers | stage | before (posts/s) | after (posts/s) | after / before | CPU before (µs/post) "
+             "| CPU after (µs/post) | before / after CPU |",
+             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        for stage in LOCAL_STAGES:
+            b, a = r[stage]["before"], r[stage]["after"]
+            cb, ca = 1e6 * b["cpu_s"] / b["posts"], 1e6 * a["cpu_s"] / a["posts"]
+            lines.append(f"| {r['size']:,} | {r['workers']} | {stage} | {b['posts_per_s']:,.0f} | "
+                         f"{a['posts_per_s']:,.0f} | {a['posts_per_s'] / b['posts_per_s']:.2f} | {cb:.1f} | {ca:.1f} | "
+                         f"{cb / ca:.2f} |")
+        wb, wa = whole(r, "before", "seconds"), whole(r, "after", "seconds")
+        cb, ca = (1e6 / whole(r, side, "cpu_s") for side in ("before", "after"))
+        lines.append(f"| {r['size']:,} | {r['workers']} | **whole pipeline** | {wb:,.0f} | {wa:,.0f} | {wa / wb:.2f} | "
+                     f"{cb:.1f} | {ca:.1f} | {cb / ca:.2f} |")
+    same = all(r["same"] for r in results)
+    lines += ["", f"Same output before and after: {'yes' if same else 'NO'}."]
+    write_section("data_pipeline_before_after", "\n".join(lines), path)
 
 
 if __name__ == "__main__":

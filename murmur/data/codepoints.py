@@ -135,9 +135,17 @@ def re2_class(pattern: str) -> str:
     (and no other Unicode-dependent syntax: no ``\\w``, ``\\b``, case folding) matches the same text in
     RE2 (pyarrow.compute) as in ``re``.
     """
-    every = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, MAX_CODE_POINT + 1)))
+    every = _every_code_point()
     parts = []
     for m in re.finditer(f"(?:{pattern})+", every):
         lo, hi = ord(every[m.start()]), ord(every[m.end() - 1])
         parts.append(f"\\x{{{lo:x}}}" if lo == hi else f"\\x{{{lo:x}}}-\\x{{{hi:x}}}")
     return "[" + "".join(parts) + "]"
+
+
+@functools.cache
+def _every_code_point() -> str:
+    """Every code point but the surrogates, in order, as one string."""
+    cps = np.arange(MAX_CODE_POINT + 1, dtype=np.uint32)
+    cps = cps[(cps < 0xD800) | (cps > 0xDFFF)]
+    return cps.tobytes().decode("utf-32-le")
