@@ -337,9 +337,14 @@ def same_outputs(before: Path, after: Path) -> bool:
     """Whether both sides wrote the same cleaned posts and the same shards, byte for byte."""
     if (before / "clean.parquet").read_bytes() != (after / "clean.parquet").read_bytes():
         return False
-    names = sorted(p.name for p in (before / "shards").iterdir())
-    return names == sorted(p.name for p in (after / "shards").iterdir()) and all(
-        (before / "shards" / n).read_bytes() == (after / "shards" / n).read_bytes() for n in names)
+    def manifest(side: Path) -> dict:  # less the paths it names, which differ by side
+        m = json.loads((side / "shards" / "manifest.json").read_text())
+        return {k: v for k, v in m.items() if k not in ("tokenizer", "source")}
+
+    names = sorted(p.name for p in (before / "shards").iterdir() if p.name != "manifest.json")
+    return names == sorted(p.name for p in (after / "shards").iterdir() if p.name != "manifest.json") and all(
+        (before / "shards" / n).read_bytes() == (after / "shards" / n).read_bytes() for n in names) \
+        and manifest(before) == manifest(after)
 
 
 def write_comparison(results: list[dict], commit: str, path: Path) -> None:
