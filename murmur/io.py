@@ -17,9 +17,9 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -38,14 +38,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputError("is a folder; give the path of a file to write", target)
     tmp_path: Path | None = None
     try:
-        with _signals_held():  # a signal waits until the finally below knows the temporary
+        with _signals_held():
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                tmp_path = temp_sibling(target, ".tmp")  # named first: the finally below knows it however early a signal lands
+                tmp_path.touch(mode=0o600, exist_ok=False)
             except OSError as e:
                 raise write_error(e, target) from None
-            os.close(fd)
-            tmp_path = Path(tmp)
         try:
             yield tmp_path
         except OSError as e:
@@ -58,6 +57,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def temp_sibling(target: str | os.PathLike[str], suffix: str) -> Path:
+    """A fresh hidden name beside ``target`` for a temporary file or folder, not yet created.
+
+    Callers keep the name before creating it, so a signal that lands at any moment leaves a path
+    their cleanup knows. Blocking signals alone does not do it: the mask holds only for the thread
+    that sets it, and the interpreter runs a handler another thread received at its next bytecode.
+    """
+    target = Path(target)
+    return target.parent / f".{target.name}.{secrets.token_hex(8)}{suffix}"
 
 
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -107,10 +117,11 @@ def atomic_dir(target: str | os.PathLike[str], kind: str = "output", overwrite: 
     tmp: Path | None = None
     old: Path | None = None
     try:
-        with _signals_held():  # a signal waits until the finally below knows the temporary
+        with _signals_held():
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+                tmp = temp_sibling(target, ".tmp")  # named first: the finally below knows it however early a signal lands
+                tmp.mkdir(mode=0o700)
             except OSError as e:
                 raise write_error(e, target) from None
         try:

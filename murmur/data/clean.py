@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -86,7 +85,7 @@ from murmur.data.quality import (
 )
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_path, check_not_input, write_json
+from murmur.io import atomic_path, check_not_input, temp_sibling, write_json
 from murmur.progress import Progress, log
 
 RETWEET, LANGUAGE, DUPLICATE, NEAR_DUPLICATE = "retweet", "language", "duplicate", "near_duplicate"
@@ -411,10 +410,11 @@ def clean(src: Path, out: Path, cfg: CleanConfig | None = None, workers: int = 1
     reasons: Counter = Counter()
     identified: Counter = Counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".clean", dir=out.parent))
+    spill = temp_sibling(out, ".clean")  # named before it exists: the finally below removes it
     survivors_path = spill / "survivors.parquet"
     dedup = cfg.exact_dedup or cfg.near_dedup
     try:
+        spill.mkdir(mode=0o700)
         index = dd.SpilledIndex(spill, _buckets(total, cfg)) if dedup else None
         # pass 1: steps 1-5 and the dedup hashes, batch by batch; survivors and their key rows to disk
         batches = (_conform(b, src) for b in pf.iter_batches(batch_size=cfg.batch_size))

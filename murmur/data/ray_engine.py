@@ -524,7 +524,6 @@ def tokenize_ray(src: Path, tokenizer_dir: Path, out: Path, cfg=None, workers: i
     boundaries depend only on the documents). The units' temporary files go to a hidden directory beside
     ``out``, which every worker must reach (one machine, or a shared filesystem)."""
     import shutil
-    import tempfile
 
     from murmur.data import shards
 
@@ -537,8 +536,11 @@ def tokenize_ray(src: Path, tokenizer_dir: Path, out: Path, cfg=None, workers: i
         n_workers = workers or cluster_cpus()
         units = _units(pf, unit_rows)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".ray", dir=out.parent))
+        from murmur.io import temp_sibling
+
+        tmp = temp_sibling(out, ".ray")  # named before it exists: the finally below removes it
         try:
+            tmp.mkdir(mode=0o700)
             log(f"tokenize (ray): {pf.metadata.num_rows:,} posts in {len(units)} units on {n_workers} workers")
             try:
                 done = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units)).map_batches(

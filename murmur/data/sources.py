@@ -32,7 +32,6 @@ import glob
 import multiprocessing
 import os
 import re
-import secrets
 import shutil
 import time
 from collections import Counter, deque
@@ -58,7 +57,14 @@ from murmur.data.readers.common import (
 )
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import InputError
-from murmur.io import COMPLETE_MARKER, atomic_path, open_binary, open_text, strip_compression_suffix
+from murmur.io import (
+    COMPLETE_MARKER,
+    atomic_path,
+    open_binary,
+    open_text,
+    strip_compression_suffix,
+    temp_sibling,
+)
 from murmur.progress import Progress
 
 FORMATS = ("auto", "x-archive", "x-api", "csv", "jsonl", "parquet", "text")
@@ -570,8 +576,7 @@ def ingest_with(read: Any, sources: list[str], out: str | os.PathLike[str], fmt:
         with atomic_path(out) as tmp, Progress("ingest", unit="posts", enabled=progress) as bar:
             writer = _RowGroupWriter(tmp, batch_size)
             try:
-                # named before it exists, so a signal at any point leaves a path the cleanup below knows
-                tmpdir = out.parent / f".{out.name}.{secrets.token_hex(4)}.parts"
+                tmpdir = temp_sibling(out, ".parts")  # named before it exists: the cleanup below knows it
                 tmpdir.mkdir()
                 stream = read(tasks, tmpdir)
                 with contextlib.closing(stream):
