@@ -129,8 +129,13 @@ def exit_worker(code: int = 0) -> NoReturn:
     the groups alive past ``destroy_process_group()`` (DTensor's sharding caches hold the meshes), so
     their threads are never joined first; pytorch's own attempt at an atexit fix (PR 179291) was
     abandoned. Skipping interpreter teardown with ``os._exit`` after flushing avoids the race.
+
+    The group is left only after a run that succeeded: after a failure a peer may be gone or hung,
+    and leaving waits on it (torchrun then kills the process after its grace period instead of
+    restarting the job at once).
     """
-    destroy_distributed()
+    if code == 0:
+        destroy_distributed()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
