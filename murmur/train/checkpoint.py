@@ -30,6 +30,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -249,9 +250,11 @@ class PendingCheckpoint:
     and before exiting; :meth:`done` polls without waiting.
     """
 
-    def __init__(self, run_dir: Path, step: int, future: Any, trainer_state: dict[str, Any], keep_last: int):
+    def __init__(self, run_dir: Path, step: int, future: Any, trainer_state: dict[str, Any], keep_last: int,
+                 recorded: threading.Event | None = None):
         self.run_dir, self.step, self.future = run_dir, step, future
         self.trainer_state, self.keep_last = trainer_state, keep_last
+        self.recorded = recorded  # set once this process's digests are on disk (or recording failed)
         self.path: Path | None = None
 
     def done(self) -> bool:
@@ -266,6 +269,10 @@ class PendingCheckpoint:
             except Exception as e:
                 raise CheckpointError(f"{checkpoint_path(self.run_dir, self.step)}: background save failed: "
                                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            # the result is visible before the done-callbacks have run: wait for this process's digests,
+            # which process 0 waits for (a process that exited first would leave it waiting)
+            if self.recorded is not None:
+                self.recorded.wait()
             self.path = _finish(self.run_dir, self.step, self.trainer_state, self.keep_last)
         return self.path
 
@@ -289,12 +296,17 @@ def async_save_checkpoint(run_dir: str | os.PathLike[str], step: int, model: nn.
     future = getattr(future, "upload_completion", future)  # AsyncSaveResponse in some versions
     rank = _rank()
 
+    recorded = threading.Event()
+
     def record(done: Any) -> None:  # in the writing thread, as soon as this process's files are written
-        if done.exception() is None:
-            _record_own_digests(tmp, rank)
+        try:
+            if done.exception() is None:
+                _record_own_digests(tmp, rank)
+        finally:
+            recorded.set()
 
     future.add_done_callback(record)
-    return PendingCheckpoint(Path(run_dir), step, future, dict(trainer_state), keep_last)
+    return PendingCheckpoint(Path(run_dir), step, future, dict(trainer_state), keep_last, recorded)
 
 
 def _begin(run_dir: str | os.PathLike[str], step: int) -> Path:

@@ -26,6 +26,7 @@ import datetime
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -128,12 +129,16 @@ def exit_worker(code: int = 0) -> NoReturn:
     active exception") after a run that succeeded, and torchrun reports the job failed. Torch keeps
     the groups alive past ``destroy_process_group()`` (DTensor's sharding caches hold the meshes), so
     their threads are never joined first; pytorch's own attempt at an atexit fix (PR 179291) was
-    abandoned. Skipping interpreter teardown with ``os._exit`` after flushing avoids the race.
+    abandoned. Skipping interpreter teardown with ``os._exit`` after flushing avoids the race. Python
+    threads still running (a background checkpoint's writer) are joined first, as a normal exit does.
 
     The group is left only after a run that succeeded: after a failure a peer may be gone or hung,
     and leaving waits on it (torchrun then kills the process after its grace period instead of
     restarting the job at once).
     """
+    for thread in threading.enumerate():  # as the interpreter's own exit does: let work in flight finish
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     if code == 0:
         destroy_distributed()
     logging.shutdown()
