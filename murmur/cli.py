@@ -214,11 +214,7 @@ def train_cmd(
     result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
         return
-    if result.interrupted:
-        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
-    else:
-        bpb = f", {result.val_bpb:.3f} bits/byte" if result.val_bpb is not None else ""
-        typer.echo(f"trained {result.steps} steps: val loss {result.val_loss:.4f}{bpb}; model in {result.run_dir}")
+    typer.echo(result.summary("trained", "model"))
 
 
 @app.command("generate")
@@ -525,12 +521,7 @@ def sft_cmd(
     result = run_sft(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
         return
-    if result.interrupted:
-        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
-    else:
-        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-        typer.echo(f"fine-tuned {result.steps} steps ({result.epochs:.2f} epochs): train loss {result.train_loss:.4f}"
-                   f"{val}; chat model in {result.run_dir}")
+    typer.echo(result.summary("fine-tuned", "chat model"))
 
 
 @export_app.command("hf")

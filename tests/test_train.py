@@ -27,7 +27,7 @@ from murmur.train.config import ScheduleSection, TrainConfig, grad_accum_steps
 from murmur.train.data import WindowSampler, eval_batches, unigram_bits_per_byte
 from murmur.train.metrics import cpu_peak_flops, gpu_peak_flops, raise_cpu_peak, read_metrics
 from murmur.train.optim import build_optimizer, lr_at, param_groups
-from murmur.train.trainer import Trainer, dry_run, train
+from murmur.train.trainer import Trainer, TrainResult, dry_run, train
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -207,6 +207,17 @@ def test_shipped_configs_load_and_size_up(name, corpus):
 
 
 # ---------------------------------------------------------------- pieces
+def test_closing_line_says_what_the_run_did():
+    done = TrainResult(Path("runs/x"), 40, 1000, 2.5, 2.25, 0.812, 10.0, None, first_loss=5.0, epochs=1.5)
+    assert done.summary("fine-tuned", "chat model") == (
+        "fine-tuned 40 steps (1.50 epochs): train loss 5.0000 -> 2.5000, val loss 2.2500, 0.812 bits/byte; "
+        "chat model in runs/x")
+    bare = TrainResult(Path("runs/y"), 3, 10, None, None, None, 1.0, None)
+    assert bare.summary() == "trained 3 steps; model in runs/y"
+    stopped = TrainResult(Path("runs/z"), 7, 10, 3.0, None, None, 1.0, None, interrupted=True)
+    assert stopped.summary("trained", "embedder") == "interrupted at step 7; checkpoint saved in runs/z/checkpoints"
+
+
 def test_schedules():
     cos = ScheduleSection(kind="cosine", warmup=10, min_lr_ratio=0.1)
     lrs = [lr_at(s, 100, 1.0, cos) for s in range(100)]

@@ -41,11 +41,7 @@ def train_cmd(
     result = run_embed_train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports for the job
         return
-    if result.interrupted:
-        typer.echo(f"interrupted at step {result.steps}; checkpoint saved in {result.run_dir}/checkpoints")
-    else:
-        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-        first = f"{result.first_loss:.4f} -> " if result.first_loss is not None else ""
-        typer.echo(f"trained {result.steps} steps ({result.epochs:.2f} epochs): loss {first}"
-                   f"{result.train_loss:.4f}{val}; embedder in {result.run_dir} "
-                   f"(murmur search index POSTS --embedder {result.run_dir} -o INDEX)")
+    said = result.summary("trained", "embedder")
+    if not result.interrupted:
+        said += f" (murmur search index POSTS --embedder {result.run_dir} -o INDEX)"
+    typer.echo(said)

@@ -78,6 +78,23 @@ class TrainResult:
     epochs: float = 0.0  # passes over the training data at the end
     rank: int = 0  # the process that returned it (0 writes what follows a run)
 
+    def summary(self, done: str = "trained", product: str = "model") -> str:
+        """The closing line every training command prints: where an interrupted run's checkpoint is,
+        or what a finished one did (``done`` steps, epochs, losses) and where its ``product`` lies."""
+        if self.interrupted:
+            return f"interrupted at step {self.steps}; checkpoint saved in {self.run_dir}/checkpoints"
+        epochs = f" ({self.epochs:.2f} epochs)" if self.epochs else ""
+        figures = []
+        if self.train_loss is not None:
+            first = f"{self.first_loss:.4f} -> " if self.first_loss is not None else ""
+            figures.append(f"train loss {first}{self.train_loss:.4f}")
+        if self.val_loss is not None:
+            figures.append(f"val loss {self.val_loss:.4f}")
+        if self.val_bpb is not None:
+            figures.append(f"{self.val_bpb:.3f} bits/byte")
+        said = f": {', '.join(figures)}" if figures else ""
+        return f"{done} {self.steps} steps{epochs}{said}; {product} in {self.run_dir}"
+
 
 # ---------------------------------------------------------------- device, dtype, layout
 def run_parallel_config(cfg: RunConfig, dtype: torch.dtype) -> ParallelConfig:
