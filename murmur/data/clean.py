@@ -234,17 +234,32 @@ def _source_code(code: str | None) -> str | None:
     return _LEGACY_CODES.get(primary, primary)
 
 
-class _Worker:
-    """Everything one process needs for steps 1-5 and the dedup hashes, built once."""
+@dataclass
+class CleanedTexts:
+    """Steps 1-5 over one batch of texts: the rows that pass with what cleaning made of them, and a
+    reason for each row dropped."""
+
+    rows: list[int]  # the input rows that pass, in input order; the lists below follow them
+    texts: list[str]  # cleaned (placeholders, scrubbed PII)
+    contents: list[str]  # their words without tags, mentions and links (what langid and dedup keys see)
+    normalised: list[str]  # after step 1 only, where a post's own hashtags and mentions are read
+    langs: list[str]
+    pii: list[int]  # PII kinds scrubbed, one bit each
+    reasons: Counter  # why the other rows were dropped
+    dropped: list[tuple[int, str]]  # (input row, reason) of each
+    identified: Counter  # languages identified among the posts that reached step 5
+
+
+class TextCleaner:
+    """Steps 1-5 of cleaning (normalise, retweets, placeholders and PII, quality rules, language),
+    built once per process (the language identifier loads), for the corpus's batches and for posts
+    that arrive one request at a time (``murmur.search.ingest``)."""
 
     def __init__(self, cfg: CleanConfig):
         self.cfg = cfg
         self.rules = cfg.quality_rules()
         self.allowed = {c.lower() for c in cfg.allowed_langs}
         self.langid = LanguageIdentifier(cfg.langid_backend, cfg.langid_languages, cfg.min_lang_confidence)
-        self.minhasher = dd.MinHasher(num_perm=cfg.minhash_perms, threshold=cfg.near_dup_threshold,
-                                      shingle_size=cfg.shingle_size, seed=cfg.minhash_seed) \
-            if cfg.near_dedup else None
 
     def languages(self, contents: list[str], sources: list[str | None]) -> list[str]:
         """The language of each post, from its words (``contents``) and the input's lang column."""
@@ -264,54 +279,70 @@ class _Worker:
                 out[i] = code
         return out  # type: ignore[return-value]
 
-    def process(self, batch: pa.RecordBatch) -> _BatchResult:
+    def clean(self, raw_texts: list[str | None], sources: list[str | None]) -> CleanedTexts:
+        """Steps 1-5 over a batch: ``raw_texts`` as posted, ``sources`` the lang each came with."""
         cfg = self.cfg
         reasons: Counter = Counter()
+        dropped: list[tuple[int, str]] = []
         rows, normalised = [], []
-        for i, raw in enumerate(batch.column("text").to_pylist()):
+        for i, raw in enumerate(raw_texts):
             text = normalize_text(raw or "", keep_newlines=cfg.keep_newlines, unescape_html=cfg.unescape_html)
             if cfg.drop_retweets and is_retweet(text):
-                reasons[RETWEET] += 1
+                dropped.append((i, RETWEET))
                 continue
             rows.append(i)
             normalised.append(text)
         done = clean_texts(normalised, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
-        cleaned, piis = [t for t, _ in done], [p for _, p in done]
+        cleaned = [t for t, _ in done]
         stripped = [strip_tags(text) for text in cleaned]
-        passed, texts, contents = [], [], []
+        passed = []
         for j, reason in enumerate(quality_reasons(cleaned, self.rules, stripped)):  # the whole batch at once
             if reason is not None:
-                reasons[reason] += 1
-                continue
-            passed.append(j)
-            texts.append(cleaned[j])
-            contents.append(stripped[j][0])
-        rows = [rows[j] for j in passed]
-        piis = [piis[j] for j in passed]
-        cleaned = texts
-
-        sources = batch.column("lang").to_pylist()
-        langs = self.languages(contents, [sources[i] for i in rows])
+                dropped.append((rows[j], reason))
+            else:
+                passed.append(j)
+        contents = [stripped[j][0] for j in passed]
+        langs = self.languages(contents, [sources[rows[j]] for j in passed])
         identified = Counter(langs)
-        keep = [j for j, code in enumerate(langs) if not self.allowed or code in self.allowed]
-        reasons[LANGUAGE] += len(rows) - len(keep)
-        rows = [rows[j] for j in keep]
-        cleaned = [cleaned[j] for j in keep]
-        contents = [contents[j] for j in keep]
-        langs = [langs[j] for j in keep]
-        pii_arr = np.array([piis[j] for j in keep], dtype=np.uint8)
+        keep = []
+        for k, code in enumerate(langs):
+            if not self.allowed or code in self.allowed:
+                keep.append(k)
+            else:
+                dropped.append((rows[passed[k]], LANGUAGE))
+        for _, reason in dropped:
+            reasons[reason] += 1
+        chosen = [passed[k] for k in keep]
+        return CleanedTexts(rows=[rows[j] for j in chosen], texts=[cleaned[j] for j in chosen],
+                            contents=[contents[k] for k in keep], normalised=[normalised[j] for j in chosen],
+                            langs=[langs[k] for k in keep], pii=[done[j][1] for j in chosen],
+                            reasons=reasons, dropped=dropped, identified=identified)
 
-        kept = batch.take(pa.array(rows, type=pa.int64()))
+
+class _Worker(TextCleaner):
+    """Everything one process needs for steps 1-5 and the dedup hashes, built once."""
+
+    def __init__(self, cfg: CleanConfig):
+        super().__init__(cfg)
+        self.minhasher = dd.MinHasher(num_perm=cfg.minhash_perms, threshold=cfg.near_dup_threshold,
+                                      shingle_size=cfg.shingle_size, seed=cfg.minhash_seed) \
+            if cfg.near_dedup else None
+
+    def process(self, batch: pa.RecordBatch) -> _BatchResult:
+        cfg = self.cfg
+        got = self.clean(batch.column("text").to_pylist(), batch.column("lang").to_pylist())
+        kept = batch.take(pa.array(got.rows, type=pa.int64()))
         kept = kept.set_column(POST_SCHEMA.get_field_index("text"), POST_SCHEMA.field("text"),
-                               pa.array(cleaned, type=pa.string()))
+                               pa.array(got.texts, type=pa.string()))
         kept = kept.set_column(POST_SCHEMA.get_field_index("lang"), POST_SCHEMA.field("lang"),
-                               pa.array(langs, type=pa.string()))
+                               pa.array(got.langs, type=pa.string()))
         exact = bands = None
         if cfg.exact_dedup or cfg.near_dedup:
-            keys = fold_keys(contents, cfg.fold_digits)  # == normalize.dedup_key(text) of each
+            keys = fold_keys(got.contents, cfg.fold_digits)  # == normalize.dedup_key(text) of each
             exact = dd.exact_hashes(keys) if cfg.exact_dedup else None
             bands = self.minhasher.keys_for(keys) if self.minhasher is not None else None
-        return _BatchResult(batch.num_rows, reasons, identified, kept, exact, bands, pii_arr)
+        return _BatchResult(batch.num_rows, got.reasons, got.identified, kept, exact, bands,
+                            np.array(got.pii, dtype=np.uint8))
 
 
 _WORKER: _Worker | None = None

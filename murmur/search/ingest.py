@@ -1,11 +1,10 @@
 """New posts on their way into a live index: checked against the post schema, then cleaned as the
 corpus was (``murmur data clean``'s own functions and :class:`~murmur.data.clean.CleanConfig`).
 
-Per post, in the corpus's order: normalise (``normalize_text``), drop classic retweets, URLs/PII/
-mentions to placeholders (``clean_text``), the quality rules (``quality_reason``: too short, spam
-patterns, mostly tags, ...), then language identification (``LanguageIdentifier``; a ``lang`` the
-client sent is used when the identifier is unsure, as ``source_lang = "fallback"`` does) and the
-allowed languages. Near-duplicate removal is a whole-corpus pass and is not applied to single adds.
+Per batch, by the corpus's own :class:`~murmur.data.clean.TextCleaner`: normalise, drop classic
+retweets, URLs/PII/mentions to placeholders, the quality rules (too short, spam patterns, mostly
+tags, ...), then language identification (a ``lang`` the client sent is used as the config's
+``source_lang`` says: by default when the identifier is unsure) and the allowed languages. Near-duplicate removal is a whole-corpus pass and is not applied to single adds.
 
 A row that does not fit the schema (no ``post_id``, a ``created_at`` that is not a date, ...) is a
 client error: the whole batch is refused with one line naming the row and field, and nothing is
@@ -20,10 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from murmur.data.clean import CleanConfig
-from murmur.data.langid import UND, LanguageIdentifier
-from murmur.data.normalize import clean_text, is_retweet, normalize_text
-from murmur.data.quality import quality_reason, strip_tags
+from murmur.data.clean import CleanConfig, TextCleaner
 from murmur.errors import InputError
 
 _HASHTAG_RE = re.compile(r"(?<![\w&#@$])#(\w+)")
@@ -140,47 +136,23 @@ def validate(rows: Sequence[object], now_us: int | None = None) -> list[dict[str
 
 
 class Cleaner:
-    """The corpus's cleaning steps for posts that arrive one batch at a time (build once: langid loads)."""
+    """The corpus's cleaning steps (:class:`~murmur.data.clean.TextCleaner`) for posts that arrive one
+    batch at a time (build once: langid loads)."""
 
     def __init__(self, cfg: CleanConfig | None = None):
         self.cfg = cfg or CleanConfig()
-        self.rules = self.cfg.quality_rules()
-        self.allowed = {c.lower() for c in self.cfg.allowed_langs}
-        self.langid = LanguageIdentifier(self.cfg.langid_backend, self.cfg.langid_languages,
-                                         self.cfg.min_lang_confidence)
+        self.text_cleaner = TextCleaner(self.cfg)
 
     def clean(self, rows: list[dict[str, Any]]) -> tuple[list[Post], list[tuple[str, str]]]:
         """The posts that pass, cleaned; and (post_id, reason) for each one dropped."""
-        cfg = self.cfg
-        kept: list[tuple[dict, str, str]] = []
-        dropped: list[tuple[str, str]] = []
-        for row in rows:
-            text = normalize_text(row["text"], keep_newlines=cfg.keep_newlines, unescape_html=cfg.unescape_html)
-            if cfg.drop_retweets and is_retweet(text):
-                dropped.append((row["post_id"], "retweet"))
-                continue
-            raw = text
-            text, _ = clean_text(text, cfg.url_mode, cfg.mention_mode, cfg.scrub_pii)
-            stripped = strip_tags(text)
-            reason = quality_reason(text, self.rules, stripped)
-            if reason is not None:
-                dropped.append((row["post_id"], reason))
-                continue
-            if row["hashtags"] is None:
-                row["hashtags"] = _HASHTAG_RE.findall(raw)
-            if row["mentions"] is None:
-                row["mentions"] = _MENTION_RE.findall(raw)
-            kept.append((row, text, stripped[0]))
-        found = self.langid.identify([content for _, _, content in kept])
+        got = self.text_cleaner.clean([row["text"] for row in rows], [row["lang"] for row in rows])
         out = []
-        for (row, text, _), (code, _) in zip(kept, found, strict=True):
-            given = (row["lang"] or "").split("-")[0].lower() or None
-            lang = code if code != UND else (given or UND)
-            if self.allowed and lang not in self.allowed:
-                dropped.append((row["post_id"], "language"))
-                continue
+        for i, text, normalised, lang in zip(got.rows, got.texts, got.normalised, got.langs, strict=True):
+            row = rows[i]
+            hashtags = row["hashtags"] if row["hashtags"] is not None else _HASHTAG_RE.findall(normalised)
+            mentions = row["mentions"] if row["mentions"] is not None else _MENTION_RE.findall(normalised)
             out.append(Post(post_id=row["post_id"], author_id=row["author_id"], created_us=row["created_us"],
-                            lang=lang, text=text, hashtags=row["hashtags"], mentions=row["mentions"],
+                            lang=lang, text=text, hashtags=hashtags, mentions=mentions,
                             likes=row["likes"], reposts=row["reposts"], replies=row["replies"],
                             reply_to=row["reply_to"], conversation_id=row["conversation_id"]))
-        return out, dropped
+        return out, [(rows[i]["post_id"], reason) for i, reason in sorted(got.dropped)]
