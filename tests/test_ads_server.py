@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from ads_helpers import build
+from browser_helpers import chromium, needs_chromium
 from serve_helpers import ServerThread, make_tokenizer, micro_model
 
 from murmur.ads.audiences import AudienceBuilder, AudienceCatalog
@@ -232,38 +233,29 @@ def test_copy_policy():
     assert p.violation("A pan https://kalo.example/p", "Kalo", "https://kalo.example/p") == "no_brand"
 
 
+@needs_chromium
 def test_ads_studio_in_chromium(url, tmp_path):
     """Define an audience and see its size, write variants, preview the cards, launch, watch a simulated day."""
-    import shutil
+    with chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        page.goto(url + "/ads/")
+        page.wait_for_function("document.querySelectorAll('#audiences tr.row').length >= 1")
+        page.select_option("#aud-kind", "interest")
+        page.fill("#aud-value", "cooking")
+        page.fill("#aud-name", "cooks-again")
+        page.click("#aud-build")
+        page.wait_for_function("document.getElementById('aud-size').textContent.includes('users')")
+        page.select_option("#copy-aud", "cooks")
+        page.click("#write")
+        page.wait_for_selector(".card.variant", timeout=120_000)
+        assert "Kalo" in page.inner_text(".card.variant .text")
+        page.click("#launch")
+        page.wait_for_function("document.getElementById('delivery-totals').textContent.includes('impressions')",
+                               timeout=120_000)
+        assert "launched" in page.inner_text("#launched")
+        assert page.locator("#chart-spend polyline").count() == 1
+        page.fill("#budget", "0")
+        page.click("#launch")
+        page.wait_for_function("document.getElementById('launch-error').textContent.length > 0")
+        assert "daily_budget" in page.inner_text("#launch-error")
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium, headless=True,
-                                                    args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = ctx.new_page()
-            page.goto(url + "/ads/")
-            page.wait_for_function("document.querySelectorAll('#audiences tr.row').length >= 1")
-            page.select_option("#aud-kind", "interest")
-            page.fill("#aud-value", "cooking")
-            page.fill("#aud-name", "cooks-again")
-            page.click("#aud-build")
-            page.wait_for_function("document.getElementById('aud-size').textContent.includes('users')")
-            page.select_option("#copy-aud", "cooks")
-            page.click("#write")
-            page.wait_for_selector(".card.variant", timeout=120_000)
-            assert "Kalo" in page.inner_text(".card.variant .text")
-            page.click("#launch")
-            page.wait_for_function("document.getElementById('delivery-totals').textContent.includes('impressions')",
-                                   timeout=120_000)
-            assert "launched" in page.inner_text("#launched")
-            assert page.locator("#chart-spend polyline").count() == 1
-            page.fill("#budget", "0")
-            page.click("#launch")
-            page.wait_for_function("document.getElementById('launch-error').textContent.length > 0")
-            assert "daily_budget" in page.inner_text("#launch-error")
-        finally:
-            ctx.close()

@@ -6,11 +6,11 @@ tests/test_webchat.py). Screenshot: test-artifacts/webdrafts.png.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import chromium, needs_chromium
 from search_helpers import tiny_corpus
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 from test_drafts import EMAIL, SENTENCE, TOPIC, scripted_engine
@@ -20,28 +20,21 @@ from murmur.search.drafts import Drafter, build_router, check_request
 from murmur.search.index import SearchIndex, build_index
 from murmur.serve.app import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
+pytestmark = [pytest.mark.slow, needs_chromium]  # a real browser
 
 KEY = "sk-drafts-test"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def test_draft_a_post_lists_the_drafts_and_uses_one(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     _, clean = tiny_corpus(tmp_path, users=60, rows=400)
     build_index(clean, tmp_path / "idx", None, progress=False)
     tok = make_tokenizer(tmp_path / "tok", 500, [SENTENCE, EMAIL, TOPIC])
     ARTIFACTS.mkdir(exist_ok=True)
-    with SearchIndex(tmp_path / "idx", writable=False) as ix, sync_api.sync_playwright() as pw:
+    with SearchIndex(tmp_path / "idx", writable=False) as ix, chromium(tmp_path / "profile", 1300, 850) as ctx:
         drafter = Drafter(ix)
         body = {"kind": "post", "topic": TOPIC, "n": 3}
         engine = scripted_engine(tok, drafter, check_request(body), SENTENCE).start()
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                    headless=True, args=ARGS, viewport={"width": 1300, "height": 850})
         try:
             with ServerThread(create_app(engine, api_key=KEY, routers=[build_router(drafter)])) as url:
                 expected = httpx.post(url + "/v1/drafts", json=body, headers={"Authorization": f"Bearer {KEY}"},
@@ -77,5 +70,4 @@ def test_draft_a_post_lists_the_drafts_and_uses_one(tmp_path):
                 assert any(u.endswith("/v1/drafts") and s == 404 for u, s in responses)
                 assert not page.is_visible("#draft-post")
         finally:
-            ctx.close()
             engine.stop()

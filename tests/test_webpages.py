@@ -5,18 +5,13 @@ with no pages shows none. Skips when chromium is absent (``apt-get install -y ch
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
+from browser_helpers import chromium, needs_chromium
 from serve_helpers import ServerThread, make_tokenizer, micro_model
 
 from murmur.engine import Engine
 from murmur.serve.app import create_app
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 @pytest.fixture(scope="module")
@@ -44,37 +39,28 @@ def test_links_are_rendered_from_the_mounted_pages(tmp_path, tok):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+@needs_chromium
 def test_chat_page_links_to_the_ads_studio_and_search(tok):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     from murmur.ads.router import WEB_DIR as ADS_WEB
     from murmur.search.router import WEB_DIR as SEARCH_WEB
 
     app = create_app(_engine(tok), pages={"/ads": ADS_WEB, "/search": SEARCH_WEB})
-    with ServerThread(app) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(url + "/")
-            links = page.locator("#pages a")
-            assert links.all_inner_texts() == ["Ads studio", "Search"]
-            assert page.locator("#pages").is_visible()
-            links.nth(0).click()
-            page.wait_for_url(url + "/ads/")
-            assert page.title() == "murmur ads studio"
-            page.goto(url + "/")
-            page.locator("#pages a", has_text="Search").click()
-            page.wait_for_url(url + "/search/")
-            assert page.title() == "murmur search"
-        finally:
-            browser.close()
+    with ServerThread(app) as url, chromium() as ctx:
+        page = ctx.new_page()
+        page.goto(url + "/")
+        links = page.locator("#pages a")
+        assert links.all_inner_texts() == ["Ads studio", "Search"]
+        assert page.locator("#pages").is_visible()
+        links.nth(0).click()
+        page.wait_for_url(url + "/ads/")
+        assert page.title() == "murmur ads studio"
+        page.goto(url + "/")
+        page.locator("#pages a", has_text="Search").click()
+        page.wait_for_url(url + "/search/")
+        assert page.title() == "murmur search"
     # a server with nothing mounted shows no links
-    with ServerThread(create_app(_engine(tok))) as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("#sidebar")
-            assert page.locator("#pages a").count() == 0 and not page.locator("#pages").is_visible()
-        finally:
-            browser.close()
+    with ServerThread(create_app(_engine(tok))) as url, chromium() as ctx:
+        page = ctx.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#sidebar")
+        assert page.locator("#pages a").count() == 0 and not page.locator("#pages").is_visible()

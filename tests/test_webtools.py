@@ -8,13 +8,13 @@ A screenshot is written to ``test-artifacts/webtools.png``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from browser_helpers import chromium, needs_chromium
 from search_helpers import tiny_corpus
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
@@ -25,10 +25,7 @@ from murmur.search.index import SearchIndex, build_index
 from murmur.search.tool import SearchPostsTool, ToolResult
 from murmur.serve.app import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ANSWER = "Most posts love the music [1] today"
 CALL = '{"arguments":{"query": "music"},"name":"search_posts"}'
 # The scripted model answers after every <|assistant|> with ANSWER and a call, so the server runs the
@@ -116,48 +113,42 @@ def test_stream_without_server_tools_has_no_events(tmp_path):
 
 
 @pytest.mark.slow   # a real browser
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+@needs_chromium
 def test_web_chat_shows_the_search_and_opens_cited_posts(index, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     tool = SearchPostsTool(index)
     cited = tool({"query": "music"}).items[0]
     ARTIFACTS.mkdir(exist_ok=True)
     with ServerThread(create_app(searching_engine(tmp_path), tools=[SlowSearch(index)])) as url, \
-            sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                    headless=True, args=ARGS, viewport={"width": 1280, "height": 800})
-        try:
-            page = ctx.new_page()
-            page.goto(url + "/")
-            page.wait_for_function("document.getElementById('model-name').textContent === 'm'")
-            page.fill("#prompt", "What do people say about music?")
-            page.press("#prompt", "Enter")
-            running = page.wait_for_selector(".msg.assistant .tool-line.running")
-            assert running.inner_text() == "searching posts for “music”…"
-            page.wait_for_selector("#stop", state="hidden")
-            assert not page.is_visible("#error")
-            bubble = page.locator(".msg.assistant .bubble")
-            lines = bubble.locator(".tool-line").all_inner_texts()
-            assert lines and all("searched posts for “music”" in t for t in lines), lines
-            assert bubble.locator(".answer").inner_text() == ANSWER
-            cite = bubble.locator("button.cite")
-            assert cite.count() == 1 and cite.inner_text() == "[1]"
-            assert bubble.locator(".cite-post").count() == 0
-            cite.click()
-            post = bubble.locator(".cite-post")
-            assert post.count() == 1 and post.get_attribute("data-post-id") == cited["post_id"]
-            assert post.locator(".cite-post-text").inner_text() == cited["text"]
-            meta = post.locator(".cite-post-meta").inner_text()
-            assert f"@{cited['author_id']}" in meta and cited["created_at"][:10] in meta
-            page.screenshot(path=str(ARTIFACTS / "webtools.png"))
-            cite.click()   # a second click closes it
-            assert bubble.locator(".cite-post").count() == 0
-            page.reload()   # the searches and citations are kept with the conversation
-            page.wait_for_selector(".msg.assistant button.cite")
-            page.locator(".msg.assistant button.cite").click()
-            assert page.locator(".msg.assistant .cite-post").get_attribute("data-post-id") == cited["post_id"]
-        finally:
-            ctx.close()
+            chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model-name').textContent === 'm'")
+        page.fill("#prompt", "What do people say about music?")
+        page.press("#prompt", "Enter")
+        running = page.wait_for_selector(".msg.assistant .tool-line.running")
+        assert running.inner_text() == "searching posts for “music”…"
+        page.wait_for_selector("#stop", state="hidden")
+        assert not page.is_visible("#error")
+        bubble = page.locator(".msg.assistant .bubble")
+        lines = bubble.locator(".tool-line").all_inner_texts()
+        assert lines and all("searched posts for “music”" in t for t in lines), lines
+        assert bubble.locator(".answer").inner_text() == ANSWER
+        cite = bubble.locator("button.cite")
+        assert cite.count() == 1 and cite.inner_text() == "[1]"
+        assert bubble.locator(".cite-post").count() == 0
+        cite.click()
+        post = bubble.locator(".cite-post")
+        assert post.count() == 1 and post.get_attribute("data-post-id") == cited["post_id"]
+        assert post.locator(".cite-post-text").inner_text() == cited["text"]
+        meta = post.locator(".cite-post-meta").inner_text()
+        assert f"@{cited['author_id']}" in meta and cited["created_at"][:10] in meta
+        page.screenshot(path=str(ARTIFACTS / "webtools.png"))
+        cite.click()   # a second click closes it
+        assert bubble.locator(".cite-post").count() == 0
+        page.reload()   # the searches and citations are kept with the conversation
+        page.wait_for_selector(".msg.assistant button.cite")
+        page.locator(".msg.assistant button.cite").click()
+        assert page.locator(".msg.assistant .cite-post").get_attribute("data-post-id") == cited["post_id"]
 
 
 class FailingSearch(SearchPostsTool):

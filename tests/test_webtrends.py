@@ -5,11 +5,11 @@ post. Skips when chromium is absent (see tests/test_webchat.py). Screenshot: tes
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import chromium, needs_chromium
 from search_helpers import story_index
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
@@ -19,19 +19,14 @@ from murmur.search.index import SearchIndex
 from murmur.search.trends import Trends, build_router
 from murmur.serve.app import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 KEY = "sk-trends-test"
 REPLY = "Everyone is talking about it [2] tonight"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def test_trends_panel_shows_stories_and_opens_cited_posts(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     _, idx = story_index(tmp_path / "w", 4)
     tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
     engine = Engine(scripted_model(tok.vocab_size, [ASSISTANT_ID, *tok.encode(REPLY)], max_seq_len=4096), tok,
@@ -39,58 +34,47 @@ def test_trends_panel_shows_stories_and_opens_cited_posts(tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     with SearchIndex(idx, writable=False) as ix, \
             ServerThread(create_app(engine, api_key=KEY, routers=[build_router(Trends(ix))])) as url, \
-            sync_api.sync_playwright() as pw:
+            chromium(tmp_path / "profile", 1400, 850) as ctx:
         expected = httpx.get(url + "/v1/trends", params={"window": "1h", "k": 5},
                              headers={"Authorization": f"Bearer {KEY}"}, timeout=120).json()["data"]
         assert expected and all(t["citations"] for t in expected)
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                    headless=True, args=ARGS, viewport={"width": 1400, "height": 850})
-        try:
-            page = ctx.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("#key-box:not([hidden])")
-            assert not page.is_visible("#trends-panel")  # 401 without the key: nothing shown
-            page.fill("#api-key", KEY)
-            page.press("#api-key", "Tab")
-            page.wait_for_selector("#trends-panel .trend")
-            items = page.locator("#trends-panel .trend")
-            assert items.count() == len(expected)
-            first = items.first
-            assert first.locator(".trend-label").inner_text() == expected[0]["label"]
-            assert first.locator(".trend-summary").inner_text().startswith("Everyone is talking about it [2]")
-            assert first.locator(".trend-post").count() == 0
-            first.locator(".trend-cite").first.click()
-            post = first.locator(".trend-post")
-            assert post.count() == 1
-            cited = expected[0]["citations"][0]
-            assert cited["n"] == 2 and post.get_attribute("data-post-id") == cited["post_id"]
-            assert post.locator(".trend-post-text").inner_text() == cited["text"]
-            page.screenshot(path=str(ARTIFACTS / "webtrends.png"))
-            first.locator(".trend-cite").first.click()  # a second click closes it
-            assert first.locator(".trend-post").count() == 0
-            page.select_option("#trends-window", "6h")
-            page.wait_for_function("document.getElementById('trends-when').textContent.includes('until')")
-            assert page.is_visible("#trends-panel")
-        finally:
-            ctx.close()
+        page = ctx.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#key-box:not([hidden])")
+        assert not page.is_visible("#trends-panel")  # 401 without the key: nothing shown
+        page.fill("#api-key", KEY)
+        page.press("#api-key", "Tab")
+        page.wait_for_selector("#trends-panel .trend")
+        items = page.locator("#trends-panel .trend")
+        assert items.count() == len(expected)
+        first = items.first
+        assert first.locator(".trend-label").inner_text() == expected[0]["label"]
+        assert first.locator(".trend-summary").inner_text().startswith("Everyone is talking about it [2]")
+        assert first.locator(".trend-post").count() == 0
+        first.locator(".trend-cite").first.click()
+        post = first.locator(".trend-post")
+        assert post.count() == 1
+        cited = expected[0]["citations"][0]
+        assert cited["n"] == 2 and post.get_attribute("data-post-id") == cited["post_id"]
+        assert post.locator(".trend-post-text").inner_text() == cited["text"]
+        page.screenshot(path=str(ARTIFACTS / "webtrends.png"))
+        first.locator(".trend-cite").first.click()  # a second click closes it
+        assert first.locator(".trend-post").count() == 0
+        page.select_option("#trends-window", "6h")
+        page.wait_for_function("document.getElementById('trends-when').textContent.includes('until')")
+        assert page.is_visible("#trends-panel")
 
 
 def test_trends_panel_stays_hidden_without_search(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     tok = make_tokenizer(tmp_path / "tok", 500, [REPLY])
     engine = Engine(scripted_model(tok.vocab_size, [ASSISTANT_ID, *tok.encode(REPLY)]), tok, max_batch=2,
                     name="plain")
-    with ServerThread(create_app(engine)) as url, sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                    headless=True, args=ARGS)
-        try:
-            page = ctx.new_page()
-            responses = []
-            page.on("response", lambda r: responses.append((r.url, r.status)))
-            page.goto(url + "/")
-            page.wait_for_function("document.getElementById('model-name').textContent === 'plain'")
-            page.wait_for_timeout(300)
-            assert any(u.endswith("/v1/trends?window=1h&k=5") and s == 404 for u, s in responses)
-            assert not page.is_visible("#trends-panel")
-        finally:
-            ctx.close()
+    with ServerThread(create_app(engine)) as url, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        responses = []
+        page.on("response", lambda r: responses.append((r.url, r.status)))
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model-name').textContent === 'plain'")
+        page.wait_for_timeout(300)
+        assert any(u.endswith("/v1/trends?window=1h&k=5") and s == 404 for u, s in responses)
+        assert not page.is_visible("#trends-panel")
