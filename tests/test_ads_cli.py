@@ -50,6 +50,21 @@ def test_custom_audience_under_100_users(posts, tmp_path):
     assert r.returncode == 0 and "120" in r.stdout
 
 
+@pytest.mark.parametrize("knob, field", [
+    (["--size", "50"], "size"),
+    (["--fraction", "0"], "fraction"),
+    (["--fraction", "1.5"], "fraction"),
+    (["--min-similarity", "-0.1"], "min_similarity"),
+    (["--min-similarity", "1.2"], "min_similarity"),
+    (["--size", "500", "--fraction", "0.5"], "fraction"),
+])
+def test_lookalike_bad_knobs(posts, tmp_path, knob, field):
+    r = murmur("ads", "audience", "build", "--kind", "lookalike", "--accounts", "u1", *knob, "--posts", posts,
+               "-o", tmp_path / "a.parquet")
+    refused(r, field)
+    assert not (tmp_path / "a.parquet").exists()
+
+
 def test_copy_bad_brief_and_unknown_audience(posts, tmp_path):
     base = ["ads", "copy", "--model", tmp_path / "no-model", "--brand", "Kalo", "--url", "https://kalo.example/p",
             "--posts", posts, "--pctr", tmp_path / "no-pctr"]

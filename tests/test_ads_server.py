@@ -62,7 +62,7 @@ def service(env):
     svc = AdsService(AdsConfig(posts=str(env["fx"].clean), audiences=str(root / "audiences"),
                                database=f"sqlite:///{root / 'ads.db'}", pctr=str(root / "pctr"),
                                logs=str(env["fx"].ads), decisions=str(root / "decisions.jsonl"),
-                               audience_embedder="lsa"))
+                               audience_embedder="lsa", follows=str(env["fx"].world / "truth" / "follows.parquet")))
     yield svc
     svc.close()
 
@@ -127,6 +127,25 @@ def test_http_bad_requests(url):
     r = httpx.post(url + "/v1/ads/audiences", json={"kind": "keyword", "keywords": ["zzqqxx"]})
     assert r.status_code == 400 and "fewer than 100" in r.json()["error"]["message"]
     assert httpx.post(url + "/v1/ads/click", json={"request_id": "nope"}).status_code == 400
+    for knob, param in [({"size": 50}, "size"), ({"fraction": 1.5}, "fraction"), ({"fraction": -0.1}, "fraction"),
+                        ({"min_similarity": -0.1}, "min_similarity"), ({"min_similarity": 2}, "min_similarity"),
+                        ({"fraction": 0.01}, "fraction")]:
+        r = httpx.post(url + "/v1/ads/audiences", json={"kind": "lookalike", "accounts": ["x"], **knob})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (knob, r.text)
+
+
+def test_http_lookalike_knobs(service, url):
+    followers = service.builder.follows.column("dst").value_counts()
+    top = max(followers.to_pylist(), key=lambda d: d["counts"])["values"]
+    body = {"kind": "lookalike", "accounts": [top]}
+    n = len(service.vectors.user_ids)
+    r = httpx.post(url + "/v1/ads/audiences", json={**body, "fraction": 0.25})
+    assert r.status_code == 200 and r.json()["size"] == round(0.25 * n), r.text
+    loose = httpx.post(url + "/v1/ads/audiences", json={**body, "min_similarity": 0.0}).json()["size"]
+    strict = httpx.post(url + "/v1/ads/audiences", json={**body, "min_similarity": 0.15}).json()["size"]
+    assert loose > strict >= 100
+    capped = httpx.post(url + "/v1/ads/audiences", json={**body, "min_similarity": 0.0, "size": 120}).json()
+    assert capped["size"] == 120 and "user_id" not in json.dumps(capped)
 
 
 def test_every_decision_is_logged(service):

@@ -9,7 +9,8 @@
   conversation's vector is the mean of its posts').
 - ``lookalike``: users like the followers of given accounts: the seed is those followers; the seed
   first, then users ranked by cosine to the seed's mean vector less every user's mean (what sets the
-  seed apart, not what everyone posts about); ``size`` users are kept.
+  seed apart, not what everyone posts about); the knobs: a size (``size`` users or a ``fraction`` of
+  the users with posts) and a similarity threshold (``min_similarity``).
 - ``custom``: an uploaded list of user ids, kept when at least 100 of them are known users.
 
 An audience file is Parquet ``(user_id: string, score: float32)``, best first, with the kind, its
@@ -164,11 +165,11 @@ class AudienceBuilder:
         rows = np.flatnonzero(counts)
         return self._finish("topic", {"topic": topic}, rows, counts[rows].astype(np.float32))
 
-    def lookalike(self, accounts: Sequence[str], size: int = 1000) -> Audience:
+    def lookalike_scores(self, accounts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's cosine to what sets the seed (the accounts' followers with posts) apart, and the seed's
+        rows: ``(sims [users], seed_rows)``."""
         if self.follows is None:
             raise InputError("a look-alike audience needs the follow graph (--follows)", field="follows")
-        if size < MIN_AUDIENCE:
-            raise InputError(f"size must be at least {MIN_AUDIENCE} (got {size})", field="size")
         accounts = [a.strip() for a in accounts if a.strip()]
         seed_mask = pc.is_in(self.follows.column("dst"), value_set=pa.array(accounts, pa.string()))
         seed_ids = np.unique(self.follows.filter(seed_mask).column("src").to_numpy(zero_copy_only=False).astype(str))
@@ -179,11 +180,37 @@ class AudienceBuilder:
         # what sets the seed apart: its mean vector less everyone's (the mean alone leans to what all users share)
         centre = self.vectors.matrix[seed_rows].mean(0) - self.vectors.matrix.mean(0)
         centre /= max(np.linalg.norm(centre), 1e-12)
-        sims = self.vectors.matrix @ centre
-        sims[seed_rows] = np.maximum(sims[seed_rows], 1.0)  # the seed itself belongs
+        return self.vectors.matrix @ centre, seed_rows
+
+    def lookalike(self, accounts: Sequence[str], size: int | None = None, fraction: float | None = None,
+                  min_similarity: float | None = None) -> Audience:
+        """The seed (followers of ``accounts`` with posts), then the users most like it, best first.
+
+        Two knobs, either or both: the size, as ``size`` users or a ``fraction`` of the eligible users (those
+        with posts), and ``min_similarity``, the least cosine to what sets the seed apart (its mean vector less
+        everyone's) a user outside the seed needs. With neither size nor fraction the audience holds 1,000
+        users, or with only ``min_similarity`` every user reaching it. Nothing under :data:`MIN_AUDIENCE`."""
+        size, fraction, min_similarity = lookalike_knobs(size, fraction, min_similarity)
+        eligible = len(self.vectors.user_ids)
+        if fraction is not None:
+            size = round(fraction * eligible)
+            if size < MIN_AUDIENCE:
+                raise InputError(f"fraction {fraction:g} of the {eligible:,} eligible users is {size:,}, under the "
+                                 f"{MIN_AUDIENCE}-member floor", field="fraction")
+        elif size is None:
+            size = eligible if min_similarity is not None else 1000
+        sims, seed_rows = self.lookalike_scores(accounts)
+        sims = sims.copy()
+        sims[seed_rows] = np.maximum(sims[seed_rows], 1.0)  # the seed itself belongs, first
         rows = np.argsort(-sims, kind="stable")[:size]
-        return self._finish("lookalike", {"accounts": accounts, "size": size, "seed": int(len(seed_rows))},
-                            rows, sims[rows])
+        if min_similarity is not None:
+            rows = rows[sims[rows] >= min_similarity]
+            if len(rows) < MIN_AUDIENCE:
+                raise InputError(f"only {len(rows):,} users (the seed included) reach similarity {min_similarity:g}; "
+                                 f"an audience needs {MIN_AUDIENCE} (lower min_similarity)", field="min_similarity")
+        params = {"accounts": [a.strip() for a in accounts if a.strip()], "size": size, "fraction": fraction,
+                  "min_similarity": min_similarity, "seed": int(len(seed_rows)), "eligible": eligible}
+        return self._finish("lookalike", params, rows, sims[rows])
 
     def custom(self, ids: Sequence[str]) -> Audience:
         rows = self.vectors.rows([i.strip() for i in ids if i.strip()])
@@ -192,6 +219,23 @@ class AudienceBuilder:
             raise InputError(f"fewer than {MIN_AUDIENCE} of the listed ids are users of the network; a custom "
                              "audience cannot be smaller", field="ids")
         return self._finish("custom", {"listed": len(ids)}, rows, np.ones(len(rows), np.float32))
+
+
+def lookalike_knobs(size: int | None, fraction: float | None,
+                    min_similarity: float | None) -> tuple[int | None, float | None, float | None]:
+    """The look-alike knobs checked (InputError naming the bad one): ``size`` at least :data:`MIN_AUDIENCE`,
+    ``fraction`` in (0, 1], ``min_similarity`` in [0, 1], and not both size and fraction."""
+    if size is not None and fraction is not None:
+        raise InputError("give the look-alike's size or its fraction, not both", field="fraction")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_AUDIENCE):
+        raise InputError(f"size must be a whole number of users, at least {MIN_AUDIENCE} (got {size!r})", field="size")
+    if fraction is not None and not (0.0 < float(fraction) <= 1.0):
+        raise InputError(f"fraction must be above 0 and at most 1 (got {fraction!r})", field="fraction")
+    if min_similarity is not None and not (0.0 <= float(min_similarity) <= 1.0):
+        raise InputError(f"min_similarity is a cosine between 0 and 1 (got {min_similarity!r})",
+                         field="min_similarity")
+    return (None if size is None else int(size), None if fraction is None else float(fraction),
+            None if min_similarity is None else float(min_similarity))
 
 
 def pd_isnull(a: np.ndarray) -> np.ndarray:

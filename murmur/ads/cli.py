@@ -68,7 +68,12 @@ def ads_audience(
     keywords: Annotated[str | None, typer.Option("--keywords", help="Comma-separated keywords (keyword).")] = None,
     days: Annotated[int | None, typer.Option("--days", help="Only posts of the last N days (keyword).")] = None,
     accounts: Annotated[str | None, typer.Option("--accounts", help="Comma-separated account ids (lookalike).")] = None,
-    size: Annotated[int, typer.Option("--size", help="Users to keep (lookalike).")] = 1000,
+    size: Annotated[int | None, typer.Option("--size", help="Users to keep, at least 100 (lookalike; default 1000 "
+                                             "unless --fraction or --min-similarity).")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", help="Size as a share of the users with posts, in "
+                                                   "(0, 1] (lookalike; instead of --size).")] = None,
+    min_similarity: Annotated[float | None, typer.Option("--min-similarity", help="Least cosine to what sets the "
+                                                         "seed apart, 0-1 (lookalike).")] = None,
     follows: Annotated[Path | None, typer.Option("--follows", help="Follow graph Parquet src,dst (lookalike).")] = None,
     ids: Annotated[Path | None, typer.Option("--ids", help="File of user ids, one a line (custom).")] = None,
     min_share: Annotated[float, typer.Option(help="Least share of a user's posts on the topic (interest).")] = 0.2,
@@ -80,7 +85,7 @@ def ads_audience(
     """Build an audience from posts (and follows) and write its members; prints its size."""
     import pyarrow.parquet as pq
 
-    from murmur.ads.audiences import AudienceBuilder, write_audience
+    from murmur.ads.audiences import AudienceBuilder, lookalike_knobs, write_audience
     from murmur.ads.service import build_audience
     from murmur.ads.vectors import build_user_vectors, read_posts, text_embedder
     from murmur.errors import InputError
@@ -89,6 +94,8 @@ def ads_audience(
         raise InputError(f"unknown action {action!r}: use `murmur ads audience build`")
     if ids is not None and not ids.is_file():
         raise InputError("ids file not found", path=ids)
+    if kind == "lookalike":
+        lookalike_knobs(size, fraction, min_similarity)  # before the posts are read and embedded
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
     # keyword and custom audiences need only the users, not what they write about: no neural embedding
     emb = None if index is not None or kind in ("keyword", "custom") else text_embedder(embedder)
@@ -96,7 +103,8 @@ def ads_audience(
                               follows=pq.read_table(follows, columns=["src", "dst"]) if follows else None)
     aud = build_audience(builder, kind, topic=topic, keywords=(keywords or "").split(",") if keywords else None,
                          days=days, accounts=accounts.split(",") if accounts else None,
-                         ids=ids.read_text().splitlines() if ids else None, size=size, min_share=min_share)
+                         ids=ids.read_text().splitlines() if ids else None, size=size, min_share=min_share,
+                         fraction=fraction, min_similarity=min_similarity)
     write_audience(aud, out)
     typer.echo(f"{kind} audience of {aud.size:,} users written to {out}")
 
@@ -113,6 +121,9 @@ def ads_eval(
     lookalike_sizes: Annotated[str, typer.Option("--lookalike-sizes", help="Look-alike sizes to sweep, as multiples "
                                                  "of the seed (comma-separated; empty: skip look-alikes).")
                                ] = "1.5,2,3",
+    lookalike_similarities: Annotated[str, typer.Option(
+        "--lookalike-similarities", help="Look-alike similarity thresholds to sweep (min_similarity, 0-1, "
+        "comma-separated; empty: none).")] = "0.1,0.15,0.2",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Precision and recall of interest, conversation-topic and follower look-alike audiences against the world's
@@ -134,6 +145,14 @@ def ads_eval(
                          field="lookalike-sizes") from None
     if any(x < 1 for x in sizes):
         raise InputError("--lookalike-sizes are multiples of the seed: each at least 1", field="lookalike-sizes")
+    try:
+        sims = tuple(float(x) for x in lookalike_similarities.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--lookalike-similarities must be numbers (got {lookalike_similarities!r})",
+                         field="lookalike-similarities") from None
+    if not all(0.0 <= x <= 1.0 for x in sims):
+        raise InputError("--lookalike-similarities are cosines: each between 0 and 1",
+                         field="lookalike-similarities")
     follows = load_truth(world).follows
     table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
     results = {}
@@ -145,8 +164,8 @@ def ads_eval(
         secs = time.perf_counter() - t0
         builder = AudienceBuilder(table, vectors, follows=follows)
         results[spec] = {**evaluate_audiences(builder, world, min_share), "embed_s": secs}
-        if sizes:
-            results[spec]["lookalike"] = evaluate_lookalikes(builder, world, sizes)
+        if sizes or sims:
+            results[spec]["lookalike"] = evaluate_lookalikes(builder, world, sizes, similarities=sims)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

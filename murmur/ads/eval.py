@@ -46,18 +46,24 @@ def _scores(members: set[str], positives: set[str], seed: set[str]) -> dict[str,
 
 
 def evaluate_lookalikes(builder: AudienceBuilder, world: Path, sizes: tuple[float, ...] = LOOKALIKE_SIZES,
-                        accounts_per_topic: int = 3, min_seed: int = 20, seed: int = 0) -> dict:
+                        accounts_per_topic: int = 3, min_seed: int = 20, seed: int = 0,
+                        similarities: tuple[float, ...] = ()) -> dict:
     """Follower look-alike audiences scored against the world's true interests.
 
     For every topic, the ``accounts_per_topic`` most followed accounts whose strongest true interest is
     that topic are the advertiser's accounts; their followers (those with posts) are the seed. What the
     audience should reach: the users (among those with posts) who truly hold the interest that sets the
     seed apart (the topic most over-represented among the seed's members against everyone with posts;
-    the most common one is the world's most popular topic for any large seed). Each size of the knob (a
-    multiple of the seed's size: a look-alike audience holds its seed first) is scored beside two
-    baselines of the same size: followers of followers (the seed, then the users following the most seed
-    members; the follow graph alone, no posts) and random users. ``added_precision`` is the precision
-    among the members outside the seed, the part the expansion chose. The seed alone is scored once."""
+    the most common one is the world's most popular topic for any large seed). Each setting of the knobs is
+    scored beside two baselines of the same size: followers of followers (the seed, then the users
+    following the most seed members; the follow graph alone, no posts) and random users. ``sizes`` are
+    multiples of the seed's size (a look-alike audience holds its seed first); ``similarities`` are
+    thresholds of the similarity knob (``min_similarity``, no size limit): a threshold that leaves fewer
+    than :data:`MIN_AUDIENCE` users is refused, as the builder refuses it, and counted in ``refused``.
+    ``added_precision`` is the precision among the members outside the seed, the part the expansion
+    chose. The seed alone is scored once."""
+    from murmur.errors import InputError
+
     truth = load_truth(world)
     if builder.follows is None:
         builder = AudienceBuilder(builder.posts, builder.vectors, builder.taxonomy, follows=truth.follows)
@@ -74,6 +80,8 @@ def evaluate_lookalikes(builder: AudienceBuilder, world: Path, sizes: tuple[floa
     strongest = np.where(weights.max(1) > 0, weights.argmax(1), -1)
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
+    refused: dict[str, int] = {}
+    knobs = [(f"x{m:g}", {"knob": m}) for m in sizes] + [(f"sim>={t:g}", {"min_similarity": t}) for t in similarities]
     for j, topic in enumerate(truth.topics):
         accounts = np.flatnonzero(strongest == j)
         accounts = accounts[np.argsort(-followers[accounts], kind="stable")][:accounts_per_topic]
@@ -99,36 +107,47 @@ def evaluate_lookalikes(builder: AudienceBuilder, world: Path, sizes: tuple[floa
         ranked = np.lexsort((rng.random(len(ids)), -hits))
         pool = np.flatnonzero(in_universe)
         names = [str(ids[a]) for a in accounts]
-        for mult in sizes:
-            size = max(MIN_AUDIENCE, round(mult * len(seed_rows)))
-            aud = builder.lookalike(names, size)
+        for label, knob in knobs:
+            if "knob" in knob:
+                aud = builder.lookalike(names, size=max(MIN_AUDIENCE, round(knob["knob"] * len(seed_rows))))
+            else:
+                try:
+                    aud = builder.lookalike(names, min_similarity=knob["min_similarity"])
+                except InputError:  # under the floor: the builder refuses it
+                    refused[label] = refused.get(label, 0) + 1
+                    continue
+            size = aud.size
             fof = ranked[:size]
             fof = fof[hits[fof] > 0]
             draws = {"lookalike": set(aud.user_ids.tolist()), "followers_of_followers": set(ids[fof].tolist()),
                      "random": set(ids[rng.choice(pool, min(size, len(pool)), replace=False)].tolist())}
             for method, members in draws.items():
-                rows.append({**base, "method": method, "knob": mult, **_scores(members, positives, seed_ids)})
+                rows.append({**base, "method": method, "setting": label, **knob,
+                             **_scores(members, positives, seed_ids)})
     mean: dict[str, dict] = {}
     for method in ("seed", *LOOKALIKE_METHODS):
-        for size in ((None,) if method == "seed" else sizes):
-            sel = [r for r in rows if r["method"] == method and r.get("knob") == size]
+        for label in ((None,) if method == "seed" else [k for k, _ in knobs]):
+            sel = [r for r in rows if r["method"] == method and r.get("setting") == label]
             if sel:
-                key = method if size is None else f"{method} x{size:g}"
+                key = method if label is None else f"{method} {label}"
                 mean[key] = {m: float(np.mean([r[m] for r in sel]))
                              for m in ("precision", "recall", "f1", "added_precision", "size", "base_rate", "seed")}
-    return {"topics": len({r["topic"] for r in rows}), "mean": mean, "per_topic": rows}
+                mean[key]["topics"] = len(sel)
+    return {"topics": len({r["topic"] for r in rows}), "mean": mean, "per_topic": rows, "refused": refused}
 
 
 def lookalike_table(res: dict) -> str:
     out = [f"follower look-alikes over {res['topics']} topics (3 most followed accounts of each; truth: the "
            "interest most over-represented in the seed)",
-           f"{'audience (size x seed)':<28} {'size':>6} {'precision':>9} {'recall':>7} {'f1':>7} {'added prec.':>11}"]
+           f"{'audience (knob)':<32} {'size':>6} {'precision':>9} {'recall':>7} {'f1':>7} {'added prec.':>11}"]
     for key, r in res["mean"].items():
         added = f"{r['added_precision']:>11.3f}" if key != "seed" else f"{'-':>11}"
-        out.append(f"{key:<28} {r['size']:>6.0f} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>7.3f} {added}")
+        out.append(f"{key:<32} {r['size']:>6.0f} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>7.3f} {added}")
     if res["mean"]:
         any_row = next(iter(res["mean"].values()))
         out.append(f"(base rate {any_row['base_rate']:.3f}, mean seed {any_row['seed']:.0f} followers)")
+    for label, n in res.get("refused", {}).items():
+        out.append(f"lookalike {label}: refused for {n} topics (under {MIN_AUDIENCE} users)")
     return "\n".join(out)
 
 

@@ -50,7 +50,9 @@ class AudienceBody(BaseModel):
     keywords: list[str] | None = Field(None, max_length=100)
     days: int | None = Field(None, ge=1, le=3650)
     accounts: list[str] | None = Field(None, max_length=1000)
-    size: int = Field(1000, ge=100, le=10_000_000)
+    size: int | None = None             # look-alike knobs, checked by the builder (400 naming the field)
+    fraction: float | None = None
+    min_similarity: float | None = None
 
 
 class CopyBody(BaseModel):
@@ -107,7 +109,8 @@ def build_router(service: AdsService) -> APIRouter:
     @router.post("/audiences")
     def build(body: AudienceBody) -> dict:
         return service.build_audience(body.kind, name=body.name, topic=body.topic, keywords=body.keywords,
-                                      days=body.days, accounts=body.accounts, size=body.size)
+                                      days=body.days, accounts=body.accounts, size=body.size,
+                                      fraction=body.fraction, min_similarity=body.min_similarity)
 
     @router.post("/copy")
     def copy(body: CopyBody, engine: Annotated[Engine, Depends(current_engine)]) -> dict:

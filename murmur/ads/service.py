@@ -138,9 +138,10 @@ class AdsService:
 
     def build_audience(self, kind: str, name: str | None = None, topic: str | None = None,
                        keywords: list[str] | None = None, days: int | None = None,
-                       accounts: list[str] | None = None, size: int = 1000) -> dict:
+                       accounts: list[str] | None = None, size: int | None = None, fraction: float | None = None,
+                       min_similarity: float | None = None) -> dict:
         aud = build_audience(self.builder, kind, topic=topic, keywords=keywords, days=days, accounts=accounts,
-                             size=size)
+                             size=size, fraction=fraction, min_similarity=min_similarity)
         if aud.size < MIN_AUDIENCE:
             raise InputError(f"the audience has fewer than {MIN_AUDIENCE} users; it cannot be reported or targeted",
                              field="kind")
@@ -197,8 +198,10 @@ class AdsService:
 
 def build_audience(builder: AudienceBuilder, kind: str, topic: str | None = None, keywords: list[str] | None = None,
                    days: int | None = None, accounts: list[str] | None = None, ids: list[str] | None = None,
-                   size: int = 1000, min_share: float = 0.2) -> Audience:
-    """One audience of ``kind`` with the parameters it needs (InputError naming a missing one)."""
+                   size: int | None = None, min_share: float = 0.2, fraction: float | None = None,
+                   min_similarity: float | None = None) -> Audience:
+    """One audience of ``kind`` with the parameters it needs (InputError naming a missing one). ``size``,
+    ``fraction`` and ``min_similarity`` are the look-alike's knobs (:meth:`AudienceBuilder.lookalike`)."""
     if kind not in KINDS:
         raise InputError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})", field="kind")
     if kind in ("interest", "topic") and not topic:
@@ -212,7 +215,7 @@ def build_audience(builder: AudienceBuilder, kind: str, topic: str | None = None
     if kind == "lookalike":
         if not accounts:
             raise InputError("a look-alike audience needs accounts", field="accounts")
-        return builder.lookalike(accounts, size)
+        return builder.lookalike(accounts, size=size, fraction=fraction, min_similarity=min_similarity)
     if not ids:
         raise InputError("a custom audience needs a list of user ids", field="ids")
     return builder.custom(ids)
