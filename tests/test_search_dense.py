@@ -135,11 +135,15 @@ def test_compaction_keeps_vectors_and_graph(built, embedder, tmp_path):
 
 def test_hybrid_weights_follow_the_query(built, embedder):
     """A tag-only query leans on the lexical list; an English query over Spanish posts on the dense one."""
+    from murmur.search import retrieve
     from murmur.search.retrieve import RetrieveConfig, lexical_weight, query_language
 
     cfg = RetrieveConfig()
+    retrieve._identifier.cache_clear()
     with SearchIndex(built[1], embedder=embedder, writable=False) as ix:
         langs = tuple(sorted(ix.store.langs))
+        ix.warm_up()  # what the router does at startup: the first query then finds the identifier loaded
+        assert retrieve._identifier.cache_info().currsize == 1
         assert query_language("the marathon training plan", langs) == "en"
         assert query_language("el plan de entrenamiento para la maratón", langs) == "es"
         assert lexical_weight(ix, make_request("#running"), cfg) == cfg.tag_lexical_weight == 2.0

@@ -14,6 +14,7 @@ and the app that mounts the router turns it into an OpenAI-style 400.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def build_router(index: SearchIndex, cfg: RetrieveConfig | None = None) -> APIRo
     """The routes over one open index (writable for the post routes)."""
     cfg = cfg or RetrieveConfig()
     router = APIRouter()
+    threading.Thread(target=index.warm_up, name="search-warm-up", daemon=True).start()  # serve meanwhile
 
     def run(params: dict[str, Any]) -> dict[str, Any]:
         return result_list(index.search(_request(params, cfg), cfg))
