@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import write_section  # noqa: E402
-from murmur.chat.template import render  # noqa: E402
-from murmur.chat.tools import forced_call, forced_ids, parse_output  # noqa: E402
+from murmur.chat.template import render, tools_text  # noqa: E402
+from murmur.chat.tools import call_room, forced_call, forced_ids, parse_output  # noqa: E402
 from murmur.data.normalize import scrub_pii, tweet_length  # noqa: E402
 from murmur.engine import Engine, SamplingParams  # noqa: E402
 from murmur.search.answer import CITE, Answerer, AnswerRequest, question_lang  # noqa: E402
@@ -57,26 +57,31 @@ def build(root: Path, users: int) -> tuple[Path, Path]:
 
 def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
     """Shares of well-formed ``search_posts`` calls, on its own and forced; ``prompt`` is the longest
-    prompt's tokens (the tool list is most of it), against the model's ``context``. A call cut short by
-    the end of the context counts as malformed."""
+    prompt's tokens (the tool list is most of it), against the model's ``context``, and ``schema`` what
+    the same prompt would take with the tool list as its whole JSON schema (the peer rendering). A call
+    cut short by the end of the context counts as malformed; a forced call runs under the budget the
+    server gives it (the room the prompt leaves)."""
     tools = {"search_posts": SEARCH_POSTS["function"]["parameters"]}
     tok = engine.tokenizer
     auto = forced = longest = 0
+    schema = len(tok.encode("Tools: " + json.dumps([SEARCH_POSTS], ensure_ascii=False))) - \
+        len(tok.encode(tools_text([SEARCH_POSTS])))
     for i, q in enumerate(questions):
         prompt = render(tok, [{"role": "user", "content": q}], tools=[SEARCH_POSTS])
         longest = max(longest, len(prompt))
-        if len(prompt) >= engine.max_len:
+        room = engine.max_len - len(prompt)
+        if room < call_room(tools):
             continue
-        params = SamplingParams(max_tokens=min(32, engine.max_len - len(prompt)), temperature=0.7, seed=i)
+        params = SamplingParams(max_tokens=min(64, room), temperature=0.7, seed=i)
         done = engine.generate(prompt, params)
         parsed = parse_output(lambda ids: tok.decode(ids, skip_special=True), done.token_ids, tools)
         auto += bool(parsed.calls) and parsed.error is None
-        fprompt, proc = forced_call(tok, prompt, tools)
-        done = engine.generate(fprompt, dataclasses.replace(params, max_tokens=None, logits_processor=proc))
+        fprompt, proc = forced_call(tok, prompt, tools, room - 1)
+        done = engine.generate(fprompt, dataclasses.replace(params, max_tokens=room - 1, logits_processor=proc))
         parsed = parse_output(lambda ids: tok.decode(ids, skip_special=True), forced_ids(done.token_ids), tools)
         forced += bool(parsed.calls) and parsed.error is None
     return {"auto": auto / len(questions), "forced": forced / len(questions), "prompt": longest,
-            "context": engine.max_len}
+            "schema": longest + schema, "context": engine.max_len}
 
 
 def nearest_topic(drafter: Drafter, truth, text: str, k: int = 10) -> str | None:
@@ -276,11 +281,12 @@ def main() -> None:
              "share of questions whose retrieved posts hold one: the last column); answer language: the cleaner's "
              f"identifier on the answer. Machine: {platform.machine()}, {platform.system()}; {seconds['answers']:.0f} "
              "s. Figures from one run on a shared machine; small samples.", *notes, "",
-             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) | prompt with the tool list / "
-             "context (tokens) |", "|---|---|---|---|"]
+             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) | prompt with the tool list "
+             "(tokens; one signature a line) / context | the same prompt with the tool list as its JSON schema |",
+             "|---|---|---|---|---|"]
     for label, (validity, _) in answers.items():
         lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} | "
-                     f"{validity['prompt']} / {validity['context']} |")
+                     f"{validity['prompt']} / {validity['context']} | {validity['schema']} |")
     lines += ["", "| model | lang | questions | retrieved on topic | citation precision | citation recall | "
               "answer lang = question | questions with an on-topic post retrieved |", "|---|---|---|---|---|---|---|---|"]
     for label, (_, rows) in answers.items():

@@ -11,6 +11,7 @@ from search_helpers import tiny_corpus
 from serve_helpers import ServerThread, make_tokenizer, micro_model
 
 from murmur.engine import Engine
+from murmur.errors import InputError
 from murmur.search.answer import (
     CITE,
     Answerer,
@@ -101,6 +102,7 @@ def test_murmur_ask_prints_json_and_refuses_bad_k(index, tmp_path):
 
 def test_sft_data_teaches_search_then_cited_answer(tmp_path):
     from murmur.chat.data import ConversationDataConfig, build_conversations, read_conversations
+    from murmur.chat.grounded import SEARCH_POSTS
     from murmur.chat.template import TOOL_CALL_ID, TOOL_RESULT_ID, render
 
     _, clean = tiny_corpus(tmp_path, users=60, rows=600)
@@ -108,7 +110,7 @@ def test_sft_data_teaches_search_then_cited_answer(tmp_path):
                                 ConversationDataConfig(instructions=150, threads=False, system_fraction=0.0))
     assert stats.by_kind.get("search_answer", 0) > 0
     tok = make_tokenizer(tmp_path / "tok")
-    found = 0
+    found = offered = 0
     for conv in read_conversations(tmp_path / "c.jsonl"):
         if not any(m.get("tool_calls") for m in conv):
             continue
@@ -120,4 +122,17 @@ def test_sft_data_teaches_search_then_cited_answer(tmp_path):
         assert cites and all(1 <= n <= n_results for n in cites)
         ids = render(tok, conv, add_generation_prompt=False)
         assert ids.count(TOOL_CALL_ID) == 1 and ids.count(TOOL_RESULT_ID) == 1
-    assert found == stats.by_kind["search_answer"]
+        if "tools" in conv[0]:   # offered as a chat request offers it: rendered as render(tools=...) does
+            offered += 1
+            assert conv[0]["tools"] == [SEARCH_POSTS] and ids == render(tok, conv[1:], False, tools=[SEARCH_POSTS])
+        else:
+            assert conv[0]["content"].startswith("Answer from the posts found")
+    assert found == stats.by_kind["search_answer"] and 0 < offered < found
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert sum('"tools": [{"type": "function"' in line for line in lines) == offered
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + json.dumps({"messages": [{"role": "user", "content": "x"}, {
+        "role": "assistant", "content": "y"}], "tools": [{"type": "function", "function": {"name": "a b"}}]}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:2 ") as e:
+        read_conversations(bad)
+    assert e.value.field == "tools[0].function.name"

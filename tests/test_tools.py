@@ -5,6 +5,7 @@ client on a real uvicorn server."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import openai
@@ -12,9 +13,17 @@ import pytest
 from serve_helpers import ServerThread, make_tokenizer, micro_model, scripted_model
 
 from murmur.chat.constrain import call_matcher, check_value, schema_matcher
-from murmur.chat.template import ASSISTANT_ID, CHAT_TEMPLATE, END_ID, TOOL_CALL_ID, TOOL_RESULT_ID, render
-from murmur.chat.tools import parse_output
-from murmur.engine import Engine
+from murmur.chat.template import (
+    ASSISTANT_ID,
+    CHAT_TEMPLATE,
+    END_ID,
+    TOOL_CALL_ID,
+    TOOL_RESULT_ID,
+    render,
+    render_text,
+)
+from murmur.chat.tools import call_room, forced_call, forced_ids, parse_output
+from murmur.engine import Engine, SamplingParams
 from murmur.errors import InputError
 from murmur.serve.app import create_app
 
@@ -40,18 +49,36 @@ def tok(tmp_path_factory):
     return make_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
+# Tools whose signatures exercise every branch: no parameters, nested objects, untyped arrays, enums of numbers.
+ODD_TOOLS = [{"type": "function", "function": {"name": "now"}},
+             {"type": "function", "function": {"name": "post", "description": "Post it.\nNow.", "parameters": {
+                 "type": "object", "properties": {"to": {"type": "object", "properties": {"id": {"type": "string"}}},
+                                                  "ids": {"type": "array"}, "n": {"enum": [1, 2.5, None, "x"]}}}}}]
+
+
 def test_tool_calls_render_with_tool_tokens_like_the_jinja_template(tok):
     transformers = pytest.importorskip("transformers")
     ids = render(tok, CONVERSATION, tools=TOOLS)
     assert ids.count(TOOL_CALL_ID) == 1 and ids.count(TOOL_RESULT_ID) == 1 and ids[-1] == ASSISTANT_ID
     hf = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tok.path / "tokenizer.json"),
                                               chat_template=CHAT_TEMPLATE)
-    out = hf.apply_chat_template(CONVERSATION, tools=TOOLS, add_generation_prompt=True, tokenize=True)
-    out = out["input_ids"] if hasattr(out, "keys") else out
-    assert list(out) == ids
+    for tools in (TOOLS, TOOLS + ODD_TOOLS):
+        out = hf.apply_chat_template(CONVERSATION, tools=tools, add_generation_prompt=True, tokenize=True)
+        out = out["input_ids"] if hasattr(out, "keys") else out
+        assert list(out) == render(tok, CONVERSATION, tools=tools)
     no_tools = hf.apply_chat_template(CONVERSATION[:1], add_generation_prompt=True, tokenize=True)
     no_tools = no_tools["input_ids"] if hasattr(no_tools, "keys") else no_tools
     assert list(no_tools) == render(tok, CONVERSATION[:1])
+
+
+def test_the_tool_list_is_one_signature_a_line(tok):
+    text = render_text(CONVERSATION[:1], tools=TOOLS + ODD_TOOLS)
+    assert text.startswith(
+        '<|doc|><|system|>Tools:\nsearch_posts(query: string, k: integer, lang: "en"|"fr"|"de", fresh: boolean, '
+        'tags: string[]): Search the network\'s posts.\nget_weather(city: string, days?: number)\nnow()\n'
+        'post(to?: object, ids?: any[], n?: 1|2.5|null|"x"): Post it.\nNow.<|end|><|user|>')
+    # the signatures are a fraction of the JSON schemas they stand for
+    assert len(render(tok, CONVERSATION[:1], tools=TOOLS)) * 2 < len(tok.encode(json.dumps(TOOLS)))
 
 
 def test_schema_matcher_accepts_exactly_the_layout():
@@ -152,3 +179,58 @@ def test_malformed_auto_call_is_retried_and_counted(tok):
         plain = c.chat.completions.create(model="s", messages=CONVERSATION[:1], tools=tools, tool_choice="none",
                                           max_tokens=4)
         assert plain.choices[0].message.tool_calls is None
+
+
+def _call_ok(tok, ids, tools):
+    parsed = parse_output(lambda t: tok.decode(t, skip_special=True), forced_ids(ids), tools)
+    return parsed.error is None and len(parsed.calls) == 1
+
+
+def test_a_forced_call_is_whole_within_any_budget_that_can_hold_one(tok):
+    """A random model writes long strings; with the budget, every call still closes in time (without
+    it, the same budgets cut most calls short)."""
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    engine = Engine(micro_model(tok.vocab_size, max_seq_len=256), tok, max_batch=4, max_queue=64).start()
+    try:
+        prompt = render(tok, CONVERSATION[:1], tools=TOOLS)
+        least = call_room(tools) - 1
+        with_budget = without = 0
+        for budget in range(least, least + 8):
+            for seed in range(3):
+                params = SamplingParams(max_tokens=budget, temperature=1.0, seed=seed)
+                fprompt, proc = forced_call(tok, prompt, tools, budget)
+                with_budget += _call_ok(tok, engine.generate(fprompt, replace(params, logits_processor=proc)).token_ids,
+                                        tools)
+                fprompt, proc = forced_call(tok, prompt, tools)
+                without += _call_ok(tok, engine.generate(fprompt, replace(params, logits_processor=proc)).token_ids,
+                                    tools)
+        assert with_budget == 24 and without < 12
+        with pytest.raises(ValueError, match="cannot hold a call"):
+            forced_call(tok, prompt, tools, least - 1)
+    finally:
+        engine.stop()
+
+
+def test_a_small_context_keeps_the_latest_turns_that_leave_room_for_a_call(tok):
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    last = [{"role": "user", "content": "cats?"}]
+    max_len = len(render(tok, last, tools=TOOLS)) + call_room(tools) + 40
+    old = [{"role": "user", "content": "tell me about the weather in the city today " * 2},
+           {"role": "assistant", "content": "it is sunny and warm in the city " * 2}] * 3
+    system = [{"role": "system", "content": "Be brief."}]
+    assert len(render(tok, system + old + last, tools=TOOLS)) > max_len
+    engine = Engine(micro_model(tok.vocab_size, max_seq_len=max_len), tok, max_batch=2, max_queue=8, name="t")
+    with ServerThread(create_app(engine)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            r = c.chat.completions.create(model="t", messages=system + old + last, tools=TOOLS, tool_choice=choice,
+                                          seed=3)
+            assert r.choices[0].finish_reason == "tool_calls" and _valid(r.choices[0].message.tool_calls[0])
+            assert r.usage.prompt_tokens + call_room(tools) - 1 <= max_len
+        with pytest.raises(openai.BadRequestError, match="leaving .* a tool call needs at least") as e:
+            c.chat.completions.create(model="t", messages=old + [{"role": "user", "content": "cats? " * 30}],
+                                      tools=TOOLS, tool_choice="required")
+        assert e.value.body["param"] == "messages" and e.value.body["code"] == "context_length_exceeded"
+        with pytest.raises(openai.BadRequestError, match="cannot hold a call") as e:
+            c.chat.completions.create(model="t", messages=last, tools=TOOLS, tool_choice="required", max_tokens=5)
+        assert e.value.body["param"] == "max_tokens"

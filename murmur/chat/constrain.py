@@ -11,6 +11,13 @@ carries its own arguments schema.
 
 A matcher is immutable and its states are hashable, so the mask of a state is computed once per
 request and reused (the state "inside a string" recurs at every character of a string).
+
+The call always ends within its token budget: each state knows the fewest characters that complete
+it (``shortest``), and every structural character the completion needs is one token of the
+byte-level tokenizer, so a token is allowed only if what it leaves can still be closed (and ``<|end|>``
+written) in the tokens left; near the end of the budget a string value is closed early rather than
+cut. A budget below ``shortest(start) + 1`` cannot hold a call at all (:func:`min_call_tokens`), and
+the server refuses it before generating.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ class Matcher:
 
     def final(self, state: State) -> bool: ...
 
+    def shortest(self, state: State) -> int:
+        """The fewest characters that take ``state`` to a final state."""
+        ...
+
 
 class Lit(Matcher):
     def __init__(self, text: str):
@@ -52,6 +63,9 @@ class Lit(Matcher):
 
     def final(self, state: State) -> bool:
         return state == len(self.text)
+
+    def shortest(self, state: State) -> int:
+        return len(self.text) - state
 
 
 class Choice(Matcher):
@@ -69,6 +83,9 @@ class Choice(Matcher):
 
     def final(self, state: State) -> bool:
         return state in self.options
+
+    def shortest(self, state: State) -> int:
+        return min(len(o) - len(state) for o in self.options if o.startswith(state))
 
 
 class Str(Matcher):
@@ -94,6 +111,11 @@ class Str(Matcher):
     def final(self, state: State) -> bool:
         return state == "done"
 
+    def shortest(self, state: State) -> int:
+        if state in ("open", "done"):
+            return 2 if state == "open" else 0
+        return 2 if state[0] == "esc" else 1   # an escaped character, then the quote
+
 
 class Num(Matcher):
     """A JSON number (no exponent); ``integer`` allows no fraction."""
@@ -111,6 +133,9 @@ class Num(Matcher):
 
     def final(self, state: State) -> bool:
         return bool(self.pattern.fullmatch(state))
+
+    def shortest(self, state: State) -> int:
+        return 0 if self.final(state) else 1   # "", "-" and "1." each end with one digit
 
 
 class Seq(Matcher):
@@ -140,6 +165,12 @@ class Seq(Matcher):
             return True
         return self.parts[i].final(sub) and all(p.final(p.start()) for p in self.parts[i + 1:])
 
+    def shortest(self, state: State) -> int:
+        i, sub = state
+        if i >= len(self.parts):
+            return 0
+        return self.parts[i].shortest(sub) + sum(p.shortest(p.start()) for p in self.parts[i + 1:])
+
 
 class Alt(Matcher):
     """Any of several matchers: the state is the tuple of branches still alive."""
@@ -160,6 +191,9 @@ class Alt(Matcher):
 
     def final(self, state: State) -> bool:
         return any(self.options[i].final(sub) for i, sub in state)
+
+    def shortest(self, state: State) -> int:
+        return min(self.options[i].shortest(sub) for i, sub in state)
 
 
 class Arr(Matcher):
@@ -195,6 +229,13 @@ class Arr(Matcher):
 
     def final(self, state: State) -> bool:
         return state[0] == "done"
+
+    def shortest(self, state: State) -> int:
+        phase, _, sub = state
+        if phase == "item":
+            return self.item.shortest(sub) + 1   # the item, then "]"
+        item = self.item.shortest(self.item.start())
+        return {"open": 2, "first": 1, "next": item + 1, "comma": item + 2}.get(phase, 0)
 
 
 def schema_matcher(schema: Mapping[str, Any], field: str = "parameters") -> Matcher:
@@ -260,24 +301,51 @@ def advance(m: Matcher, state: State, text: str) -> State | None:
     return state
 
 
-def logits_processor(m: Matcher, table: TokenTable, end_id: int
+def min_call_tokens(m: Matcher) -> int:
+    """The fewest tokens a call of ``m`` can take, ``<|end|>`` included (one token a character at worst)."""
+    return m.shortest(m.start()) + 1
+
+
+def logits_processor(m: Matcher, table: TokenTable, end_id: int, budget: int | None = None
                      ) -> Callable[[Sequence[int], Sequence[int], torch.Tensor], torch.Tensor]:
     """A processor for one request: only tokens that keep the output a prefix of a match; once the
-    match is complete, only ``end_id``. Raises if the output ever leaves the automaton."""
-    masks: dict[State, torch.Tensor] = {}
+    match is complete, only ``end_id``. With ``budget`` (the tokens the request may generate, at
+    least :func:`min_call_tokens`), only tokens after which the match can still be completed and
+    ``end_id`` written within it. Raises if the output ever leaves the automaton."""
+    if budget is not None and budget < min_call_tokens(m):
+        raise ValueError(f"a budget of {budget} tokens cannot hold a call ({min_call_tokens(m)} at least)")
+    moves: dict[State, tuple[list[int], list[int]]] = {}   # state -> (tokens allowed, shortest after each)
+    masks: dict[tuple[State, int | None], torch.Tensor] = {}
     progress: list[Any] = [0, m.start()]   # tokens consumed, state after them
 
-    def allowed(state: State) -> torch.Tensor:
-        ids = []
-        if m.final(state):
-            ids.append(end_id)
+    def allowed(state: State) -> tuple[list[int], list[int]]:
+        ids, rest = [], []
         for first, group in table.by_first.items():
             if m.step(state, first) is None:
                 continue
-            ids.extend(t for t in group if advance(m, state, table.texts[t]) is not None)
-        mask = torch.full((table.vocab_size,), float("-inf"))
-        mask[ids] = 0.0
-        return mask
+            for t in group:
+                nxt = advance(m, state, table.texts[t])
+                if nxt is not None:
+                    ids.append(t)
+                    rest.append(m.shortest(nxt))
+        return ids, rest
+
+    def mask_of(state: State, left: int | None) -> torch.Tensor:
+        """``left``: tokens that may follow this one (None: no budget)."""
+        if state not in moves:
+            moves[state] = allowed(state)
+        ids, rest = moves[state]
+        if left is not None and (not rest or max(rest) + 1 <= left):
+            left = None   # the budget does not bind here: the state's unbudgeted mask serves
+        key = (state, left)
+        if key not in masks:
+            keep = [t for t, r in zip(ids, rest, strict=True) if left is None or r + 1 <= left]
+            if m.final(state):
+                keep.append(end_id)
+            mask = torch.full((table.vocab_size,), float("-inf"))
+            mask[keep or ids] = 0.0
+            masks[key] = mask
+        return masks[key]
 
     def process(prompt: Sequence[int], output: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         done, state = progress
@@ -286,9 +354,7 @@ def logits_processor(m: Matcher, table: TokenTable, end_id: int
             if state is None:
                 raise ValueError("the output left the tool-call grammar")
         progress[:] = [len(output), state]
-        if state not in masks:
-            masks[state] = allowed(state)
-        mask = masks[state]
+        mask = mask_of(state, None if budget is None else budget - len(output) - 1)
         if logits.shape[-1] > mask.shape[0]:  # the model's padded vocabulary: the padding never comes
             mask = torch.cat([mask, torch.full((logits.shape[-1] - mask.shape[0],), float("-inf"))])
         return logits + mask[: logits.shape[-1]].to(logits.device, logits.dtype)

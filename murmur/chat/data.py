@@ -2,7 +2,13 @@
 
 A conversation file is JSONL in the OpenAI shape, one conversation a line::
 
-    {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+    {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content": "...", "tool_calls": [...]}, ...],
+     "tools": [{"type": "function", "function": {...}}, ...]}
+
+``tools`` (optional, as in OpenAI's fine-tuning files) are the tools the conversation offers; in
+memory they are its first message, the tools turn exactly as the chat format renders it (a system
+message whose ``content`` is :func:`murmur.chat.template.tools_text`, carrying the list under
+``tools``), so training renders the conversation as a request with those tools is rendered.
 
 :func:`build_conversations` makes such a file from cleaned posts without any outside data:
 
@@ -13,7 +19,10 @@ A conversation file is JSONL in the OpenAI shape, one conversation a line::
   from the data: who murmur is, what it can do, writing a post about a topic seen in the data (the
   answer is a real post with that hashtag), summarising a thread (extractive: the answer is built
   from the thread's own posts), answering in the user's language, and drafting a reply (the answer
-  is the reply someone actually wrote).
+  is the reply someone actually wrote). The search-and-answer kind (a question -> a ``search_posts``
+  call -> numbered results -> an answer citing them) comes in two shapes: offering the tool as a chat
+  request does (the tool list, the question; ``tool_fraction`` of them), where the model learns to
+  call it, and the answer route's (a system line asking for a cited answer, no tool list).
 - **drafts** (``drafts = true``): the drafter's own request (murmur.chat.drafting: "Write a post about
   TOPIC in LANG [in the voice of @user, who recently posted: ...]" or "Reply to this post in LANG:
   ...") answered by a real post or reply that keeps the drafter's rules: at most 280 characters with
@@ -44,8 +53,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from murmur.chat.drafting import draft_messages
-from murmur.chat.grounded import search_answer_messages
-from murmur.chat.template import check_messages
+from murmur.chat.grounded import SEARCH_POSTS, search_answer_messages
+from murmur.chat.template import TOOL_NAME, check_messages, tools_text
 from murmur.config import knob, require_at_least
 from murmur.data.normalize import MAX_POST_CHARS, scrub_pii, tweet_length
 from murmur.errors import ConfigError, InputError
@@ -77,6 +86,9 @@ class ConversationDataConfig:
     shuffle: bool = knob(True, "Shuffle the output lines (seeded); false keeps threads first.")
     drafts: bool = knob(True, "Write drafting conversations: the drafter's request -> a real post or reply that "
                               "keeps its rules (one instruction kind among the others).")
+    tool_fraction: float = knob(0.5, "Fraction of search-and-answer conversations that offer the search_posts "
+                                     "tool as a chat request does (the model learns to call it); the rest are the "
+                                     "answer route's prompt (a system line, the call already made).")
 
     def check(self) -> None:
         require_at_least(0, [(name, getattr(self, name))
@@ -84,8 +96,9 @@ class ConversationDataConfig:
         require_at_least(1, [("paths_per_thread", self.paths_per_thread)])
         if self.max_turns < 2:
             raise ConfigError(f"max_turns must be at least 2 (a question and an answer), got {self.max_turns}")
-        if not 0.0 <= self.system_fraction <= 1.0:
-            raise ConfigError(f"system_fraction must be in [0, 1] (got {self.system_fraction})")
+        for name in ("system_fraction", "tool_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
 
 
 @dataclass
@@ -131,8 +144,30 @@ def parse_conversation(obj: Any, path: str | Path | None = None, line: int | Non
         raise InputError(_bare_message(e), path, line, e.field) from None
     if not any(role == "assistant" and (text or calls) for role, text, calls in pairs):
         raise InputError("no assistant message with text to learn from", path, line, "messages")
-    return [{"role": role, "content": text, **({"tool_calls": m["tool_calls"]} if calls else {})}
+    conv = [{"role": role, "content": text, **({"tool_calls": m["tool_calls"]} if calls else {})}
             for (role, text, calls), m in zip(pairs, messages, strict=True)]
+    tools = obj.get("tools")
+    return conv if tools is None else [tools_turn(check_tools(tools, path, line)), *conv]
+
+
+def check_tools(tools: Any, path: str | Path | None = None, line: int | None = None) -> list[dict[str, Any]]:
+    """A record's ``tools``: a list of ``{"type": "function", "function": {"name", ...}}``."""
+    if not isinstance(tools, list):
+        raise InputError("must be a list of tools", path, line, "tools")
+    for i, tool in enumerate(tools):
+        f = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(f, Mapping) or not isinstance(f.get("name"), str) or not TOOL_NAME.match(f["name"]):
+            raise InputError("a tool needs a function name of letters, digits, _ or -", path, line,
+                             f"tools[{i}].function.name")
+        if not isinstance(f.get("parameters", {}), Mapping | None):
+            raise InputError("must be a JSON schema object", path, line, f"tools[{i}].function.parameters")
+    return list(tools)
+
+
+def tools_turn(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The first message of a conversation that offers ``tools``: the tools turn as the chat format
+    renders it, carrying the list (written back as the record's ``tools``)."""
+    return {"role": "system", "content": tools_text(tools), "tools": list(tools)}
 
 
 def _bare_message(e: InputError) -> str:
@@ -181,7 +216,9 @@ def write_conversations(path: str | Path, conversations: Sequence[Conversation])
     path = Path(path)
     with atomic_open(path, "w", encoding="utf-8") as f:
         for conv in conversations:
-            f.write(json.dumps({"messages": conv}, ensure_ascii=False) + "\n")
+            record = {"messages": conv[1:], "tools": conv[0]["tools"]} if conv and "tools" in conv[0] \
+                else {"messages": conv}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
 
@@ -541,7 +578,8 @@ class InstructionMaker:
 
     def search_answer(self, lang: str) -> Conversation:
         """A question about a topic -> a ``search_posts`` call -> numbered results (the topic's posts,
-        sometimes with an off-topic one) -> an answer quoting the on-topic posts, each cited as [n]."""
+        sometimes with an off-topic one) -> an answer quoting the on-topic posts, each cited as [n].
+        ``tool_fraction`` of them offer the tool (the tools turn, no system line)."""
         tag = self._tag(lang)
         posts = self.by_tag[lang][tag]
         on = self.rng.sample(posts, min(len(posts), self.rng.randint(2, 4)))
@@ -555,8 +593,10 @@ class InstructionMaker:
         q = self._pick(SEARCH_Q[lang]).format(topic=topic, tag=tag)
         cites = " ".join(f"{_first_sentence(p.text)} [{i}]" for i, p in enumerate(results, 1) if p in on)
         answer = self._pick(SEARCH_A[lang]).format(topic=topic) + " " + cites
-        return [*search_answer_messages(q, topic, [p.text for p in results], lang),
+        offer = self.rng.random() < self.cfg.tool_fraction
+        conv = [*search_answer_messages(q, topic, [p.text for p in results], lang, system=not offer),
                 {"role": "assistant", "content": answer}]
+        return [tools_turn([SEARCH_POSTS]), *conv] if offer else conv
 
     def _topics(self, p: _Post) -> list[str]:
         """What ``p`` can be asked for as: its topical phrases (the two most used), its hashtags in words."""
@@ -614,9 +654,10 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
     seen: set[str] = set()
 
     def add(kind: str, lang: str, conv: Conversation) -> bool:
-        if rng.random() < cfg.system_fraction and conv[0]["role"] != "system":
+        lead = 1 if conv and "tools" in conv[0] else 0   # a system prompt follows the tools turn
+        if rng.random() < cfg.system_fraction and conv[lead]["role"] != "system":
             sys_lang = lang if lang in SYSTEM_PROMPTS else "en"
-            conv = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS[sys_lang])}, *conv]
+            conv = [*conv[:lead], {"role": "system", "content": rng.choice(SYSTEM_PROMPTS[sys_lang])}, *conv[lead:]]
         key = json.dumps(conv, ensure_ascii=False, sort_keys=True)
         if key in seen:
             return False

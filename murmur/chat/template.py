@@ -9,11 +9,18 @@ its content encoded as plain text, and ``<|end|>``. With ``add_generation_prompt
 ``<|assistant|>`` asks the model for the next turn, which it ends by producing ``<|end|>``.
 
 Tool calls use the tokenizer's reserved tool tokens. The tools on offer open the conversation as a
-system turn, ``<|system|>Tools: [...]<|end|>`` (the OpenAI ``tools`` list as JSON); an assistant turn
+system turn listing one signature a line, its parameters with their types (``?``: optional) and the
+tool's description::
+
+    <|system|>Tools:
+    search_posts(query: string, k?: integer, lang?: "en"|"es", tags?: string[]): Search posts.<|end|>
+
+(the whole JSON schema would take most of a small model's context; the constrained decoder, not the
+prompt, holds a call to its schema). An assistant turn
 that calls tools ends its text with one ``<|tool_call|>{"name": "NAME", "arguments": {...}}`` per call;
 a tool's result is its own turn, ``<|tool_result|>TEXT<|end|>``::
 
-    <|doc|><|system|>Tools: [...]<|end|><|user|>Cats?<|end|><|assistant|><|tool_call|>{"name":
+    <|doc|><|system|>Tools:\nsearch_posts(...)<|end|><|user|>Cats?<|end|><|assistant|><|tool_call|>{"name":
     "search_posts", "arguments": {"query": "cats"}}<|end|><|tool_result|>[1] ...<|end|><|assistant|>...
 
 ``render`` works on ids, so text that merely looks like a special token (``"<|end|>"`` typed by a
@@ -39,7 +46,23 @@ ROLE_IDS = {"system": SYSTEM_ID, "user": USER_ID, "assistant": ASSISTANT_ID}
 
 CHAT_TEMPLATE = (
     "<|doc|>"
-    "{% if tools %}<|system|>Tools: {{ tools | tojson }}<|end|>{% endif %}"
+    "{% if tools %}<|system|>Tools:"
+    "{% for tool in tools %}"
+    "{% set f = tool['function'] if tool['function'] is defined else tool %}"
+    "{% set params = f['parameters'] if f['parameters'] is defined and f['parameters'] else {} %}"
+    "{% set props = params['properties'] if params['properties'] is defined and params['properties'] else {} %}"
+    "{% set req = params['required'] if params['required'] is defined and params['required'] else [] %}"
+    "{{ '\\n' }}{{ f['name'] }}("
+    "{% for key, p in props.items() %}{% if not loop.first %}, {% endif %}{{ key }}"
+    "{% if key not in req %}?{% endif %}: "
+    "{% if p['enum'] is defined %}{% for v in p['enum'] %}{% if not loop.first %}|{% endif %}{{ v | tojson }}"
+    "{% endfor %}"
+    "{% elif p['type'] is defined and p['type'] == 'array' %}"
+    "{{ p['items']['type'] if p['items'] is defined and p['items']['type'] is defined else 'any' }}[]"
+    "{% else %}{{ p['type'] if p['type'] is defined else 'any' }}{% endif %}"
+    "{% endfor %})"
+    "{% if f['description'] is defined and f['description'] %}: {{ f['description'] }}{% endif %}"
+    "{% endfor %}<|end|>{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'tool' %}<|tool_result|>{{ message['content'] }}<|end|>"
     "{% else %}<|{{ message['role'] }}|>{{ message['content'] or '' }}"
@@ -80,9 +103,32 @@ def call_text(name: str, arguments: str | Mapping[str, Any]) -> str:
     return f'{{"name": "{name}", "arguments": {args}}}'
 
 
+def type_text(schema: Any) -> str:
+    """A parameter's type in a signature: its JSON type, ``"a"|"b"`` for an enum, ``string[]`` for an array."""
+    if not isinstance(schema, Mapping):
+        return "any"
+    if "enum" in schema:
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    if schema.get("type") == "array":
+        items = schema.get("items")
+        return f"{items['type'] if isinstance(items, Mapping) and 'type' in items else 'any'}[]"
+    return str(schema.get("type", "any"))
+
+
+def signature(tool: Mapping[str, Any]) -> str:
+    """One tool as a line: ``name(param: type, optional?: type): description``."""
+    f = tool.get("function", tool)
+    params = f.get("parameters") or {}
+    required = params.get("required") or []
+    args = ", ".join(f"{key}{'' if key in required else '?'}: {type_text(p)}"
+                     for key, p in (params.get("properties") or {}).items())
+    return f"{f['name']}({args})" + (f": {f['description']}" if f.get("description") else "")
+
+
 def tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
-    """The system turn that offers ``tools`` (OpenAI's list of ``{"type": "function", ...}``)."""
-    return "Tools: " + json.dumps(list(tools), ensure_ascii=False)
+    """The system turn that offers ``tools`` (OpenAI's list of ``{"type": "function", ...}``): one
+    signature a line under ``Tools:``."""
+    return "Tools:" + "".join("\n" + signature(t) for t in tools)
 
 
 def _calls(message: Mapping[str, Any], index: int) -> list[str]:
@@ -120,6 +166,15 @@ def check_messages(messages: Iterable[Mapping[str, Any]]) -> list[tuple[str, str
     return out
 
 
+def _message_ids(tokenizer: Encoder, role: str, text: str, calls: Sequence[str]) -> list[int]:
+    ids = [TOOL_RESULT_ID if role == "tool" else ROLE_IDS[role], *tokenizer.encode(text)]
+    for call in calls:
+        ids.append(TOOL_CALL_ID)
+        ids.extend(tokenizer.encode(call))
+    ids.append(END_ID)
+    return ids
+
+
 def render(tokenizer: Encoder, messages: Iterable[Mapping[str, Any]], add_generation_prompt: bool = True,
            tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
     """Token ids of ``messages`` in the chat format (see the module doc), ready for the model."""
@@ -127,15 +182,34 @@ def render(tokenizer: Encoder, messages: Iterable[Mapping[str, Any]], add_genera
     if tools:
         ids += [SYSTEM_ID, *tokenizer.encode(tools_text(tools)), END_ID]
     for role, text, calls in check_messages(messages):
-        ids.append(TOOL_RESULT_ID if role == "tool" else ROLE_IDS[role])
-        ids.extend(tokenizer.encode(text))
-        for call in calls:
-            ids.append(TOOL_CALL_ID)
-            ids.extend(tokenizer.encode(call))
-        ids.append(END_ID)
+        ids.extend(_message_ids(tokenizer, role, text, calls))
     if add_generation_prompt:
         ids.append(ASSISTANT_ID)
     return ids
+
+
+def recent_turns(tokenizer: Encoder, messages: Sequence[Mapping[str, Any]], limit: int,
+                 tools: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[int], int]:
+    """(ids, messages dropped): the prompt of ``messages`` (with the generation prompt) keeping the
+    leading system messages and the most recent turns (a turn: a user message and what follows it)
+    whose prompt is at most ``limit`` tokens. The last turn is always kept, so the prompt may still be
+    longer than ``limit``: the caller decides what to do then."""
+    checked = check_messages(messages)
+    head = 0
+    while head < len(checked) and checked[head][0] == "system":
+        head += 1
+    starts = [i for i in range(head + 1, len(checked)) if checked[i][0] == "user"]
+    per = [_message_ids(tokenizer, *m) for m in checked]
+    fixed = 2 + (len(tokenizer.encode(tools_text(tools))) + 2 if tools else 0) + sum(len(p) for p in per[:head])
+    first = head
+    total = fixed + sum(len(p) for p in per[head:])
+    for start in starts:   # drop the oldest turn while the prompt is too long
+        if total <= limit:
+            break
+        total -= sum(len(p) for p in per[first:start])
+        first = start
+    keep = [*messages[:head], *messages[first:]]
+    return render(tokenizer, keep, True, tools=tools), first - head
 
 
 def render_text(messages: Iterable[Mapping[str, Any]], add_generation_prompt: bool = True,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from murmur.chat.constrain import TokenTable, call_matcher, check_value, logits_processor
+from murmur.chat.constrain import TokenTable, call_matcher, check_value, logits_processor, min_call_tokens
 from murmur.chat.template import END_ID, TOOL_CALL_ID
 from murmur.tokenizer import NUM_SPECIAL
 
@@ -67,11 +67,18 @@ def token_table(tokenizer: Any) -> TokenTable:
     return _tables[key]
 
 
-def forced_call(tokenizer: Any, prompt: list[int], tools: Mapping[str, Mapping[str, Any]]
+def call_room(tools: Mapping[str, Mapping[str, Any]]) -> int:
+    """The fewest tokens after the prompt that a forced call to one of ``tools`` needs: the opening
+    ``<|tool_call|>``, the shortest well-formed call (empty strings, one-digit numbers) and ``<|end|>``."""
+    return 1 + min_call_tokens(call_matcher(tools))
+
+
+def forced_call(tokenizer: Any, prompt: list[int], tools: Mapping[str, Mapping[str, Any]], budget: int | None = None
                 ) -> tuple[list[int], Callable[..., Any]]:
     """The prompt that opens a call (``... <|assistant|><|tool_call|>``) and the logits processor that
-    keeps the rest a well-formed call to one of ``tools``."""
-    return [*prompt, TOOL_CALL_ID], logits_processor(call_matcher(tools), token_table(tokenizer), END_ID)
+    keeps the rest a well-formed call to one of ``tools``, finished within ``budget`` generated tokens
+    when given (at least ``call_room(tools) - 1``)."""
+    return [*prompt, TOOL_CALL_ID], logits_processor(call_matcher(tools), token_table(tokenizer), END_ID, budget)
 
 
 def forced_ids(ids: Sequence[int]) -> list[int]:

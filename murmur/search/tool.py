@@ -12,18 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from murmur.chat.grounded import numbered_posts
+from murmur.chat.grounded import SEARCH_POSTS, numbered_posts
 from murmur.errors import InputError
 from murmur.search.retrieve import RetrieveConfig, make_request
 
 MAX_K = 10
-# Kept short: the definition is part of every prompt that offers the tool (small models have
-# 512-token contexts). ``k`` is 1..MAX_K (default 5); ``since`` is an ISO 8601 time.
-SEARCH_POSTS = {"type": "function", "function": {
-    "name": "search_posts", "description": "Search posts; returns numbered posts to cite as [n].",
-    "parameters": {"type": "object", "required": ["query"], "properties": {
-        "query": {"type": "string"}, "k": {"type": "integer"}, "lang": {"type": "string"},
-        "hashtag": {"type": "string"}, "since": {"type": "string"}}}}}
 
 
 ITEM_FIELDS = ("post_id", "author_id", "created_at", "text")

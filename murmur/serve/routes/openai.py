@@ -19,8 +19,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from murmur.chat.constrain import call_matcher
-from murmur.chat.template import render
-from murmur.chat.tools import Parsed, forced_call, forced_ids, parse_output
+from murmur.chat.template import recent_turns, render
+from murmur.chat.tools import Parsed, call_room, forced_call, forced_ids, parse_output
 from murmur.engine import ContextLengthError, Engine, Event, SamplingParams
 from murmur.engine import Request as EngineRequest
 from murmur.engine.generate import post_prompt, seeded
@@ -85,9 +85,15 @@ def utf8_size(text: str, field: str) -> int:
 
 
 def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None,
-                extra: list[dict[str, Any]] = ()) -> list[int]:   # type: ignore[assignment]
+                extra: list[dict[str, Any]] = (), room: tuple[int, int] | None = None   # type: ignore[assignment]
+                ) -> list[int]:
     """The chat prompt's token ids (run in a worker thread): sizes checked before tokenizing.
-    ``extra`` messages (the server's own tool calls and results) follow the request's."""
+    ``extra`` messages (the server's own tool calls and results) follow the request's.
+
+    With ``room`` = (need, want), the prompt must leave ``need`` tokens of the context free and should
+    leave ``want``: the oldest turns are dropped until it does, then the lines of the last server-run
+    tool result (its numbered posts) from the end; if it still leaves less than ``need``, a
+    ContextLengthError names the problem."""
     size = 0
     for i, m in enumerate(body.messages):
         parts = [m.content] if isinstance(m.content, str) else [p.text for p in m.content or []]
@@ -95,7 +101,23 @@ def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[st
     size += sum(len(str(m.get("content") or "").encode("utf-8", "replace")) for m in extra)
     engine.check_text_size(size, "prompt")
     messages = [m.model_dump(exclude_none=True) for m in body.messages] + list(extra)
-    return render(ReleasingEncoder(engine.tokenizer), messages, True, tools=tools)
+    enc = ReleasingEncoder(engine.tokenizer)
+    if room is None:
+        return render(enc, messages, True, tools=tools)
+    need, want = room
+    while True:
+        ids, _ = recent_turns(enc, messages, engine.max_len - want, tools)
+        results = [m for m in extra if m["role"] == "tool" and "\n" in m["content"]]
+        if len(ids) <= engine.max_len - want or not results:
+            break
+        results[-1]["content"] = results[-1]["content"].rsplit("\n", 1)[0]   # one post fewer
+    if len(ids) > engine.max_len - need:
+        raise ContextLengthError(
+            f"this model's maximum context length is {engine.max_len} tokens; the prompt with the tool list "
+            f"takes {len(ids)} even with only its last turn, leaving {engine.max_len - len(ids)}, and a tool call "
+            f"needs at least {need}: shorten the last message or the system message, or offer fewer tools",
+            "prompt")
+    return ids
 
 
 def submit_all(engine: Engine, prompt: list[int], params: SamplingParams, n: int) -> list[EngineRequest]:
@@ -269,6 +291,8 @@ async def completions(body: CompletionRequest, request: Request, state: State, e
 
 
 MAX_TOOL_ROUNDS = 3   # server-run tool calls in one chat turn before the model must answer
+CALL_MARGIN = 16      # tokens beyond the shortest call kept free for its values when older turns are dropped
+ANSWER_ROOM = 64      # tokens kept free for the answer after a server-run tool's results, when posts can give way
 
 
 async def tool_completion(body: ChatCompletionRequest, request: Request, state: Any, engine: Engine, model: str
@@ -297,6 +321,11 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         forced = dict(tools) if choice == "required" else None
     call_matcher(tools)  # an unsupported schema is refused (400 naming it) before any generation
     params = body.sampling(body.max_completion_tokens or body.max_tokens)
+    need = call_room(forced or tools)   # a prompt must leave room for a whole call, however short
+    if forced is not None and client and params.max_tokens is not None and params.max_tokens < need - 1:
+        raise APIError(400, f"max_tokens {params.max_tokens} cannot hold a call to {' or '.join(forced)}, which "
+                       f"takes at least {need - 1} tokens", param="max_completion_tokens" if
+                       body.max_completion_tokens else "max_tokens", code="invalid_value")
     tok = engine.tokenizer
 
     def decode(ids: list[int]) -> str:
@@ -314,9 +343,10 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
             if parsed.error:
                 forced, parsed = dict(tools), None   # retry, constrained
         if forced is not None:
-            fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced)
             # the server's own calls are not the answer: max_tokens bounds the answer, not them
-            budget = params.max_tokens if client else None
+            room = engine.max_len - len(prompt) - 1
+            budget = min(params.max_tokens, room) if client and params.max_tokens else room
+            fprompt, proc = await run_in_threadpool(forced_call, tok, prompt, forced, budget)
             prompt_tokens += len(fprompt)
             try:
                 done = await engine.agenerate(fprompt, dataclasses.replace(params, logits_processor=proc,
@@ -340,7 +370,9 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         extra: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
         for n_round in range(MAX_TOOL_ROUNDS + 1):
-            prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra)
+            prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra,
+                                             (need, need + CALL_MARGIN if n_round == 0 else
+                                                    max(need + CALL_MARGIN, ANSWER_ROOM)))
             parsed, p_tok, c_tok, reason = await turn(prompt, forced if n_round == 0 else None)
             prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
             calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name,
