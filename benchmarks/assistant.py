@@ -10,6 +10,11 @@ common true topic of the posts a lexical search finds for it (for the whole draf
 without the request's own words, so that copying the topic phrase is not enough). Replies to posts
 of the index are matched against the parent's topic. Writes the ``drafts`` section.
 
+Voice (``--parts drafts,voice``): posts drafted in an author's voice, scored against the author's own
+unseen posts (author identification by character n-gram profile, similarity margin, the author's
+interests in the world's truth, language), beside the same requests without a voice and the author's
+own next post. Written under the drafts section.
+
 Several models (``--model A --label a --model B --label b``) and drafter prompts (``--prompts
 chat,post``) are measured in one run, one table row each, on the same world and requests.
 
@@ -154,6 +159,95 @@ def draft_quality(engine: Engine, ix, truth, topics: list[str], n: int = 4, repl
     return rows
 
 
+VOICE_OPENING = {"en": "Today", "es": "Hoy"}
+UNSEEN = 4   # an author's posts after the prompt's, kept out of the profile: the ceiling   # a neutral opening: the voice, not the topic, has to carry it
+
+
+def voice_authors(drafter: Drafter, truth, count: int, min_posts: int = 12) -> list[tuple[str, str]]:
+    """(author, main language) of the ``count`` human accounts with the most indexed posts (at least
+    ``min_posts``), half English and half Spanish where the world has them."""
+    from collections import Counter
+
+    users = truth.users.select(["user_id", "kind", "posts"]).to_pylist()
+    users.sort(key=lambda u: (-u["posts"], u["user_id"]))
+    by_lang: dict[str, list[tuple[str, str]]] = {"en": [], "es": []}
+    for u in users:
+        if u["kind"] != "human":
+            continue
+        posts = drafter.recent_posts(u["user_id"], 200)
+        if len(posts) >= min_posts:
+            lang = Counter(p["lang"] for p in posts).most_common(1)[0][0]
+            by_lang.setdefault(lang, []).append((u["user_id"], lang))
+    es = by_lang["es"][:count // 2]
+    return by_lang["en"][:count - len(es)] + es
+
+
+def voice_quality(engine: Engine, ix, truth, authors: list[tuple[str, str]], n: int = 4, prompt: str = "post"
+                  ) -> dict[str, dict]:
+    """Voice adherence: for each author, ``n`` drafts in their voice (opening "Today"/"Hoy", their
+    language) and ``n`` without a voice (the same request), scored against the author's own posts that
+    were not shown in the prompt: author identification (top-1 among the authors by cosine to each
+    author's character 2-4-gram TF-IDF centroid, the classic authorship-attribution profile), the
+    similarity margin (own centroid minus the mean of the others'), whether the draft's nearest topic
+    is one of the author's interests in the world's truth, and its language. The author's own next
+    ``UNSEEN`` posts (not shown, not in the profile) are the ceiling, scored the same way."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    drafter = Drafter(ix, DraftConfig(prompt=prompt))
+    shown = drafter.cfg.context_posts
+    posts = {a: drafter.recent_posts(a, 200) for a, _ in authors}
+    held = {a: [p["text"] for p in posts[a][shown:shown + UNSEEN]] for a, _ in authors}   # newest not shown
+    profiles = {a: [p["text"] for p in posts[a][shown + UNSEEN:]] for a, _ in authors}
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    vec.fit([t for texts in profiles.values() for t in texts])
+    cents = np.vstack([np.asarray(vec.transform(profiles[a]).mean(axis=0)) for a, _ in authors])
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True) + 1e-12
+    rows: dict[str, dict] = {}
+
+    def score(kind: str, i: int, author: str, lang: str, text: str) -> None:
+        r = rows.setdefault(kind, {"texts": 0, "identified": 0, "margin": 0.0, "interest": 0, "lang": 0})
+        sims = cents @ np.asarray(vec.transform([text]).todense()).ravel()
+        r["texts"] += 1
+        r["identified"] += int(np.argmax(sims)) == i
+        r["margin"] += float(sims[i] - np.delete(sims, i).mean())
+        r["interest"] += nearest_topic(drafter, truth, text) in truth.interests(author)
+        r["lang"] += text_lang(text) == lang
+
+    for i, (author, lang) in enumerate(authors):
+        for text in held[author]:
+            score("the author's own unseen posts", i, author, lang, text)
+        for kind, voice in (("voice drafts", author), ("drafts without a voice", None)):
+            body = {"topic": VOICE_OPENING[lang], "lang": lang, "n": n, "seed": i, **({"voice": voice} if voice else {})}
+            for d in drafter.draft(engine, check_request(body))["data"]:
+                score(kind, i, author, lang, d["text"])
+    return rows
+
+
+def voice_section(runs: dict[str, dict], authors: list[tuple[str, str]], n: int, seconds: float) -> str:
+    langs = ", ".join(f"{sum(lg == x for _, lg in authors)} {x}" for x in ("en", "es"))
+    lines = ["### Drafts in an author's voice", "",
+             f"{len(authors)} authors ({langs}: the human accounts with the most indexed posts); for each, a post "
+             f"drafted in their voice (`voice`, n={n}, opening \"Today\" / \"Hoy\", their language) and the same request "
+             "without a voice. Each returned draft is scored against the author's own posts the prompt did not show: "
+             "identified as the author (top-1 among the authors by cosine to each author's character 2-4-gram TF-IDF "
+             f"profile; chance {1 / len(authors):.0%}), the similarity margin (own profile minus the mean of the others'), "
+             "its nearest topic one of the author's interests in the world's truth, and the author's language. The "
+             f"author's own next {UNSEEN} posts (not shown, not in the profile) are the ceiling. {seconds:.0f} s.", "",
+             "| model / prompt | texts | identified as the author | similarity margin | on one of the author's interests "
+             "| in the author's language |", "|---|---|---|---|---|---|"]
+    ceiling = None
+    for run, rows in runs.items():
+        for kind, r in rows.items():
+            row = (f"{r['texts']} | {r['identified'] / max(r['texts'], 1):.0%} | {r['margin'] / max(r['texts'], 1):+.3f} "
+                   f"| {r['interest'] / max(r['texts'], 1):.0%} | {r['lang'] / max(r['texts'], 1):.0%} |")
+            if kind.startswith("the author's"):
+                ceiling = f"| {kind} | {row}"
+            else:
+                lines.append(f"| {run}: {kind} | {row}")
+    return "\n".join(lines + ([ceiling] if ceiling else []))
+
+
 def drafts_section(runs: dict[str, dict], n: int, topics: int, seconds: float, users: str,
                    notes: list[str] = ()) -> str:
     """The drafts section: one row per (model / prompt, language) of ``runs``."""
@@ -223,7 +317,9 @@ def main() -> None:
     ap.add_argument("--topics", type=int, default=8)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--n", type=int, default=4, help="Draft variants asked per request.")
-    ap.add_argument("--parts", default="answers,drafts", help="What to measure: answers, drafts or both.")
+    ap.add_argument("--parts", default="answers,drafts,voice",
+                    help="What to measure: answers, drafts, voice (drafts in an author's voice; with drafts).")
+    ap.add_argument("--voices", type=int, default=12, help="Authors whose voice is drafted (half en, half es).")
     ap.add_argument("--prompts", default="post", help="Drafter prompts to measure: post, chat or both.")
     ap.add_argument("--world", type=Path, default=None, help="An existing world (with --index) instead of a new one.")
     ap.add_argument("--index", type=Path, default=None, help="The search index of --world.")
@@ -241,8 +337,10 @@ def main() -> None:
 
     topics = list(wt.TOPIC_NAMES[:args.topics])
     drafts: dict[str, dict] = {}
+    voices: dict[str, dict] = {}
+    authors: list[tuple[str, str]] = []
     answers: dict[str, tuple[dict, dict]] = {}
-    seconds = {"drafts": 0.0, "answers": 0.0}
+    seconds = {"drafts": 0.0, "answers": 0.0, "voice": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         world, idx = (args.world, args.index) if args.world else build(Path(tmp), args.users)
         truth = load_truth(world)
@@ -258,6 +356,13 @@ def main() -> None:
                                                                           prompt=prompt)
                             print(json.dumps({f"{label} / {prompt}": drafts[f"{label} / {prompt}"]}), flush=True)
                             seconds["drafts"] += time.perf_counter() - t0
+                    if "voice" in parts:
+                        authors = voice_authors(Drafter(ix), truth, args.voices)
+                        for prompt in args.prompts.split(","):
+                            t0 = time.perf_counter()
+                            voices[f"{label} / {prompt}"] = voice_quality(engine, ix, truth, authors, args.n, prompt)
+                            print(json.dumps({f"{label} / {prompt}": voices[f"{label} / {prompt}"]}), flush=True)
+                            seconds["voice"] += time.perf_counter() - t0
                     if "answers" in parts:
                         t0 = time.perf_counter()
                         answers[label] = answer_quality(engine, ix, truth, topics, args.k)
@@ -269,6 +374,8 @@ def main() -> None:
     notes = [" ".join(args.note)] if args.note else []
     if drafts:
         body = drafts_section(drafts, args.n, args.topics, seconds["drafts"], users, notes)
+        if voices:
+            body += "\n\n" + voice_section(voices, authors, args.n, seconds["voice"])
         print(body)
         if not args.no_write:
             write_section("drafts", body)

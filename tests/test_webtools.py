@@ -168,3 +168,26 @@ def test_stream_announces_a_failed_tool_run(index, tmp_path):
         assert "lang" in events[1]["error"] and "items" not in events[1]
         assert "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"]) == ANSWER
         assert 'murmur_tool_calls_total{outcome="server_error"} 3' in httpx.get(url + "/metrics").text
+
+
+def test_server_rounds_fit_a_small_context(index, tmp_path):
+    """A model that calls every time, in a context too small for three rounds of results: earlier
+    rounds and the last posts give way, and the turn ends with an answer, never a context error."""
+    from murmur.chat.template import render
+    from murmur.chat.tools import call_room
+
+    tok = make_tokenizer(tmp_path / "tok", 500, [ANSWER, CALL])
+    msgs = [{"role": "user", "content": "What do people say about music?"}]
+    tools = [SearchPostsTool.spec]
+    prompt = len(render(tok, msgs, tools=tools))
+    need = call_room({"search_posts": SearchPostsTool.spec["function"]["parameters"]})
+    results = len(tok.encode(SearchPostsTool(index)({"query": "music"}).text))
+    max_len = prompt + need + 40 + 64
+    assert prompt + need + results > max_len   # one round's posts alone would not fit
+    cycle = [ASSISTANT_ID, *tok.encode(ANSWER), TOOL_CALL_ID, *tok.encode(CALL), END_ID]
+    engine = Engine(scripted_model(tok.vocab_size, cycle, max_seq_len=max_len), tok, max_batch=2, name="m")
+    with ServerThread(create_app(engine, tools=[SearchPostsTool(index)])) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        r = c.chat.completions.create(model="m", messages=msgs, max_tokens=20)
+        assert r.choices[0].message.content.startswith(ANSWER) and r.choices[0].message.tool_calls is None
+        assert 'outcome="server_run"' in httpx.get(url + "/metrics").text

@@ -81,6 +81,12 @@ def forced_call(tokenizer: Any, prompt: list[int], tools: Mapping[str, Mapping[s
     return [*prompt, TOOL_CALL_ID], logits_processor(call_matcher(tools), token_table(tokenizer), END_ID, budget)
 
 
+def answer_only(prompt: Sequence[int], output: Sequence[int], logits: Any) -> Any:
+    """A logits processor that rules out ``<|tool_call|>``: the turn is an answer."""
+    logits[TOOL_CALL_ID] = float("-inf")
+    return logits
+
+
 def forced_ids(ids: Sequence[int]) -> list[int]:
     """The generated ids of a forced call, with the opening ``<|tool_call|>`` put back for parsing."""
     return [TOOL_CALL_ID, *ids]

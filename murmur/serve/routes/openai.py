@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from murmur.chat.constrain import call_matcher
 from murmur.chat.template import recent_turns, render
-from murmur.chat.tools import Parsed, call_room, forced_call, forced_ids, parse_output
+from murmur.chat.tools import Parsed, answer_only, call_room, forced_call, forced_ids, parse_output
 from murmur.engine import ContextLengthError, Engine, Event, SamplingParams
 from murmur.engine import Request as EngineRequest
 from murmur.engine.generate import post_prompt, seeded
@@ -91,9 +91,10 @@ def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[st
     ``extra`` messages (the server's own tool calls and results) follow the request's.
 
     With ``room`` = (need, want), the prompt must leave ``need`` tokens of the context free and should
-    leave ``want``: the oldest turns are dropped until it does, then the lines of the last server-run
-    tool result (its numbered posts) from the end; if it still leaves less than ``need``, a
-    ContextLengthError names the problem."""
+    leave ``want``: the oldest turns are dropped until it does, then the server's earlier tool rounds
+    (a call and its results) but the latest, then the lines of the latest results (their numbered
+    posts) from the end, down to one; if it still leaves less than ``need``, a ContextLengthError
+    names the problem. ``extra`` is shortened in place, so later rounds start from what was kept."""
     size = 0
     for i, m in enumerate(body.messages):
         parts = [m.content] if isinstance(m.content, str) else [p.text for p in m.content or []]
@@ -106,11 +107,18 @@ def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[st
         return render(enc, messages, True, tools=tools)
     need, want = room
     while True:
+        messages = [m.model_dump(exclude_none=True) for m in body.messages] + list(extra)
         ids, _ = recent_turns(enc, messages, engine.max_len - want, tools)
-        results = [m for m in extra if m["role"] == "tool" and "\n" in m["content"]]
-        if len(ids) <= engine.max_len - want or not results:
+        if len(ids) <= engine.max_len - want:
             break
-        results[-1]["content"] = results[-1]["content"].rsplit("\n", 1)[0]   # one post fewer
+        calls = [i for i, m in enumerate(extra) if m["role"] == "assistant"]
+        results = [m for m in extra if m["role"] == "tool" and "\n" in m["content"]]
+        if len(calls) > 1:
+            del extra[:calls[1]]   # the oldest server round gives way
+        elif results:
+            results[-1]["content"] = results[-1]["content"].rsplit("\n", 1)[0]   # one post fewer
+        else:
+            break
     if len(ids) > engine.max_len - need:
         raise ContextLengthError(
             f"this model's maximum context length is {engine.max_len} tokens; the prompt with the tool list "
@@ -293,6 +301,7 @@ async def completions(body: CompletionRequest, request: Request, state: State, e
 MAX_TOOL_ROUNDS = 3   # server-run tool calls in one chat turn before the model must answer
 CALL_MARGIN = 16      # tokens beyond the shortest call kept free for its values when older turns are dropped
 ANSWER_ROOM = 64      # tokens kept free for the answer after a server-run tool's results, when posts can give way
+ANSWER_MIN = 8        # ... and the least they must leave (then no further call fits: the model answers)
 
 
 async def tool_completion(body: ChatCompletionRequest, request: Request, state: Any, engine: Engine, model: str
@@ -331,7 +340,8 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special=True)
 
-    async def turn(prompt: list[int], forced: dict[str, Any] | None) -> tuple[Parsed, int, int, str]:
+    async def turn(prompt: list[int], forced: dict[str, Any] | None, params: SamplingParams
+                   ) -> tuple[Parsed, int, int, str]:
         """One model turn: (parsed output, prompt tokens, completion tokens, engine finish reason)."""
         completion_tokens, prompt_tokens, reason = 0, 0, "stop"
         parsed: Parsed | None = None
@@ -340,8 +350,10 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
             completion_tokens, prompt_tokens, reason = done.completion_tokens, len(prompt), done.finish_reason
             parsed = parse_output(decode, done.token_ids, tools)
             state.tool_calls["malformed" if parsed.error else ("auto" if parsed.calls else "none")] += 1
-            if parsed.error:
+            if parsed.error and engine.max_len - len(prompt) >= need:
                 forced, parsed = dict(tools), None   # retry, constrained
+            elif parsed.error:   # no room left for a call (after a server-run tool): the text is the answer
+                parsed = Parsed(parsed.content, [])
         if forced is not None:
             # the server's own calls are not the answer: max_tokens bounds the answer, not them
             room = engine.max_len - len(prompt) - 1
@@ -370,11 +382,23 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
         extra: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
         for n_round in range(MAX_TOOL_ROUNDS + 1):
+            # after a server-run tool, its posts give way to leave room for the answer, which max_tokens
+            # (when given) bounds; what is still missing shortens the answer rather than failing the turn
+            want = need + CALL_MARGIN if n_round == 0 else max(need + CALL_MARGIN, params.max_tokens or ANSWER_ROOM)
             prompt = await run_in_threadpool(chat_prompt, engine, body, specs, extra,
-                                             (need, need + CALL_MARGIN if n_round == 0 else
-                                                    max(need + CALL_MARGIN, ANSWER_ROOM)))
-            parsed, p_tok, c_tok, reason = await turn(prompt, forced if n_round == 0 else None)
+                                             (need if n_round == 0 else ANSWER_MIN, want))
+            room = engine.max_len - len(prompt)
+            round_params = params if n_round == 0 or not params.max_tokens else \
+                dataclasses.replace(params, max_tokens=min(params.max_tokens, room))
+            answering = dataclasses.replace(round_params, logits_processor=answer_only)
+            if n_round > 0 and room < need + ANSWER_ROOM:   # no room for another call and its results
+                round_params = answering
+            parsed, p_tok, c_tok, reason = await turn(prompt, forced if n_round == 0 else None, round_params)
             prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
+            if n_round == MAX_TOOL_ROUNDS and parsed.calls and not parsed.content.strip():
+                # still calling, with nothing written before the call: once more, as an answer
+                parsed, p_tok, c_tok, reason = await turn(prompt, None, answering)
+                prompt_tokens, completion_tokens = prompt_tokens + p_tok, completion_tokens + c_tok
             calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=c.name,
                                                                                         arguments=c.arguments))
                      for c in parsed.calls]
