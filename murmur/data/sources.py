@@ -44,7 +44,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from murmur.data.readers import tabular, x_archive
+from murmur.data.readers import api_pages, tabular, x_api, x_archive
 from murmur.data.readers.common import (
     FileReport,
     NoPostsHere,
@@ -79,6 +79,9 @@ _EXTENSIONS = {
     "text": (".txt", ".text"),
 }
 
+
+COLUMN_PAGES = True
+"""Read files of X API pages a column at a time (``readers.api_pages``) where that gives the same rows."""
 
 _ACCOUNT_RE = re.compile(r"^account(-part\d+)?\.js$", re.IGNORECASE)
 
@@ -330,6 +333,14 @@ def _task_batches(task: FileTask, batch_size: int, report: FileReport) -> Iterat
             yield from batches(rows, lbl)
     elif kind in ("json", "json-lines"):
         fmt = task.fmt if task.fmt in ("x-api", "jsonl") else "auto"
+        if kind == "json-lines" and fmt != "jsonl" and COLUMN_PAGES:  # pages of the X API: whole columns at once
+            pages = api_pages.read_pages(path, f"{x_api.READER}:{label}", batch_size)
+            if pages is not None:
+                report.reader = x_api.READER
+                for batch in pages:
+                    report.posts += batch.num_rows
+                    yield batch
+                return
         with open_text(path) as f:
             values = _json_document(f, where) if kind == "json" else iter_json_lines(f, where, report, label)
             rows = tabular.iter_json_rows(values, where, label, fmt, mapping, report)
