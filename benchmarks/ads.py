@@ -2,7 +2,7 @@
 audience build time, and the lift of murmur's targeting and ranking over random delivery.
 
     python benchmarks/ads.py [--users 3000] [--scale-users 1000000] [--campaigns 1000] [--seeds 3]
-                             [--model CHAT_MODEL_DIR] [--write]
+                             [--model CHAT_MODEL_DIR] [--only latency|pacing] [--write]
 
 A demo world (``--users`` accounts) gives the posts, logs, pCTR models and the A/B test. The latency
 test then serves one request at a time from a server holding ``--scale-users`` users (vectors drawn at
@@ -10,8 +10,11 @@ random around the world's users) and ``--campaigns`` campaigns with audiences of
 against the same server with the random policy (no pCTR) as the peer. Audience vectors: the
 throughput of search's embedder (the audiences' default) on the world's posts, against LSA's, and
 what a million users' posts would take. With ``--model`` the copy of that model is measured against
-the brief as-is (:func:`murmur.ads.eval.evaluate_copy`). ``--write`` puts the results in
-docs/benchmarks.md.
+the brief as-is (:func:`murmur.ads.eval.evaluate_copy`). The A/B test's pacing is reported as the
+distribution of spend / budget over every campaign-day. ``--write`` puts the results in
+docs/benchmarks.md: sections ``ads`` (pCTR, audiences, copy), ``ads-latency`` and ``ads-pacing`` (the
+lift and the pacing distribution); ``--only latency`` or ``--only pacing`` measures and writes that
+section alone (e.g. the latency again when the machine is quiet).
 """
 
 from __future__ import annotations
@@ -103,91 +106,111 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--page-views", type=int, default=20000)
     ap.add_argument("--model", type=Path, default=None, help="a chat model directory: measure its ad copy")
+    ap.add_argument("--only", choices=("latency", "pacing"), default=None, help="measure and write one section")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
+    parts = {args.only} if args.only else {"ads", "latency", "pacing"}
+    sections: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="murmur-ads-bench-") as tmp:
         root = Path(tmp)
         world, ads, posts = demo_world(root, args.users)
         t0 = time.perf_counter()
         setup = SimSetup.build(world, ads, posts, root, min_share=0.1)
         setup_s = time.perf_counter() - t0
-        rep = setup.pctr_report
-        table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
-        builder = AudienceBuilder(table, setup.vectors)
-        t0 = time.perf_counter()
-        builder.interest("cooking")
-        first_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for topic in builder.taxonomy:
-            builder.interest(topic)
-        per_topic_s = (time.perf_counter() - t0) / len(builder.taxonomy)
-        emb = measure_embedders(table, setup)
-        copy = None
-        if args.model is not None:
-            from murmur.ads.copy import engine_completer
-            from murmur.ads.eval import copy_table, evaluate_copy
-            from murmur.engine import Engine
+        if "ads" in parts:
+            sections["ads"] = audience_part(args, setup, posts, setup_s)
+        if "latency" in parts:
+            sections["ads-latency"] = latency_part(args, setup, root, rng)
+        if "pacing" in parts:
+            sections["ads-pacing"] = pacing_part(args, setup, root)
+    machine = (f"Machine: {_cpu()}, {os.cpu_count()} cores shared with other work (load average "
+               f"{os.getloadavg()[0]:.1f} at the end of the run; figures vary by ±30% or more between runs); "
+               f"torch and LightGBM on one thread; {dt.date.today().isoformat()}.")
+    for name, lines in sections.items():
+        body = "\n".join([lines[0], "", machine, "", *lines[1:]])
+        print(body)
+        if args.write:
+            from report import write_section
 
-            res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model)), advertisers=12, n=4)
-            copy = copy_table(res["summary"])
-        lat = {}
-        for policy in ("murmur", "random"):
-            t0 = time.perf_counter()
-            server, ids = scaled_server(setup, args.scale_users, args.campaigns, policy, np.random.default_rng(1), root)
-            build_s = time.perf_counter() - t0
-            lat[policy] = {**latency(server, ids, setup, args.requests, rng), "build_s": build_s}
-            del server
-        sim = simulate(setup, SimConfig(seeds=args.seeds, page_views=args.page_views), work=root)
-    cpu = _cpu()
-    lines = [
-        "## Ads (`benchmarks/ads.py`)",
-        "",
-        f"Machine: {cpu}, {os.cpu_count()} cores shared with other work (load average {os.getloadavg()[0]:.1f} at the "
-        "end of the run; figures vary by ±30% or more between runs); "
-        f"torch and LightGBM on one thread.",
-        "",
-        f"**Ad selection latency**, one request at a time, 3 slots, a context post embedded per request: "
-        f"{args.scale_users:,} users, {args.campaigns:,} live campaigns (4 creatives each, audiences of 0.5-3% "
-        f"of users: {lat['murmur']['candidates']:.0f} candidate campaigns per user on average).",
-        "",
-        "| policy | p50 ms | p99 ms | requests served | server build s |",
-        "|--------|-------:|-------:|----------------:|---------------:|",
-    ]
+            write_section(name, body)
+
+
+def audience_part(args, setup: SimSetup, posts: Path, setup_s: float) -> list[str]:
+    rep = setup.pctr_report
+    table = read_posts(posts, ("post_id", "author_id", "text", "lang", "created_at", "conversation_id"))
+    builder = AudienceBuilder(table, setup.vectors)
+    t0 = time.perf_counter()
+    builder.interest("cooking")
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for topic in builder.taxonomy:
+        builder.interest(topic)
+    per_topic_s = (time.perf_counter() - t0) / len(builder.taxonomy)
+    emb = measure_embedders(table, setup)
+    lines = ["## Ads (`benchmarks/ads.py`)",
+             f"**pCTR** on {args.users:,}-account world logs (5 days, 10k impressions a day; held-out days "
+             f"{rep.days['test']}):", "", "```", rep.table(), "```", "",
+             f"**Audience build**: {len(table):,} posts; embedding the posts and user vectors plus pCTR training "
+             f"(setup) {setup_s:.0f} s; the first interest audience (classifying every post) {first_s:.2f} s, "
+             f"then {per_topic_s * 1000:.0f} ms per topic.", "",
+             f"**Audience vectors**: search's embedder ({emb['name']}, the audiences' default, measured better in "
+             f"docs/ads.md) embeds {emb['neural']:,.0f} posts/s here, LSA {emb['lsa']:,.0f} posts/s. At this world's "
+             f"{emb['posts_per_user']:.1f} posts a user, a million users' posts take "
+             f"{emb['million_h']:.1f} h with the neural embedder on these cores (a GPU job, or done once per post: "
+             "the search index embeds each post as it arrives and the audiences read its vectors, or the cache "
+             f"by post id embeds only new posts) and {emb['million_lsa_min']:.0f} min with LSA."]
+    if args.model is not None:
+        from murmur.ads.copy import engine_completer
+        from murmur.ads.eval import copy_table, evaluate_copy
+        from murmur.engine import Engine
+
+        res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model)), advertisers=12, n=4)
+        lines += ["", f"**Ad copy** of `{args.model.name}` (12 briefs × 4 variants; simulated CTR from the hidden "
+                  "click model):", "", "```", copy_table(res["summary"]), "```"]
+    return lines
+
+
+def latency_part(args, setup: SimSetup, root: Path, rng: np.random.Generator) -> list[str]:
+    lat = {}
+    for policy in ("murmur", "random"):
+        t0 = time.perf_counter()
+        server, ids = scaled_server(setup, args.scale_users, args.campaigns, policy, np.random.default_rng(1), root)
+        build_s = time.perf_counter() - t0
+        lat[policy] = {**latency(server, ids, setup, args.requests, rng), "build_s": build_s}
+        del server
+    lines = ["### Ads: selection latency",
+             f"One request at a time, 3 slots, a context post embedded per request: "
+             f"{args.scale_users:,} users, {args.campaigns:,} live campaigns (4 creatives each, audiences of 0.5-3% "
+             f"of users: {lat['murmur']['candidates']:.0f} candidate campaigns per user on average); "
+             f"{args.requests:,} requests, the first tenth dropped.", "",
+             "| policy | p50 ms | p99 ms | requests served | server build s |",
+             "|--------|-------:|-------:|----------------:|---------------:|"]
     for policy in ("murmur", "random"):
         r = lat[policy]
         lines.append(f"| {policy} | {r['p50']:.2f} | {r['p99']:.2f} | {r['served']:.0%} | {r['build_s']:.1f} |")
     lines += ["", f"pCTR scoring and the auction cost {lat['murmur']['p50'] / lat['random']['p50']:.1f}x the "
-                  f"random policy's p50; goal p99 ≤ 20 ms: {'met' if lat['murmur']['p99'] <= 20 else 'not met'}.",
-              "", f"**pCTR** on {args.users:,}-account world logs (5 days, 10k impressions a day; held-out days "
-                  f"{rep.days['test']}):", "", "```", rep.table(), "```", "",
-              f"**Audience build**: {len(table):,} posts; embedding the posts and user vectors plus pCTR training "
-              f"(setup) {setup_s:.0f} s; the first interest audience (classifying every post) {first_s:.2f} s, "
-              f"then {per_topic_s * 1000:.0f} ms per topic.", "",
-              f"**Audience vectors**: search's embedder ({emb['name']}, the audiences' default, measured better in "
-              f"docs/ads.md) embeds {emb['neural']:,.0f} posts/s here, LSA {emb['lsa']:,.0f} posts/s. At this world's "
-              f"{emb['posts_per_user']:.1f} posts a user, a million users' posts take "
-              f"{emb['million_h']:.1f} h with the neural embedder on these cores (a GPU job, or done once per post: "
-              "the search index embeds each post as it arrives and the audiences read its vectors, or the cache "
-              f"by post id embeds only new posts) and {emb['million_lsa_min']:.0f} min with LSA.", ""]
-    if copy is not None:
-        lines += [f"**Ad copy** of `{args.model.name}` (12 briefs × 4 variants; simulated CTR from the hidden "
-                  "click model):", "", "```", copy, "```", ""]
-    lines += [
-              f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
-              "20 campaigns drawn per seed; interest audiences on LSA vectors; mean ± 95% CI; `delivery_ok`: "
-              "campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% and still "
-              "under it when the day is replayed with that campaign unpaced; `paced_ok`: `delivery_ok` among the "
-              "other campaign-days):", "", "```", sim.table(), "```"]
-    body = "\n".join(lines)
-    print(body)
-    if args.write:
-        from report import write_section
+                  f"random policy's p50; goal p99 ≤ 20 ms: {'met' if lat['murmur']['p99'] <= 20 else 'not met'}."]
+    return lines
 
-        write_section("ads", body)
+
+def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
+    sim = simulate(setup, SimConfig(seeds=args.seeds, page_views=args.page_views), work=root)
+    d = sim.delivery("murmur")
+    return ["### Ads: lift and pacing",
+            f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
+            f"20 campaigns drawn per seed; {args.users:,}-account world, interest audiences on LSA vectors; mean ± 95% "
+            "CI; `delivery_ok`: campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% "
+            "and still under it when the day is replayed with that campaign unpaced; `paced_ok`: `delivery_ok` "
+            "among the other campaign-days), then the **pacing distribution**: spend / budget over every "
+            "campaign-day:", "", "```", sim.table(), "```", "",
+            f"murmur: {d['ok']:.1%} of {d['campaign_days']} campaign-days within -10%..+1% of budget; "
+            f"under 90%: {d['under_supply_limited']} supply-limited (short when replayed unpaced), "
+            f"{d['under_took_part']} not by the replay but in more than 95% of their auctions anyway, "
+            f"{d['under_paced']} held back by the pacer; largest overspend {d['max_over']:+.2%}."]
 
 
 def measure_embedders(table, setup: SimSetup, n: int = 512) -> dict:

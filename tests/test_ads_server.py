@@ -180,6 +180,11 @@ def test_simulated_ab_test(env, tmp_path):
         assert seed["murmur"]["delivery_ok"] + seed["murmur"]["supply_limited"] <= 1.0 + 1e-9
         assert np.isfinite(s[arm]["clicks"][0])
     assert "lift ctr" in report.table()
+    d = report.delivery("murmur")  # the pacing distribution over every campaign-day
+    assert d["campaign_days"] == sum(1 for r in report.campaign_days if r["arm"] == "murmur")
+    assert d["under"] == d["under_supply_limited"] + d["under_took_part"] + d["under_paced"]
+    assert d["max_over"] <= 0.01 and d["min"] <= d["p5"] <= d["median"] <= d["max"]
+    assert "within -10%..+1%" in report.table()
 
 
 def test_copy_keeps_the_rules_and_is_ranked(url):

@@ -11,7 +11,19 @@ time ``1 - margin`` of the day's traffic has passed: overspend is impossible (sp
 budget) but under-delivery cannot be made up, so the safety margin absorbs forecast error and the
 late-day catch-up is built in (``p`` rises to 1 as the planned traffic runs out); a campaign more than
 ``behind`` short of its plan takes part in every auction until it is back on it. Within a slot a
-campaign that has run more than ``ahead`` past its cumulative target waits for the next slot.
+campaign that has run more than ``ahead`` past its cumulative target waits for the next slot, unless
+it already takes part in every auction (``p`` = 1: its supply is short, and waiting loses what it
+cannot win back later).
+
+A CPC campaign's spend comes in whole clicks, often a few dozen a day, so its realised spend is too
+lumpy to read a rate from: one lucky click looks like a doubled rate and throttles the campaign for
+hours. With ``smooth`` the rate is read from the *expected* spend of what it was shown (pCTR × the
+click's price, :meth:`Pacer.expect`), scaled by how realised spend has compared with it (per
+campaign, shrunk towards all campaigns' ratio: the pCTR model may be off for the traffic an
+auction's winners get). And the count of clicks still needed is itself noisy: a campaign that needs
+``n`` more charges plans for ``1 + noise_z / sqrt(n)`` times its remaining budget (the charge size is
+its mean so far, the bid counted in as one charge), so few-click campaigns take part in more auctions
+than their mean rate says, and many-impression CPM campaigns pace as before.
 
 A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
 (accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience
@@ -40,7 +52,13 @@ class Pacer:
     margin: float = 0.3
     behind: float = 0.25
     full: np.ndarray | None = None  # bool per campaign: no pacing, every auction while budget lasts
+    smooth: bool = True             # spend rates from expected spend (pCTR x price) where known, not the clicks
+    calib_prior: float = 0.25       # weight of the prior in the calibration, as a share of the budget
+    wait_when_short: bool = False   # whether a campaign taking part in every auction (p = 1) still waits when ahead
+    event_micros: np.ndarray | None = None  # the most one charge can be (the bid per click or impression)
+    noise_z: float = 1.5            # plan for z standard deviations of the count of charges still needed
     spent: np.ndarray = field(init=False)
+    expected: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
     _w_spend: np.ndarray = field(init=False)
     _w_seen: np.ndarray = field(init=False)
@@ -50,10 +68,12 @@ class Pacer:
     def __post_init__(self) -> None:
         n = len(self.budgets)
         self.spent = np.zeros(n, np.int64)
+        self.events = np.zeros(n, np.int64)
+        self.expected = np.zeros(n)
         self.p = np.full(n, self.p0)
         self._w_spend = np.zeros(n)
         self._w_seen = np.zeros(n)
-        self._slot_start_spend = np.zeros(n, np.int64)
+        self._slot_start_spend = np.zeros(n)
         self.cum = np.concatenate([[0.0], np.cumsum(self.traffic_share)])
         if self.full is None:
             self.full = np.zeros(n, bool)
@@ -69,19 +89,41 @@ class Pacer:
             s = self.slot
             # spend per unit of traffic taken part in, over recent slots (older slots weigh less: prices move
             # through the day as other campaigns slow down or run out)
-            self._w_spend = self.decay * self._w_spend + (self.spent - self._slot_start_spend)
+            signal = self.expected if self.smooth else self.spent.astype(np.float64)
+            self._w_spend = self.decay * self._w_spend + (signal - self._slot_start_spend)
             self._w_seen = self.decay * self._w_seen + self.p * self.traffic_share[s]
-            self._slot_start_spend = self.spent.copy()
+            self._slot_start_spend = signal.copy()
             known = self._w_seen > 0
-            rate = np.where(known, self._w_spend / np.maximum(self._w_seen, 1e-12), np.nan)
+            rate = np.where(known, self.calibration() * self._w_spend / np.maximum(self._w_seen, 1e-12), np.nan)
             remaining = np.maximum(self.budgets - self.spent, 0)
             left = max(1.0 - self.margin - self.cum[s + 1], 1e-9)
-            want = remaining / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
+            want = remaining * self.noise_factor(remaining) / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
             p = np.where(known, np.clip(want, self.p_min, 1.0), self.p)
             # catch up: a campaign more than ``behind`` short of its plan takes part in everything
             plan = self.budgets * min(1.0, self.cum[s + 1] / (1.0 - self.margin))
             self.p = np.where((self.spent < plan * (1.0 - self.behind)) | self.full, 1.0, p)
             self.slot += 1
+
+    def noise_factor(self, remaining: np.ndarray) -> np.ndarray:
+        """1 + z / sqrt(the charges still needed): spend comes in whole clicks (or impressions), so a campaign
+        that needs few more plans to take part in more auctions than its mean rate says (overspend is clamped,
+        under-delivery cannot be made up). The charge size is the campaign's mean so far, one bid-sized charge
+        counted in as a prior; without ``event_micros`` no factor."""
+        if self.event_micros is None or self.noise_z <= 0:
+            return np.ones(len(self.budgets))
+        size = (self.spent + self.event_micros) / (self.events + 1)
+        needed = np.maximum(remaining / np.maximum(size, 1.0), 1.0)
+        return 1.0 + self.noise_z / np.sqrt(needed)
+
+    def calibration(self) -> np.ndarray:
+        """Realised spend over expected spend per campaign, shrunk towards all campaigns' ratio (and that towards
+        1): the pCTR that sets the expectation may be off for the traffic a campaign wins."""
+        if not self.smooth:
+            return np.ones(len(self.budgets))
+        prior = max(float(self.budgets.sum()) * self.calib_prior, 1.0)
+        overall = (float(self.spent.sum()) + prior) / (float(self.expected.sum()) + prior)
+        own = np.maximum(self.budgets * self.calib_prior, 1.0)
+        return (self.spent + own * overall) / (self.expected + own)
 
     def eligible(self, campaigns: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Which of ``campaigns`` may bid now (``u``: uniforms for the participation draw)."""
@@ -89,6 +131,8 @@ class Pacer:
         target = self.budgets[campaigns] * min(1.0, done / (1.0 - self.margin))
         under_cap = self.spent[campaigns] < self.budgets[campaigns]
         not_ahead = (self.spent[campaigns] <= target * (1.0 + self.ahead)) | self.full[campaigns]
+        if not self.wait_when_short:
+            not_ahead |= self.p[campaigns] >= 1.0
         return under_cap & not_ahead & (u < self.p[campaigns])
 
     def affordable(self, campaign: int, micros: int) -> bool:
@@ -98,8 +142,17 @@ class Pacer:
     def has_budget(self, campaign: int) -> bool:
         return bool(self.spent[campaign] < self.budgets[campaign])
 
-    def charge(self, campaign: int, micros: int) -> None:
+    def charge(self, campaign: int, micros: int, expected: bool = False) -> None:
+        """Charge ``micros``; ``expected``: its expectation was already counted (:meth:`expect`)."""
         self.spent[campaign] += micros
+        self.events[campaign] += 1
+        if not expected:
+            self.expected[campaign] += micros
+
+    def expect(self, campaign: int, micros: float) -> None:
+        """An event whose charge is still uncertain (a CPC impression: pCTR x price), counted in the spend
+        rate now instead of when its click comes (few clicks a day make the realised spend too lumpy)."""
+        self.expected[campaign] += micros
 
 
 def slot_shares(hourly: np.ndarray, slot_minutes: int = 15) -> np.ndarray:

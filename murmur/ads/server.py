@@ -143,8 +143,9 @@ class AdServer:
         self.end = np.array([_epoch(c.end) for c in cs])
         self.active = np.array([c.status == "active" for c in cs], dtype=bool)
         budgets = np.array([c.daily_budget_micros for c in cs], dtype=np.int64)
+        event = np.round(np.where(self.is_cpc, self.bid, self.bid / 1000) * MICROS)
         self.pacer = Pacer(budgets, slot_shares(np.array(self.hourly), self.cfg.slot_minutes),
-                           p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin)
+                           p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin, event_micros=event)
         # targeting: user row -> campaigns whose audience holds the user (CSR)
         pairs_u, pairs_c = [], []
         for i, c in enumerate(cs):
@@ -197,6 +198,7 @@ class AdServer:
         self._at(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
         for i, c in enumerate(self.campaigns):
             self.pacer.spent[i] = spent_micros.get(int(c.id or -1), 0)
+            self.pacer.expected[i] = self.pacer.spent[i]  # what is spent counts as expected (the calibration)
 
     def end_day(self) -> None:
         """Close the current day's books (the simulator calls it after the last request of a day)."""
@@ -317,6 +319,8 @@ class AdServer:
             self.imps_today[c] += 1
             if not self.is_cpc[c]:
                 self._charge(c, round(price * MICROS / 1000))
+            elif np.isfinite(p[w]):
+                self.pacer.expect(c, float(p[w]) * event)
             placements.append(Placement(r.request_id, pos, int(self.campaigns[c].id or c), int(cr.id or 0), cr.text,
                                         cr.url, cr.image, self.campaigns[c].bid_type, float(p[w]), float(price), c))
         log["outcome"] = "served"
@@ -326,10 +330,10 @@ class AdServer:
         self.decision_log.write(log)
         return placements
 
-    def _charge(self, c: int, micros: int) -> None:
+    def _charge(self, c: int, micros: int, expected: bool = False) -> None:
         micros = min(micros, int(self.pacer.budgets[c] - self.pacer.spent[c]))  # never past the budget
         if micros > 0:
-            self.pacer.charge(c, micros)
+            self.pacer.charge(c, micros, expected)
             self.spend_today[c] += micros
 
     def record_click(self, pl: Placement) -> None:
@@ -337,7 +341,7 @@ class AdServer:
         with self._lock:
             self.clicks_today[pl.campaign] += 1
             if self.is_cpc[pl.campaign]:
-                self._charge(pl.campaign, round(pl.price * MICROS))
+                self._charge(pl.campaign, round(pl.price * MICROS), expected=bool(np.isfinite(pl.pctr)))
             self.decision_log.write({"event": "click", "request_id": pl.request_id, "campaign_id": pl.campaign_id,
                                      "creative_id": pl.creative_id, "price": round(pl.price, 6)})
 

@@ -163,6 +163,8 @@ class ArmResult:
     delivery: list[float] = field(default_factory=list)  # spend / budget per campaign-day
     held: list[float] = field(default_factory=list)      # share of its auctions it sat out (pacing, budget)
     supply_limited: list[bool] = field(default_factory=list)  # short of 90% even at full delivery (replayed)
+    cpc: list[bool] = field(default_factory=list)        # per campaign-day: a CPC campaign
+    budget: list[float] = field(default_factory=list)    # per campaign-day: its daily budget
 
     def metrics(self) -> dict[str, float]:
         d = np.array(self.delivery) if self.delivery else np.zeros(1)
@@ -289,6 +291,8 @@ def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: 
                 delivery = spend / server.pacer.budgets
                 results[arm].spend += float(spend.sum()) / MICROS
                 results[arm].delivery.extend(delivery.tolist())
+                results[arm].cpc.extend(server.is_cpc.tolist())
+                results[arm].budget.extend((server.pacer.budgets / MICROS).tolist())
                 results[arm].held.extend((held / np.maximum(auctions, 1)).tolist())
                 results[arm].supply_limited.extend(_supply_limited(
                     setup, cfg, campaigns, arm, seed, days[day], base0 + dt.timedelta(days=day), f"{seed}-{day}",
@@ -315,6 +319,49 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
 @dataclass
 class SimReport:
     per_seed: list[dict[str, dict[str, float]]]
+    # every campaign-day: {"seed", "arm", "delivery" (spend / budget), "supply_limited", "cpc", "budget",
+    # "held" (share of the auctions it could enter that it sat out)}
+    campaign_days: list[dict] = field(default_factory=list)
+
+    def delivery(self, arm: str = "murmur") -> dict[str, float]:
+        """The distribution of spend / budget over the campaign-days of ``arm``: quantiles, the share within
+        ±10% and at most 1% over, how the misses split (supply-limited or the pacer's), the largest overspend."""
+        rows = [r for r in self.campaign_days if r["arm"] == arm]
+        if not rows:
+            return {}
+        d = np.array([r["delivery"] for r in rows])
+        lim = np.array([r["supply_limited"] for r in rows], bool)
+        held = np.array([r.get("held", 1.0) for r in rows])
+        ok = (d >= 0.9) & (d <= 1.01)
+        q = np.quantile(d, [0.0, 0.05, 0.25, 0.5, 0.75, 1.0])
+        feasible = d[~lim]
+        return {"campaign_days": len(d), "min": q[0], "p5": q[1], "p25": q[2], "median": q[3], "p75": q[4],
+                "max": q[5], "ok": float(ok.mean()), "under": int((d < 0.9).sum()),
+                "under_supply_limited": int(((d < 0.9) & lim).sum()),
+                # short, not supply-limited by the replay, yet the pacer held it out of under 5% of its auctions:
+                # it took part in nearly everything (the replay's day went differently for the others)
+                "under_took_part": int(((d < 0.9) & ~lim & (held < 0.05)).sum()),
+                "under_paced": int(((d < 0.9) & ~lim & (held >= 0.05)).sum()),
+                "over": int((d > 1.01).sum()), "max_over": float(d.max() - 1.0),
+                "feasible": len(feasible), "feasible_ok": float(ok[~lim].mean()) if len(feasible) else float("nan"),
+                "feasible_min": float(feasible.min()) if len(feasible) else float("nan")}
+
+    def delivery_table(self) -> str:
+        rows = [f"{'spend / budget per campaign-day':<34} {'murmur':>10} {'random':>10}"]
+        ds = {arm: self.delivery(arm) for arm in ARMS}
+        if not all(ds.values()):
+            return ""
+        for key, label, fmt in [("campaign_days", "campaign-days", "{:,}"), ("min", "minimum", "{:.1%}"),
+                                ("p5", "5th percentile", "{:.1%}"), ("p25", "25th percentile", "{:.1%}"),
+                                ("median", "median", "{:.1%}"), ("max", "maximum", "{:.2%}"),
+                                ("ok", "within -10%..+1%", "{:.1%}"), ("under", "under 90%", "{:,}"),
+                                ("under_supply_limited", "  of which supply-limited", "{:,}"),
+                                ("under_took_part", "  in >95% of its auctions", "{:,}"),
+                                ("under_paced", "  held back by the pacer", "{:,}"), ("over", "over by more than 1%", "{:,}"),
+                                ("feasible_ok", "within, not supply-limited", "{:.1%}"),
+                                ("feasible_min", "minimum, not supply-limited", "{:.1%}")]:
+            rows.append(f"{label:<34} " + " ".join(f"{fmt.format(ds[arm][key]):>10}" for arm in ARMS))
+        return "\n".join(rows)
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         out: dict[str, dict[str, tuple[float, float]]] = {}
@@ -338,19 +385,24 @@ class SimReport:
         for m in ("clicks", "ctr", "spend"):
             mean, hw = s["lift"][m]
             rows.append(f"lift {m:<7} {mean:+.1%} ± {hw:.1%}" if not math.isnan(hw) else f"lift {m:<7} {mean:+.1%}")
-        return "\n".join(rows)
+        dist = self.delivery_table()
+        return "\n".join(rows) + ("\n\n" + dist if dist else "")
 
 
 def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_url: str | None = None,
              decisions: Path | None = None, log: Callable[[str], None] = lambda s: None) -> SimReport:
     if cfg.seeds < 1 or cfg.days < 1 or cfg.page_views < 1 or not 1 <= cfg.slots <= 10:
         raise InputError("seeds, days and page_views must be >= 1 and slots 1-10")
-    per_seed = []
+    per_seed, days = [], []
     with tempfile.TemporaryDirectory(prefix="murmur-ads-sim-") as tmp:
         for seed in range(cfg.seeds):
             res = run_seed(setup, cfg, seed, Path(work or tmp), store_url, decisions)
             per_seed.append({arm: r.metrics() for arm, r in res.items()})
+            days += [{"seed": seed, "arm": arm, "delivery": d, "supply_limited": bool(lim), "cpc": bool(cpc),
+                      "budget": b, "held": h}
+                     for arm, r in res.items()
+                     for d, lim, cpc, b, h in zip(r.delivery, r.supply_limited, r.cpc, r.budget, r.held, strict=True)]
             m, r = per_seed[-1]["murmur"], per_seed[-1]["random"]
             log(f"seed {seed}: murmur CTR {m['ctr']:.3%} clicks {m['clicks']:,} spend {m['spend']:,.2f} | "
                 f"random CTR {r['ctr']:.3%} clicks {r['clicks']:,} spend {r['spend']:,.2f}")
-    return SimReport(per_seed)
+    return SimReport(per_seed, days)
