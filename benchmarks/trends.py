@@ -2,9 +2,11 @@
 burst score with grouping, beside two peers in the same run: the same score with every trending term
 its own trend (no grouping), and the most-posted hashtags of the window (frequency, no baseline).
 With ``--model``, the summaries too: how many cite a post, and whether every cited post is the story's.
+With ``--scale-users N``, the cost of one detection on a large world: kept per-hour baseline counts
+against counting every baseline post per request (what the detector did before), cold and warm.
 Writes the ``trends`` section of docs/benchmarks.md.
 
-    python benchmarks/trends.py [--users 300 2000] [--seed 7] [--model RUN_DIR]
+    python benchmarks/trends.py [--users 300 2000] [--seed 7] [--model RUN_DIR] [--scale-users 20000]
 
 The thresholds were set on worlds of seeds 0 and 1; the default seed 7 is a world they never saw.
 """
@@ -72,6 +74,54 @@ def summaries(ix, world: Path, model: Path) -> dict[str, float]:
     return {"summaries": n, "citing": citing / max(n, 1), "citation_precision": own / cited if cited else None}
 
 
+class PerPostBaseline(Trends):
+    """The peer, as the detector was before: each post's terms kept once computed (for every post
+    ever counted), and every baseline post counted on every request."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.every: dict[int, tuple] = {}
+
+    def _post_term_ids(self, key):
+        import numpy as np
+
+        terms = self.every.get(key)
+        if terms is None:
+            terms = self.every[key] = self._compute_terms(key)
+        return np.fromiter((self._ids.setdefault(t, len(self._ids)) for t, _ in terms), dtype=np.int64,
+                           count=len(terms))
+
+    def baseline_counts(self, mask, start, since, lang):
+        import numpy as np
+
+        created = self.index.store.created.view
+        keys = np.flatnonzero(mask & (created > start) & (created <= since)).tolist()
+        return np.bincount(self._term_ids(keys), minlength=len(self._ids)).astype(np.int64), len(keys)
+
+
+def scale(root: Path, users: int, seed: int) -> list[str]:
+    """Rows: ms per detection at the world's end for 1 h and 1 d windows, cold (nothing kept), again
+    (the same window) and an hour later (one new hour), murmur's kept hours against the peer's."""
+    from murmur.search.index import SearchIndex
+
+    _, idx, posts = build(root, users, seed)
+    rows = []
+    with SearchIndex(idx, writable=False) as ix:
+        end = ix.store.newest_us() - 3_600_000_000
+        for name, cls in (("kept hour counts (murmur)", Trends), ("every baseline post per request", PerPostBaseline)):
+            trends = cls(ix)
+            for window, seconds in (("1h", 3600), ("1d", 86400)):
+                times = []
+                for at in (end, end, end + 3_600_000_000):
+                    t = time.perf_counter()
+                    rep = trends.detect(seconds, at)
+                    times.append(1000 * (time.perf_counter() - t))
+                held = len(trends._terms) + len(getattr(trends, "every", {}))
+                rows.append(f"| {users:,} users, {posts:,} posts | {name} | {window} | {rep.baseline_posts:,} | "
+                            f"{times[0]:,.0f} | {times[1]:,.0f} | {times[2]:,.0f} | {held:,} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, nargs="+", default=[300, 2000])
@@ -79,6 +129,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="Chat model run directory, for the summaries.")
     ap.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     ap.add_argument("--label", default=None, help="How to name --model in the report (default: its folder's name).")
+    ap.add_argument("--scale-users", type=int, default=None, help="Also time detection on a world this large.")
     args = ap.parse_args()
 
     from murmur.search.index import SearchIndex
@@ -105,6 +156,7 @@ def main() -> None:
                     s = summaries(ix, world, args.model)
                     summary_rows.append(f"| {users:,} | {s['summaries']} | {s['citing']:.0%} | "
                                         f"{_pct(s['citation_precision'])} |")
+        scale_rows = scale(Path(tmp) / "scale", args.scale_users, args.seed) if args.scale_users else []
     seconds = time.perf_counter() - t0
     from murmur.train.metrics import cpu_model_name
 
@@ -129,6 +181,15 @@ def main() -> None:
         lines += ["Summaries: not measured in this run (no `--model`). A citation can only name one of the "
                   "story's posts by construction (tests/test_trends.py); how often the demo's tiny model cites at "
                   "all is the assistant section's citation recall.", ""]
+    if scale_rows:
+        lines += ["Cost of one detection on a large world (ms, wall time): at the world's end less an hour, then "
+                  "the same request again, then an hour later (one more hour to count). murmur keeps each whole "
+                  "hour's baseline counts (checked against the hour's live posts on every request); the peer "
+                  "counts every baseline post's terms per request, as the detector did before. The baseline is 48 "
+                  "windows, so a 1 d window's reaches back over the whole world. The router counts the default "
+                  "window's hours in the background at startup, so a server's first request is the warm one.", "",
+                  "| world | baseline | window | baseline posts | cold | again | an hour later | posts' terms held |",
+                  "|---|---|---|---|---|---|---|---|", *scale_rows, ""]
     body = "\n".join(lines)
     print(body)
     print(json.dumps(raw, default=str))

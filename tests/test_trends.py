@@ -126,6 +126,45 @@ def test_posts_added_live_trend_at_once(storied, tmp_path):
                     if t.label == "#LluviaDeMeteoritos"]
 
 
+@pytest.mark.slow
+def test_kept_hour_counts_follow_adds_and_deletes(storied, tmp_path):
+    """The baseline's kept per-hour counts equal a count over the posts, also after a post is added
+    into an old hour and another deleted from one (those hours count again)."""
+    import shutil
+    from collections import Counter
+
+    import numpy as np
+
+    from murmur.search.trends import HOUR_US
+
+    _, idx = storied
+    shutil.copytree(idx, tmp_path / "idx")
+    with SearchIndex(tmp_path / "idx") as ix:
+        trends, store = Trends(ix), ix.store
+        since = store.newest_us() - 3_600_000_000
+        start = since - 48 * 3_600_000_000
+
+        def by_hand() -> tuple[Counter, int]:
+            keys = np.flatnonzero(store.alive.view & (store.created.view > start) & (store.created.view <= since))
+            return Counter(t for k in keys.tolist() for t, _ in trends._compute_terms(k)), len(keys)
+
+        def kept() -> tuple[Counter, int]:
+            counts, n = trends.baseline_counts(store.alive.view.copy(), start, since, None)
+            return Counter({t: int(counts[i]) for t, i in trends._ids.items() if i < len(counts) and counts[i]}), n
+
+        assert kept() == by_hand() and len(trends._hours) >= 40
+        assert all(k[0] is None for k in trends._hours)
+        middle = (start // HOUR_US + 20) * HOUR_US
+        keys = np.flatnonzero(store.alive.view & (store.created.view > middle) & (store.created.view <= middle + HOUR_US))
+        assert ix.delete(store.get(int(keys[0]))["post_id"])
+        when = dt.datetime.fromtimestamp((middle + 2 * HOUR_US - 60_000_000) / 1e6, dt.UTC).isoformat()
+        added = ix.add([{"post_id": "late1", "author_id": "late", "lang": "en", "created_at": when,
+                         "text": "A zyzzyva beetle walked across my kitchen table this morning"}])
+        assert added.added == ["late1"]
+        counts, n = kept()
+        assert (counts, n) == by_hand() and counts["zyzzyva"] == 1
+
+
 REPLY = "Crowds cheer [3] tonight"
 
 

@@ -21,12 +21,21 @@ posted a few more times than usual in an hour is chance, not news (with thousand
 every window, some pass any per-word threshold).
 
 Terms are those the index analyses (:func:`murmur.search.analyze.surface_terms`: stemmed words,
-folded hashtags; no mentions or links) from the index's live posts, added ones included; each post's
-terms are computed once and kept.
+folded hashtags; no mentions or links) from the index's live posts, added ones included.
+
+Counting at scale. The baseline is most of the work (48 windows for one), so its whole hours are
+counted once and kept: per hour (and language filter), the posts counted and, per term, how many
+of them hold it. A kept hour is used only while its posts are exactly those the index has alive in
+that hour now (one vectorised comparison), so a post added into an old hour or deleted from one
+makes that hour count again; the partial hours at the baseline's edges are counted post by post.
+A baseline then costs a sum of kept counts (``numpy.bincount``), and the terms of a post are kept
+only while it is in the latest window (memory bounded by the window, not the index). The router
+counts the default window's hours in the background at startup.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -45,10 +54,13 @@ from murmur.search.analyze import surface_terms
 from murmur.search.ingest import parse_time
 from murmur.search.store import iso
 
+log = logging.getLogger(__name__)
 WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$", re.IGNORECASE)
 UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_WINDOW_S, MAX_WINDOW_S = 60, 7 * 86400
 MAX_K = 20
+HOUR_US = 3_600_000_000
+MAX_KEPT_HOURS = 50_000  # hours of baseline counts kept (per language filter asked for), oldest dropped first
 PARAMS = ("window", "k", "lang", "at", "summaries")
 
 
@@ -191,15 +203,27 @@ def group_terms(terms: list[TermStat], overlap: float) -> list[list[TermStat]]:
     return [sorted(g, key=lambda t: -t.score) for g in groups.values()]
 
 
+@dataclass
+class _HourCounts:
+    """One hour of baseline: the posts counted, and how many of them hold each term (by id)."""
+
+    keys: np.ndarray
+    ids: np.ndarray
+    counts: np.ndarray
+
+
 class Trends:
     """Trend detection over one open :class:`~murmur.search.index.SearchIndex` (live: posts added
     after the build count as soon as ``add`` returns)."""
 
     def __init__(self, index: Any, cfg: TrendConfig | None = None):
         self.index, self.cfg = index, (cfg or TrendConfig()).check()
-        self._terms: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._terms: dict[int, tuple[tuple[str, str], ...]] = {}  # the latest window's posts
+        self._ids: dict[str, int] = {}  # term -> its row in the counts below
+        self._hours: OrderedDict[tuple[str | None, int], _HourCounts] = OrderedDict()
         self._summaries: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._detecting = threading.Lock()  # one detection at a time: they share the kept counts
 
     # ------------------------------------------------------------------ posts
     def _post(self, key: int) -> dict[str, Any]:
@@ -210,37 +234,86 @@ class Trends:
         return {name: store.base.column(name)[key].as_py() for name in ("text", "lang", "hashtags", "author_id")}
 
     def terms_of(self, key: int) -> tuple[tuple[str, str], ...]:
-        """The post's distinct ``(term, shown)`` pairs (computed once)."""
+        """The post's distinct ``(term, shown)`` pairs (kept while the post is in the latest window)."""
         got = self._terms.get(key)
         if got is None:
-            p = self._post(key)
-            seen: dict[str, str] = {}
-            for term, shown in surface_terms(p["text"] or "", p["lang"], p["hashtags"] or ()):
-                if term not in seen and (term.startswith("#") or (len(shown) >= self.cfg.min_term_chars
-                                                                  and not shown.isdigit())):
-                    seen[term] = shown
-            got = self._terms[key] = tuple(seen.items())
+            got = self._terms[key] = self._compute_terms(key)
         return got
+
+    def _compute_terms(self, key: int) -> tuple[tuple[str, str], ...]:
+        p = self._post(key)
+        seen: dict[str, str] = {}
+        for term, shown in surface_terms(p["text"] or "", p["lang"], p["hashtags"] or ()):
+            if term not in seen and (term.startswith("#") or (len(shown) >= self.cfg.min_term_chars
+                                                              and not shown.isdigit())):
+                seen[term] = shown
+        return tuple(seen.items())
+
+    def _term_ids(self, keys: list[int]) -> np.ndarray:
+        """The term ids of each post in ``keys``, one entry per (post, term)."""
+        return np.concatenate([self._post_term_ids(k) for k in keys]) if keys else np.zeros(0, np.int64)
+
+    def baseline_counts(self, mask: np.ndarray, start: int, since: int, lang: str | None) -> tuple[np.ndarray, int]:
+        """(posts holding each term, by id; posts) among the ``mask``-ed posts created in ``(start, since]``:
+        whole hours from the kept counts (counted again when their posts changed), edges post by post."""
+        created = self.index.store.created.view
+        keys = np.flatnonzero(mask & (created > start) & (created <= since))
+        hours = (created[keys] - 1) // HOUR_US  # hour h holds (h * HOUR_US, (h + 1) * HOUR_US]
+        whole = (hours * HOUR_US >= start) & ((hours + 1) * HOUR_US <= since)
+        ids = [self._term_ids(keys[~whole].tolist())]
+        weights = [np.ones(len(ids[0]), dtype=np.int64)]
+        inner, inner_hours = keys[whole], hours[whole]
+        order = np.argsort(inner_hours, kind="stable")  # by hour, then key (keys come sorted)
+        inner, inner_hours = inner[order], inner_hours[order]
+        starts = np.flatnonzero(np.r_[True, np.diff(inner_hours) != 0]) if len(inner) else np.zeros(0, np.int64)
+        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(inner)], strict=True):
+            kept = self._hour(lang, int(inner_hours[lo]), inner[lo:hi])
+            ids.append(kept.ids)
+            weights.append(kept.counts)
+        counts = np.bincount(np.concatenate(ids), weights=np.concatenate(weights), minlength=len(self._ids))
+        return counts.astype(np.int64), len(keys)
+
+    def _hour(self, lang: str | None, hour: int, keys: np.ndarray) -> _HourCounts:
+        """The kept counts of one hour whose posts are ``keys`` now, counted again if they changed."""
+        kept = self._hours.get((lang, hour))
+        if kept is None or not np.array_equal(kept.keys, keys):
+            ids = np.concatenate([self._post_term_ids(int(k)) for k in keys.tolist()]) if len(keys) else \
+                np.zeros(0, np.int64)
+            uniq, counts = np.unique(ids, return_counts=True)
+            kept = _HourCounts(keys.copy(), uniq, counts)
+            self._hours[(lang, hour)] = kept
+            while len(self._hours) > MAX_KEPT_HOURS:
+                self._hours.popitem(last=False)
+        return kept
+
+    def _post_term_ids(self, key: int) -> np.ndarray:
+        """A baseline post's term ids, from the window's kept terms or computed without keeping them."""
+        terms = self._terms.get(key)
+        if terms is None:
+            terms = self._compute_terms(key)
+        ids = self._ids
+        return np.fromiter((ids.setdefault(t, len(ids)) for t, _ in terms), dtype=np.int64, count=len(terms))
 
     # ------------------------------------------------------------------ detection
     def detect(self, window_s: int = 3600, at_us: int | None = None, lang: str | None = None,
                k: int = 10) -> TrendReport:
         """The ``k`` strongest stories in the window ending at ``at_us`` (default: the newest post)."""
         cfg, store = self.cfg, self.index.store
-        with self.index.lock.read():
+        with self.index.lock.read(), self._detecting:
             created = store.created.view
             alive = store.alive.view.copy()
             if lang is not None:
-                alive &= store.lang.view == store.langs.get(lang.lower(), -1)
+                lang = lang.lower()
+                alive &= store.lang.view == store.langs.get(lang, -1)
             until = int(at_us) if at_us is not None else store.newest_us()
             since = until - window_s * 1_000_000
             start = since - cfg.baseline_windows * window_s * 1_000_000
             window = np.flatnonzero(alive & (created > since) & (created <= until)).tolist()
-            baseline = np.flatnonzero(alive & (created > start) & (created <= since)).tolist()
+            self._terms = {key: self._terms[key] for key in window if key in self._terms}  # only the window's
+            for key in window:
+                self.terms_of(key)
+            base_counts, n_baseline = self.baseline_counts(alive, start, since, lang)
             authors = store.author.view
-            base_counts: Counter[str] = Counter()
-            for key in baseline:
-                base_counts.update(t for t, _ in self.terms_of(key))
             stats: dict[str, TermStat] = {}
             shown: dict[str, Counter[str]] = {}
             term_authors: dict[str, set[int]] = {}
@@ -258,8 +331,9 @@ class Trends:
             for term, st in stats.items():
                 if st.posts < cfg.min_posts or len(term_authors[term]) < cfg.min_authors:
                     continue
-                b = base_counts[term]
-                st.score, st.expected = burst_score(st.posts, b, len(window), len(baseline), cfg)
+                row = self._ids.get(term, len(base_counts))
+                b = int(base_counts[row]) if row < len(base_counts) else 0
+                st.score, st.expected = burst_score(st.posts, b, len(window), n_baseline, cfg)
                 st.authors = len(term_authors[term])
                 if st.score >= cfg.min_score and st.posts >= cfg.min_ratio * st.expected:
                     st.shown = shown[term].most_common(1)[0][0]
@@ -272,7 +346,14 @@ class Trends:
             trends = trends[:k]
             for t in trends:
                 t.examples = self._examples(t)
-        return TrendReport(since, until, window_s, len(window), len(baseline), trends)
+        return TrendReport(since, until, window_s, len(window), n_baseline, trends)
+
+    def warm_up(self) -> None:
+        """Count the default window's baseline hours now, so the first request finds them kept."""
+        try:
+            self.detect(parse_window(self.cfg.window), k=1)
+        except Exception as e:  # an index closed meanwhile: the first request counts instead
+            log.info("trends: warm-up skipped (%s)", e)
 
     def _trend(self, terms: list[TermStat]) -> Trend:
         keys = sorted(set().union(*(t.keys for t in terms)))
@@ -373,6 +454,7 @@ def build_router(trends: Trends) -> APIRouter:
     each with its terms, examples and (when the server's model is loaded) a cited summary; a request
     without ``window`` or ``k`` gets the config's."""
     router = APIRouter()
+    threading.Thread(target=trends.warm_up, name="trends-warm-up", daemon=True).start()  # serve meanwhile
 
     @router.get("/v1/trends")
     async def get_trends(request: Request) -> dict[str, Any]:
