@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import write_section  # noqa: E402
-from murmur.chat.template import render, tools_text  # noqa: E402
+from murmur.chat.template import TOOL_CALL_ID, render, tools_text  # noqa: E402
 from murmur.chat.tools import call_room, forced_call, forced_ids, parse_output  # noqa: E402
 from murmur.data.normalize import scrub_pii, tweet_length  # noqa: E402
 from murmur.engine import Engine, SamplingParams  # noqa: E402
@@ -45,6 +45,7 @@ from murmur.search.drafts import DraftConfig, Drafter, check_request, max_jaccar
 from murmur.search.tool import SEARCH_POSTS  # noqa: E402
 
 QUESTION = {"en": "What are people saying about {}?", "es": "¿Qué dice la gente sobre {}?"}
+NO_SEARCH = {"en": ["Who are you?", "Write a post about {}."], "es": ["¿Quién eres?", "Escribe una publicación sobre {}."]}
 
 
 def build(root: Path, users: int) -> tuple[Path, Path]:
@@ -60,12 +61,13 @@ def build(root: Path, users: int) -> tuple[Path, Path]:
     return root / "world", root / "idx"
 
 
-def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
+def tool_validity(engine: Engine, questions: list[str], others: list[str] = ()) -> dict[str, float]:
     """Shares of well-formed ``search_posts`` calls, on its own and forced; ``prompt`` is the longest
     prompt's tokens (the tool list is most of it), against the model's ``context``, and ``schema`` what
     the same prompt would take with the tool list as its whole JSON schema (the peer rendering). A call
     cut short by the end of the context counts as malformed; a forced call runs under the budget the
-    server gives it (the room the prompt leaves)."""
+    server gives it (the room the prompt leaves). ``unneeded``: the share of ``others`` (requests no
+    search answers: who the model is, a post to write) for which the model calls the tool anyway."""
     tools = {"search_posts": SEARCH_POSTS["function"]["parameters"]}
     tok = engine.tokenizer
     auto = forced = longest = 0
@@ -85,8 +87,15 @@ def tool_validity(engine: Engine, questions: list[str]) -> dict[str, float]:
         done = engine.generate(fprompt, dataclasses.replace(params, max_tokens=room - 1, logits_processor=proc))
         parsed = parse_output(lambda ids: tok.decode(ids, skip_special=True), forced_ids(done.token_ids), tools)
         forced += bool(parsed.calls) and parsed.error is None
+    unneeded = 0
+    for i, q in enumerate(others):
+        prompt = render(tok, [{"role": "user", "content": q}], tools=[SEARCH_POSTS])
+        done = engine.generate(prompt, SamplingParams(max_tokens=min(64, engine.max_len - len(prompt)),
+                                                      temperature=0.7, seed=i))
+        unneeded += TOOL_CALL_ID in done.token_ids
     return {"auto": auto / len(questions), "forced": forced / len(questions), "prompt": longest,
-            "schema": longest + schema, "context": engine.max_len}
+            "schema": longest + schema, "context": engine.max_len,
+            "unneeded": unneeded / len(others) if others else None, "others": len(others)}
 
 
 def nearest_topic(drafter: Drafter, truth, text: str, k: int = 10) -> str | None:
@@ -287,7 +296,9 @@ def answer_quality(engine: Engine, ix, truth, topics: list[str], k: int) -> tupl
     import murmur.world.text as wt
 
     qs = [(lang, name, QUESTION[lang].format(wt.TOPICS[name].nouns[lang][0])) for name in topics for lang in ("en", "es")]
-    validity = tool_validity(engine, [q for _, _, q in qs])
+    others = [t.format(wt.TOPICS[name].nouns[lang][0]) for name in topics for lang in ("en", "es")
+              for t in NO_SEARCH[lang]]
+    validity = tool_validity(engine, [q for _, _, q in qs], others)
     rows: dict[str, dict] = {}
     answerer = Answerer(ix)
     for lang, topic, q in qs:
@@ -388,12 +399,12 @@ def main() -> None:
              "share of questions whose retrieved posts hold one: the last column); answer language: the cleaner's "
              f"identifier on the answer. Machine: {platform.machine()}, {platform.system()}; {seconds['answers']:.0f} "
              "s. Figures from one run on a shared machine; small samples.", *notes, "",
-             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) | prompt with the tool list "
-             "(tokens; one signature a line) / context | the same prompt with the tool list as its JSON schema |",
-             "|---|---|---|---|---|"]
+             "| model | well-formed `search_posts` calls: auto | forced (tool_choice) | calls where no search is asked "
+             "for | prompt with the tool list (tokens; one signature a line) / context | the same prompt with the tool "
+             "list as its JSON schema |", "|---|---|---|---|---|---|"]
     for label, (validity, _) in answers.items():
-        lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} | "
-                     f"{validity['prompt']} / {validity['context']} | {validity['schema']} |")
+        lines.append(f"| {label} | {validity['auto']:.0%} | {validity['forced']:.0%} | {validity['unneeded']:.0%} of "
+                     f"{validity['others']} | {validity['prompt']} / {validity['context']} | {validity['schema']} |")
     lines += ["", "| model | lang | questions | retrieved on topic | citation precision | citation recall | "
               "answer lang = question | questions with an on-topic post retrieved |", "|---|---|---|---|---|---|---|---|"]
     for label, (_, rows) in answers.items():

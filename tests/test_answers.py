@@ -129,7 +129,10 @@ def test_sft_data_teaches_search_then_cited_answer(tmp_path):
             assert conv[0]["content"].startswith("Answer from the posts found")
     assert found == stats.by_kind["search_answer"] and 0 < offered < found
     lines = (tmp_path / "c.jsonl").read_text().splitlines()
-    assert sum('"tools": [{"type": "function"' in line for line in lines) == offered
+    # other kinds offer the tool too and answer without calling it
+    plain = [c for c in read_conversations(tmp_path / "c.jsonl")
+             if "tools" in c[0] and not any(m.get("tool_calls") for m in c)]
+    assert plain and sum('"tools": [{"type": "function"' in line for line in lines) == offered + len(plain)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(lines[0] + "\n" + json.dumps({"messages": [{"role": "user", "content": "x"}, {
         "role": "assistant", "content": "y"}], "tools": [{"type": "function", "function": {"name": "a b"}}]}) + "\n")

@@ -61,3 +61,18 @@ def test_bad_messages_are_refused(tok):
         render(tok, [])
     with pytest.raises(InputError, match="text content parts"):
         render(tok, [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}])
+
+
+def test_recent_turns_keeps_the_system_and_the_latest_turns_that_fit(tok):
+    from murmur.chat.template import recent_turns
+
+    system = [{"role": "system", "content": "Be brief."}]
+    turns = [[{"role": "user", "content": f"question {i} " * 3}, {"role": "assistant", "content": f"answer {i} " * 3}]
+             for i in range(4)]
+    last = [{"role": "user", "content": "and now?"}]
+    msgs = system + [m for t in turns for m in t] + last
+    assert recent_turns(tok, msgs, 10_000) == render(tok, msgs)
+    keep_two = system + turns[2] + turns[3] + last
+    assert recent_turns(tok, msgs, len(render(tok, keep_two))) == render(tok, keep_two)
+    assert recent_turns(tok, msgs, len(render(tok, keep_two)) - 1) == render(tok, system + turns[3] + last)
+    assert recent_turns(tok, msgs, 1) == render(tok, system + last)   # the last turn always stays

@@ -22,7 +22,8 @@ message whose ``content`` is :func:`murmur.chat.template.tools_text`, carrying t
   is the reply someone actually wrote). The search-and-answer kind (a question -> a ``search_posts``
   call -> numbered results -> an answer citing them) comes in two shapes: offering the tool as a chat
   request does (the tool list, the question; ``tool_fraction`` of them), where the model learns to
-  call it, and the answer route's (a system line asking for a cited answer, no tool list).
+  call it, and the answer route's (a system line asking for a cited answer, no tool list). The other
+  instruction kinds offer the tool in ``tool_other_fraction`` of theirs and answer without calling it.
 - **drafts** (``drafts = true``): the drafter's own request (murmur.chat.drafting: "Write a post about
   TOPIC in LANG [in the voice of @user, who recently posted: ...]" or "Reply to this post in LANG:
   ...") answered by a real post or reply that keeps the drafter's rules: at most 280 characters with
@@ -66,6 +67,7 @@ Conversation = list[Message]
 
 LANGS = ("en", "es")
 KINDS = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply", "search_answer", "drafts")
+UNTOOLED = ("identity", "capabilities", "write_post", "summarize", "language", "draft_reply")  # answered directly
 WEIGHTS = {"identity": 1, "capabilities": 1, "write_post": 3, "summarize": 2, "language": 2, "draft_reply": 3,
            "search_answer": 3, "drafts": 3}
 
@@ -89,6 +91,9 @@ class ConversationDataConfig:
     tool_fraction: float = knob(0.5, "Fraction of search-and-answer conversations that offer the search_posts "
                                      "tool as a chat request does (the model learns to call it); the rest are the "
                                      "answer route's prompt (a system line, the call already made).")
+    tool_other_fraction: float = knob(0.2, "Fraction of the other instruction conversations (identity, writing, "
+                                           "summaries, replies) that offer the tool too and answer without it, so "
+                                           "that a tool on offer is not by itself a reason to call it.")
 
     def check(self) -> None:
         require_at_least(0, [(name, getattr(self, name))
@@ -96,7 +101,7 @@ class ConversationDataConfig:
         require_at_least(1, [("paths_per_thread", self.paths_per_thread)])
         if self.max_turns < 2:
             raise ConfigError(f"max_turns must be at least 2 (a question and an answer), got {self.max_turns}")
-        for name in ("system_fraction", "tool_fraction"):
+        for name in ("system_fraction", "tool_fraction", "tool_other_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
 
@@ -654,11 +659,13 @@ def build_conversations(clean_parquet: str | Path, out_jsonl: str | Path,
     seen: set[str] = set()
 
     def add(kind: str, lang: str, conv: Conversation) -> bool:
+        if kind in UNTOOLED and rng.random() < cfg.tool_other_fraction:
+            conv = [tools_turn([SEARCH_POSTS]), *conv]
         lead = 1 if conv and "tools" in conv[0] else 0   # a system prompt follows the tools turn
         if rng.random() < cfg.system_fraction and conv[lead]["role"] != "system":
             sys_lang = lang if lang in SYSTEM_PROMPTS else "en"
             conv = [*conv[:lead], {"role": "system", "content": rng.choice(SYSTEM_PROMPTS[sys_lang])}, *conv[lead:]]
-        key = json.dumps(conv, ensure_ascii=False, sort_keys=True)
+        key = json.dumps(conv[lead:], ensure_ascii=False, sort_keys=True)   # with or without the tool: one
         if key in seen:
             return False
         seen.add(key)

@@ -189,8 +189,8 @@ def render(tokenizer: Encoder, messages: Iterable[Mapping[str, Any]], add_genera
 
 
 def recent_turns(tokenizer: Encoder, messages: Sequence[Mapping[str, Any]], limit: int,
-                 tools: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[int], int]:
-    """(ids, messages dropped): the prompt of ``messages`` (with the generation prompt) keeping the
+                 tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+    """The prompt of ``messages`` (with the generation prompt) keeping the
     leading system messages and the most recent turns (a turn: a user message and what follows it)
     whose prompt is at most ``limit`` tokens. The last turn is always kept, so the prompt may still be
     longer than ``limit``: the caller decides what to do then."""
@@ -200,16 +200,15 @@ def recent_turns(tokenizer: Encoder, messages: Sequence[Mapping[str, Any]], limi
         head += 1
     starts = [i for i in range(head + 1, len(checked)) if checked[i][0] == "user"]
     per = [_message_ids(tokenizer, *m) for m in checked]
-    fixed = 2 + (len(tokenizer.encode(tools_text(tools))) + 2 if tools else 0) + sum(len(p) for p in per[:head])
+    opening = [DOC_ID, *([SYSTEM_ID, *tokenizer.encode(tools_text(tools)), END_ID] if tools else [])]
     first = head
-    total = fixed + sum(len(p) for p in per[head:])
+    total = len(opening) + sum(len(p) for p in per) + 1
     for start in starts:   # drop the oldest turn while the prompt is too long
         if total <= limit:
             break
         total -= sum(len(p) for p in per[first:start])
         first = start
-    keep = [*messages[:head], *messages[first:]]
-    return render(tokenizer, keep, True, tools=tools), first - head
+    return [*opening, *(t for p in per[:head] + per[first:] for t in p), ASSISTANT_ID]
 
 
 def render_text(messages: Iterable[Mapping[str, Any]], add_generation_prompt: bool = True,

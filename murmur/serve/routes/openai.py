@@ -108,7 +108,7 @@ def chat_prompt(engine: Engine, body: ChatCompletionRequest, tools: list[dict[st
     need, want = room
     while True:
         messages = [m.model_dump(exclude_none=True) for m in body.messages] + list(extra)
-        ids, _ = recent_turns(enc, messages, engine.max_len - want, tools)
+        ids = recent_turns(enc, messages, engine.max_len - want, tools)
         if len(ids) <= engine.max_len - want:
             break
         calls = [i for i, m in enumerate(extra) if m["role"] == "assistant"]
