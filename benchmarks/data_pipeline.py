@@ -329,22 +329,41 @@ def compare_with(rev: str, sizes: list[int], root: Path, path: Path) -> None:
                       f"{a['posts_per_s']:,.0f} posts/s, CPU {1e6 * b['cpu_s'] / b['posts']:.1f} -> "
                       f"{1e6 * a['cpu_s'] / a['posts']:.1f} us/post", flush=True)
             row["same"] = same_outputs(dirs["before"], dirs["after"])
+            row["load_end"] = os.getloadavg()[0]
+            if workers == 1:
+                row["bytes_per_token"] = {side: held_out_bytes_per_token(dirs[side]) for side in ("before", "after")}
             results.append(row)
     write_comparison(results, commit, path)
 
 
-def same_outputs(before: Path, after: Path) -> bool:
-    """Whether both sides wrote the same cleaned posts and the same shards, byte for byte."""
-    if (before / "clean.parquet").read_bytes() != (after / "clean.parquet").read_bytes():
-        return False
+def held_out_bytes_per_token(side: Path) -> dict:
+    """The side's tokenizer on held-out posts of its cleaned corpus: bytes per token, vocabulary, posts trained on."""
+    from murmur.tokenizer import eval_tokenizer, load_tokenizer
+
+    tok = load_tokenizer(side / "tokenizer")
+    r = eval_tokenizer(side / "tokenizer", side / "clean.parquet")
+    return {"bytes_per_token": r["overall"]["bytes_per_token"], "vocab": tok.vocab_size,
+            "posts": tok.meta.get("training", {}).get("posts")}
+
+
+def same_outputs(before: Path, after: Path) -> str:
+    """Whether both sides wrote the same posts, cleaned posts and shards, byte for byte ("yes"), or what
+    differs. Shards are compared only when both tokenizers are the same file (a tokenizer trained on
+    another sample gives other tokens)."""
+    for name in ("posts.parquet", "clean.parquet"):
+        if (before / name).read_bytes() != (after / name).read_bytes():
+            return f"NO ({name})"
+    if (before / "tokenizer" / "tokenizer.json").read_bytes() != (after / "tokenizer" / "tokenizer.json").read_bytes():
+        return "posts and cleaned posts yes; tokenizers differ (so do the shards)"
     def manifest(side: Path) -> dict:  # less the paths it names, which differ by side
         m = json.loads((side / "shards" / "manifest.json").read_text())
         return {k: v for k, v in m.items() if k not in ("tokenizer", "source")}
 
     names = sorted(p.name for p in (before / "shards").iterdir() if p.name != "manifest.json")
-    return names == sorted(p.name for p in (after / "shards").iterdir() if p.name != "manifest.json") and all(
+    same = names == sorted(p.name for p in (after / "shards").iterdir() if p.name != "manifest.json") and all(
         (before / "shards" / n).read_bytes() == (after / "shards" / n).read_bytes() for n in names) \
         and manifest(before) == manifest(after)
+    return "yes" if same else "NO (shards)"
 
 
 def write_comparison(results: list[dict], commit: str, path: Path) -> None:
@@ -357,7 +376,8 @@ def write_comparison(results: list[dict], commit: str, path: Path) -> None:
              f"{commit} (before) and of this tree (after), one right after the other. posts/s: wall clock; "
              "CPU: user + system seconds of the stage's processes per post (steadier than wall time when other "
              "jobs share the cores). Whole pipeline = raw posts in / summed seconds of the four stages. "
-             "Same output: the cleaned posts and the shards are the same bytes on both sides.", "",
+             "Same output: the ingested posts, the cleaned posts and (when both tokenizers are the same file) the "
+             "shards are the same bytes on both sides.", "",
              "| posts | workers | stage | before (posts/s) | after (posts/s) | after / before | CPU before (µs/post) "
              "| CPU after (µs/post) | before / after CPU |",
              "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -372,8 +392,15 @@ def write_comparison(results: list[dict], commit: str, path: Path) -> None:
         cb, ca = (1e6 / whole(r, side, "cpu_s") for side in ("before", "after"))
         lines.append(f"| {r['size']:,} | {r['workers']} | **whole pipeline** | {wb:,.0f} | {wa:,.0f} | {wa / wb:.2f} | "
                      f"{cb:.1f} | {ca:.1f} | {cb / ca:.2f} |")
-    same = all(r["same"] for r in results)
-    lines += ["", f"Same output before and after: {'yes' if same else 'NO'}."]
+    lines += [""] + [f"Same output before and after ({r['size']:,} posts, {r['workers']} workers): {r['same']}. "
+                     f"Load average at the end: {r['load_end']:.1f}." for r in results]
+    for r in results:
+        if "bytes_per_token" in r:
+            b, a = r["bytes_per_token"]["before"], r["bytes_per_token"]["after"]
+            lines.append(f"Tokenizer on held-out posts ({r['size']:,} posts): before {b['bytes_per_token']:.4f} bytes/token "
+                         f"({b['vocab']:,} tokens, trained on {b['posts']:,} posts), after {a['bytes_per_token']:.4f} "
+                         f"({a['vocab']:,} tokens, {a['posts']:,} posts): "
+                         f"{100 * (a['bytes_per_token'] / b['bytes_per_token'] - 1):+.2f}%.")
     write_section("data_pipeline_before_after", "\n".join(lines), path)
 
 
