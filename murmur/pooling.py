@@ -107,3 +107,16 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Ten
 def embed_rows(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
     """The pooled, normalised vectors of padded token rows through ``model``."""
     return pool(model(tokens, return_hidden=True), lengths, pooling)
+
+
+def embed_by_length(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, pooling: str,
+                    rows_per_pass: int = 32) -> torch.Tensor:
+    """``embed_rows`` of the same rows, run ``rows_per_pass`` at a time in length order, each pass cut
+    to its longest row: the same vectors (causal attention, right padding), far less padding run."""
+    lengths = lengths.to(tokens.device)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for idx in order.split(max(rows_per_pass, 1)):
+        width = int(lengths[idx].max())
+        parts.append(embed_rows(model, tokens[idx, :width], lengths[idx], pooling))
+    return torch.cat(parts)[torch.argsort(order)]

@@ -291,3 +291,43 @@ def test_shipped_preset_and_flags():
     assert cfgmod.load(EmbedConfig, "embed-tiny-cpu", ["pairs=hashtag,reply"]).pairs == ["hashtag", "reply"]
     with pytest.raises(InputError, match="unknown pair kind"):
         read_posts(REPO / "pyproject.toml", ["likes"])
+
+
+def test_length_ordered_passes_give_the_same_vectors():
+    """The loss runs queries and passages together in length order, each pass cut to its longest row: the
+    vectors are those of one padded batch (causal attention never sees the right padding)."""
+    from murmur.model import ModelConfig, Transformer
+    from murmur.pooling import embed_by_length, embed_rows
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, max_seq_len=32)).eval()
+    gen = np.random.default_rng(0)
+    rows = [gen.integers(1, 64, int(n)) for n in gen.integers(1, 30, 11)]
+    tokens, lengths = pad_rows(rows, 0)
+    with torch.no_grad():
+        ref = embed_rows(model, tokens, lengths, "mean")
+        for per_pass in (1, 3, 4, 32):
+            assert torch.allclose(embed_by_length(model, tokens, lengths, "mean", per_pass), ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_late_pairs_join_for_the_end_of_the_run(world, tmp_path):
+    """A curriculum in one run: span pairs only from late_from * steps on; a bad late_from is one line."""
+    import dataclasses
+
+    from murmur.train.task import BatchPlan
+
+    _, _, clean, base = world
+    cfg = dataclasses.replace(micro(steps=10), model=str(base), data=str(clean), out=str(tmp_path / "o"),
+                              pairs=["hashtag", "reply"], late_pairs=["span"], late_from=0.6)
+    task = embed_task(cfg)
+    assert task.late_from == 6 and len(task.late_pairs) > len(task.train_pairs)
+    early_keys = {p.key for p in task.train_pairs}
+    plan = BatchPlan(16, 16)
+    for index in range(6):
+        assert set(task.batches(index, plan)[0].keys.tolist()) <= early_keys
+    late = [k for index in range(6, 10) for k in task.batches(index, plan)[0].keys.tolist()]
+    assert any(k not in early_keys for k in late)  # span queries arrive
+    assert task.batches(7, plan)[0].keys.tolist() == embed_task(cfg).batches(7, plan)[0].keys.tolist()
+    with pytest.raises(ConfigError, match="late_from"):
+        embed_task(dataclasses.replace(cfg, late_from=1.5))

@@ -66,6 +66,9 @@ class EmbedConfig(RunConfig):
     model: str = knob("", "Pretrained model directory (a finished `murmur train` run).")
     data: str = knob("", "Clean posts Parquet (`murmur data clean`).")
     pairs: list[str] = knob(list(KINDS), "Pair kinds: hashtag, reply, conversation, span.")
+    late_pairs: list[str] = knob([], "Pair kinds that join `pairs` for the end of the run (a curriculum, e.g. "
+                                     "[\"span\"]); empty = the same pairs throughout.")
+    late_from: float = knob(0.7, "Fraction of the steps after which `late_pairs` join (with late_pairs set).")
     pooling: Literal["mean", "last", "eos"] = knob("mean", "Text vector: mean of the token states, the last "
                                                            "token's state, or an appended end token's state.")
     temperature: float = knob(0.05, "InfoNCE temperature (lower = sharper).")
@@ -88,6 +91,10 @@ def _check(cfg: EmbedConfig) -> None:
         raise ConfigError(f"max_tokens must be at least 4 (got {cfg.max_tokens})")
     if not cfg.pairs:
         raise ConfigError(f"pairs is empty (kinds: {', '.join(KINDS)})")
+    if cfg.late_pairs and not 0 < cfg.late_from < 1:
+        raise ConfigError(f"late_from must be in (0, 1) (got {cfg.late_from})")
+    if cfg.late_pairs and cfg.epochs > 0:
+        raise ConfigError("late_pairs needs a step count (steps), not epochs")
     if Path(cfg.out).resolve() == Path(cfg.model).resolve():
         raise ConfigError(f"out ({cfg.out}) must differ from the model directory it starts from")
 
@@ -102,8 +109,9 @@ def embed_task(cfg: EmbedConfig) -> ContrastiveTask:
     from murmur.tokenizer import load_tokenizer
 
     _check(cfg)
-    posts = read_posts(cfg.data, cfg.pairs)  # checked before the model loads
-    pairs = build_pairs(posts, cfg.pairs, cfg.seed, cfg.max_per_conversation)
+    kinds = list(dict.fromkeys([*cfg.pairs, *cfg.late_pairs]))
+    posts = read_posts(cfg.data, kinds)  # checked before the model loads
+    pairs = build_pairs(posts, kinds, cfg.seed, cfg.max_per_conversation)
     if len(pairs) < 2:
         raise InputError(f"{len(pairs)} training pair(s) from these posts (kinds {', '.join(cfg.pairs)}); "
                          "the posts need hashtags, replies or conversations", cfg.data)
@@ -120,20 +128,29 @@ def embed_task(cfg: EmbedConfig) -> ContrastiveTask:
             cache[text] = text_ids(tokenizer, text, cfg.max_tokens, cfg.pooling)
         return cache[text]
 
-    train, val = [], []
+    train: list[tuple[Pair, str]] = []
+    val = []
     with Progress("embed: tokenize pairs", total=len(pairs), unit="pairs") as prog:
         for p in pairs:
             pair = Pair(ids(p.query), ids(p.passage), _key(p.query))
-            (val if stable_unit("val", p.query, p.passage) < cfg.eval.val_fraction else train).append(pair)
+            if stable_unit("val", p.query, p.passage) < cfg.eval.val_fraction:
+                val.append(pair)
+            else:
+                train.append((pair, p.kind))
             prog.advance()
     if not train:
-        train, val = val, []
+        train, val = [(p, "") for p in val], []
+    early = [p for p, kind in train if not cfg.late_pairs or kind in cfg.pairs or not kind]
+    late = [p for p, _ in train] if cfg.late_pairs else []
+    if not early:
+        raise InputError(f"no training pairs of kinds {', '.join(cfg.pairs)} before the late pairs join", cfg.data)
     counts = kind_counts(pairs)
     about = ", ".join(f"{n:,} {k}" for k, n in counts.items())
-    return ContrastiveTask(model_cfg, weights, tokenizer, base / TOKENIZER_DIR, train, val, cfg.max_tokens,
+    return ContrastiveTask(model_cfg, weights, tokenizer, base / TOKENIZER_DIR, early, val, cfg.max_tokens,
                            cfg.pooling, cfg.temperature, cfg.seed,
                            fingerprint={"data_sha256": file_digest(Path(cfg.data))["sha256"],
-                                        "pairs": len(pairs)}, source=str(base), about=about)
+                                        "pairs": len(pairs)}, source=str(base), about=about,
+                           late=late, late_from=round(cfg.late_from * cfg.steps))
 
 
 def run_embed_train(cfg: EmbedConfig) -> Any:

@@ -5,10 +5,14 @@ Like :mod:`murmur.train.packing` for chat, nothing here knows where the pairs co
 
 Data source: epoch ``e`` shuffles the pairs with a generator seeded by ``(seed, e)``; the stream of
 pairs is the concatenation of the epochs, and global batch ``index`` is pairs ``index * G ..
-index * G + G``; data-parallel process ``r`` of ``n`` takes every ``n``-th from ``r``.
+index * G + G``; data-parallel process ``r`` of ``n`` takes every ``n``-th from ``r``. A curriculum
+(``late``: a second pool of pairs from batch ``late_from`` on) reads batch ``index >= late_from`` as
+batch ``index - late_from`` of the second pool's own stream (seeded by ``seed + 1``).
 
 Loss (per micro-batch, as E5 and GTE train): each text becomes one unit vector
-(:mod:`murmur.pooling`); with ``s = q @ p.T / temperature``, the loss is the mean of the
+(:mod:`murmur.pooling`; queries and passages go through the model together, in length order, each
+pass cut to its longest text, since posts are short and a batch padded to its longest wastes most
+of its tokens); with ``s = q @ p.T / temperature``, the loss is the mean of the
 cross-entropy of ``s`` over its rows (a query picks its passage among the batch's passages) and
 over its columns (a passage picks its query). Other pairs of the batch are the negatives, except
 pairs whose query is the same text (two posts with one hashtag): those are masked, not pushed apart.
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from murmur.model import ModelConfig
-from murmur.pooling import embed_rows, pad_rows
+from murmur.pooling import embed_by_length, pad_rows
 from murmur.train.task import BatchPlan
 
 
@@ -102,11 +106,13 @@ class ContrastiveTask:
     def __init__(self, model_cfg: ModelConfig, weights: dict[str, torch.Tensor], tokenizer: Any,
                  tokenizer_dir: str | Path, train: Sequence[Pair], val: Sequence[Pair], max_tokens: int,
                  pooling: str, temperature: float, seed: int = 0, fingerprint: dict[str, Any] | None = None,
-                 source: str = "", about: str = ""):
+                 source: str = "", about: str = "", late: Sequence[Pair] = (), late_from: int = 0):
         self.model_cfg, self.tokenizer, self.tokenizer_dir = model_cfg, tokenizer, Path(tokenizer_dir)
         self.train_pairs, self.val_pairs = list(train), list(val)
         self.seq_len, self.pooling, self.temperature = max_tokens, pooling, temperature
         self.stream = PairStream(len(self.train_pairs), seed)
+        self.late_pairs, self.late_from = list(late), late_from
+        self.late_stream = PairStream(len(self.late_pairs), seed + 1)
         self._weights: dict[str, torch.Tensor] | None = weights
         self._fingerprint = fingerprint or {}
         self.source, self.about = source, about
@@ -128,6 +134,9 @@ class ContrastiveTask:
                 for i in range(0, len(mine), plan.micro_batch)]
 
     def batches(self, index: int, plan: BatchPlan) -> list[PairBatch]:
+        if self.late_pairs and index >= self.late_from:
+            ids = self.late_stream.take((index - self.late_from) * plan.global_batch, plan.global_batch)
+            return self._split([self.late_pairs[i] for i in ids], plan, plan.global_batch)
         ids = self.stream.take(index * plan.global_batch, plan.global_batch)
         return self._split([self.train_pairs[i] for i in ids], plan, plan.global_batch)
 
@@ -138,9 +147,12 @@ class ContrastiveTask:
         return self._split(rows, plan, 1) if rows else []
 
     def loss(self, model: nn.Module, batch: PairBatch) -> torch.Tensor:
-        q = embed_rows(model, batch.q_tokens, batch.q_lengths, self.pooling)
-        p = embed_rows(model, batch.p_tokens, batch.p_lengths, self.pooling)
-        return info_nce(q, p, batch.keys, self.temperature)
+        width = max(batch.q_tokens.shape[1], batch.p_tokens.shape[1])
+        pad = self.tokenizer.pad_id
+        tokens = torch.cat([F.pad(batch.q_tokens, (0, width - batch.q_tokens.shape[1]), value=pad),
+                            F.pad(batch.p_tokens, (0, width - batch.p_tokens.shape[1]), value=pad)])
+        vecs = embed_by_length(model, tokens, torch.cat([batch.q_lengths, batch.p_lengths]), self.pooling)
+        return info_nce(vecs[:len(batch)], vecs[len(batch):], batch.keys, self.temperature)
 
     def eval_count(self, batch: PairBatch) -> int:
         return len(batch)
@@ -153,6 +165,8 @@ class ContrastiveTask:
 
     def describe(self) -> str:
         about = f" ({self.about})" if self.about else ""
+        if self.late_pairs:
+            about += f"; from step {self.late_from + 1}: {len(self.late_pairs):,} train pairs"
         return (f"{len(self.train_pairs):,} train / {len(self.val_pairs):,} val pairs{about}; {self.pooling} pooling, "
                 f"temperature {self.temperature}")
 
