@@ -321,7 +321,7 @@ def test_late_pairs_join_for_the_end_of_the_run(world, tmp_path):
     cfg = dataclasses.replace(micro(steps=10), model=str(base), data=str(clean), out=str(tmp_path / "o"),
                               pairs=["hashtag", "reply"], late_pairs=["span"], late_from=0.6)
     task = embed_task(cfg)
-    assert task.late_from == 6 and len(task.late_pairs) > len(task.train_pairs)
+    assert task.late_from == 6 and len(task.late_pairs) > len(task.train_pairs) and task.data_changes == (6,)
     early_keys = {p.key for p in task.train_pairs}
     plan = BatchPlan(16, 16)
     for index in range(6):
@@ -331,3 +331,15 @@ def test_late_pairs_join_for_the_end_of_the_run(world, tmp_path):
     assert task.batches(7, plan)[0].keys.tolist() == embed_task(cfg).batches(7, plan)[0].keys.tolist()
     with pytest.raises(ConfigError, match="late_from"):
         embed_task(dataclasses.replace(cfg, late_from=1.5))
+
+
+def test_the_loss_guard_starts_over_where_the_data_changes():
+    from murmur.train.config import GuardSection
+    from murmur.train.guard import LossGuard
+
+    guard = LossGuard(GuardSection(spike_factor=2.0, window=20))
+    for _ in range(12):
+        guard.accept(1.0)
+    assert guard.check(3.0) is not None  # a spike against the old pairs' losses
+    guard.new_data()
+    assert guard.check(3.0) is None  # the new pairs' level is judged on its own

@@ -113,6 +113,7 @@ class ContrastiveTask:
         self.stream = PairStream(len(self.train_pairs), seed)
         self.late_pairs, self.late_from = list(late), late_from
         self.late_stream = PairStream(len(self.late_pairs), seed + 1)
+        self.data_changes = (late_from,) if self.late_pairs else ()  # the trainer's loss guard starts over there
         self._weights: dict[str, torch.Tensor] | None = weights
         self._fingerprint = fingerprint or {}
         self.source, self.about = source, about

@@ -50,6 +50,10 @@ class LossGuard:
             return f"loss {loss:.4f} > {self.cfg.spike_factor:g} x running mean {mean:.4f}"
         return None
 
+    def new_data(self) -> None:
+        """The task's data changes here (a curriculum's next stage): judge spikes by the new data's losses."""
+        self.history.clear()
+
     def accept(self, loss: float) -> None:
         """Record a good step's loss (ends a streak of bad steps)."""
         self.history.append(loss)

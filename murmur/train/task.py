@@ -12,6 +12,9 @@ final model). A task supplies the rest, as torchtitan varies the parts of its on
   position is the index alone, a resumed run reads exactly what the uninterrupted one would, and
   the rows of all processes together are the same whatever their number. Each micro-batch carries
   its ``weight``: its share of the step's objective over every process (they sum to 1);
+- **where its data changes on purpose** (optional ``data_changes``: batch indices, e.g. a
+  curriculum's next stage): the loss guard starts its running mean over there, so a new stage's
+  higher loss is not taken for a divergence;
 - **the loss**: :meth:`Task.loss` is the mean loss of one micro-batch, computed with the (possibly
   sharded, compiled) model. The trainer backpropagates ``loss * weight * dp_size`` (data-parallel
   gradient reduction averages) so the step minimises the task's objective exactly as one process

@@ -443,6 +443,8 @@ class Trainer:
         cfg = self.cfg
         set_lr(self.optimizer, lr_at(step, self.steps, cfg.optim.lr, cfg.schedule))
         index = step + self.data_offset
+        if index in getattr(self.task, "data_changes", ()):  # a curriculum's next pairs: a new loss level
+            self.guard.new_data()
         self._doing = f"step {step + 1} (forward/backward: parameter all-gathers, gradient reductions)"
         batches = self.task.batches(index, self.plan)
         loss_sum = torch.zeros((), device=self.device)
