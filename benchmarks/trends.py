@@ -92,6 +92,9 @@ class PerPostBaseline(Trends):
         return np.fromiter((self._ids.setdefault(t, len(self._ids)) for t, _ in terms), dtype=np.int64,
                            count=len(terms))
 
+    def prepare(self, window_s, at_us=None, lang=None, slice_posts=2000):
+        pass  # it kept no hours: everything was counted under the read lock, in detect
+
     def baseline_counts(self, mask, start, since, lang):
         import numpy as np
 

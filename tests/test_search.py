@@ -296,3 +296,40 @@ def test_damaged_segment_state_is_one_line(index_dir):
     seg.rename(index_dir / "moved.parquet")
     with pytest.raises(MurmurError, match="is missing"):
         SearchIndex(index_dir)
+
+
+def test_a_waiting_writer_goes_before_later_readers():
+    """A stream of short reads (searches, slices of trend counting) cannot hold an add back."""
+    import threading
+    import time
+
+    from murmur.search.index import _RWLock
+
+    lock, order = _RWLock(), []
+    first = lock.read()
+    first.__enter__()
+    writer_waiting = threading.Event()
+
+    def write():
+        writer_waiting.set()
+        with lock.write():
+            order.append("write")
+
+    def read():
+        with lock.read():
+            order.append("read")
+
+    w = threading.Thread(target=write)
+    w.start()
+    writer_waiting.wait(5)
+    deadline = time.monotonic() + 5
+    while not lock._waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    r = threading.Thread(target=read)
+    r.start()
+    time.sleep(0.05)
+    assert order == []  # the later reader waits behind the writer, which waits for the first reader
+    first.__exit__(None, None, None)
+    w.join(5)
+    r.join(5)
+    assert order == ["write", "read"]

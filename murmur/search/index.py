@@ -233,12 +233,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 class _RWLock:
-    """Many readers or one writer."""
+    """Many readers or one writer; a waiting writer goes first (a reader that comes after it waits), so
+    a stream of short reads (a search, a slice of trend counting) cannot hold an add back. Not
+    reentrant: a thread that holds a read must not take another."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._waiting = 0  # writers waiting
 
     def read(self):
         lock = self
@@ -246,7 +249,7 @@ class _RWLock:
         class _R:
             def __enter__(self):
                 with lock._cond:
-                    while lock._writer:
+                    while lock._writer or lock._waiting:
                         lock._cond.wait()
                     lock._readers += 1
 
@@ -262,8 +265,12 @@ class _RWLock:
         class _W:
             def __enter__(self):
                 with lock._cond:
-                    while lock._writer or lock._readers:
-                        lock._cond.wait()
+                    lock._waiting += 1
+                    try:
+                        while lock._writer or lock._readers:
+                            lock._cond.wait()
+                    finally:
+                        lock._waiting -= 1
                     lock._writer = True
 
             def __exit__(self, *exc):

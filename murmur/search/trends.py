@@ -29,7 +29,9 @@ of them hold it. A kept hour is used only while its posts are exactly those the 
 that hour now (one vectorised comparison), so a post added into an old hour or deleted from one
 makes that hour count again; the partial hours at the baseline's edges are counted post by post.
 A baseline then costs a sum of kept counts (``numpy.bincount``), and the terms of a post are kept
-only while it is in the latest window (memory bounded by the window, not the index). The router
+only while it is in the latest window (memory bounded by the window, not the index). What is not
+kept yet is counted first a slice at a time (an hour, or 2,000 window posts), each slice under the
+index's read lock, so a cold detection never holds adds and deletes back for long. The router
 counts the default window's hours in the background at startup.
 """
 
@@ -277,9 +279,7 @@ class Trends:
         """The kept counts of one hour whose posts are ``keys`` now, counted again if they changed."""
         kept = self._hours.get((lang, hour))
         if kept is None or not np.array_equal(kept.keys, keys):
-            ids = np.concatenate([self._post_term_ids(int(k)) for k in keys.tolist()]) if len(keys) else \
-                np.zeros(0, np.int64)
-            uniq, counts = np.unique(ids, return_counts=True)
+            uniq, counts = np.unique(self._term_ids(keys.tolist()), return_counts=True)
             kept = _HourCounts(keys.copy(), uniq, counts)
             self._hours[(lang, hour)] = kept
             while len(self._hours) > MAX_KEPT_HOURS:
@@ -295,19 +295,48 @@ class Trends:
         return np.fromiter((ids.setdefault(t, len(ids)) for t, _ in terms), dtype=np.int64, count=len(terms))
 
     # ------------------------------------------------------------------ detection
+    def _span(self, window_s: int, at_us: int | None, lang: str | None) -> tuple[np.ndarray, int, int, int]:
+        """(live posts of ``lang``, baseline start, window start, window end); under the index's read lock."""
+        store = self.index.store
+        alive = store.alive.view.copy()
+        if lang is not None:
+            alive &= store.lang.view == store.langs.get(lang, -1)
+        until = int(at_us) if at_us is not None else store.newest_us()
+        since = until - window_s * 1_000_000
+        return alive, since - self.cfg.baseline_windows * window_s * 1_000_000, since, until
+
+    def prepare(self, window_s: int, at_us: int | None = None, lang: str | None = None, slice_posts: int = 2000) -> None:
+        """Count what a detection needs a slice at a time (each whole baseline hour, the window's posts in
+        slices), each slice under the index's read lock, so a cold detection does not hold adds and
+        deletes back for seconds; :meth:`detect` then finds it kept (and counts again what changed since)."""
+        lock, created = self.index.lock, self.index.store.created.view
+        with lock.read():
+            alive, start, since, until = self._span(window_s, at_us, lang)
+            base = np.flatnonzero(alive & (created > start) & (created <= since))
+            window = np.flatnonzero(alive & (created > since) & (created <= until))
+            hours = (created[base] - 1) // HOUR_US
+        whole = (hours * HOUR_US >= start) & ((hours + 1) * HOUR_US <= since)
+        base, hours = base[whole], hours[whole]
+        order = np.argsort(hours, kind="stable")
+        base, hours = base[order], hours[order]
+        bounds = np.flatnonzero(np.diff(hours)) + 1
+        for keys in np.split(base, bounds) if len(base) else []:
+            with lock.read(), self._detecting:
+                self._hour(lang, int((created[keys[0]] - 1) // HOUR_US), keys)
+        for lo in range(0, len(window), slice_posts):
+            with lock.read(), self._detecting:
+                for key in window[lo:lo + slice_posts].tolist():
+                    self.terms_of(key)
+
     def detect(self, window_s: int = 3600, at_us: int | None = None, lang: str | None = None,
                k: int = 10) -> TrendReport:
         """The ``k`` strongest stories in the window ending at ``at_us`` (default: the newest post)."""
         cfg, store = self.cfg, self.index.store
+        lang = lang.lower() if lang is not None else None
+        self.prepare(window_s, at_us, lang)
         with self.index.lock.read(), self._detecting:
             created = store.created.view
-            alive = store.alive.view.copy()
-            if lang is not None:
-                lang = lang.lower()
-                alive &= store.lang.view == store.langs.get(lang, -1)
-            until = int(at_us) if at_us is not None else store.newest_us()
-            since = until - window_s * 1_000_000
-            start = since - cfg.baseline_windows * window_s * 1_000_000
+            alive, start, since, until = self._span(window_s, at_us, lang)
             window = np.flatnonzero(alive & (created > since) & (created <= until)).tolist()
             self._terms = {key: self._terms[key] for key in window if key in self._terms}  # only the window's
             for key in window:
