@@ -39,3 +39,14 @@ def chromium(profile: Path | None = None, width: int = 1280, height: int = 800) 
                 yield browser.new_context(viewport=viewport)
             finally:
                 browser.close()
+
+
+def open_chat(ctx: Any, url: str, model: str) -> tuple[Any, list[tuple[str, int]]]:
+    """(page, [(url, status) of every response]) of the chat page once it shows ``model`` and has settled."""
+    page = ctx.new_page()
+    responses: list[tuple[str, int]] = []
+    page.on("response", lambda r: responses.append((r.url, r.status)))
+    page.goto(url + "/")
+    page.wait_for_function(f"document.getElementById('model-name').textContent === {model!r}")
+    page.wait_for_timeout(300)
+    return page, responses

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_helpers import chromium, needs_chromium
+from browser_helpers import chromium, needs_chromium, open_chat
 from search_helpers import tiny_corpus
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 from test_drafts import EMAIL, SENTENCE, TOPIC, scripted_engine
@@ -61,12 +61,7 @@ def test_draft_a_post_lists_the_drafts_and_uses_one(tmp_path):
             engine.stop()
             plain = Engine(scripted_model(tok.vocab_size, [0, 1]), tok, max_batch=2, name="plain")
             with ServerThread(create_app(plain)) as url:            # no search index: no drafts, no action
-                page = ctx.new_page()
-                responses = []
-                page.on("response", lambda r: responses.append((r.url, r.status)))
-                page.goto(url + "/")
-                page.wait_for_function("document.getElementById('model-name').textContent === 'plain'")
-                page.wait_for_timeout(300)
+                page, responses = open_chat(ctx, url, "plain")
                 assert any(u.endswith("/v1/drafts") and s == 404 for u, s in responses)
                 assert not page.is_visible("#draft-post")
         finally:

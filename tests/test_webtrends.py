@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_helpers import chromium, needs_chromium
+from browser_helpers import chromium, needs_chromium, open_chat
 from search_helpers import story_index
 from serve_helpers import ServerThread, make_tokenizer, scripted_model
 
@@ -70,11 +70,6 @@ def test_trends_panel_stays_hidden_without_search(tmp_path):
     engine = Engine(scripted_model(tok.vocab_size, [ASSISTANT_ID, *tok.encode(REPLY)]), tok, max_batch=2,
                     name="plain")
     with ServerThread(create_app(engine)) as url, chromium(tmp_path / "profile") as ctx:
-        page = ctx.new_page()
-        responses = []
-        page.on("response", lambda r: responses.append((r.url, r.status)))
-        page.goto(url + "/")
-        page.wait_for_function("document.getElementById('model-name').textContent === 'plain'")
-        page.wait_for_timeout(300)
+        page, responses = open_chat(ctx, url, "plain")
         assert any(u.endswith("/v1/trends?window=1h&k=5") and s == 404 for u, s in responses)
         assert not page.is_visible("#trends-panel")
