@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 from search_helpers import tiny_corpus
-from serve_helpers import ServerThread, make_tokenizer, micro_model
+from serve_helpers import ServerThread, make_tokenizer, micro_model, scripted_model
 
 from murmur.engine import Engine
 from murmur.errors import InputError
@@ -23,6 +23,7 @@ from murmur.search.answer import (
 )
 from murmur.search.index import SearchIndex, build_index
 from murmur.serve.app import create_app
+from murmur.tokenizer import ASSISTANT_ID, END_ID, TOOL_CALL_ID
 
 
 def test_citations_outside_the_retrieved_posts_are_removed():
@@ -139,3 +140,17 @@ def test_sft_data_teaches_search_then_cited_answer(tmp_path):
     with pytest.raises(InputError, match=r"bad.jsonl:2 ") as e:
         read_conversations(bad)
     assert e.value.field == "tools[0].function.name"
+
+
+def test_an_answer_never_opens_another_tool_call(index, tmp_path):
+    """A model that would call search again after the results (as a fine-tuned tiny model sometimes
+    does) writes text instead: the call's JSON never reaches the client as the answer."""
+    tok = make_tokenizer(tmp_path / "tok")
+    cats = tok.encode("cats")   # the call's text: several distinct tokens
+    model = scripted_model(tok.vocab_size, [ASSISTANT_ID, TOOL_CALL_ID, *cats, END_ID], max_seq_len=2048)
+    engine = Engine(model, tok, max_batch=2, max_queue=4, name="m")
+    with ServerThread(create_app(engine, routers=[build_router(Answerer(index))])) as url:
+        r = httpx.post(url + "/v1/answers", json={"question": "what about the weather?", "k": 3, "max_tokens": 6,
+                                                  "temperature": 0}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] >= 1 and "cats" not in r.json()["answer"]

@@ -179,6 +179,7 @@ def test_malformed_auto_call_is_retried_and_counted(tok):
         plain = c.chat.completions.create(model="s", messages=CONVERSATION[:1], tools=tools, tool_choice="none",
                                           max_tokens=4)
         assert plain.choices[0].message.tool_calls is None
+        assert plain.choices[0].message.content != tok.decode([junk])   # nor does the call's text, as text
 
 
 def _call_ok(tok, ids, tools):

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from murmur.chat.grounded import search_answer_messages
 from murmur.chat.template import render
+from murmur.chat.tools import answer_only
 from murmur.engine import Engine, SamplingParams
 from murmur.engine.http import current_engine, json_body
 from murmur.errors import InputError
@@ -125,7 +126,9 @@ def fit_prompt(engine: Engine, req: AnswerRequest, results: list[dict[str, Any]]
             break
         results = results[:-1]
     room = max(1, engine.max_len - len(prompt))
-    params = SamplingParams(max_tokens=min(req.max_tokens, room), temperature=req.temperature, seed=req.seed)
+    # the answer is text: the turn after the results may not open another tool call
+    params = SamplingParams(max_tokens=min(req.max_tokens, room), temperature=req.temperature, seed=req.seed,
+                            logits_processor=answer_only)
     return prompt, params, results
 
 

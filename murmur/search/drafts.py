@@ -43,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 
 from murmur.chat.drafting import draft_messages
 from murmur.chat.template import render
+from murmur.chat.tools import answer_only
 from murmur.config import knob
 from murmur.data.dedup import MinHasher
 from murmur.data.langid import DEFAULT_LANGUAGES, langid_text
@@ -261,7 +262,7 @@ class Drafter:
         m = cfg.oversample * req.n
         temperature = cfg.temperature if req.temperature is None else req.temperature
         params = [SamplingParams(max_tokens=min(max_tokens, room), temperature=temperature, top_p=cfg.top_p,
-                                 seed=req.seed + i, stop=["\n"]) for i in range(m)]
+                                 seed=req.seed + i, stop=["\n"], logits_processor=answer_only) for i in range(m)]
         done = engine.run([prompt] * m, params)
         scores = [c.mean_logprob for c in done]
         texts = [" ".join(f"{lead} {c.text}".split()) for c in done]

@@ -205,8 +205,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
                            code="context_length_exceeded") from None
     try:
         prompt = await run_in_threadpool(chat_prompt, engine, body)
-        reqs = await run_in_threadpool(submit_all, engine, prompt,
-                                       body.sampling(body.max_completion_tokens or body.max_tokens), body.n)
+        # no tool on offer (or tool_choice "none"): the turn is text, never a call
+        params = dataclasses.replace(body.sampling(body.max_completion_tokens or body.max_tokens),
+                                     logits_processor=answer_only)
+        reqs = await run_in_threadpool(submit_all, engine, prompt, params, body.n)
     except ContextLengthError as e:
         raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
                        code="context_length_exceeded") from None
