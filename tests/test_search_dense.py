@@ -161,3 +161,24 @@ def test_hybrid_weights_follow_the_query(built, embedder):
         hits = ix.search(req)
         assert hits and {h["lang"] for h in hits} == {"es"}
         assert [h["score"] for h in hits] != [h["score"] for h in ix.search(req, off)]
+
+
+def test_filtered_dense_and_shared_forwards(built, embedder):
+    import concurrent.futures as cf
+
+    from murmur.search.retrieve import RetrieveConfig, ranked
+
+    queries = ["running a marathon", "cooking dinner", "football match", "new phone", "#running", "viaje a la playa"]
+    alone = np.stack([embedder.encode([q], "query")[0] for q in queries])
+    with cf.ThreadPoolExecutor(6) as pool:  # concurrent queries share forwards, each gets its own vector
+        together = np.stack(list(pool.map(lambda q: embedder.encode([q], "query")[0], queries * 3)))
+    np.testing.assert_allclose(together, np.concatenate([alone] * 3), atol=1e-5)
+    with SearchIndex(built[1], embedder=embedder, writable=False) as ix:
+        vec = alone[0]
+        for kw in ({"lang": "es"}, {"lang": "en"}, {"min_likes": 1}):
+            req = make_request(queries[0], mode="dense", k=5, **kw)
+            mask = ix.store.mask(req.filters)
+            exact = [k for k, _ in ix.dense.search_exact(vec, np.flatnonzero(mask), 5)]
+            assert [k for k, _ in ranked(ix, req, query_vec=vec)][:5] == exact  # few pass: exact search
+            ann = [k for k, _ in ranked(ix, req, RetrieveConfig(exact_below=0), query_vec=vec)][:5]
+            assert len(ann) == min(5, int(mask.sum())) and all(mask[k] for k in ann)

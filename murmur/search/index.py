@@ -42,7 +42,7 @@ from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, write_
 from murmur.progress import Progress
 from murmur.search.analyze import doc_terms
 from murmur.search.dense import DenseIndex, new_ann
-from murmur.search.embed import DEFAULT_NAME, Embedder, load_embedder
+from murmur.search.embed import DEFAULT_NAME, Embedder, QueryCache, load_embedder
 from murmur.search.ingest import Cleaner, Post, validate
 from murmur.search.lexical import LexicalIndex
 from murmur.search.segments import (
@@ -299,6 +299,7 @@ class SearchIndex:
                               f"embedder {embedder.name} gives {embedder.dim}-d vectors; use the embedder the index "
                               "was built with, or rebuild the index")
         self.embedder = embedder if rec is not None else None
+        self.query_vectors = QueryCache()
         self.writable = writable
         self.lock = _RWLock()
         self._compacting = threading.Lock()

@@ -6,7 +6,6 @@ length order so little padding is run.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from murmur.pooling import embed_rows, pad_rows, read_meta, text_ids
+from murmur.search.embed import Batcher
 
 
 class _TokenCounter:
@@ -36,7 +36,7 @@ class MurmurEmbedder:
         self.pooling, self.max_tokens, self.name, self.batch_size = pooling, max_tokens, name, batch_size
         self.dim = int(model.cfg.dim)
         self.tokenizer = _TokenCounter(tokenizer, max_tokens, pooling)
-        self._lock = threading.Lock()  # one forward at a time: torch already uses every core
+        self._batcher = Batcher(self._encode)  # one forward at a time: torch already uses every core
 
     @classmethod
     def load(cls, path: str | Path) -> MurmurEmbedder:
@@ -48,10 +48,13 @@ class MurmurEmbedder:
         return cls(path, model, tokenizer, meta.pooling, meta.max_tokens, meta.name)
 
     def encode(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
+        return self._batcher(texts, kind)
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
         rows = [text_ids(self.murmur_tokenizer, t, self.max_tokens, self.pooling) for t in texts]
         order = np.argsort([len(r) for r in rows], kind="stable")
         out = np.zeros((len(rows), self.dim), np.float32)
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             for i in range(0, len(order), self.batch_size):
                 idx = order[i:i + self.batch_size]
                 tokens, lengths = pad_rows([rows[j] for j in idx], self.murmur_tokenizer.pad_id)

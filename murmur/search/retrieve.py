@@ -16,8 +16,11 @@ for a historical corpus, so results do not drift as the wall clock moves). Set b
 for pure RRF. ``lexical`` and ``dense`` modes rank by BM25 score and cosine similarity alone.
 
 Filters (``lang``, ``author``, ``hashtag``, ``since``/``until``, ``min_likes``) run inside tantivy
-for the lexical list; for the dense list they run over the store's columns and, when few posts pass
-(``exact_below``), the nearest of those are found exactly instead of by the ANN.
+for the lexical list; for the dense list they run over the store's columns. When few posts pass
+(``exact_below``), or so small a share that the ANN would have to fetch more than ``ann_max_fetch``
+neighbours to find enough of them (``ann_overfetch`` times the number needed over the share), the
+nearest of those are found exactly instead; so they are too when the ANN's neighbours hold too few
+that pass (a Spanish-only filter on an English query).
 ``sort="recent"`` orders the best ``candidates`` matches by time, newest first.
 """
 
@@ -62,6 +65,11 @@ class RetrieveConfig:
     engagement_weight: float = knob(0.1, "hybrid prior: weight of engagement (0 turns it off)")
     engagement_scale: float = knob(1000.0, "hybrid prior: likes + 2*reposts at which engagement counts fully")
     exact_below: int = knob(20000, "dense filters: search exactly when at most this many posts pass")
+    ann_overfetch: float = knob(2.0, "dense filters: the ANN fetches this many times the neighbours needed, "
+                                     "counted from the share of posts that pass")
+    ann_max_fetch: int = knob(1000, "dense filters: search exactly when the ANN would have to fetch more "
+                                    "neighbours than this")
+    query_cache: int = knob(1024, "vectors of this many recent distinct queries are kept (0 turns it off)")
     max_query_chars: int = knob(1000, "longest query accepted")
     max_k: int = knob(1000, "most results one query may ask for")
 
@@ -124,11 +132,11 @@ def _dense(index: Any, req: SearchRequest, query_vec: np.ndarray, limit: int,
     if req.filters.any():
         mask = store.mask(req.filters)
         allowed = int(mask.sum())
-        if allowed <= cfg.exact_below:
-            return dense.search_exact(query_vec, np.flatnonzero(mask), limit)
-        found = [(k, s) for k, s in dense.search_ann(query_vec, limit * 8) if k < len(mask) and mask[k]]
-        if len(found) >= min(limit, allowed):
-            return found[:limit]
+        fetch = math.ceil(cfg.ann_overfetch * limit * max(len(dense), 1) / max(allowed, 1))
+        if allowed > cfg.exact_below and fetch <= cfg.ann_max_fetch:
+            found = [(k, s) for k, s in dense.search_ann(query_vec, fetch) if k < len(mask) and mask[k]]
+            if len(found) >= min(limit, allowed):
+                return found[:limit]
         return dense.search_exact(query_vec, np.flatnonzero(mask), limit)
     alive = store.alive.a
     return [(k, s) for k, s in dense.search_ann(query_vec, limit + 16) if alive[k]][:limit]
@@ -219,12 +227,12 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
         raise InputError(f"this index has no embeddings, so mode {mode!r} is not available; use 'lexical' "
                          "or rebuild the index with an embedder", field="mode")
     groups = query_terms(req.q)
+    if mode != "lexical" and query_vec is None:  # before the lock: an add need not wait for a forward
+        query_vec = index.query_vectors.get(index.embedder, req.q, cfg.query_cache)
     with index.lock.read():
         lex = _lexical(index, req, groups, depth) if mode in ("lexical", "hybrid") else []
         den: list[tuple[int, float]] = []
         if mode in ("dense", "hybrid"):
-            if query_vec is None:
-                query_vec = index.embedder.encode([req.q], "query")[0]
             den = _dense(index, req, query_vec, depth, cfg)
     if mode == "lexical":
         out = lex
