@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from murmur.pooling import embed_rows, pad_rows, read_meta, text_ids
-from murmur.search.embed import Batcher
+from murmur.search.embed import Batcher, intra_op_threads
 
 
 class _TokenCounter:
@@ -54,7 +54,7 @@ class MurmurEmbedder:
         rows = [text_ids(self.murmur_tokenizer, t, self.max_tokens, self.pooling) for t in texts]
         order = np.argsort([len(r) for r in rows], kind="stable")
         out = np.zeros((len(rows), self.dim), np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(len(rows)):
             for i in range(0, len(order), self.batch_size):
                 idx = order[i:i + self.batch_size]
                 tokens, lengths = pad_rows([rows[j] for j in idx], self.murmur_tokenizer.pad_id)
