@@ -50,10 +50,10 @@ def test_permutations_and_known_lsh_params_equal_datasketch():
         assert (lsh.b, lsh.r) == params
 
 
-def test_chunking_does_not_change_signatures(hasher):
-    small = dd.MinHasher(num_perm=128, threshold=0.8, chunk_shingles=7)
-    assert np.array_equal(small.signatures(DOCS), hasher.signatures(DOCS))
+def test_batching_does_not_change_signatures(hasher):
     assert np.array_equal(hasher.signatures(DOCS[2:4]), hasher.signatures(DOCS)[2:4])
+    assert np.array_equal(np.concatenate([hasher.signatures([d]) for d in DOCS]), hasher.signatures(DOCS))
+    assert hasher.signatures([]).shape == (0, 128)
 
 
 def test_bands_agree_with_datasketch_lsh(hasher):
