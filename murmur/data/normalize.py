@@ -41,6 +41,8 @@ from typing import Literal
 
 import numpy as np
 
+from murmur.data.jit import jit
+
 URL_PLACEHOLDER = "<url>"
 MENTION_PLACEHOLDER = "@user"
 EMAIL_PLACEHOLDER = "<email>"
@@ -355,7 +357,7 @@ def fold_key(content: str, fold_digits: bool = True) -> str:
 
 
 def fold_keys(contents: list[str], fold_digits: bool = True) -> list[str]:
-    """``fold_key`` of many posts at once, as numpy operations over the code points of the whole batch.
+    """``fold_key`` of many posts at once, one compiled pass over the code points of the whole batch.
 
     Each code point's lower case and whether it is ``\\d`` or ``[^\\W_]`` come from Python itself
     (``codepoints.CharTable``), so the keys are ``fold_key``'s; the few posts whose lower case depends on
@@ -369,24 +371,48 @@ def fold_keys(contents: list[str], fold_digits: bool = True) -> list[str]:
     batch = codepoints.encode(contents)
     entry = table.lookup(batch.cp)
     low = entry & np.uint32(table.LOWER_MASK)
-    entry = table.lookup(low)  # the classes of the lower-case code points, which the regexes see
-    first = batch.first_in_row()
-    keep = np.ones(len(low), dtype=bool)
-    if fold_digits:  # a run of digits -> "0"
-        digit = (entry & np.uint32(table.bit("digit"))) != 0
-        keep &= ~(digit & ~first & np.r_[False, digit[:-1]])
-        low[digit] = 48
-    other = (entry & np.uint32(table.bit("alnum"))) == 0  # a run of anything else -> " ", none at either end
-    keep &= ~(other & ~first & np.r_[False, other[:-1]])
-    words = np.r_[0, np.cumsum(~other, dtype=np.int32)]  # alphanumerics before each position
-    row = batch.row_of()
-    keep &= ~(other & ((words[1:] == words[batch.starts][row]) | (words[1:] == words[batch.ends][row])))
-    low[other] = 32
-    out = codepoints.decode(low[keep], batch.row_sums(keep))
+    classes = table.lookup(low)  # the classes of the lower-case code points, which the regexes see
+    out_cp = np.empty(len(low), dtype=np.uint32)
+    out_lens = np.empty(len(contents), dtype=np.int64)
+    _fold(low, classes, batch.starts, batch.lens, table.bit("digit") if fold_digits else 0, table.bit("alnum"),
+          out_cp, out_lens)
+    out = codepoints.decode(out_cp[:int(out_lens.sum())], out_lens)
     irregular = batch.row_sums((entry & np.uint32(table.IRREGULAR_LOWER)) != 0)
     for i in np.flatnonzero(irregular).tolist():
         out[i] = fold_key(contents[i], fold_digits)
     return out
+
+
+@jit
+def _fold(low, classes, starts, lens, digit, alnum, out, out_lens):  # pragma: no cover - compiled by numba
+    """``fold_key``'s rules over lower-cased code points (``low``, their ``classes``), text by text: a
+    run of ``digit`` code points becomes ``0`` (``digit`` 0: digits stay), a run of anything but
+    ``alnum`` one space, and none at either end of a text. The folded texts go to ``out`` end to end,
+    their lengths to ``out_lens``."""
+    o = 0
+    for i in range(len(starts)):
+        start, end = starts[i], starts[i] + lens[i]
+        last = start - 1  # the last alphanumeric code point of the text
+        for j in range(end - 1, start - 1, -1):
+            if classes[j] & alnum:
+                last = j
+                break
+        begin = o
+        seen = prev_digit = prev_other = False
+        for j in range(start, end):
+            f = classes[j]
+            if f & alnum:
+                is_digit = (f & digit) != 0
+                if not (is_digit and prev_digit):
+                    out[o] = 48 if is_digit else low[j]
+                    o += 1
+                seen, prev_digit, prev_other = True, is_digit, False
+            else:
+                if seen and j < last and not prev_other:
+                    out[o] = 32
+                    o += 1
+                prev_digit, prev_other = False, True
+        out_lens[i] = o - begin
 
 
 @functools.cache

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from murmur.data.jit import jit
+
 TOO_SHORT = "too_short"
 SPAM_PATTERN = "spam_pattern"
 MOSTLY_TAGS = "mostly_tags"
@@ -219,8 +221,8 @@ def quality_reasons(texts: list[str], rules: QualityRules,
     """``quality_reason`` of each text, the whole batch at once.
 
     The counts the rules compare (visible characters, words, upper and lower case letters, emoji,
-    runs of one character) come from numpy over the code points of the batch, each code point's
-    class asked of Python itself (``codepoints.CharTable``: ``\\w``, ``\\s``, ``\\d``,
+    runs of one character) come from one compiled pass over the code points of the batch (``_count``),
+    each code point's class asked of Python itself (``codepoints.CharTable``: ``\\w``, ``\\s``, ``\\d``,
     ``str.isupper``...), so every answer is ``quality_reason``'s; only the spam patterns still run
     post by post, on the texts that may match one (``spam_candidates``). ``stripped`` is
     ``strip_tags`` of each text when the caller has it.
@@ -236,18 +238,12 @@ def quality_reasons(texts: list[str], rules: QualityRules,
     tags = np.fromiter((k for _, k in stripped), dtype=np.int64, count=n)
     table = _quality_table()
     bit = table.bit
-    cb = codepoints.encode(contents)
-    cflags = table.lookup(cb.cp)
-    space = (cflags & np.uint32(bit("space"))) != 0
-    visible = cb.lens - cb.row_sums((cb.cp == 32) | (cb.cp == 10))
-    # words: runs of non-space holding a \w, counted where the first \w of each run is
-    first = cb.first_in_row()
-    run_id = np.cumsum(~space & (first | np.r_[True, space[:-1]]), dtype=np.int64)
-    word_at = np.flatnonzero(cflags & np.uint32(bit("word")))
-    runs = run_id[word_at]
-    new_run = np.ones(len(runs), dtype=bool)
-    new_run[1:] = runs[1:] != runs[:-1]
-    n_words = np.bincount(np.searchsorted(cb.starts, word_at[new_run], side="right") - 1, minlength=n)
+    cb, tb = codepoints.encode(contents), codepoints.encode(texts)
+    counts = np.zeros((n, _COUNTS), dtype=np.int64)
+    _count(cb.cp, table.lookup(cb.cp), cb.starts, cb.lens, tb.cp, table.lookup(tb.cp), tb.starts, tb.lens,
+           bit("space"), bit("word"), bit("upper"), bit("lower"), bit("digit"), bit("emoji"),
+           rules.max_char_run if rules._run is not None else 0, counts)  # type: ignore[attr-defined]
+    visible, n_words, upper, lower, emoji, run = counts.T
 
     reason = np.zeros(n, dtype=np.int8)  # 1 + index in REASONS; 0: passes
 
@@ -262,28 +258,12 @@ def quality_reasons(texts: list[str], rules: QualityRules,
                 reason[i] = 2
     with np.errstate(divide="ignore", invalid="ignore"):
         fire((tags > 0) & (tags / (tags + n_words) > rules.max_tag_ratio), 3)
-    tb = codepoints.encode(texts)
-    tflags = table.lookup(tb.cp)
-    if rules._run is not None:  # type: ignore[attr-defined]
-        # a run of more than max_char_run equal code points that are neither \d nor \s: a code point
-        # equal to each of the max_char_run before it, in the same text
-        k = rules.max_char_run
-        same = np.zeros(len(tb.cp), dtype=np.int32)
-        same[1:] = tb.cp[1:] == tb.cp[:-1]
-        same[tb.starts[tb.lens > 0]] = 0
-        csum = np.cumsum(same, dtype=np.int32)
-        ends = np.flatnonzero(csum[k:] - csum[:-k] == k) + k if len(csum) > k else np.zeros(0, dtype=np.int64)
-        ends = ends[(tflags[ends] & np.uint32(bit("digit") | bit("space"))) == 0]
-        hit = np.zeros(n, dtype=bool)
-        hit[np.searchsorted(tb.starts, ends, side="right") - 1] = True
-        fire(hit, 4)
-    emoji = tb.row_sums((tflags & np.uint32(bit("emoji"))) != 0)
+    fire(run > 0, 4)
     with np.errstate(divide="ignore", invalid="ignore"):
         many = (rules.max_emoji > 0) & (emoji > rules.max_emoji)
         fire((emoji > 0) & (many | (emoji / np.maximum(1, visible) > rules.max_emoji_ratio)), 5)
     if rules.caps_min_letters > 0 and rules.max_caps_ratio < 1.0:
-        upper = cb.row_sums((cflags & np.uint32(bit("upper"))) != 0)
-        cased = upper + cb.row_sums((cflags & np.uint32(bit("lower"))) != 0)
+        cased = upper + lower
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(cased > 0, upper / np.maximum(cased, 1), 0.0)
         caps = (upper >= rules.caps_min_letters * rules.max_caps_ratio) & (cased >= rules.caps_min_letters) \
@@ -292,6 +272,49 @@ def quality_reasons(texts: list[str], rules: QualityRules,
             if not contents[i].islower():
                 reason[i] = 6
     return [REASONS[r - 1] if r else None for r in reason.tolist()]
+
+
+_COUNTS = 6
+
+
+@jit
+def _count(ccp, cflags, cstarts, clens, tcp, tflags, tstarts, tlens, space, word, upper, lower, digit, emoji,
+           max_run, out):  # pragma: no cover - compiled by numba
+    """Per text, into ``out[i]``: from its content (code points ``ccp``, classes ``cflags``) the visible
+    characters (all but ``" "`` and ``"\\n"``), the words (runs of non-``\\s`` holding a ``\\w``), the
+    upper and lower case letters; from its text (``tcp``, ``tflags``) the emoji and whether one code
+    point that is neither ``\\d`` nor ``\\s`` repeats more than ``max_run`` times in a row (0: off)."""
+    for i in range(len(cstarts)):
+        visible = words = n_upper = n_lower = 0
+        in_run = counted = False
+        for j in range(cstarts[i], cstarts[i] + clens[i]):
+            c, f = ccp[j], cflags[j]
+            if c != 32 and c != 10:
+                visible += 1
+            if f & space:
+                in_run = False
+            else:
+                if not in_run:
+                    in_run, counted = True, False
+                if (f & word) and not counted:
+                    words += 1
+                    counted = True
+            if f & upper:
+                n_upper += 1
+            if f & lower:
+                n_lower += 1
+        n_emoji = 0
+        repeated = 0
+        same = 0
+        for j in range(tstarts[i], tstarts[i] + tlens[i]):
+            f = tflags[j]
+            if f & emoji:
+                n_emoji += 1
+            same = same + 1 if j > tstarts[i] and tcp[j] == tcp[j - 1] else 0
+            if max_run > 0 and same >= max_run and not (f & (digit | space)):
+                repeated = 1
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4], out[i, 5] = \
+            visible, words, n_upper, n_lower, n_emoji, repeated
 
 
 @functools.cache
