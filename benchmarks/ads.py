@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--page-views", type=int, default=20000)
     ap.add_argument("--model", type=Path, default=None, help="a chat model directory: measure its ad copy")
+    ap.add_argument("--copy-prompt", choices=("post", "chat"), default="post", help="how --model is asked for copy")
     ap.add_argument("--only", choices=("latency", "pacing"), default=None, help="measure and write one section")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -168,8 +169,9 @@ def audience_part(args, setup: SimSetup, posts: Path, setup_s: float) -> list[st
         from murmur.ads.eval import copy_table, evaluate_copy
         from murmur.engine import Engine
 
-        res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model)), advertisers=12, n=4)
-        lines += ["", f"**Ad copy** of `{args.model.name}` (12 briefs × 4 variants; simulated CTR from the hidden "
+        res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model), args.copy_prompt), advertisers=12,
+                            n=4)
+        lines += ["", f"**Ad copy** of `{args.model.name}`, asked as `{args.copy_prompt}` (12 briefs × 4 variants; simulated CTR from the hidden "
                   "click model):", "", "```", copy_table(res["summary"]), "```"]
     return lines
 

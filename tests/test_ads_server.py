@@ -20,6 +20,7 @@ from murmur.ads.service import AdsConfig, AdsService
 from murmur.ads.simulate import SimConfig, SimSetup, simulate
 from murmur.ads.vectors import build_user_vectors, read_posts
 from murmur.engine import Engine
+from murmur.errors import InputError
 from murmur.serve.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -212,15 +213,33 @@ def test_copy_quality_is_measured(env, tmp_path):
     fx = env["fx"]
     setup = SimSetup.build(fx.world, fx.ads, fx.clean, tmp_path, min_share=0.1)
     tok = make_tokenizer(tmp_path / "tok")
-    engine = Engine(micro_model(tok.vocab_size), tok, max_batch=4, name="m")
-    res = evaluate_copy(setup, engine_completer(engine, max_tokens=12), advertisers=3, n=2)
-    s = res["summary"]
-    assert s["advertisers"] == 3 and len(res["per_advertiser"]) == 3
-    assert s["with_copy"] >= 1 and s["constraints_ok"] == 1.0 and 0 < s["draft_pass_rate"] <= 1
-    for r in res["per_advertiser"]:
-        assert 0 < r["ctr_brief"] < 1 and 0 < r["ctr_world_ads"] < 1
-        assert -1 <= r["fit_brief_own"] <= 1 and r["fit_brief_top1"] in (0.0, 1.0)
-    assert "simulated CTR" in copy_table(s)
+    engine = Engine(micro_model(tok.vocab_size, max_seq_len=512), tok, max_batch=4, name="m")
+    for prompt in ("post", "chat"):   # a continued post, and the copy conversation the fine-tuning data teaches
+        res = evaluate_copy(setup, engine_completer(engine, prompt, max_tokens=12), advertisers=3, n=2)
+        s = res["summary"]
+        assert s["advertisers"] == 3 and len(res["per_advertiser"]) == 3
+        assert s["with_copy"] >= 1 and s["constraints_ok"] == 1.0 and 0 < s["draft_pass_rate"] <= 1
+        for r in res["per_advertiser"]:
+            assert 0 < r["ctr_brief"] < 1 and 0 < r["ctr_world_ads"] < 1
+            assert -1 <= r["fit_brief_own"] <= 1 and r["fit_brief_top1"] in (0.0, 1.0)
+        assert "simulated CTR" in copy_table(s)
+
+
+def test_copy_requests_are_asked_as_the_fine_tuning_data_asks():
+    """The ``chat`` prompt is the copy conversation of the fine-tuning data (one function makes both); a
+    wrong prompt kind is one line naming the field."""
+    from murmur.ads.copy import Voice, check_prompt, copy_request
+
+    assert check_prompt("chat") == "chat"
+    with pytest.raises(InputError) as e:
+        check_prompt("poem")
+    assert e.value.field == "prompt"
+    ask = copy_request("Our pan.", "Kalo", "https://kalo.example", "cooking", ["food", "recipes"], "es")
+    assert ask == ("Write an ad post in Spanish for Kalo. Brief: Our pan. Audience: people into cooking "
+                   "(they post #food #recipes). Link: https://kalo.example")
+    voice = Voice("en", ["food"])   # an audience not built for a topic: its hashtags say who it is
+    assert "Audience: people who post #food." in copy_request("Our pan.", "Kalo", "https://k.example", voice.topic,
+                                                               voice.hashtags, voice.lang)
 
 
 def test_demo_ads_stage(env, tmp_path):

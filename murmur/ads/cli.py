@@ -224,22 +224,26 @@ def ads_copy_eval(
     advertisers: Annotated[int, typer.Option(help="Advertisers (briefs) to write copy for.")] = 10,
     n: Annotated[int, typer.Option("-n", help="Variants per brief.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the draws and the sampling.")] = 0,
+    prompt: Annotated[str, typer.Option("--prompt", help="How the model is asked: post (a post opening with the "
+                                        "brief, continued) or chat (the copy conversation of the fine-tuning "
+                                        "data).")] = "post",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary and per-advertiser rows as JSON.")
                        ] = False,
 ) -> None:
     """Copy quality on the demo world: rules kept, audience fit, and simulated CTR against the brief as-is."""
     import json
 
-    from murmur.ads.copy import engine_completer
+    from murmur.ads.copy import check_prompt, engine_completer
     from murmur.ads.eval import copy_table, evaluate_copy
     from murmur.ads.simulate import SimSetup
     from murmur.engine import Engine
     from murmur.progress import log
 
+    check_prompt(prompt)
     engine = Engine.from_run_dir(model)
     work.mkdir(parents=True, exist_ok=True)
     setup = SimSetup.build(world, logs, posts, work, log=log, audience_embedder=embedder, cache=cache)
-    res = evaluate_copy(setup, engine_completer(engine, seed=seed), advertisers, n, seed, log=log)
+    res = evaluate_copy(setup, engine_completer(engine, prompt, seed=seed), advertisers, n, seed, log=log)
     typer.echo(json.dumps(res, indent=2, ensure_ascii=False) if as_json else copy_table(res["summary"]))
 
 
@@ -255,13 +259,16 @@ def ads_copy(
     logs: Annotated[Path | None, typer.Option("--logs", help="Logs directory for the history features.")] = None,
     n: Annotated[int, typer.Option("-n", help="Variants to return.")] = 8,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    prompt: Annotated[str, typer.Option("--prompt", help="How the model is asked: post (a post opening with the "
+                                        "brief, continued) or chat (the copy conversation of the fine-tuning "
+                                        "data).")] = "post",
     as_json: Annotated[bool, typer.Option("--json", help='Print {"data": [{"text", "score", "lang"}]}.')] = False,
 ) -> None:
     """Ad copy variants for an audience, in its voice, within X's limits and the policy, ranked by pCTR."""
     import json
 
     from murmur.ads.audiences import read_audience
-    from murmur.ads.copy import copy_for_audience, validate_brief
+    from murmur.ads.copy import check_prompt, copy_for_audience, validate_brief
     from murmur.ads.pctr import Featurizer, History, history_from_logs, load_pctr
     from murmur.ads.store import MIN_AUDIENCE
     from murmur.ads.vectors import build_user_vectors, read_posts
@@ -269,6 +276,7 @@ def ads_copy(
     from murmur.errors import InputError
 
     validate_brief(brief, brand, url, n)
+    check_prompt(prompt)
     aud = read_audience(audience)
     if aud.size < MIN_AUDIENCE:
         raise InputError(f"the audience has fewer than {MIN_AUDIENCE} users", path=audience)
@@ -277,7 +285,8 @@ def ads_copy(
     vectors = build_user_vectors(table)
     history = history_from_logs(logs) if logs else History(prior=float(meta.get("background_ctr", 0.02)))
     out = copy_for_audience(Engine.from_run_dir(model), brief, brand, url, aud, vectors,
-                            table.column("text").to_pylist(), Featurizer(vectors, history), model_pctr, n, seed)
+                            table.column("text").to_pylist(), Featurizer(vectors, history), model_pctr, n, seed,
+                            prompt)
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return

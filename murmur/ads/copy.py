@@ -1,9 +1,12 @@
 """Ad copy for an audience, written by the model through the one generation engine.
 
-The model continues a post that opens with the brief in the audience's voice (its most frequent
-hashtags, in its main language); each continuation becomes one variant: the model's sentence(s), the
-audience's top hashtag, the brand name when the model left it out, and the link. Variants are then
-held to the rules an ad must keep, and ranked by the pCTR model's estimate for the audience's users:
+The model is asked in one of two ways (``PROMPTS``): ``chat``, the copy conversation murmur's
+fine-tuning data teaches (:func:`copy_request`: the brief, the audience's topic and hashtags, its
+language, brand and link; for a fine-tuned chat model), or ``post``, a post that opens with the brief
+and the audience's two most used hashtags, continued (any model). Each answer or continuation becomes
+one variant: the model's sentence(s), the audience's top hashtag, the brand name when the model left
+it out, and the link. Variants are then held to the rules an ad must keep, and ranked by the pCTR
+model's estimate for the audience's users:
 
 - at most 280 characters, each link counting 23 (``murmur.ads.store.tweet_length``);
 - the brand name and the link present;
@@ -61,12 +64,17 @@ class CopyPolicy:
         return None
 
 
+PROMPTS = ("chat", "post")
+
+
 @dataclass
 class Voice:
-    """How an audience writes: its main language and most used hashtags."""
+    """How an audience writes: its main language and most used hashtags (and its topic, when it was built
+    for one)."""
 
     lang: str
     hashtags: list[str] = field(default_factory=list)
+    topic: str | None = None
 
 
 def audience_voice(aud: Audience, vectors: UserVectors, texts: Sequence[str], top: int = 5) -> Voice:
@@ -78,7 +86,9 @@ def audience_voice(aud: Audience, vectors: UserVectors, texts: Sequence[str], to
     tags: Counter[str] = Counter()
     for i in mine.tolist():
         tags.update(t.lower() for t in re.findall(r"#(\w{2,30})", texts[i]))
-    return Voice(langs.most_common(1)[0][0] if langs else "en", [t for t, _ in tags.most_common(top)])
+    topic = aud.params.get("topic") if isinstance(aud.params, dict) else None
+    return Voice(langs.most_common(1)[0][0] if langs else "en", [t for t, _ in tags.most_common(top)],
+                 topic if isinstance(topic, str) and topic else None)
 
 
 def validate_brief(brief: str, brand: str, url: str, n: int) -> None:
@@ -119,32 +129,57 @@ def compose(generated: str, brand: str, url: str, hashtag: str | None, max_chars
     return f"{out} {suffix}"
 
 
-def engine_completer(engine, max_tokens: int = 48, temperature: float = 0.9, seed: int = 0
-                     ) -> Callable[[list[str], int], list[str]]:
-    """``complete(prompts, seed)`` over the generation engine: each prompt continued as a post."""
+def check_prompt(prompt: str) -> str:
+    """``prompt`` when it is one of ``PROMPTS``; else a one-line error naming the field."""
+    if prompt not in PROMPTS:
+        raise InputError(f"must be {' or '.join(PROMPTS)} (got {prompt!r})", field="prompt")
+    return prompt
+
+
+Writer = Callable[[str, str, str, Voice, int], list[str]]
+
+
+def engine_completer(engine, prompt: str = "post", max_tokens: int = 48, temperature: float = 0.9, seed: int = 0
+                     ) -> Writer:
+    """``write(brief, brand, url, voice, k)`` over the generation engine: ``k`` texts of copy, each to be
+    composed into a variant. ``post``: the brief and the audience's two hashtags continued as a post (the
+    text is the brief and the continuation); ``chat``: :func:`copy_request` as the user's turn, the
+    answer as the text (never a tool call)."""
+    from murmur.chat.template import render
+    from murmur.chat.tools import answer_only
     from murmur.engine import SamplingParams, post_prompt
 
-    def complete(prompts: list[str], base: int) -> list[str]:
-        params = [SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=0.95, seed=seed + base + i,
-                                 stop=["\n"]) for i in range(len(prompts))]
-        ids = [post_prompt(engine.tokenizer, p) for p in prompts]
-        return [c.text for c in engine.run(ids, params)]  # the engine's own loop when it is running
+    check_prompt(prompt)
 
-    return complete
+    def write(brief: str, brand: str, url: str, voice: Voice, k: int) -> list[str]:
+        brief = brief.strip()
+        if prompt == "chat":
+            ask = copy_request(brief, brand, url, voice.topic, voice.hashtags[:2], voice.lang)
+            ids = render(engine.tokenizer, [{"role": "user", "content": ask}])
+        else:
+            ids = post_prompt(engine.tokenizer, f"{brief} {' '.join('#' + t for t in voice.hashtags[:2])}".strip())
+        room = engine.max_len - len(ids)
+        if room < 1:
+            raise InputError(f"the brief takes {len(ids)} tokens as asked; the model's context holds "
+                             f"{engine.max_len}", field="brief")
+        params = [SamplingParams(max_tokens=min(max_tokens, room), temperature=temperature, top_p=0.95,
+                                 seed=seed + i, stop=["\n"], logits_processor=answer_only) for i in range(k)]
+        texts = [c.text.strip() for c in engine.run([ids] * k, params)]  # the engine's own loop when running
+        return texts if prompt == "chat" else [f"{brief} {t}" for t in texts]
+
+    return write
 
 
-def write_copy(complete: Callable[[list[str], int], list[str]], brief: str, brand: str, url: str, voice: Voice,
+def write_copy(write: Writer, brief: str, brand: str, url: str, voice: Voice,
                n: int = 8, policy: CopyPolicy | None = None) -> tuple[list[str], Counter]:
-    """Variants that keep the policy, from ``2n`` model continuations (``complete(prompts, seed)``);
-    returns them and the count of drops by reason."""
+    """Variants that keep the policy, from ``2n`` texts of the model (``write(brief, brand, url, voice,
+    k)``, e.g. :func:`engine_completer`); returns them and the count of drops by reason."""
     policy = policy or CopyPolicy()
-    lead = " ".join("#" + t for t in voice.hashtags[:2])
-    prompt = f"{brief.strip()} {lead}".strip()
-    outs = complete([prompt] * (2 * n), 0)
+    outs = write(brief, brand, url, voice, 2 * n)
     kept, dropped, seen = [], Counter(), set()
     for i, text in enumerate(outs):
         hashtag = voice.hashtags[i % len(voice.hashtags)] if voice.hashtags else None
-        v = compose(f"{brief.strip()} {text.strip()}", brand, url, hashtag, policy.max_chars)
+        v = compose(text, brand, url, hashtag, policy.max_chars)
         reason = "empty" if not v else policy.violation(v, brand, url)
         if reason is None and v in seen:
             reason = "duplicate"
@@ -177,12 +212,14 @@ def world_brief(product: str, topic: str) -> str:
     return f"Our {product}, made for {topic.replace('_', ' ')}."
 
 
-def copy_request(brief: str, brand: str, url: str, topic: str, hashtags: Sequence[str], lang: str) -> str:
-    """The user turn of a copy conversation: the brief, the audience (its topic and hashtags), brand, link."""
+def copy_request(brief: str, brand: str, url: str, topic: str | None, hashtags: Sequence[str], lang: str) -> str:
+    """The user turn of a copy conversation: the brief, the audience (its topic and hashtags), brand, link.
+    Shared by the fine-tuning data and the ``chat`` prompt, so the model is asked as it was taught."""
     tags = " ".join("#" + t.lstrip("#") for t in hashtags)
     language = "Spanish" if lang == "es" else "English"
-    return (f"Write an ad post in {language} for {brand}. Brief: {brief} Audience: people into "
-            f"{topic.replace('_', ' ')}" + (f" (they post {tags})" if tags else "") + f". Link: {url}")
+    who = f"people into {topic.replace('_', ' ')}" + (f" (they post {tags})" if tags else "") if topic else \
+        (f"people who post {tags}" if tags else "everyone")
+    return f"Write an ad post in {language} for {brand}. Brief: {brief} Audience: {who}. Link: {url}"
 
 
 def copy_conversations(ads_dir: str | Path, min_impressions: int = 50) -> list[list[dict]]:
@@ -251,11 +288,13 @@ def add_copy_conversations(conversations: str | Path, ads_dir: str | Path, seed:
 
 
 def copy_for_audience(engine: Any, brief: str, brand: str, url: str, aud: Audience, vectors: UserVectors,
-                      texts: Sequence[str], featurizer: Featurizer, model: Any, n: int = 8, seed: int = 0) -> dict:
-    """The whole copy step: the audience's voice, ``n`` variants through the engine within the policy,
-    best pCTR first. Returns ``{"data": [{"text", "score", "lang"}], "dropped": {reason: count}}``."""
+                      texts: Sequence[str], featurizer: Featurizer, model: Any, n: int = 8, seed: int = 0,
+                      prompt: str = "post") -> dict:
+    """The whole copy step: the audience's voice, ``n`` variants through the engine (asked as ``prompt``)
+    within the policy, best pCTR first. Returns ``{"data": [{"text", "score", "lang"}], "dropped":
+    {reason: count}}``."""
     voice = audience_voice(aud, vectors, texts)
-    variants, dropped = write_copy(engine_completer(engine, seed=seed), brief, brand, url, voice, n)
+    variants, dropped = write_copy(engine_completer(engine, prompt, seed=seed), brief, brand, url, voice, n)
     scores = rank_for_audience(variants, voice.lang, aud, vectors, featurizer, model)
     order = sorted(range(len(variants)), key=lambda i: -scores[i])
     return {"data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order],

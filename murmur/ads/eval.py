@@ -187,7 +187,8 @@ def evaluate_copy(setup, complete, advertisers: int = 10, n: int = 4, seed: int 
       of murmur's best-ranked variant against the advertiser's brief used as-is (brief + link) and against
       the world's own hand-written ads of that advertiser.
 
-    ``complete(prompts, seed)`` is the model (e.g. :func:`murmur.ads.copy.engine_completer`);
+    ``complete`` is the model writing copy (``write(brief, brand, url, voice, k)``, e.g.
+    :func:`murmur.ads.copy.engine_completer`);
     ``setup`` a :class:`murmur.ads.simulate.SimSetup`.
     """
     from murmur.ads.copy import CopyPolicy, audience_voice, rank_for_audience, world_brief, write_copy

@@ -38,12 +38,18 @@ class AdsConfig:
                                   "embedder, measured best), lsa, or an embedder directory")
     index: str = knob("", "search index directory whose post vectors the audiences reuse (skips embedding them)")
     vector_cache: str = knob("", "directory caching audience post vectors by post id (default: <audiences>/.vectors)")
+    copy_prompt: str = knob("post", "how the served model is asked for ad copy: post (a post opening with the brief, "
+                            "continued; measured better with the demo's model) or chat (the copy conversation of "
+                            "the fine-tuning data)")
 
 
 class AdsService:
     def __init__(self, cfg: AdsConfig, server_cfg: ServerConfig | None = None):
         import pyarrow.parquet as pq
 
+        from murmur.ads.copy import check_prompt
+
+        self.copy_prompt = check_prompt(cfg.copy_prompt)
         if not cfg.posts:
             raise InputError("the ads service needs the clean posts (posts=...)", field="posts")
         if not cfg.pctr:
@@ -159,7 +165,7 @@ class AdsService:
             raise InputError(f"audience {audience!r} has fewer than {MIN_AUDIENCE} users", field="audience")
         out = copy_for_audience(engine, brief, brand, url, aud, self.vectors,
                                 self.builder.posts.column("text").to_pylist(), Featurizer(self.vectors, self.history),
-                                self.model, n, seed)
+                                self.model, n, seed, self.copy_prompt)
         return {"object": "list", **out}
 
     def preview_delivery(self, campaign_id: int, views_per_hour: int = 40, seed: int = 0) -> dict:
