@@ -333,3 +333,23 @@ def test_a_waiting_writer_goes_before_later_readers():
     w.join(5)
     r.join(5)
     assert order == ["write", "read"]
+
+
+_WARM = """
+import sys
+from murmur.data import langid, quality
+from murmur.search.index import SearchIndex
+with SearchIndex(sys.argv[1]) as ix:
+    ix.warm_up()
+    print(quality._count.compiled is not None, langid._walk.compiled is not None)
+"""
+
+
+def test_warm_up_compiles_the_cleaners_kernels(index_dir):
+    """A server's index warms up in the background at startup: the first add then finds the cleaner's
+    compiled kernels ready instead of compiling them (a fresh process, so nothing else compiled them)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", _WARM, str(index_dir)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]

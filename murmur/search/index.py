@@ -574,9 +574,11 @@ class SearchIndex:
 
     def warm_up(self) -> None:
         """Load now what the first query or add would otherwise wait for (about a second on a CPU):
-        the query-language identifier and, on a writable index, the cleaner's."""
+        the query-language identifier and, on a writable index, the cleaner's, with its compiled
+        kernels (one sample text cleaned, nothing stored)."""
         from murmur.search.retrieve import query_language
 
         query_language("warm up", tuple(sorted(self.store.langs)))
         if self.writable:
-            _ = self.cleaner
+            self.cleaner.text_cleaner.clean(["Warming up the garden club notes with fresh tomatoes today #garden"],
+                                            [None])
