@@ -457,14 +457,18 @@ def demo(
     workers: Annotated[int, typer.Option(help="Worker processes for ingest, clean and tokenize.")] = 2,
     train_steps: Annotated[int | None, typer.Option(help="Pretraining steps (default: configs/tiny-cpu.toml).")] = None,
     sft_steps: Annotated[int | None, typer.Option(help="Fine-tuning steps (default: configs/sft-tiny-cpu.toml).")] = None,
+    embed_steps: Annotated[int | None, typer.Option(help="Embedder training steps (default: "
+                                                         "configs/embed-tiny-cpu.toml); 0 = none, the search "
+                                                         "index uses the packaged all-MiniLM-L6-v2.")] = None,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the chat model at the end.")] = True,
     port: Annotated[int, typer.Option(help="Port for the server at the end.")] = 8000,
 ) -> None:
-    """The main job: world -> ingest -> clean -> tokenizer -> shards -> pretrain -> SFT -> export -> serve."""
+    """The main job: world -> ingest -> clean -> tokenizer -> shards -> pretrain -> embedder -> search index ->
+    ads -> SFT -> export -> serve."""
     from murmur.demo import run_demo
 
     run_demo(out, users=users, seed=seed, workers=workers, train_steps=train_steps, sft_steps=sft_steps,
-             serve=serve, port=port)
+             serve=serve, port=port, embed_steps=embed_steps)
 
 
 # ---------------------------------------------------------------- chat: conversations, fine-tuning, export

@@ -1,11 +1,12 @@
 """The main job, end to end on embedded defaults: the one command a new user runs first.
 
-world -> ingest -> clean -> tokenizer -> shards -> pretrain (tiny model, CPU) -> chat data -> SFT ->
-Hugging Face export -> serve. Every stage is the same library call its CLI command makes, and every
+world -> ingest -> clean -> tokenizer -> shards -> pretrain (tiny model, CPU) -> murmur's own embedder
+(contrastive fine-tuning of the pretrained model) -> search index -> ads -> chat data -> SFT -> Hugging Face
+export -> serve. Every stage is the same library call its CLI command makes, and every
 output stays in the demo directory (``demo/``) so it can be inspected or rerun alone:
 
     demo/world/  posts.parquet  clean.parquet  stats.json  tokenizer/  shards/
-    demo/pretrain/  conversations.jsonl  demo/chat/  demo/hf/  summary.json
+    demo/pretrain/  demo/embed/  demo/search/  demo/ads/  conversations.jsonl  demo/chat/  demo/hf/  summary.json
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def _config_file(name: str) -> Path:
 
 
 def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, train_steps: int | None = None,
-             sft_steps: int | None = None, serve: bool = True, port: int = 8000) -> dict:
+             sft_steps: int | None = None, serve: bool = True, port: int = 8000, embed_steps: int | None = None) -> dict:
     """Run every stage into ``out``, print a closing summary, then serve the chat model.
 
-    ``train_steps`` / ``sft_steps`` override the demo configs' step counts (tests use a few);
+    ``train_steps`` / ``sft_steps`` / ``embed_steps`` override the demo configs' step counts (tests use a
+    few); ``embed_steps=0`` trains no embedder and indexes with the packaged all-MiniLM-L6-v2 instead;
     ``serve=False`` stops after the summary instead of starting the server.
     """
     from murmur.chat.data import ConversationDataConfig, build_conversations
@@ -81,8 +83,6 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
                          out / "posts.parquet", workers=workers)
     cleaned = t.run("clean", clean, out / "posts.parquet", out / "clean.parquet", CleanConfig(),
                     workers=workers, stats_path=out / "stats.json")
-    search_hits = _search_stage(t, out)
-    ads = t.run("ads: audiences, campaigns, A/B simulation", _ads_stage, out, seed)
     tok = t.run("train tokenizer", train_tokenizer, [out / "clean.parquet"], out / "tokenizer",
                 replace(TokenizerConfig(), seed=seed), overwrite=True)  # the demo reruns into its own folder
     manifest = t.run("tokenize", tokenize_to_shards, out / "clean.parquet", out / "tokenizer", out / "shards",
@@ -104,6 +104,12 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
                      [SamplingParams(max_tokens=40, temperature=0.8, top_k=50, seed=seed + i)
                       for i in range(len(DEMO_PROMPTS))], fit=True)
     samples = [p + c.text for p, c in zip(DEMO_PROMPTS, posts, strict=True)]
+    del model
+
+    # ---- search and ads: murmur's own embedder from the pretrained model, the index over it, ads on its vectors
+    embedder = _embed_stage(t, out, seed, embed_steps)
+    search_hits = _search_stage(t, out, embedder)
+    ads = t.run("ads: audiences, campaigns, A/B simulation", _ads_stage, out, seed)
 
     # ---- chat: conversations, fine-tuning, export
     conv = t.run("chat data", build_conversations, out / "clean.parquet", out / "conversations.jsonl",
@@ -136,6 +142,7 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
         "samples": samples,
         "conversations": conv.conversations,
         "sft_val_loss": tuned.val_loss,
+        "embedder": embedder,
         "search": search_hits,
         "trends": _trends_now(out),
         "ads": ads,
@@ -165,13 +172,32 @@ def run_demo(out: Path, users: int = 3000, seed: int = 0, workers: int = 2, trai
     return summary
 
 
-def _search_stage(t: StageTimes, out: Path) -> dict[str, list[str]]:
-    """Index the clean posts (BM25 + all-MiniLM-L6-v2 embeddings) and run the demo queries."""
+def _embed_stage(t: StageTimes, out: Path, seed: int, steps: int | None) -> dict:
+    """Fine-tune the pretrained model into murmur's own embedder (configs/embed-tiny-cpu.toml) in ``out/embed``;
+    ``steps=0``: none (the index then uses the packaged all-MiniLM-L6-v2)."""
+    from murmur.embed.train import EmbedConfig, run_embed_train
+    from murmur.search.embed import DEFAULT_NAME
+
+    if steps == 0:
+        return {"name": DEFAULT_NAME, "dir": None}
+    overrides = [f"out={out / 'embed'}", f"model={out / 'pretrain'}", f"data={out / 'clean.parquet'}",
+                 f"seed={seed}", "resume=false", "overwrite=true"]  # the demo reruns into its own folder
+    if steps is not None:
+        overrides += [f"steps={steps}", f"eval.every={max(1, steps)}", f"checkpoint.every={max(1, steps)}"]
+    cfg = cfgmod.load(EmbedConfig, _config_file("embed-tiny-cpu.toml"), overrides)
+    result = t.run("train embedder", run_embed_train, cfg)
+    return {"name": f"murmur-{Path(cfg.out).name}", "dir": str(out / "embed"), "steps": result.steps,
+            "val_loss": result.val_loss}
+
+
+def _search_stage(t: StageTimes, out: Path, embedder: dict) -> dict[str, list[str]]:
+    """Index the clean posts (BM25 + the embedder's vectors) and run the demo queries."""
     from murmur.search.embed import load_embedder
     from murmur.search.index import SearchIndex, build_index
     from murmur.search.retrieve import make_request
 
-    t.run("search index", build_index, out / "clean.parquet", out / "search", load_embedder(None), overwrite=True)
+    t.run("search index", build_index, out / "clean.parquet", out / "search", load_embedder(embedder["dir"]),
+          overwrite=True)
     with SearchIndex(out / "search", writable=False) as index:
         return {q: [r["text"] for r in index.search(make_request(q, k=3))] for q in DEMO_QUERIES}
 
@@ -215,6 +241,12 @@ def _print_summary(s: dict) -> None:
         table.add_row("val bits per byte: model", f"{s['val_bits_per_byte']:.3f}")
     table.add_row("val bits per byte: unigram baseline", f"{s['unigram_bits_per_byte']:.3f}")
     table.add_row("training curves", s["training_curves"])
+    emb = s.get("embedder", {})
+    if emb.get("dir"):
+        loss = f", val loss {emb['val_loss']:.3f}" if emb.get("val_loss") is not None else ""
+        table.add_row("search embedder: murmur's own", f"{emb['steps']:,} steps{loss}")
+    elif emb:
+        table.add_row("search embedder", f"{emb['name']} (packaged)")
     if s["sft_val_loss"] is not None:
         table.add_row("chat fine-tune val loss", f"{s['sft_val_loss']:.3f}")
     if s.get("ads", {}).get("skipped"):
