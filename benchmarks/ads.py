@@ -206,13 +206,17 @@ def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
             f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
             f"20 campaigns drawn per seed; {args.users:,}-account world, interest audiences on LSA vectors; mean ± 95% "
             "CI; `delivery_ok`: campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% "
-            "and still under it when the day is replayed with that campaign unpaced; `paced_ok`: `delivery_ok` "
-            "among the other campaign-days), then the **pacing distribution**: spend / budget over every "
+            "and, with the day replayed with that campaign in every auction it can enter and no budget limit, its "
+            "clicks drawn anew from the hidden click model, under 90% in at least half the draws; `paced_ok`: "
+            "`delivery_ok` among the other campaign-days), then the **pacing distribution**: spend / budget over every "
             "campaign-day:", "", "```", sim.table(), "```", "",
             f"murmur: {d['ok']:.1%} of {d['campaign_days']} campaign-days within -10%..+1% of budget; "
-            f"under 90%: {d['under_supply_limited']} supply-limited (short when replayed unpaced), "
-            f"{d['under_took_part']} not by the replay but in more than 95% of their auctions anyway, "
-            f"{d['under_paced']} held back by the pacer; largest overspend {d['max_over']:+.2%}."]
+            f"under 90%: {d['under_supply_limited']} supply-limited (short in every auction more likely than not), "
+            f"{d['under_took_part']} not supply-limited but in more than 95% of their auctions anyway, "
+            f"{d['under_paced']} held back by the pacer; largest overspend {d['max_over']:+.2%}. "
+            f"Of the {d['feasible_under']} short days not supply-limited, {d['feasible_under_noise']:.1f} would be "
+            "expected to miss even in every auction (the replay with no budget limit, its clicks drawn anew from the "
+            "hidden click model's probabilities: click noise on a few clicks, which no pacer removes)."]
 
 
 def measure_embedders(table, setup: SimSetup, n: int = 512) -> dict:

@@ -75,6 +75,32 @@ def test_an_unpaced_campaign_takes_every_auction_until_its_budget_is_spent():
     assert pacer.full.tolist() == [True, False] and pacer.p[0] == 1.0
 
 
+def test_an_unlimited_campaign_is_charged_in_full_past_its_budget():
+    # the measurement replays' mark: what a campaign would be shown in every auction, its budget no limit
+    pacer = Pacer(np.array([100, 100], np.int64), slot_shares(np.ones(24)), full=np.array([True, True]),
+                  unlimited=np.array([True, False]))
+    pacer.advance(1)
+    for c in (0, 1):
+        pacer.charge(c, pacer.room(c, 150))
+    assert pacer.spent.tolist() == [150, 100]
+    assert pacer.has_budget(0) and not pacer.has_budget(1) and pacer.affordable(0, 10)
+    assert pacer.eligible(np.array([0, 1]), np.zeros(2)).tolist() == [True, False]
+
+
+def test_the_chance_to_miss_in_every_auction():
+    from murmur.ads.simulate import miss_chance
+
+    rng = np.random.default_rng(0)
+    assert miss_chance([(0.0, 0.005, False)] * 200, 1.0, rng) == 0.0  # CPM: 200 impressions at 0.005 pay 1.0
+    assert miss_chance([(0.0, 0.005, False)] * 100, 1.0, rng) == 1.0  # 0.5 of 1.0, short whatever happens
+    assert miss_chance([(1.0, 0.1, True)] * 10, 1.0, rng) == 0.0    # clicks for sure: 10 x 0.1
+    assert miss_chance([], 1.0, rng) == 1.0
+    # 20 impressions at a 50% click rate, 0.1 a click, budget 1.0: short below 9 clicks, P(Bin(20, .5) <= 8)
+    from scipy import stats
+
+    assert miss_chance([(0.5, 0.1, True)] * 20, 1.0, rng) == pytest.approx(stats.binom.cdf(8, 20, 0.5), abs=0.03)
+
+
 def test_metrics():
     y = np.array([0, 0, 1, 1, 0, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])

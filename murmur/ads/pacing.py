@@ -52,6 +52,7 @@ class Pacer:
     margin: float = 0.3
     behind: float = 0.25
     full: np.ndarray | None = None  # bool per campaign: no pacing, every auction while budget lasts
+    unlimited: np.ndarray | None = None  # bool per campaign: its budget does not stop it (measurement replays only)
     smooth: bool = True             # spend rates from expected spend (pCTR x price) where known, not the clicks
     calib_prior: float = 0.25       # weight of the prior in the calibration, as a share of the budget
     wait_when_short: bool = False   # whether a campaign taking part in every auction (p = 1) still waits when ahead
@@ -77,6 +78,8 @@ class Pacer:
         self.cum = np.concatenate([[0.0], np.cumsum(self.traffic_share)])
         if self.full is None:
             self.full = np.zeros(n, bool)
+        if self.unlimited is None:
+            self.unlimited = np.zeros(n, bool)
         self.p[self.full] = 1.0
 
     def new_day(self) -> None:
@@ -129,7 +132,7 @@ class Pacer:
         """Which of ``campaigns`` may bid now (``u``: uniforms for the participation draw)."""
         done = self.cum[min(self.slot + 1, len(self.cum) - 1)]
         target = self.budgets[campaigns] * min(1.0, done / (1.0 - self.margin))
-        under_cap = self.spent[campaigns] < self.budgets[campaigns]
+        under_cap = (self.spent[campaigns] < self.budgets[campaigns]) | self.unlimited[campaigns]
         not_ahead = (self.spent[campaigns] <= target * (1.0 + self.ahead)) | self.full[campaigns]
         if not self.wait_when_short:
             not_ahead |= self.p[campaigns] >= 1.0
@@ -137,10 +140,16 @@ class Pacer:
 
     def affordable(self, campaign: int, micros: int) -> bool:
         """Whether a charge of ``micros`` (the auction's price for one event) fits in what is left."""
-        return self.spent[campaign] + micros <= self.budgets[campaign]
+        return self.spent[campaign] + micros <= self.budgets[campaign] or bool(self.unlimited[campaign])
 
     def has_budget(self, campaign: int) -> bool:
-        return bool(self.spent[campaign] < self.budgets[campaign])
+        return bool(self.spent[campaign] < self.budgets[campaign] or self.unlimited[campaign])
+
+    def room(self, campaign: int, micros: int) -> int:
+        """The part of a charge of ``micros`` that fits in what is left (all of it when ``unlimited``)."""
+        if self.unlimited[campaign]:
+            return micros
+        return min(micros, int(self.budgets[campaign] - self.spent[campaign]))
 
     def charge(self, campaign: int, micros: int, expected: bool = False) -> None:
         """Charge ``micros``; ``expected``: its expectation was already counted (:meth:`expect`)."""

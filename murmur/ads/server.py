@@ -331,7 +331,7 @@ class AdServer:
         return placements
 
     def _charge(self, c: int, micros: int, expected: bool = False) -> None:
-        micros = min(micros, int(self.pacer.budgets[c] - self.pacer.spent[c]))  # never past the budget
+        micros = self.pacer.room(c, micros)  # never past the budget
         if micros > 0:
             self.pacer.charge(c, micros, expected)
             self.spend_today[c] += micros
