@@ -196,10 +196,12 @@ def _big_jsonl(path: Path, n: int) -> None:
 
 
 def _default_signals(preexec=None):
-    """The child starts with SIGINT at its default even where this test runs in the background of a
-    non-interactive shell (which starts background jobs with SIGINT ignored, and Python then keeps it so)."""
+    """The child starts with SIGINT and SIGHUP at their defaults even where this test runs in the
+    background of a non-interactive shell (which starts background jobs with SIGINT ignored, and Python
+    then keeps it so) or under ``nohup`` (SIGHUP ignored, which murmur respects, as every command does)."""
     def run() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         if preexec is not None:
             preexec()
     return run
