@@ -165,11 +165,11 @@ def audience_part(args, setup: SimSetup, posts: Path, setup_s: float) -> list[st
              "the search index embeds each post as it arrives and the audiences read its vectors, or the cache "
              f"by post id embeds only new posts) and {emb['million_lsa_min']:.0f} min with LSA."]
     if args.model is not None:
-        from murmur.ads.copy import engine_completer
+        from murmur.ads.copy import engine_writer
         from murmur.ads.eval import copy_table, evaluate_copy
         from murmur.engine import Engine
 
-        res = evaluate_copy(setup, engine_completer(Engine.from_run_dir(args.model), args.copy_prompt), advertisers=12,
+        res = evaluate_copy(setup, engine_writer(Engine.from_run_dir(args.model), args.copy_prompt), advertisers=12,
                             n=4)
         lines += ["", f"**Ad copy** of `{args.model.name}`, asked as `{args.copy_prompt}` (12 briefs × 4 variants; simulated CTR from the hidden "
                   "click model):", "", "```", copy_table(res["summary"]), "```"]

@@ -215,7 +215,7 @@ def test_copy_keeps_the_rules_and_is_ranked(url):
 
 def test_copy_quality_is_measured(env, tmp_path):
     """Constraint satisfaction, audience fit and simulated CTR of generated copy against the brief as-is."""
-    from murmur.ads.copy import engine_completer
+    from murmur.ads.copy import engine_writer
     from murmur.ads.eval import copy_table, evaluate_copy
 
     fx = env["fx"]
@@ -223,7 +223,7 @@ def test_copy_quality_is_measured(env, tmp_path):
     tok = make_tokenizer(tmp_path / "tok")
     engine = Engine(micro_model(tok.vocab_size, max_seq_len=512), tok, max_batch=4, name="m")
     for prompt in ("post", "chat"):   # a continued post, and the copy conversation the fine-tuning data teaches
-        res = evaluate_copy(setup, engine_completer(engine, prompt, max_tokens=12), advertisers=3, n=2)
+        res = evaluate_copy(setup, engine_writer(engine, prompt, max_tokens=12), advertisers=3, n=2)
         s = res["summary"]
         assert s["advertisers"] == 3 and len(res["per_advertiser"]) == 3
         assert s["with_copy"] >= 1 and s["constraints_ok"] == 1.0 and 0 < s["draft_pass_rate"] <= 1
@@ -242,6 +242,9 @@ def test_copy_requests_are_asked_as_the_fine_tuning_data_asks():
     with pytest.raises(InputError) as e:
         check_prompt("poem")
     assert e.value.field == "prompt"
+    with pytest.raises(InputError) as e:   # the served API's knob: the error names it
+        AdsService(AdsConfig(posts="x.parquet", pctr="p", copy_prompt="poem"))
+    assert e.value.field == "copy_prompt"
     ask = copy_request("Our pan.", "Kalo", "https://kalo.example", "cooking", ["food", "recipes"], "es")
     assert ask == ("Write an ad post in Spanish for Kalo. Brief: Our pan. Audience: people into cooking "
                    "(they post #food #recipes). Link: https://kalo.example")

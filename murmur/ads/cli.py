@@ -233,7 +233,7 @@ def ads_copy_eval(
     """Copy quality on the demo world: rules kept, audience fit, and simulated CTR against the brief as-is."""
     import json
 
-    from murmur.ads.copy import check_prompt, engine_completer
+    from murmur.ads.copy import check_prompt, engine_writer
     from murmur.ads.eval import copy_table, evaluate_copy
     from murmur.ads.simulate import SimSetup
     from murmur.engine import Engine
@@ -243,7 +243,7 @@ def ads_copy_eval(
     engine = Engine.from_run_dir(model)
     work.mkdir(parents=True, exist_ok=True)
     setup = SimSetup.build(world, logs, posts, work, log=log, audience_embedder=embedder, cache=cache)
-    res = evaluate_copy(setup, engine_completer(engine, prompt, seed=seed), advertisers, n, seed, log=log)
+    res = evaluate_copy(setup, engine_writer(engine, prompt, seed=seed), advertisers, n, seed, log=log)
     typer.echo(json.dumps(res, indent=2, ensure_ascii=False) if as_json else copy_table(res["summary"]))
 
 

@@ -129,17 +129,17 @@ def compose(generated: str, brand: str, url: str, hashtag: str | None, max_chars
     return f"{out} {suffix}"
 
 
-def check_prompt(prompt: str) -> str:
-    """``prompt`` when it is one of ``PROMPTS``; else a one-line error naming the field."""
+def check_prompt(prompt: str, field: str = "prompt") -> str:
+    """``prompt`` when it is one of ``PROMPTS``; else a one-line error naming ``field``."""
     if prompt not in PROMPTS:
-        raise InputError(f"must be {' or '.join(PROMPTS)} (got {prompt!r})", field="prompt")
+        raise InputError(f"must be {' or '.join(PROMPTS)} (got {prompt!r})", field=field)
     return prompt
 
 
 Writer = Callable[[str, str, str, Voice, int], list[str]]
 
 
-def engine_completer(engine, prompt: str = "post", max_tokens: int = 48, temperature: float = 0.9, seed: int = 0
+def engine_writer(engine, prompt: str = "post", max_tokens: int = 48, temperature: float = 0.9, seed: int = 0
                      ) -> Writer:
     """``write(brief, brand, url, voice, k)`` over the generation engine: ``k`` texts of copy, each to be
     composed into a variant. ``post``: the brief and the audience's two hashtags continued as a post (the
@@ -173,7 +173,7 @@ def engine_completer(engine, prompt: str = "post", max_tokens: int = 48, tempera
 def write_copy(write: Writer, brief: str, brand: str, url: str, voice: Voice,
                n: int = 8, policy: CopyPolicy | None = None) -> tuple[list[str], Counter]:
     """Variants that keep the policy, from ``2n`` texts of the model (``write(brief, brand, url, voice,
-    k)``, e.g. :func:`engine_completer`); returns them and the count of drops by reason."""
+    k)``, e.g. :func:`engine_writer`); returns them and the count of drops by reason."""
     policy = policy or CopyPolicy()
     outs = write(brief, brand, url, voice, 2 * n)
     kept, dropped, seen = [], Counter(), set()
@@ -294,7 +294,7 @@ def copy_for_audience(engine: Any, brief: str, brand: str, url: str, aud: Audien
     within the policy, best pCTR first. Returns ``{"data": [{"text", "score", "lang"}], "dropped":
     {reason: count}}``."""
     voice = audience_voice(aud, vectors, texts)
-    variants, dropped = write_copy(engine_completer(engine, prompt, seed=seed), brief, brand, url, voice, n)
+    variants, dropped = write_copy(engine_writer(engine, prompt, seed=seed), brief, brand, url, voice, n)
     scores = rank_for_audience(variants, voice.lang, aud, vectors, featurizer, model)
     order = sorted(range(len(variants)), key=lambda i: -scores[i])
     return {"data": [{"text": variants[i], "score": round(float(scores[i]), 6), "lang": voice.lang} for i in order],

@@ -188,7 +188,7 @@ def evaluate_copy(setup, complete, advertisers: int = 10, n: int = 4, seed: int 
       the world's own hand-written ads of that advertiser.
 
     ``complete`` is the model writing copy (``write(brief, brand, url, voice, k)``, e.g.
-    :func:`murmur.ads.copy.engine_completer`);
+    :func:`murmur.ads.copy.engine_writer`);
     ``setup`` a :class:`murmur.ads.simulate.SimSetup`.
     """
     from murmur.ads.copy import CopyPolicy, audience_voice, rank_for_audience, world_brief, write_copy

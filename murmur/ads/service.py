@@ -49,7 +49,7 @@ class AdsService:
 
         from murmur.ads.copy import check_prompt
 
-        self.copy_prompt = check_prompt(cfg.copy_prompt)
+        self.copy_prompt = check_prompt(cfg.copy_prompt, field="copy_prompt")
         if not cfg.posts:
             raise InputError("the ads service needs the clean posts (posts=...)", field="posts")
         if not cfg.pctr:
