@@ -227,6 +227,28 @@ def test_presence_penalty_changes_engine_output(tok, model):
     assert len(set(penalised)) > len(set(plain))
 
 
+def test_logit_bias_bans_and_forces_tokens_per_request(tok, model):
+    prompt = [tok.doc_id, *tok.encode("cats and dogs")]
+    with Engine(model, tok, max_batch=4) as engine:
+        plain = engine.generate(prompt, greedy(max_tokens=12, ignore_eos=True)).token_ids
+        banned = {t: float("-inf") for t in set(plain)}
+        forced = plain[0] + 1
+        reqs = [engine.submit(prompt, greedy(max_tokens=12, ignore_eos=True, logit_bias=b))
+                for b in (banned, {forced: 100.0}, None, {plain[0]: -100.0})]
+        outs = [r.result().token_ids for r in reqs]
+    assert outs[0] and not set(outs[0]) & set(plain)       # every banned token stays out
+    assert outs[1] == [forced] * 12                         # +100 wins every step
+    assert outs[2] == plain                                 # a request without bias is untouched by its batch
+    assert outs[3][0] != plain[0]
+    with Engine(model, tok) as engine:
+        with pytest.raises(InputError, match="token ids") as e:
+            engine.submit(prompt, greedy(logit_bias={tok.vocab_size: 5.0}))
+        assert e.value.field == "logit_bias"
+        with pytest.raises(InputError, match="between -100 and 100") as e:
+            engine.submit(prompt, greedy(logit_bias={3: float("nan")}))
+        assert e.value.field == "logit_bias"
+
+
 def test_context_limit_and_bad_requests(tok, model):
     with Engine(model, tok, max_batch=1, max_queue=1) as engine:
         limit = engine.max_len

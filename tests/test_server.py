@@ -85,6 +85,22 @@ def test_completions_and_n_choices(client):
     assert "".join(p.choices[0].text for p in pieces) == plain.choices[0].text
 
 
+def test_logit_bias_through_the_openai_client(server, client, tok):
+    plain = client.completions.create(model="murmur-micro", prompt="cats and dogs", max_tokens=6, temperature=0)
+    first = tok.encode(plain.choices[0].text)[0]
+    banned = client.completions.create(model="murmur-micro", prompt="cats and dogs", max_tokens=6, temperature=0,
+                                       logit_bias={str(first): -100})
+    assert tok.encode(banned.choices[0].text)[:1] != [first]
+    chat = client.chat.completions.create(model="murmur-micro", messages=HELLO, max_tokens=4, temperature=0,
+                                          logit_bias={str(first): 100})
+    assert tok.encode(chat.choices[0].message.content) == [first] * 4
+    for bias, says in [({"x": 1}, "token ids"), ({"5": 101}, "between -100 and 100"),
+                       ({str(i): 1 for i in range(301)}, "at most 300"), ({str(tok.vocab_size + 1): 1}, "token ids")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="murmur-micro", messages=HELLO, max_tokens=4, logit_bias=bias)
+        assert e.value.body["param"] == "logit_bias" and says in e.value.body["message"]
+
+
 def test_errors_map_to_openai_exceptions(server, client):
     url, _ = server
     bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)

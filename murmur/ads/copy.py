@@ -163,7 +163,7 @@ def engine_writer(engine, prompt: str = "post", max_tokens: int = 48, temperatur
             raise InputError(f"the brief takes {len(ids)} tokens as asked; the model's context holds "
                              f"{engine.max_len}", field="brief")
         params = [SamplingParams(max_tokens=min(max_tokens, room), temperature=temperature, top_p=0.95,
-                                 seed=seed + i, stop=["\n"], logits_processor=answer_only) for i in range(k)]
+                                 seed=seed + i, stop=["\n"], logit_bias=answer_only()) for i in range(k)]
         texts = [c.text.strip() for c in engine.run([ids] * k, params)]  # the engine's own loop when running
         return texts if prompt == "chat" else [f"{brief} {t}" for t in texts]
 

@@ -81,10 +81,10 @@ def forced_call(tokenizer: Any, prompt: list[int], tools: Mapping[str, Mapping[s
     return [*prompt, TOOL_CALL_ID], logits_processor(call_matcher(tools), token_table(tokenizer), END_ID, budget)
 
 
-def answer_only(prompt: Sequence[int], output: Sequence[int], logits: Any) -> Any:
-    """A logits processor that rules out ``<|tool_call|>``: the turn is an answer."""
-    logits[TOOL_CALL_ID] = float("-inf")
-    return logits
+def answer_only(logit_bias: Mapping[int, float] | None = None) -> dict[int, float]:
+    """``logit_bias`` (a request's own, if any) with ``<|tool_call|>`` ruled out: the turn is an answer.
+    The engine applies it in one scatter over the batch, with no per-request Python call."""
+    return {**(logit_bias or {}), TOOL_CALL_ID: float("-inf")}
 
 
 def forced_ids(ids: Sequence[int]) -> list[int]:

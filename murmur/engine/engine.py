@@ -457,6 +457,8 @@ class Engine:
         max_tokens = self.check_prompt(prompt, params.max_tokens)
         if params.stop_token_ids and (min(params.stop_token_ids) < 0 or max(params.stop_token_ids) >= self.vocab_size):
             raise InputError(f"token ids must be in [0, {self.vocab_size})", field="stop_token_ids")
+        if params.logit_bias and (min(params.logit_bias) < 0 or max(params.logit_bias) >= self.vocab_size):
+            raise InputError(f"token ids must be in [0, {self.vocab_size})", field="logit_bias")
         stop_ids = set(self.default_stop_ids) if params.stop_token_ids is None else set(params.stop_token_ids)
         if params.ignore_eos:
             stop_ids = set(params.stop_token_ids or ())
@@ -661,6 +663,11 @@ class Engine:
         rows = torch.tensor([r.row for r in reqs], device=self.device)
         model_logp = torch.log_softmax(logits.float(), dim=-1)  # before processors rewrite the rows
         failed: dict[int, str] = {}
+        biased = [(i, t, v) for i, r in enumerate(reqs) if r.params.logit_bias for t, v in r.params.logit_bias.items()]
+        if biased:   # one scatter for the whole batch
+            at, ids, values = zip(*biased, strict=True)
+            logits.index_put_((torch.tensor(at, device=self.device), torch.tensor(ids, device=self.device)),
+                              torch.tensor(values, device=self.device, dtype=logits.dtype), accumulate=True)
         for i, r in enumerate(reqs):
             if r.params.logits_processor is not None:
                 try:

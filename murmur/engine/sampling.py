@@ -39,6 +39,9 @@ class SamplingParams:
     presence_penalty: float = 0.0
     repetition_penalty: float = 1.0
     ignore_eos: bool = False
+    #: Added to the logits of these token ids before the penalties and sampling (OpenAI's
+    #: ``logit_bias``): -100..100 from clients; ``-inf`` rules a token out for certain.
+    logit_bias: dict[int, float] | None = None
     #: Called as ``logits_processor(prompt_ids, output_ids, logits[V]) -> logits[V]`` before the
     #: penalties and sampling, for this request only (constrained decoding: mask what may not come
     #: next). An exception ends this request with finish_reason "error" and no other.
@@ -58,6 +61,8 @@ class SamplingParams:
             (-2.0 <= self.presence_penalty <= 2.0, "presence_penalty", "must be between -2 and 2"),
             (0.0 < self.repetition_penalty <= 10.0, "repetition_penalty", "must be in (0, 10]"),
             (all(isinstance(s, str) and s for s in self.stop), "stop", "stop strings must be non-empty"),
+            (not self.logit_bias or all(-100.0 <= v <= 100.0 or v == float("-inf") for v in self.logit_bias.values()),
+             "logit_bias", "values must be between -100 and 100"),
         ]
         for ok, name, message in checks:
             if not ok:

@@ -128,7 +128,7 @@ def fit_prompt(engine: Engine, req: AnswerRequest, results: list[dict[str, Any]]
     room = max(1, engine.max_len - len(prompt))
     # the answer is text: the turn after the results may not open another tool call
     params = SamplingParams(max_tokens=min(req.max_tokens, room), temperature=req.temperature, seed=req.seed,
-                            logits_processor=answer_only)
+                            logit_bias=answer_only())
     return prompt, params, results
 
 

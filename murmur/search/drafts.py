@@ -262,7 +262,7 @@ class Drafter:
         m = cfg.oversample * req.n
         temperature = cfg.temperature if req.temperature is None else req.temperature
         params = [SamplingParams(max_tokens=min(max_tokens, room), temperature=temperature, top_p=cfg.top_p,
-                                 seed=req.seed + i, stop=["\n"], logits_processor=answer_only) for i in range(m)]
+                                 seed=req.seed + i, stop=["\n"], logit_bias=answer_only()) for i in range(m)]
         done = engine.run([prompt] * m, params)
         scores = [c.mean_logprob for c in done]
         texts = [" ".join(f"{lead} {c.text}".split()) for c in done]

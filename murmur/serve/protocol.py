@@ -15,6 +15,7 @@ from murmur.engine import SamplingParams
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TOKEN_ID_MAX = 2**31 - 1   # the engine checks ids against the model's vocabulary
 TOP_K_MAX = 2**31 - 1      # anything at or above the vocabulary size means "off"
+LOGIT_BIAS_MAX = 300       # as OpenAI: a bias per listed token, each applied on every step
 
 
 class ErrorBody(BaseModel):
@@ -102,6 +103,9 @@ class GenerationFields(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
     stop_token_ids: list[int] | None = Field(None, max_length=64)
     ignore_eos: bool = False
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) to a bias from -100 to 100 added to its logit; -100 bans it, "
+                          f"100 all but forces it. At most {LOGIT_BIAS_MAX} entries.")
     logprobs: bool | int | None = Field(None, description="Not supported: must be absent, null, false or 0.")
     user: str | None = None
 
@@ -124,6 +128,20 @@ class GenerationFields(BaseModel):
             raise ValueError("token ids must be non-negative")
         return v
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if not v:
+            return None
+        if len(v) > LOGIT_BIAS_MAX:
+            raise ValueError(f"at most {LOGIT_BIAS_MAX} entries")
+        for key, bias in v.items():
+            if not (key.isascii() and key.isdigit()) or int(key) > TOKEN_ID_MAX:
+                raise ValueError(f"keys must be token ids (non-negative integers as strings), got {key[:20]!r}")
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"biases must be between -100 and 100, got {bias} for token {key}")
+        return v
+
     @field_validator("logprobs")
     @classmethod
     def _logprobs(cls, v: bool | int | None) -> None:
@@ -137,7 +155,8 @@ class GenerationFields(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p, top_k=self.top_k, min_p=self.min_p, seed=self.seed,
             stop=list(self.stop or []), stop_token_ids=self.stop_token_ids, frequency_penalty=self.frequency_penalty,
             presence_penalty=self.presence_penalty, repetition_penalty=self.repetition_penalty,
-            ignore_eos=self.ignore_eos)
+            ignore_eos=self.ignore_eos,
+            logit_bias={int(k): float(b) for k, b in self.logit_bias.items()} if self.logit_bias else None)
 
 
 class ChatCompletionRequest(GenerationFields):

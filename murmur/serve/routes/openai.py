@@ -206,8 +206,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     try:
         prompt = await run_in_threadpool(chat_prompt, engine, body)
         # no tool on offer (or tool_choice "none"): the turn is text, never a call
-        params = dataclasses.replace(body.sampling(body.max_completion_tokens or body.max_tokens),
-                                     logits_processor=answer_only)
+        params = body.sampling(body.max_completion_tokens or body.max_tokens)
+        params = dataclasses.replace(params, logit_bias=answer_only(params.logit_bias))
         reqs = await run_in_threadpool(submit_all, engine, prompt, params, body.n)
     except ContextLengthError as e:
         raise APIError(400, str(e), param="messages" if e.field == "prompt" else max_field,
@@ -392,7 +392,7 @@ async def tool_completion(body: ChatCompletionRequest, request: Request, state: 
             room = engine.max_len - len(prompt)
             round_params = params if n_round == 0 or not params.max_tokens else \
                 dataclasses.replace(params, max_tokens=min(params.max_tokens, room))
-            answering = dataclasses.replace(round_params, logits_processor=answer_only)
+            answering = dataclasses.replace(round_params, logit_bias=answer_only(round_params.logit_bias))
             if n_round > 0 and room < need + ANSWER_ROOM:   # no room for another call and its results
                 round_params = answering
             parsed, p_tok, c_tok, reason = await turn(prompt, forced if n_round == 0 else None, round_params)
