@@ -1,8 +1,9 @@
 """Clean posts -> train/val token shards (format: :mod:`murmur.data.shards_format`, docs/formats.md).
 
-Posts are read from Parquet in batches, encoded with the tokenizer's Rust batch encoder (in worker
-processes when ``workers > 1``), each prefixed with ``<|doc|>``, and sent to the train or the
-validation split by the stable hash of ``post_id`` (:func:`murmur.data.split.is_val`, the same
+Posts are read from Parquet in batches, encoded piece by piece with each piece's tokens kept for reuse
+(:mod:`murmur.data.piece_encode`: the ids of the tokenizer's Rust batch encoder, which encodes what
+that module does not take; in worker processes when ``workers > 1``), each prefixed with
+``<|doc|>``, and sent to the train or the validation split by the stable hash of ``post_id`` (:func:`murmur.data.split.is_val`, the same
 split the tokenizer was trained on). Each split is written as shards of whole documents: a shard is
 closed as soon as it holds ``tokens_per_shard`` tokens, so memory stays flat in corpus size.
 
@@ -27,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from murmur.config import knob
+from murmur.data import piece_encode
+from murmur.data.piece_encode import PieceEncoder
 from murmur.data.shards_format import MANIFEST, dtype_for_vocab, read_manifest, shard_name, write_shard
 from murmur.data.split import DEFAULT_VAL_FRACTION, val_mask
 from murmur.errors import ConfigError, InputError
@@ -146,24 +149,33 @@ class _Encoder:
         self.tok = MurmurTokenizer(Tokenizer.from_str(tokenizer_json))
         self.dtype = dtype_for_vocab(self.tok.vocab_size)
         self.val_fraction = val_fraction
+        self.pieces = PieceEncoder(self.tok.inner) if piece_encode.supports(tokenizer_json) else None
+
+    def _encode(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of non-empty texts: flat, and per text (``encode_batch``'s ids either way)."""
+        if self.pieces is not None:
+            return self.pieces.encode(texts)
+        encodings = self.tok.inner.encode_batch(texts.to_pylist(), add_special_tokens=False)
+        lens = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+        flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.uint32, count=int(lens.sum()))
+        return flat, lens
 
     def __call__(self, batch: pa.RecordBatch) -> _Encoded:
         texts = batch.column("text")
         keep = pc.fill_null(pc.greater(pc.binary_length(texts), 0), False)
         texts, ids = texts.filter(keep), batch.column("post_id").filter(keep)
-        n = len(texts)
-        encodings = self.tok.inner.encode_batch(texts.to_pylist(), add_special_tokens=False)
-        lens = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=n) + 1
+        text_ids, text_lens = self._encode(texts)
+        lens = text_lens + 1
         flat = np.empty(int(lens.sum()), dtype=self.dtype)
         starts = np.cumsum(lens) - lens
         body = np.ones(len(flat), dtype=bool)
         body[starts] = False
         flat[starts] = self.tok.doc_id
-        flat[body] = np.fromiter((i for e in encodings for i in e.ids), dtype=self.dtype, count=len(flat) - n)
+        flat[body] = text_ids
         n_bytes = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
         is_val = val_mask(ids, self.val_fraction)
         token_val = np.repeat(is_val, lens)
-        out = _Encoded(batch.num_rows, batch.num_rows - n, {}, {}, {})
+        out = _Encoded(batch.num_rows, batch.num_rows - len(texts), {}, {}, {})
         for split, docs, toks in (("train", ~is_val, ~token_val), ("val", is_val, token_val)):
             out.tokens[split], out.doc_lens[split] = flat[toks], lens[docs]
             out.bytes[split] = int(n_bytes[docs].sum())
