@@ -29,3 +29,21 @@ def test_no_writable_cache_still_compiles(monkeypatch):
     with pytest.raises(RuntimeError, match="cannot cache"):  # what numba itself does then
         numba.njit(cache=True)(_add_one)
     assert jit(_add_one)(np.arange(3)).tolist() == [1, 2, 3]
+
+
+def test_kernels_load_without_scipy():
+    """A fresh process runs a kernel without importing SciPy (numba records no BLAS), and SciPy still
+    imports afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from murmur.data.jit import radix_sort\n"
+            "k = np.array([3, 1, 2], np.uint32)\n"
+            "assert radix_sort(k, np.empty_like(k)).tolist() == [1, 2, 3]\n"
+            "assert 'scipy' not in sys.modules, 'scipy imported'\n"
+            "import numba.np.arraymath as a\n"
+            "assert not a._HAVE_BLAS\n"
+            "import scipy.linalg\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

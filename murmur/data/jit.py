@@ -12,10 +12,19 @@ such a kernel (a clean worker, not every ``murmur`` command), and the machine co
 (numba's ``cache=True``: beside the module in ``__pycache__``, or numba's user cache directory when
 that is not writable, or ``$NUMBA_CACHE_DIR``), so a fresh worker loads it instead of compiling again
 (~0.3 s against ~2 s); with no writable place at all, each process compiles in memory.
+
+numba's array functions, loaded with the first kernel, look for SciPy's BLAS (for ``np.dot`` and
+``np.linalg`` in compiled code, which no kernel here uses); importing ``scipy.linalg`` costs each
+process ~0.25 s of CPU. ``_numba()`` imports numba with SciPy hidden for that moment, so numba records
+"no BLAS" instead (a kernel that used ``np.dot`` would fail to compile, loudly); where SciPy is
+already imported nothing is hidden.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,13 +41,40 @@ class _Lazy:
         if self.compiled is None:
             with self.lock:
                 if self.compiled is None:
-                    import numba
-
+                    numba = _numba()
                     try:
                         self.compiled = numba.njit(cache=True, nogil=True)(self.fn)
                     except RuntimeError:  # no writable place for numba's cache: compile in memory
                         self.compiled = numba.njit(nogil=True)(self.fn)
         return self.compiled(*args)
+
+
+class _HideSciPy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "scipy" or name.startswith("scipy."):
+            raise ImportError("SciPy is not looked for while numba loads (murmur.data.jit)")
+        return None
+
+
+_NUMBA_LOCK = threading.Lock()
+
+
+@functools.cache
+def _numba() -> Any:
+    """numba, its array functions loaded without SciPy's BLAS (see the module doc)."""
+    with _NUMBA_LOCK:
+        if "scipy" in sys.modules:
+            import numba
+            import numba.np.arraymath  # noqa: F401
+            return numba
+        hide = _HideSciPy()
+        sys.meta_path.insert(0, hide)
+        try:
+            import numba
+            import numba.np.arraymath  # noqa: F401 - where numba decides whether BLAS is there
+        finally:
+            sys.meta_path.remove(hide)
+        return numba
 
 
 def jit(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,7 +2,7 @@
 
 Posts are read from Parquet in batches, encoded piece by piece with each piece's tokens kept for reuse
 (:mod:`murmur.data.piece_encode`: the ids of the tokenizer's Rust batch encoder, which encodes what
-that module does not take; in worker processes when ``workers > 1``), each prefixed with
+that module does not take; in threads when ``workers > 1``), each prefixed with
 ``<|doc|>``, and sent to the train or the validation split by the stable hash of ``post_id`` (:func:`murmur.data.split.is_val`, the same
 split the tokenizer was trained on). Each split is written as shards of whole documents: a shard is
 closed as soon as it holds ``tokens_per_shard`` tokens, so memory stays flat in corpus size.
@@ -14,11 +14,10 @@ is byte-identical for any ``workers`` and ``batch_size``. The directory (shards,
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,33 +181,25 @@ class _Encoder:
         return out
 
 
-_WORKER_ENCODER: _Encoder | None = None
-
-
-def _init_worker(tokenizer_json: str, val_fraction: float) -> None:
-    global _WORKER_ENCODER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process; the processes are the parallelism
-    _WORKER_ENCODER = _Encoder(tokenizer_json, val_fraction)
-
-
-def _encode_in_worker(batch: pa.RecordBatch) -> _Encoded:
-    assert _WORKER_ENCODER is not None
-    return _WORKER_ENCODER(batch)
-
-
 def _encoded_batches(batches: Iterator[pa.RecordBatch], tokenizer_json: str, val_fraction: float,
                      workers: int) -> Iterator[_Encoded]:
-    """Encode batches in input order; with workers > 1, at most 2 batches per worker in flight."""
+    """Encode batches in input order; with workers > 1, in as many threads (each with its own encoder;
+    the compiled split and the Rust encoder release the GIL), at most 2 batches per thread in flight."""
     if workers <= 1:
         encoder = _Encoder(tokenizer_json, val_fraction)
         yield from map(encoder, batches)
         return
-    ctx = multiprocessing.get_context("spawn")  # no fork after the Rust thread pool has started
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(tokenizer_json, val_fraction)) as pool:
+    local = threading.local()
+
+    def encode(batch: pa.RecordBatch) -> _Encoded:
+        if not hasattr(local, "encoder"):
+            local.encoder = _Encoder(tokenizer_json, val_fraction)
+        return local.encoder(batch)
+
+    with ThreadPoolExecutor(workers) as pool:
         window: deque[Future[_Encoded]] = deque()
         for batch in batches:
-            window.append(pool.submit(_encode_in_worker, batch))
+            window.append(pool.submit(encode, batch))
             if len(window) >= 2 * workers:
                 yield window.popleft().result()
         while window:
