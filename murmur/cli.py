@@ -127,7 +127,7 @@ def data_tokenize(
     src: Annotated[Path, typer.Argument(help="Clean posts Parquet.")],
     tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Tokenizer directory.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output shard directory.")],
-    workers: Annotated[int | None, typer.Option(help="Worker processes (output is identical for any number); "
+    workers: Annotated[int | None, typer.Option(help="Encoding threads (output is identical for any number); "
                                                      "with --engine ray, Ray workers (default: the cluster's CPUs).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command there "
                                                                  "(never anything murmur did not write).")] = False,
