@@ -329,7 +329,7 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     loads.append(os.getloadavg()[0])
-    cmd = "python benchmarks/search.py " + " ".join(sys.argv[1:]).replace(" --write", "")
+    cmd = "python benchmarks/search.py " + " ".join(shown(a) for a in sys.argv[1:] if a != "--write")
     body = "## Search\n\n" + f"Machine: {machine()}, shared with other work (load average " \
         f"{min(loads):.1f}-{max(loads):.1f} during the run, read at its steps: latencies are noisy); " \
         f"`{cmd}`, {(time.perf_counter() - started) / 60:.0f} minutes. Same posts and vectors for every " \
@@ -354,6 +354,16 @@ lexical p50 1.2 ms against bm25s's 156 ms, dense p50 17.8 / p99 44.6 ms against 
 16.7 ms (timed minutes apart), hybrid p99 17.0 ms with one client and 135 ms with 8, HNSW build 865
 s; at 100,000 posts the same pattern. Milvus-lite at 36,000 posts: 1,111 posts/s insert, lexical
 p50 92 ms, hybrid p50 622 ms."""
+
+
+def shown(arg: str) -> str:
+    """A command-line argument as the docs show it: a path inside a ``murmur demo`` output folder
+    (one with a ``summary.json``) as ``demo/...``, the folder name users get from ``make demo``."""
+    p = Path(arg)
+    for parent in p.parents:
+        if parent != Path("/") and (parent / "summary.json").exists():
+            return str(Path("demo") / p.relative_to(parent))
+    return arg
 
 
 def author_note(ix: SearchIndex) -> str:

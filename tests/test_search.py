@@ -77,6 +77,23 @@ def test_lexical_query_filters_and_sort(index_dir, corpus):
         assert ix.search(make_request("#" + tag, mode="lexical", hashtag=tag, k=5))
 
 
+def test_one_list_is_read_k_deep_and_recent_reads_the_pool(index_dir, corpus):
+    from collections import Counter
+
+    from murmur.search.retrieve import RetrieveConfig, ranked
+
+    tags = Counter(t for p in pq.read_table(corpus[1]).to_pylist() for t in p["hashtags"] or [])
+    tag = tags.most_common(1)[0][0]
+    with SearchIndex(index_dir, writable=False) as ix:
+        pool = ranked(ix, make_request("#" + tag, mode="lexical", k=100), RetrieveConfig(candidates=100))
+        assert len(pool) > 5
+        assert ranked(ix, make_request("#" + tag, mode="lexical", k=5), RetrieveConfig(candidates=100)) == pool[:5]
+        # newest first among the best `candidates` matches, not among the best k only
+        created = ix.store.created.a
+        recent = ranked(ix, make_request("#" + tag, mode="lexical", k=5, sort="recent"), RetrieveConfig(candidates=100))
+        assert [k for k, _ in recent][:5] == sorted((k for k, _ in pool), key=lambda k: (-created[k], k))[:5]
+
+
 def test_add_is_searchable_and_delete_is_gone_within_a_second(index_dir):
     with SearchIndex(index_dir) as ix:
         result = ix.add([{"post_id": "n1", "author_id": "a1", "created_at": "2030-01-01T00:00:00Z",

@@ -221,8 +221,9 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
            query_vec: np.ndarray | None = None) -> list[tuple[int, float]]:
     """(key, score) best first: the ranking without the result objects (evaluation uses it)."""
     cfg = cfg or RetrieveConfig()
-    depth = max(req.k, cfg.candidates)
     mode = req.mode
+    # one list in relevance order is the answer itself: read k deep, as any engine asked for k would
+    depth = req.k if mode != "hybrid" and req.sort != "recent" else max(req.k, cfg.candidates)
     if mode != "lexical" and index.dense is None:
         raise InputError(f"this index has no embeddings, so mode {mode!r} is not available; use 'lexical' "
                          "or rebuild the index with an embedder", field="mode")
