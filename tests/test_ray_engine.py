@@ -231,3 +231,40 @@ def test_a_killed_ray_worker_is_retried_or_fails_cleanly(tmp_path, stage):
         os.killpg(head.pid, signal.SIGKILL)  # this cluster's processes only (the group started above)
         head.wait()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_components_on_ray_follow_a_long_chain_to_its_earliest_post(tmp_path, local_ray):
+    """A chain of 48 posts in random time order (each sharing one key with the next only), many time
+    ties broken by ``post_id`` (prefixes, a NUL byte, a missing id), an exact copy inside it and a small
+    second group: the large-star/small-star rounds on Ray drop what the local union-find drops."""
+    import numpy as np
+
+    from murmur.data import dedup as dd
+    from murmur.data import ray_components as rc
+
+    rng = np.random.default_rng(3)
+    n = 60
+    t = rng.integers(0, 4, n).astype(np.int64)
+    t[7] = dd.NO_TIME
+    ids = [f"p{int(i)}" for i in rng.integers(0, 30, n)]
+    ids[3], ids[4], ids[9], ids[11] = "p1", "p1\x00z", "p10", None
+    rows = [(1, 1000 + j, i) for j in range(47) for i in (j, j + 1)]  # the chain 0-1-...-47
+    rows += [(0, 7, 5), (0, 7, 30)]  # 30 an exact copy of 5
+    rows += [(2, 99, 50), (2, 99, 53), (3, 98, 53), (3, 98, 55)]  # a second component
+    rows += [(4, 5000 + i, i) for i in range(n)]  # keys of one post: no pair
+    kind, key, pos = (np.array(c) for c in zip(*rows, strict=True))
+    keys = pa.table([kind.astype(np.int16), key.astype(np.uint64), t[pos], pa.array([ids[p] for p in pos]),
+                     pos.astype(np.int64)], schema=dd.key_row_schema())
+    buckets = dd.bucket_of(0, keys.column("key").to_numpy(), 3)
+    cands = [dd.candidate_rows(keys.filter(pa.array(buckets == b))) for b in range(3)]
+    local = dd.Components(tmp_path)
+    for c in cands:
+        local.add(c)
+    want_pos, want_flag, want_stats = local.decide()
+    assert len(want_pos) == 47 + 2 and want_stats["largest_component"] == 48
+
+    got_pos, got_flag, got_stats, rounds = rc.components(
+        ray.data.from_arrow([rc.with_order_keys(c) for c in cands]), buckets=3)
+    assert got_pos.tolist() == want_pos.tolist() and got_flag.tolist() == want_flag.tolist()
+    assert got_stats == want_stats and rounds >= 3, rounds

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -69,6 +68,7 @@ import pyarrow.parquet as pq
 
 from murmur.data import clean as cl
 from murmur.data import dedup as dd
+from murmur.data import ray_components as rc
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import InputError, MurmurError
 from murmur.progress import log
@@ -234,19 +234,17 @@ class _CleanUnits:
 # ---------------------------------------------------------------- stages 2 and 3: pairs, then components
 
 def _candidates(keys: pa.Table) -> pa.Table:
-    """The candidate rows of one bucket of key rows (the local engine's function)."""
-    return dd.candidate_rows(keys.select([name for name, _ in dd.KEY_ROW_FIELDS]))
+    """The candidate rows of one bucket of key rows (the local engine's function), with order keys."""
+    return rc.with_order_keys(dd.candidate_rows(keys.select([name for name, _ in dd.KEY_ROW_FIELDS])))
 
 
-def _drops(candidates, tmpdir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Stream the candidate rows into ``dedup.Components`` (pairs spilled under ``tmpdir``): the position
+def _drops(candidates, buckets: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The candidate rows joined into components on the cluster (``ray_components``): the position
     and flag of every dropped survivor, sorted by position (so grouped by unit), and the components' counts."""
-    components = dd.Components(tmpdir)
-    for table in candidates.iter_batches(batch_format="pyarrow", batch_size=None):
-        components.add(table)
-    pos, flag, stats = components.decide()
-    order = np.argsort(pos, kind="stable")
-    return pos[order], flag[order], stats
+    pos, flag, stats, rounds = rc.components(
+        candidates, buckets, progress=lambda r, changed: log(f"clean (ray): components round {r}: {changed:,} edges changed"))
+    log(f"clean (ray): components settled in {rounds} rounds")
+    return pos, flag, stats
 
 
 def _by_unit(pos: np.ndarray, flag: np.ndarray, units: list[_Unit]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -336,8 +334,7 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
                                                                          tmp_uri, partitions),
                                         batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), num_cpus=1, batch_format="numpy")
         candidates = keys.groupby("bucket", num_partitions=partitions).map_groups(_candidates, batch_format="pyarrow")
-        with tempfile.TemporaryDirectory(prefix="murmur-dedup-") as pairs_dir:  # the driver's local disk
-            pos, flag, dedup_stats = _drops(candidates, Path(pairs_dir))
+        pos, flag, dedup_stats = _drops(candidates, partitions)
         if not (cfg.exact_dedup or cfg.near_dedup):
             dedup_stats = {}
         log(f"clean (ray): {len(pos):,} duplicates among {dedup_stats.get('candidates', 0):,} candidates")
