@@ -35,7 +35,8 @@ local engine) writes the keys to bucket files on disk partitioned by key and sor
 time; each bucket's groups become candidate pairs, written to disk, and ``Components`` joins them
 with a vectorised union-find over the *candidates* only (posts that share a key with another, ~40
 bytes each in memory while joined; see ``Components``). The Ray engine shuffles the same key rows by
-key and feeds the same ``Components`` on its driver.
+key and joins the same pairs on the cluster (``ray_components``: large-star/small-star rounds), with
+the same result.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ into connected components with the *alternating large-star / small-star* algorit
 A round is one large-star and one small-star. When a round changes no edge, every component is a
 star around its earliest post (every other post has exactly one neighbour, that post): the posts
 to drop are the star's leaves. Rounds grow with the logarithm of a component's diameter, not with it
-(Kiveris et al. prove O(log^2 n)); a chain of 40 posts takes 4 rounds (``tests/test_ray_engine.py``).
+(Kiveris et al. prove O(log^2 n)); a chain of 48 posts in random time order takes 5 rounds
+(``tests/test_ray_engine.py``).
 
 "Earliest" is the local engine's order (``dedup.Components``): ``created_at``, then ``post_id``,
 then input position. Each node is named by one binary *order key* that sorts in that order
@@ -27,6 +28,8 @@ the end, the dropped positions (as the union-find's result was) and a few counts
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -177,18 +180,20 @@ def _positions(ds) -> np.ndarray:
 
 
 def components(candidates, buckets: int, max_rounds: int = 200,
-               progress=None) -> tuple[np.ndarray, np.ndarray, dict, int]:
+               progress=None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """The Ray Data dataset of candidate rows (with order keys, ``with_order_keys``) joined into
     components on the cluster: the positions of the dropped posts (ascending), their flag
     (``DUPLICATE`` when an earlier post has the exact hash, else ``NEAR_DUPLICATE``), the counts of
-    ``dedup.Components.decide`` and the number of rounds. ``progress(round, changed)`` after each round."""
+    ``dedup.Components.decide``, and ``rounds`` and ``seconds`` (from the candidates to the drops).
+    ``progress(round, changed, seconds)`` after each round."""
     candidates = candidates.materialize()
+    started = time.perf_counter()
     edges = candidates.map_batches(pair_edges, fn_args=(buckets,), batch_format="pyarrow", batch_size=None) \
         .materialize()
     pairs = int(edges.sum("changed") or 0)
     empty = {"candidates": 0, "pairs": 0, "components": 0, "largest_component": 0}
     if pairs == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int8), empty, 0
+        return np.zeros(0, np.int64), np.zeros(0, np.int8), empty, {"rounds": 0, "seconds": 0.0}
     rounds = 0
     while True:
         rounds += 1
@@ -200,7 +205,7 @@ def components(candidates, buckets: int, max_rounds: int = 200,
             small_star, fn_args=(buckets,), batch_format="pyarrow").materialize()
         changes = int(large.sum("changed") or 0) + int(small.sum("changed") or 0)
         if progress is not None:
-            progress(rounds, changes)
+            progress(rounds, changes, time.perf_counter() - started)
         edges = small
         if changes == 0:
             break
@@ -213,4 +218,4 @@ def components(candidates, buckets: int, max_rounds: int = 200,
     roots = int(counts["roots"].sum())
     stats = {"candidates": len(pos) + roots, "pairs": pairs, "components": roots,
              "largest_component": int(counts["largest"].max())}
-    return pos, flag, stats, rounds
+    return pos, flag, stats, {"rounds": rounds, "seconds": time.perf_counter() - started}

@@ -18,10 +18,10 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
    buckets (a Ray Data ``groupby``); in each bucket, the rows of one (kind, key) are sorted in time
    order and every group of two or more posts becomes candidate rows naming the group's earliest
    post (``dedup.candidate_rows``, the local engine's function).
-3. *Connected components, on the driver.* The driver streams the candidate rows into
-   ``dedup.Components`` (the local engine's union-find: pairs spilled to the driver's local disk,
-   ~40 bytes of memory per candidate post, 16 bytes of disk per pair) and gets every dropped post: all
-   but the earliest of each component, ``duplicate`` when an earlier post has its exact hash, else
+3. *Connected components, on the cluster.* The candidate pairs are joined by rounds of large-star and
+   small-star (``ray_components``), each step a Ray Data shuffle of the edges by node; the driver
+   reads back one count per step and, when a round changes nothing, every dropped post: all but the
+   earliest of each component, ``duplicate`` when an earlier post has its exact hash, else
    ``near_duplicate``.
 4. *Apply.* The drops are sorted by position, which groups them by unit (9 bytes per dropped post on
    the driver). For one output file the driver reads each unit's survivors in order, drops them and
@@ -31,11 +31,10 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
    2 cores and 250k posts that took 10-15 s, the write now ~1 s.)
 
 No machine holds an index of the corpus: the workers hold one bucket of key rows (~60 bytes x
-(1 + bands) per surviving post / ``partitions``), the driver the candidates (posts that share a key
-with another; for 100 billion posts of which 10% are candidates, ~400 GB: give the driver a large
-node, or shard the join by rounds of label propagation, which murmur does not do). This is the
-multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band buckets, candidate pairs,
-connected components, the earliest post of each kept; the same kept posts as the local engine.
+(1 + bands) per surviving post / ``partitions``) or of edges, the driver the drops (9 bytes per
+dropped post). This is the multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band
+buckets, candidate pairs, connected components, the earliest post of each kept; the same kept posts
+as the local engine.
 
 **Output.** A local ``OUT`` is one Parquet file, byte-for-byte the file the local engine writes: the
 driver streams the units' kept posts into it in order (memory flat: one unit at a time) and renames it
@@ -241,9 +240,11 @@ def _candidates(keys: pa.Table) -> pa.Table:
 def _drops(candidates, buckets: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """The candidate rows joined into components on the cluster (``ray_components``): the position
     and flag of every dropped survivor, sorted by position (so grouped by unit), and the components' counts."""
-    pos, flag, stats, rounds = rc.components(
-        candidates, buckets, progress=lambda r, changed: log(f"clean (ray): components round {r}: {changed:,} edges changed"))
-    log(f"clean (ray): components settled in {rounds} rounds")
+    def progress(r: int, changed: int, seconds: float) -> None:
+        log(f"clean (ray): components round {r}: {changed:,} edges changed ({seconds:.1f} s)")
+
+    pos, flag, stats, info = rc.components(candidates, buckets, progress=progress)
+    log(f"clean (ray): components settled in {info['rounds']} rounds, {info['seconds']:.1f} s")
     return pos, flag, stats
 
 
