@@ -186,6 +186,21 @@ def components(candidates, buckets: int, max_rounds: int = 200,
     (``DUPLICATE`` when an earlier post has the exact hash, else ``NEAR_DUPLICATE``), the counts of
     ``dedup.Components.decide``, and ``rounds`` and ``seconds`` (from the candidates to the drops).
     ``progress(round, changed, seconds)`` after each round."""
+    from ray.data import DataContext
+    from ray.data.context import ShuffleStrategy
+
+    # Each step is a small shuffle; Ray Data's default (shuffle_v2, built for a few large ones) adds
+    # seconds of set-up to every one of them, the sort-based pull shuffle does not (250k posts:
+    # 86 s against 23 s for the whole of clean). Set for these steps only, restored after.
+    ctx = DataContext.get_current()
+    before, ctx.shuffle_strategy = ctx.shuffle_strategy, ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        return _components(candidates, buckets, max_rounds, progress)
+    finally:
+        ctx.shuffle_strategy = before
+
+
+def _components(candidates, buckets: int, max_rounds: int, progress) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     candidates = candidates.materialize()
     started = time.perf_counter()
     edges = candidates.map_batches(pair_edges, fn_args=(buckets,), batch_format="pyarrow", batch_size=None) \
