@@ -370,3 +370,21 @@ def test_warm_up_compiles_the_cleaners_kernels(index_dir):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_store_rows_are_the_posts_of_the_keys_in_order(index_dir):
+    """A page of results is read with one Arrow take: the same posts, in the keys' order, build rows
+    and added rows mixed, as one post at a time."""
+    with SearchIndex(index_dir) as ix:
+        ix.add([{"post_id": "r1", "author_id": "a9", "created_at": "2030-01-01T00:00:00Z",
+                 "text": "A quiet evening of board games with the whole family #boardgames"}])
+        store = ix.store
+        added = store.ids["r1"]
+        keys = [added, 3, 0, len(store) - 2, 3]
+        rows = store.rows(keys)
+        assert rows == [store.get(k) for k in keys]
+        assert rows[0]["post_id"] == "r1" and rows[0]["author_id"] == "a9"
+        assert [r["post_id"] for r in rows[1:3]] == [store.base.column("post_id")[k].as_py() for k in (3, 0)]
+        assert store.rows([]) == []
+        hits = ix.search(make_request("board games family", mode="lexical"))
+        assert hits[0]["post_id"] == "r1" and hits[0]["highlights"]

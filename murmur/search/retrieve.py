@@ -252,8 +252,7 @@ def search(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None) ->
     hits = ranked(index, req, cfg)[:req.k]
     wanted = set().union(*query_terms(req.q))
     out = []
-    for key, score in hits:
-        p = index.store.get(key)
+    for (_, score), p in zip(hits, index.store.rows([key for key, _ in hits]), strict=True):
         out.append({"post_id": p["post_id"], "author_id": p["author_id"], "created_at": iso(p["created_us"]),
                     "lang": p["lang"], "text": p["text"], "score": round(score, 6),
                     "highlights": highlight_spans(p["text"], p["lang"], wanted)})

@@ -9,6 +9,7 @@ over a million posts is a few vectorised comparisons.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,10 @@ SCHEMA = pa.schema([
     ("mentions", pa.list_(pa.string())), ("likes", pa.int64()), ("reposts", pa.int64()), ("replies", pa.int64()),
     ("reply_to", pa.string()), ("conversation_id", pa.string()),
 ])
+
+
+_SHOWN = ["post_id", "author_id", "lang", "text", "conversation_id"]
+"""The columns a result shows (besides the time, kept as numbers)."""
 
 
 class _Grow:
@@ -96,13 +101,25 @@ class Store:
     def get(self, key: int) -> dict:
         """A post as results show it."""
         if key >= self.n_base:
-            p = self.added[key - self.n_base]
-            return {"post_id": p.post_id, "author_id": p.author_id, "created_us": p.created_us, "lang": p.lang,
-                    "text": p.text, "conversation_id": p.conversation_id}
-        row = {name: self.base.column(name)[key].as_py()
-               for name in ("post_id", "author_id", "lang", "text", "conversation_id")}
+            return _shown(self.added[key - self.n_base])
+        row = {name: self.base.column(name)[key].as_py() for name in _SHOWN}
         row["created_us"] = int(self.created.a[key])
         return row
+
+    def rows(self, keys: Sequence[int]) -> list[dict]:
+        """The posts of ``keys`` as results show them, in that order: the build's rows are read with
+        one Arrow ``take`` (one call for a page of results instead of a scalar per field and row)."""
+        out: list[dict | None] = [None] * len(keys)
+        base = [(i, int(k)) for i, k in enumerate(keys) if k < self.n_base]
+        if base:
+            got = self.base.select(_SHOWN).take(pa.array([k for _, k in base], pa.int64())).to_pylist()
+            for (i, k), row in zip(base, got, strict=True):
+                row["created_us"] = int(self.created.a[k])
+                out[i] = row
+        for i, k in enumerate(keys):
+            if k >= self.n_base:
+                out[i] = _shown(self.added[k - self.n_base])
+        return out  # type: ignore[return-value]
 
     def mask(self, f: Filters) -> np.ndarray:
         """Live keys that pass ``f``, as a boolean array."""
@@ -126,6 +143,12 @@ class Store:
     def newest_us(self) -> int:
         view = self.created.view
         return int(view.max()) if len(view) else 0
+
+
+def _shown(p: Post) -> dict:
+    """An added post as results show it (the build's posts come from their Arrow columns)."""
+    return {"post_id": p.post_id, "author_id": p.author_id, "created_us": p.created_us, "lang": p.lang,
+            "text": p.text, "conversation_id": p.conversation_id}
 
 
 def iso(us: int) -> str:
