@@ -52,6 +52,12 @@ def test_analysis_english_spanish_entities():
     text = "Running with runners #running"
     assert [text[a:b] for a, b in highlight_spans(text, "en", set().union(*query_terms("run")))] == \
         ["Running", "#running"]
+    # mentions by handle, never the @user placeholder, links or placeholders; a text with no wanted word
+    text = "@Ana and @user ran to https://run.example/run <url> #RunClub"
+    spans = highlight_spans(text, "en", set().union(*query_terms("@ana run")))
+    assert [text[a:b] for a, b in spans] == ["@Ana", "#RunClub"]
+    assert highlight_spans("Tacos tonight at the market", "en", set().union(*query_terms("run"))) == []
+    assert highlight_spans(text, "en", set()) == []
 
 
 def test_lexical_query_filters_and_sort(index_dir, corpus):

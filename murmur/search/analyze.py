@@ -155,19 +155,29 @@ def query_kinds(query: str) -> dict[str, int]:
 
 
 def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:
-    """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``."""
+    """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``.
+
+    A page of results is analysed on every query, so this is :func:`_tokens` inlined: one regex
+    pass, each match's groups read at once, and a text none of whose words is wanted (most results
+    of a dense query) costs one ``findall`` before any span is made."""
+    if not wanted:
+        return []
     lang = (lang or "").split("-")[0].lower()
-    spans = []
-    for start, end, kind, tok in _tokens(text):
-        if kind == "w":
-            hit = word_term(tok, lang) in wanted
-        elif kind == "#":
-            hit = any(t in wanted for t in tag_terms(tok, lang))
-        else:
-            hit = "@" + fold(tok) in wanted
-        if hit:
-            spans.append([start, end])
-    return spans
+    if not any(_hit(tag, name, word, lang, wanted) for tag, name, word in _TOKEN_RE.findall(text)):
+        return []
+    return [list(m.span()) for m in _TOKEN_RE.finditer(text) if _hit(*m.groups(), lang, wanted)]
+
+
+def _hit(tag: str | None, name: str | None, word: str | None, lang: str, wanted: set[str]) -> bool:
+    """Whether one token (the groups of :data:`_TOKEN_RE`: a word, or a ``#``/``@`` and its name) is wanted;
+    links, placeholders and the ``@user`` placeholder never are."""
+    if word:
+        return word_term(word, lang) in wanted
+    if not tag:
+        return False
+    if tag == "#":
+        return any(t in wanted for t in tag_terms(name, lang))
+    return name.lower() != _MENTION_PLACEHOLDER and "@" + fold(name) in wanted
 
 
 def surface_terms(text: str, lang: str | None, hashtags: Iterable[str] = ()) -> list[tuple[str, str]]:

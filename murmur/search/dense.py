@@ -79,7 +79,8 @@ class DenseIndex:
         """(key, cosine similarity) of the approximate nearest ``limit`` vectors."""
         if len(self.ann) == 0:
             return []
-        m = self.ann.search(query.astype(np.float32), min(limit, len(self.ann)))
+        # one query on the calling thread (threads=0 would hand it to usearch's pool: ~0.07 ms more)
+        m = self.ann.search(query.astype(np.float32), min(limit, len(self.ann)), threads=1)
         return [(int(k), float(1.0 - d)) for k, d in zip(m.keys, m.distances, strict=True)]
 
     def similarities(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
