@@ -75,6 +75,44 @@ def test_an_unpaced_campaign_takes_every_auction_until_its_budget_is_spent():
     assert pacer.full.tolist() == [True, False] and pacer.p[0] == 1.0
 
 
+def test_the_pacer_learns_a_campaign_whose_supply_is_all_in_the_morning():
+    # campaign 0 can only be shown before noon (its audience is asleep or capped after), campaign 1 all day;
+    # each could spend far more than its budget. Day 1 paces both by the traffic curve: 0 spends too slowly
+    # and its supply ends at noon. Day 2 plans 0 along what it learned and spends its budget in the morning.
+    shares = slot_shares(np.ones(24))
+    budgets = np.array([20_000_000, 20_000_000], dtype=np.int64)
+
+    def day(pacer: Pacer, rng: np.random.Generator) -> np.ndarray:
+        by_noon = np.zeros(2)
+        for slot in range(96):
+            pacer.advance(slot)
+            for _ in range(20):
+                for c in ((0, 1) if slot < 48 else (1,)):
+                    if pacer.eligible(np.array([c]), rng.random(1))[0] and pacer.affordable(c, 100_000):
+                        pacer.charge(c, 100_000)
+            if slot == 47:
+                by_noon = pacer.spent / budgets
+        pacer.end_day()
+        return by_noon, pacer.spent / budgets
+
+    learned, fixed = Pacer(budgets, shares, learn=0.7), Pacer(budgets, shares)
+    rng = np.random.default_rng(0)
+    noon1, end1 = day(learned, rng)
+    assert end1[0] < 0.8 and end1[1] >= 0.9  # paced by traffic, 0 runs out of supply at noon
+    # the learned curve: all of campaign 0's capacity before noon (weighing 0.7 against the traffic curve's half),
+    # campaign 1's spread through the day
+    assert learned.cum[0, 48] == pytest.approx(0.7 + 0.3 * 0.5) and abs(learned.cum[1, 48] - 0.5) < 0.1
+    assert learned.cum[0, -1] == pytest.approx(1.0) and learned.share.min() >= 0
+    learned.new_day()
+    assert learned.cum[0, 48] == pytest.approx(0.85)  # the curve survives the day's reset
+    noon2, end2 = day(learned, rng)
+    assert noon2[0] >= 0.9 and end2[0] >= 0.9 and end2[1] >= 0.9 and (end2 <= 1).all()
+    # without learning, day 2 repeats day 1
+    day(fixed, np.random.default_rng(0))
+    fixed.new_day()
+    assert day(fixed, np.random.default_rng(1))[1][0] < 0.8
+
+
 def test_an_unlimited_campaign_is_charged_in_full_past_its_budget():
     # the measurement replays' mark: what a campaign would be shown in every auction, its budget no limit
     pacer = Pacer(np.array([100, 100], np.int64), slot_shares(np.ones(24)), full=np.array([True, True]),

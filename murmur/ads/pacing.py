@@ -25,6 +25,16 @@ auction's winners get). And the count of clicks still needed is itself noisy: a 
 its mean so far, the bid counted in as one charge), so few-click campaigns take part in more auctions
 than their mean rate says, and many-impression CPM campaigns pace as before.
 
+The traffic curve is the same for every campaign, but a campaign's own supply is not: its audience
+reaches its frequency caps, rivals run out of budget and prices move, so a campaign may find most of
+what it can buy in the morning. With ``learn`` the pacer keeps, across the days it serves, each
+campaign's own *capacity curve*: per slot, what it could have spent had it taken part in every
+auction it could enter (its auctions there times its spend per auction taken part in, shrunk towards
+its day's mean), as shares of its day, averaged over days (the newest day weighing ``learn``; the
+traffic curve is the prior, so the first day paces by traffic alone). Every plan above (the spend
+rate per unit of supply taken part in, the traffic left, the targets) then runs on the campaign's own
+curve instead of the traffic's, so a campaign whose audience dries up in the afternoon spends earlier.
+
 A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
 (accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience
 cannot absorb its budget at all.
@@ -58,6 +68,7 @@ class Pacer:
     wait_when_short: bool = False   # whether a campaign taking part in every auction (p = 1) still waits when ahead
     event_micros: np.ndarray | None = None  # the most one charge can be (the bid per click or impression)
     noise_z: float = 1.5            # plan for z standard deviations of the count of charges still needed
+    learn: float = 0.0              # weight of the newest day in each campaign's capacity curve (0: traffic only)
     spent: np.ndarray = field(init=False)
     expected: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
@@ -68,6 +79,13 @@ class Pacer:
 
     def __post_init__(self) -> None:
         n = len(self.budgets)
+        if not hasattr(self, "share"):  # learned across days: kept by new_day
+            self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
+        self._partial = False
+        self._closed = False
+        self._offered = np.zeros((n, len(self.traffic_share)))   # auctions it could enter, per slot
+        self._entered = np.zeros((n, len(self.traffic_share)))   # of those, the ones it took part in
+        self._slot_spend = np.zeros((n, len(self.traffic_share)))
         self.spent = np.zeros(n, np.int64)
         self.events = np.zeros(n, np.int64)
         self.expected = np.zeros(n)
@@ -75,16 +93,54 @@ class Pacer:
         self._w_spend = np.zeros(n)
         self._w_seen = np.zeros(n)
         self._slot_start_spend = np.zeros(n)
-        self.cum = np.concatenate([[0.0], np.cumsum(self.traffic_share)])
         if self.full is None:
             self.full = np.zeros(n, bool)
         if self.unlimited is None:
             self.unlimited = np.zeros(n, bool)
         self.p[self.full] = 1.0
 
+    def end_day(self) -> None:
+        """Close the day: with ``learn``, fold it into each campaign's capacity curve (once)."""
+        if self.learn > 0 and not self._closed:
+            self._learn_day()
+        self._closed = True
+
     def new_day(self) -> None:
+        self.end_day()
         self.__post_init__()
         self.slot = 0
+
+    def _set_share(self, share: np.ndarray) -> None:
+        """Each campaign's share of its day's supply per slot, and its cumulative curve (``cum[c, s]``: the
+        share before slot ``s``)."""
+        self.share = share
+        self.cum = np.concatenate([np.zeros((len(share), 1)), np.cumsum(share, axis=1)], axis=1)
+
+    def _learn_day(self, prior_auctions: float = 20.0) -> None:
+        """Fold the day now ending into each campaign's capacity curve: per slot, the auctions it could enter
+        times its spend per auction taken part in (shrunk towards its day's mean by ``prior_auctions``), as a
+        share of its day. A campaign that could spend nothing, or a day begun mid-way (:meth:`resume`), keeps
+        its curve."""
+        self.advance(len(self.traffic_share))  # the last slots' spend
+        if self._partial:
+            return
+        spend = np.maximum(self._slot_spend, 0.0)
+        mean = spend.sum(1) / np.maximum(self._entered.sum(1), 1.0)
+        value = (spend + prior_auctions * mean[:, None]) / (self._entered + prior_auctions)
+        capacity = self._offered * value
+        total = capacity.sum(1)
+        ok = total > 0
+        share = self.share.copy()
+        share[ok] = (1 - self.learn) * share[ok] + self.learn * capacity[ok] / total[ok, None]
+        self._set_share(share)
+
+    def resume(self, spent: np.ndarray) -> None:
+        """Start the day with ``spent`` already spent (e.g. before a restart): it counts as expected spend (the
+        calibration) but not as the first slot's spend rate, and this day is not learned from."""
+        self.spent[:] = spent
+        self.expected[:] = spent
+        self._slot_start_spend = self.expected.astype(np.float64) if self.smooth else self.spent.astype(np.float64)
+        self._partial = True
 
     def advance(self, slot: int) -> None:
         """Move to ``slot`` (forward only), updating participation from the spend of the slots passed."""
@@ -94,16 +150,17 @@ class Pacer:
             # through the day as other campaigns slow down or run out)
             signal = self.expected if self.smooth else self.spent.astype(np.float64)
             self._w_spend = self.decay * self._w_spend + (signal - self._slot_start_spend)
-            self._w_seen = self.decay * self._w_seen + self.p * self.traffic_share[s]
+            self._slot_spend[:, s] = signal - self._slot_start_spend
+            self._w_seen = self.decay * self._w_seen + self.p * self.share[:, s]
             self._slot_start_spend = signal.copy()
             known = self._w_seen > 0
             rate = np.where(known, self.calibration() * self._w_spend / np.maximum(self._w_seen, 1e-12), np.nan)
             remaining = np.maximum(self.budgets - self.spent, 0)
-            left = max(1.0 - self.margin - self.cum[s + 1], 1e-9)
+            left = np.maximum(1.0 - self.margin - self.cum[:, s + 1], 1e-9)
             want = remaining * self.noise_factor(remaining) / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
             p = np.where(known, np.clip(want, self.p_min, 1.0), self.p)
             # catch up: a campaign more than ``behind`` short of its plan takes part in everything
-            plan = self.budgets * min(1.0, self.cum[s + 1] / (1.0 - self.margin))
+            plan = self.budgets * np.minimum(1.0, self.cum[:, s + 1] / (1.0 - self.margin))
             self.p = np.where((self.spent < plan * (1.0 - self.behind)) | self.full, 1.0, p)
             self.slot += 1
 
@@ -129,14 +186,19 @@ class Pacer:
         return (self.spent + own * overall) / (self.expected + own)
 
     def eligible(self, campaigns: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Which of ``campaigns`` may bid now (``u``: uniforms for the participation draw)."""
-        done = self.cum[min(self.slot + 1, len(self.cum) - 1)]
-        target = self.budgets[campaigns] * min(1.0, done / (1.0 - self.margin))
+        """Which of ``campaigns`` (each able to enter this auction: targeted, under its frequency cap) may bid now
+        (``u``: uniforms for the participation draw)."""
+        slot = min(self.slot, len(self.traffic_share) - 1)
+        done = self.cum[campaigns, slot + 1]
+        target = self.budgets[campaigns] * np.minimum(1.0, done / (1.0 - self.margin))
         under_cap = (self.spent[campaigns] < self.budgets[campaigns]) | self.unlimited[campaigns]
         not_ahead = (self.spent[campaigns] <= target * (1.0 + self.ahead)) | self.full[campaigns]
         if not self.wait_when_short:
             not_ahead |= self.p[campaigns] >= 1.0
-        return under_cap & not_ahead & (u < self.p[campaigns])
+        ok = under_cap & not_ahead & (u < self.p[campaigns])
+        self._offered[campaigns, slot] += 1
+        self._entered[campaigns, slot] += ok
+        return ok
 
     def affordable(self, campaign: int, micros: int) -> bool:
         """Whether a charge of ``micros`` (the auction's price for one event) fits in what is left."""

@@ -56,6 +56,7 @@ class ServerConfig:
     slot_minutes: int = knob(15, "pacing slot length in minutes")
     pacing_p0: float = knob(0.2, "participation rate of a campaign before its spend rate is known")
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
+    pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
     policy: str = knob("murmur", "murmur (pCTR ranking, second price) or random (random order, pay the bid)")
     seed: int = knob(0, "seed of the pacing draws (and of the random policy)")
 
@@ -145,7 +146,8 @@ class AdServer:
         budgets = np.array([c.daily_budget_micros for c in cs], dtype=np.int64)
         event = np.round(np.where(self.is_cpc, self.bid, self.bid / 1000) * MICROS)
         self.pacer = Pacer(budgets, slot_shares(np.array(self.hourly), self.cfg.slot_minutes),
-                           p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin, event_micros=event)
+                           p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin, event_micros=event,
+                           learn=self.cfg.pacing_learn)
         # targeting: user row -> campaigns whose audience holds the user (CSR)
         pairs_u, pairs_c = [], []
         for i, c in enumerate(cs):
@@ -196,9 +198,7 @@ class AdServer:
     def resume(self, day: dt.date, spent_micros: dict[int, int]) -> None:
         """Start ``day`` with what each campaign (by id) has already spent today, e.g. from the store."""
         self._at(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
-        for i, c in enumerate(self.campaigns):
-            self.pacer.spent[i] = spent_micros.get(int(c.id or -1), 0)
-            self.pacer.expected[i] = self.pacer.spent[i]  # what is spent counts as expected (the calibration)
+        self.pacer.resume(np.array([spent_micros.get(int(c.id or -1), 0) for c in self.campaigns], np.int64))
 
     def end_day(self) -> None:
         """Close the current day's books (the simulator calls it after the last request of a day)."""
@@ -207,6 +207,7 @@ class AdServer:
             self.day = None
 
     def _close_day(self) -> None:
+        self.pacer.end_day()
         self.daily.append((self.day, self.spend_today.copy(), self.imps_today.copy(), self.clicks_today.copy()))
         self.held_daily.append((self.held_today.copy(), self.auctions_today.copy()))
 
@@ -282,7 +283,10 @@ class AdServer:
         log["candidates"] = int(len(uniq))
         capped = np.array([self.freq.get((int(c), user_row), 0) >= self.cap[c] for c in uniq], dtype=bool)
         ok = ~capped
-        paced = self.pacer.eligible(uniq, self.rng.random(len(uniq))) if len(uniq) else np.zeros(0, bool)
+        paced = np.zeros(len(uniq), bool)
+        if len(uniq):
+            u = self.rng.random(len(uniq))
+            paced[ok] = self.pacer.eligible(uniq[ok], u[ok])
         log["frequency_capped"] = int(capped.sum())
         log["paced_out"] = int((ok & ~paced).sum())
         self.held_today[uniq[ok & ~paced]] += 1

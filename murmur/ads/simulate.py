@@ -51,6 +51,7 @@ class SimConfig:
     frequency_cap: int = knob(4, "impressions per user per campaign per day")
     batch_minutes: int = knob(5, "page views scored together (pCTR in one call), in minutes of traffic")
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
+    pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
 
 
 @dataclass
@@ -166,6 +167,7 @@ class ArmResult:
     cpc: list[bool] = field(default_factory=list)        # per campaign-day: a CPC campaign
     budget: list[float] = field(default_factory=list)    # per campaign-day: its daily budget
     miss_chance: list[float] = field(default_factory=list)  # short of 90%: its chance to miss in every auction
+    day: list[int] = field(default_factory=list)         # per campaign-day: the day of the run (0: the first)
 
     def metrics(self) -> dict[str, float]:
         d = np.array(self.delivery) if self.delivery else np.zeros(1)
@@ -244,13 +246,19 @@ def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log
 
     server_cfg = ServerConfig(policy=arm, seed=seed)
     if cfg is not None:
-        server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin)
+        server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin, pacing_learn=cfg.pacing_learn)
     return AdServer(campaigns, setup.catalog, setup.vectors, Featurizer(setup.vectors, setup.history),
                     setup.model if arm == "murmur" else None, server_cfg, decision_log=DecisionLog(log_path))
 
 
+def _day_state(server: AdServer) -> tuple[np.ndarray, dict]:
+    """What a server carries into a day: its pacer's learned supply curves and its random state."""
+    return server.pacer.share.copy(), server.rng.bit_generator.state
+
+
 def _supply_limited(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], arm: str, seed: int,
-                    traffic: _Traffic, base: dt.datetime, tag: str, delivery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    traffic: _Traffic, base: dt.datetime, tag: str, delivery: np.ndarray,
+                    state: tuple[np.ndarray, dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which campaigns short of 90% of their budget on this day could not have reached it with any pacing,
     and each short campaign's chance to miss in every auction (NaN for the others). The day is replayed
     (same traffic, same draws) with that one campaign in every auction it can enter and no budget limit
@@ -258,11 +266,15 @@ def _supply_limited(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], 
     the most it could have been shown. Its clicks are then drawn anew from the hidden click model's
     probabilities for those impressions (:func:`miss_chance`), the chance that a pacer that knew
     everything but the clicks' coin flips would miss it. A campaign is supply-limited when that chance
-    is at least a half: even in every auction it more likely misses than not."""
+    is at least a half: even in every auction it more likely misses than not. ``state``: the server's at the
+    start of the day (:func:`_day_state`), so a later day of a run replays with what it had learned."""
     out = np.zeros(len(delivery), bool)
     chance = np.full(len(delivery), np.nan)
     for c in np.flatnonzero(delivery < 0.9).tolist():
         server = _server(setup, campaigns, arm, seed, None, cfg)
+        if state is not None:
+            server.pacer._set_share(state[0].copy())
+            server.rng.bit_generator.state = state[1]
         server.pacer.full[c] = True
         server.pacer.unlimited[c] = True
         exposure: list = []
@@ -311,10 +323,11 @@ def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: 
         servers = {arm: _server(setup, campaigns, arm, seed, decisions / f"{arm}-{seed}.jsonl" if decisions else None,
                                 cfg) for arm in ARMS}
         results = {arm: ArmResult() for arm in ARMS}
-        days = []
+        days, states = [], {arm: [] for arm in ARMS}
         for day in range(cfg.days):
             days.append(_traffic(setup, cfg, rng))
             for arm in ARMS:
+                states[arm].append(_day_state(servers[arm]))
                 _serve_day(servers[arm], setup, cfg, days[-1], base0 + dt.timedelta(days=day), f"{seed}-{day}",
                            results[arm])
         for arm in ARMS:
@@ -328,8 +341,10 @@ def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: 
                 results[arm].budget.extend((server.pacer.budgets / MICROS).tolist())
                 results[arm].held.extend((held / np.maximum(auctions, 1)).tolist())
                 limited, chance = _supply_limited(setup, cfg, campaigns, arm, seed, days[day],
-                                                  base0 + dt.timedelta(days=day), f"{seed}-{day}", delivery)
+                                                  base0 + dt.timedelta(days=day), f"{seed}-{day}", delivery,
+                                                  states[arm][day])
                 results[arm].supply_limited.extend(limited.tolist())
+                results[arm].day.extend([day] * len(delivery))
                 results[arm].miss_chance.extend(chance.tolist())
             if arm == "murmur":
                 store.add_spend(server.spend_rows())
@@ -357,10 +372,11 @@ class SimReport:
     # "held" (share of the auctions it could enter that it sat out)}
     campaign_days: list[dict] = field(default_factory=list)
 
-    def delivery(self, arm: str = "murmur") -> dict[str, float]:
-        """The distribution of spend / budget over the campaign-days of ``arm``: quantiles, the share within
-        ±10% and at most 1% over, how the misses split (supply-limited or the pacer's), the largest overspend."""
-        rows = [r for r in self.campaign_days if r["arm"] == arm]
+    def delivery(self, arm: str = "murmur", days: range | None = None) -> dict[str, float]:
+        """The distribution of spend / budget over the campaign-days of ``arm`` (``days``: of those days of each
+        run only, 0 the first): quantiles, the share within ±10% and at most 1% over, how the misses split
+        (supply-limited or the pacer's), the largest overspend."""
+        rows = [r for r in self.campaign_days if r["arm"] == arm and (days is None or r.get("day", 0) in days)]
         if not rows:
             return {}
         d = np.array([r["delivery"] for r in rows])
@@ -444,10 +460,10 @@ def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_ur
             res = run_seed(setup, cfg, seed, Path(work or tmp), store_url, decisions)
             per_seed.append({arm: r.metrics() for arm, r in res.items()})
             days += [{"seed": seed, "arm": arm, "delivery": d, "supply_limited": bool(lim), "cpc": bool(cpc),
-                      "budget": b, "held": h, "miss_chance": mc}
+                      "budget": b, "held": h, "miss_chance": mc, "day": day}
                      for arm, r in res.items()
-                     for d, lim, cpc, b, h, mc in zip(r.delivery, r.supply_limited, r.cpc, r.budget, r.held,
-                                                      r.miss_chance, strict=True)]
+                     for d, lim, cpc, b, h, mc, day in zip(r.delivery, r.supply_limited, r.cpc, r.budget, r.held,
+                                                           r.miss_chance, r.day, strict=True)]
             m, r = per_seed[-1]["murmur"], per_seed[-1]["random"]
             log(f"seed {seed}: murmur CTR {m['ctr']:.3%} clicks {m['clicks']:,} spend {m['spend']:,.2f} | "
                 f"random CTR {r['ctr']:.3%} clicks {r['clicks']:,} spend {r['spend']:,.2f}")
