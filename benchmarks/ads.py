@@ -2,7 +2,8 @@
 audience build time, and the lift of murmur's targeting and ranking over random delivery.
 
     python benchmarks/ads.py [--users 3000] [--scale-users 1000000] [--campaigns 1000] [--seeds 3]
-                             [--model CHAT_MODEL_DIR] [--only latency|pacing] [--write]
+                             [--model CHAT_MODEL_DIR] [--only latency|pacing] [--days 1] [--pacing-learn 0.5]
+                             [--write]
 
 A demo world (``--users`` accounts) gives the posts, logs, pCTR models and the A/B test. The latency
 test then serves one request at a time from a server holding ``--scale-users`` users (vectors drawn at
@@ -11,7 +12,9 @@ against the same server with the random policy (no pCTR) as the peer. Audience v
 throughput of search's embedder (the audiences' default) on the world's posts, against LSA's, and
 what a million users' posts would take. With ``--model`` the copy of that model is measured against
 the brief as-is (:func:`murmur.ads.eval.evaluate_copy`). The A/B test's pacing is reported as the
-distribution of spend / budget over every campaign-day. ``--write`` puts the results in
+distribution of spend / budget over every campaign-day; with ``--days`` above 1 the first day (paced
+by the traffic curve) and the later days (by each campaign's learned supply curve, ``--pacing-learn``)
+are also shown apart, beside the same days paced by the traffic curve alone. ``--write`` puts the results in
 docs/benchmarks.md: sections ``ads`` (pCTR, audiences, copy), ``ads-latency`` and ``ads-pacing`` (the
 lift and the pacing distribution); ``--only latency`` or ``--only pacing`` measures and writes that
 section alone (e.g. the latency again when the machine is quiet).
@@ -25,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +109,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--page-views", type=int, default=20000)
+    ap.add_argument("--days", type=int, default=1, help="simulated days per seed (pacing)")
+    ap.add_argument("--pacing-learn", type=float, default=SimConfig.pacing_learn,
+                    help="weight of the newest day in each campaign's learned supply curve (0: traffic only)")
     ap.add_argument("--model", type=Path, default=None, help="a chat model directory: measure its ad copy")
     ap.add_argument("--copy-prompt", choices=("post", "chat"), default="post", help="how --model is asked for copy")
     ap.add_argument("--only", choices=("latency", "pacing"), default=None, help="measure and write one section")
@@ -200,10 +207,16 @@ def latency_part(args, setup: SimSetup, root: Path, rng: np.random.Generator) ->
 
 
 def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
-    sim = simulate(setup, SimConfig(seeds=args.seeds, page_views=args.page_views), work=root)
+    cfg = SimConfig(seeds=args.seeds, days=args.days, page_views=args.page_views, pacing_learn=args.pacing_learn)
+    sim = simulate(setup, cfg, work=root)
     d = sim.delivery("murmur")
+    days = ""
+    if args.days > 1 and args.pacing_learn > 0:  # the peer: the same days paced by the traffic curve alone
+        peer = simulate(setup, replace(cfg, pacing_learn=0.0), work=root)
+        days = "\n\n" + by_days(sim, peer, args.days, args.pacing_learn)
     return ["### Ads: lift and pacing",
-            f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.page_views:,} page views, 2 slots, "
+            f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.days} day{'s' if args.days > 1 else ''} × "
+            f"{args.page_views:,} page views, 2 slots, "
             f"20 campaigns drawn per seed; {args.users:,}-account world, interest audiences on LSA vectors; mean ± 95% "
             "CI; `delivery_ok`: campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% "
             "and, with the day replayed with that campaign in every auction it can enter and no budget limit, its "
@@ -216,7 +229,26 @@ def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
             f"{d['under_paced']} held back by the pacer; largest overspend {d['max_over']:+.2%}. "
             f"Of the {d['feasible_under']} short days not supply-limited, {d['feasible_under_noise']:.1f} would be "
             "expected to miss even in every auction (the replay with no budget limit, its clicks drawn anew from the "
-            "hidden click model's probabilities: click noise on a few clicks, which no pacer removes)."]
+            "hidden click model's probabilities: click noise on a few clicks, which no pacer removes)." + days]
+
+
+def by_days(sim, peer, n_days: int, learn: float) -> str:
+    """The murmur arm's campaign-days within -10%..+1% on the first day and on the later ones, paced by each
+    campaign's learned supply curve (``sim``) and by the traffic curve alone (``peer``: same world, seeds,
+    campaigns and traffic), and the clicks each bought."""
+    rows = ["| campaign-days (murmur arm) | traffic curve only | learned supply curves |", "|--|--:|--:|"]
+    later = "day 2" if n_days == 2 else f"days 2-{n_days}"
+    for label, rg in (("day 1", range(0, 1)), (later, range(1, n_days))):
+        a, b = peer.delivery("murmur", rg), sim.delivery("murmur", rg)
+        for key, what in (("ok", "within −10%..+1%"), ("under", "under 90%"),
+                          ("under_supply_limited", "  supply-limited"), ("under_took_part", "  in >95% of its auctions"),
+                          ("under_paced", "  held back by the pacer")):
+            cells = [f"{x['ok']:.1%} of {x['campaign_days']}" if key == "ok" else f"{x[key]}" for x in (a, b)]
+            rows.append(f"| {label}: {what} | {cells[0]} | {cells[1]} |")
+    clicks = [np.mean([s["murmur"]["clicks"] for s in r.per_seed]) for r in (peer, sim)]
+    return ("\n".join(rows) + f"\n\nClicks a seed over the {n_days} days (murmur arm): {clicks[0]:,.0f} with the "
+            f"traffic curve only, {clicks[1]:,.0f} with learned supply curves ({clicks[1] / clicks[0] - 1:+.1%}; "
+            f"the newest day weighs {learn:g}). Day 1 is the same in both: nothing is learned yet.")
 
 
 def measure_embedders(table, setup: SimSetup, n: int = 512) -> dict:

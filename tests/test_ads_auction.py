@@ -103,6 +103,8 @@ def test_the_pacer_learns_a_campaign_whose_supply_is_all_in_the_morning():
     # campaign 1's spread through the day
     assert learned.cum[0, 48] == pytest.approx(0.7 + 0.3 * 0.5) and abs(learned.cum[1, 48] - 0.5) < 0.1
     assert learned.cum[0, -1] == pytest.approx(1.0) and learned.share.min() >= 0
+    # and its day's capacity: 48 slots x 20 auctions x 0.10 a charge; the budget needs a fifth of it
+    assert learned.level[0] == pytest.approx(48 * 20 * 100_000)
     learned.new_day()
     assert learned.cum[0, 48] == pytest.approx(0.85)  # the curve survives the day's reset
     noon2, end2 = day(learned, rng)

@@ -34,6 +34,10 @@ its day's mean), as shares of its day, averaged over days (the newest day weighi
 traffic curve is the prior, so the first day paces by traffic alone). Every plan above (the spend
 rate per unit of supply taken part in, the traffic left, the targets) then runs on the campaign's own
 curve instead of the traffic's, so a campaign whose audience dries up in the afternoon spends earlier.
+The day's capacity itself (in realised spend: its expected spend times its calibration) is averaged
+the same way, and ``p`` never falls below the share of it that the budget needs (``budget /
+capacity``): a lucky click early in the day no longer throttles a campaign below what its supply
+allows it to reach.
 
 A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
 (accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience
@@ -81,6 +85,7 @@ class Pacer:
         n = len(self.budgets)
         if not hasattr(self, "share"):  # learned across days: kept by new_day
             self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
+            self.level = np.full(n, np.nan)  # learned: what it could spend in a day in every auction (micros)
         self._partial = False
         self._closed = False
         self._offered = np.zeros((n, len(self.traffic_share)))   # auctions it could enter, per slot
@@ -116,6 +121,14 @@ class Pacer:
         self.share = share
         self.cum = np.concatenate([np.zeros((len(share), 1)), np.cumsum(share, axis=1)], axis=1)
 
+    def learned(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the pacer carries from day to day: each campaign's capacity shares per slot and day capacity."""
+        return self.share.copy(), self.level.copy()
+
+    def set_learned(self, learned: tuple[np.ndarray, np.ndarray]) -> None:
+        self._set_share(learned[0].copy())
+        self.level = learned[1].copy()
+
     def _learn_day(self, prior_auctions: float = 20.0) -> None:
         """Fold the day now ending into each campaign's capacity curve: per slot, the auctions it could enter
         times its spend per auction taken part in (shrunk towards its day's mean by ``prior_auctions``), as a
@@ -133,6 +146,9 @@ class Pacer:
         share = self.share.copy()
         share[ok] = (1 - self.learn) * share[ok] + self.learn * capacity[ok] / total[ok, None]
         self._set_share(share)
+        level = total * self.calibration()
+        self.level = np.where(ok, np.where(np.isnan(self.level), level, (1 - self.learn) * self.level
+                                           + self.learn * level), self.level)
 
     def resume(self, spent: np.ndarray) -> None:
         """Start the day with ``spent`` already spent (e.g. before a restart): it counts as expected spend (the
@@ -159,6 +175,8 @@ class Pacer:
             left = np.maximum(1.0 - self.margin - self.cum[:, s + 1], 1e-9)
             want = remaining * self.noise_factor(remaining) / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
             p = np.where(known, np.clip(want, self.p_min, 1.0), self.p)
+            if self.learn > 0:  # never below the share of its supply that its budget needs, by the days learned
+                p = np.maximum(p, np.nan_to_num(np.minimum(self.budgets / np.maximum(self.level, 1.0), 1.0)))
             # catch up: a campaign more than ``behind`` short of its plan takes part in everything
             plan = self.budgets * np.minimum(1.0, self.cum[:, s + 1] / (1.0 - self.margin))
             self.p = np.where((self.spent < plan * (1.0 - self.behind)) | self.full, 1.0, p)

@@ -251,14 +251,14 @@ def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log
                     setup.model if arm == "murmur" else None, server_cfg, decision_log=DecisionLog(log_path))
 
 
-def _day_state(server: AdServer) -> tuple[np.ndarray, dict]:
-    """What a server carries into a day: its pacer's learned supply curves and its random state."""
-    return server.pacer.share.copy(), server.rng.bit_generator.state
+def _day_state(server: AdServer) -> tuple[tuple, dict]:
+    """What a server carries into a day: what its pacer learned of each campaign's supply, its random state."""
+    return server.pacer.learned(), server.rng.bit_generator.state
 
 
 def _supply_limited(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], arm: str, seed: int,
                     traffic: _Traffic, base: dt.datetime, tag: str, delivery: np.ndarray,
-                    state: tuple[np.ndarray, dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    state: tuple[tuple, dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which campaigns short of 90% of their budget on this day could not have reached it with any pacing,
     and each short campaign's chance to miss in every auction (NaN for the others). The day is replayed
     (same traffic, same draws) with that one campaign in every auction it can enter and no budget limit
@@ -273,7 +273,7 @@ def _supply_limited(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], 
     for c in np.flatnonzero(delivery < 0.9).tolist():
         server = _server(setup, campaigns, arm, seed, None, cfg)
         if state is not None:
-            server.pacer._set_share(state[0].copy())
+            server.pacer.set_learned(state[0])
             server.rng.bit_generator.state = state[1]
         server.pacer.full[c] = True
         server.pacer.unlimited[c] = True
