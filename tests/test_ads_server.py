@@ -163,8 +163,15 @@ def test_every_decision_is_logged(service):
 
     spend = service.store.spend(dt.datetime.now(dt.UTC).date())
     assert sum(v[1] for v in spend.values()) == 2 and sum(v[2] for v in spend.values()) == 1
+    morning = np.r_[np.full(48, 1 / 48), np.zeros(48)]  # a supply curve learned on earlier days
+    share, level = service.server.pacer.learned()
+    share[0], level[0] = morning, 5e6
+    service.server.pacer.set_learned((share, level))
     service.reload()
     assert service.server.pacer.spent.sum() == sum(v[0] for v in spend.values())
+    # the rebuilt server keeps what the pacer learned of each campaign's supply
+    assert np.allclose(service.server.pacer.share[0], morning) and service.server.pacer.level[0] == 5e6
+    assert service.server.pacer.cum[0, 48] == pytest.approx(1.0)
 
 
 def test_simulated_ab_test(env, tmp_path):

@@ -200,6 +200,22 @@ class AdServer:
         self._at(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
         self.pacer.resume(np.array([spent_micros.get(int(c.id or -1), 0) for c in self.campaigns], np.int64))
 
+    def learned(self) -> dict[int, tuple[np.ndarray, float]]:
+        """What the pacer learned of each campaign's supply over the days served (its capacity per slot, as
+        shares, and its day's capacity), by campaign id."""
+        share, level = self.pacer.learned()
+        return {int(c.id if c.id is not None else -1): (share[i], float(level[i]))
+                for i, c in enumerate(self.campaigns)}
+
+    def adopt(self, learned: dict[int, tuple[np.ndarray, float]]) -> None:
+        """Take over what an earlier server over (some of) the same campaigns learned (:meth:`learned`)."""
+        share, level = self.pacer.learned()
+        for i, c in enumerate(self.campaigns):
+            row = learned.get(int(c.id if c.id is not None else -1))
+            if row is not None and len(row[0]) == share.shape[1]:
+                share[i], level[i] = row
+        self.pacer.set_learned((share, level))
+
     def end_day(self) -> None:
         """Close the current day's books (the simulator calls it after the last request of a day)."""
         if self.day is not None:

@@ -86,6 +86,7 @@ class AdsService:
         with self._lock:
             if getattr(self, "server", None) is not None:  # the old server's spend goes to the store first
                 self._flush_locked()
+                server.adopt(self.server.learned())  # and what its pacer learned of each campaign's supply
             self._flushed: dict[tuple[int, dt.date], tuple[int, int, int]] = {}
             today = dt.datetime.now(dt.UTC).date()
             server.resume(today, {cid: v[0] for cid, v in self.store.spend(today).items()})
