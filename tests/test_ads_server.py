@@ -177,7 +177,8 @@ def test_every_decision_is_logged(service):
 def test_simulated_ab_test(env, tmp_path):
     fx = env["fx"]
     setup = SimSetup.build(fx.world, fx.ads, fx.clean, tmp_path, min_share=0.1)
-    report = simulate(setup, SimConfig(seeds=2, page_views=3000, campaigns=8), work=tmp_path)
+    # two days: the second paced along each campaign's supply learned on the first
+    report = simulate(setup, SimConfig(seeds=2, days=2, page_views=3000, campaigns=8, pacing_learn=0.5), work=tmp_path)
     s = report.summary()
     assert s["murmur"]["ctr"][0] > s["random"]["ctr"][0]
     for arm in ("murmur", "random"):
@@ -190,6 +191,7 @@ def test_simulated_ab_test(env, tmp_path):
     assert "lift ctr" in report.table()
     d = report.delivery("murmur")  # the pacing distribution over every campaign-day
     assert d["campaign_days"] == sum(1 for r in report.campaign_days if r["arm"] == "murmur")
+    assert report.delivery("murmur", range(1, 2))["campaign_days"] == d["campaign_days"] / 2
     assert d["under"] == d["under_supply_limited"] + d["under_took_part"] + d["under_paced"]
     assert d["max_over"] <= 0.01 and d["min"] <= d["p5"] <= d["median"] <= d["max"]
     assert "within -10%..+1%" in report.table()
