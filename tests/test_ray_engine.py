@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -96,10 +97,11 @@ def test_ray_gives_the_local_engines_file_for_any_workers(tmp_path, local_ray):
     local = clean(posts, tmp_path / "local.parquet", cfg, stats_path=tmp_path / "local.json")
     kept = set(pq.read_table(tmp_path / "local.parquet", columns=["post_id"]).column(0).to_pylist())
     assert all(a in kept and b not in kept and c not in kept for a, b, c in planted)
-    for workers, unit_rows, partitions in ((1, 1024, 3), (2, 700, 5)):
+    # the components joined on the cluster (no candidate row on the driver), then by the driver's union-find
+    for workers, unit_rows, partitions, driver in ((1, 1024, 3, 0), (2, 700, 5, cfg.ray_driver_components)):
         out = tmp_path / f"ray{workers}.parquet"
-        res = clean_ray(str(posts), str(out), cfg, workers=workers, stats_path=tmp_path / f"ray{workers}.json",
-                        unit_rows=unit_rows, partitions=partitions)
+        res = clean_ray(str(posts), str(out), replace(cfg, ray_driver_components=driver), workers=workers,
+                        stats_path=tmp_path / f"ray{workers}.json", unit_rows=unit_rows, partitions=partitions)
         assert out.read_bytes() == (tmp_path / "local.parquet").read_bytes()
         assert res.dropped_by_reason == local.dropped_by_reason and res.kept == local.kept
         assert res.scrubbed == local.scrubbed and res.languages == local.languages and res.dedup == local.dedup

@@ -131,6 +131,10 @@ class CleanConfig:
     minhash_seed: int = knob(1, "seed of the MinHash permutations")
     fold_digits: bool = knob(True, "dedup key folds every number to 0 (templated posts become duplicates)")
     batch_size: int = knob(8192, "posts per work unit (the output does not depend on it)")
+    ray_driver_components: int = knob(
+        10_000_000, "with --engine ray: candidate rows up to this many are joined into components by the local "
+        "engine's union-find on the driver (about 40 bytes each, pairs spilled to its disk); more, by rounds "
+        "of shuffles on the cluster (no machine holds them; seconds per round). The output is the same")
 
     def __post_init__(self) -> None:
         import re

@@ -11,18 +11,23 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
 
 1. *Per-post work.* The input's row groups are cut into units of ``unit_rows`` rows; a pool of
    Ray Data actors (each builds the language identifier once) runs steps 1-5 of clean on each unit,
-   writes its survivors to a temporary part file, and emits one *key row* per survivor and dedup key:
+   writes its survivors to a temporary part file, and makes one *key row* per survivor and dedup key:
    its exact hash (kind 0) and each of its MinHash LSH band keys (kind 1..bands), with its time-order
-   key (``created_at``, ``post_id``, input position).
-2. *Shuffle by key, candidate pairs.* Key rows are hash-partitioned by key into ``partitions``
-   buckets (a Ray Data ``groupby``); in each bucket, the rows of one (kind, key) are sorted in time
-   order and every group of two or more posts becomes candidate rows naming the group's earliest
-   post (``dedup.candidate_rows``, the local engine's function).
-3. *Connected components, on the cluster.* The candidate pairs are joined by rounds of large-star and
-   small-star (``ray_components``), each step a Ray Data shuffle of the edges by node; the driver
-   reads back one count per step and, when a round changes nothing, every dropped post: all but the
-   earliest of each component, ``duplicate`` when an earlier post has its exact hash, else
-   ``near_duplicate``.
+   key (``created_at``, ``post_id``, input position). The key rows are hash-partitioned by key into
+   ``partitions`` buckets and written as one Arrow file per unit and bucket.
+2. *Shuffle by key, candidate pairs.* One Ray task per bucket reads that bucket's file of every unit
+   (the shuffle goes through the temporary directory, as a MapReduce shuffle does: Ray Data's
+   ``groupby`` over the object store took four times as long on 1M posts); the rows of one
+   (kind, key) are sorted in time order and every group of two or more posts becomes candidate rows
+   naming the group's earliest post (``dedup.candidate_rows``, the local engine's function).
+3. *Connected components.* Up to ``CleanConfig.ray_driver_components`` candidate rows (10 million:
+   about 400 MB, a corpus of tens of millions of posts) are joined by the local engine's union-find
+   on the driver, pairs spilled to its disk. More are joined on the cluster by rounds of large-star
+   and small-star (``ray_components``), each step a Ray Data shuffle of the edges by node; the driver
+   reads back one count per step and, when a round changes nothing, every dropped post. Either way
+   all but the earliest post of each component is dropped, ``duplicate`` when an earlier post has
+   its exact hash, else ``near_duplicate``. (Each shuffle costs seconds however small: on 2 cores and
+   250k posts the rounds took 80-90 s against about a second for the union-find.)
 4. *Apply.* The drops are sorted by position, which groups them by unit (9 bytes per dropped post on
    the driver). For one output file the driver reads each unit's survivors in order, drops them and
    streams the kept posts into the file, as the local engine's second pass does; for a directory of
@@ -32,7 +37,7 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
 
 No machine holds an index of the corpus: the workers hold one bucket of key rows (~60 bytes x
 (1 + bands) per surviving post / ``partitions``) or of edges, the driver the drops (9 bytes per
-dropped post). This is the multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band
+dropped post) and, up to ``ray_driver_components``, the candidate rows' union-find. This is the multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band
 buckets, candidate pairs, connected components, the earliest post of each kept; the same kept posts
 as the local engine.
 
@@ -52,6 +57,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -78,8 +84,8 @@ UNIT_ROWS = 65536
 _NO_TIME = np.iinfo(np.int64).max  # posts without a timestamp come last, as in the local engine
 _PII = "_pii"
 _SURVIVOR_SCHEMA = POST_SCHEMA.append(pa.field(_PII, pa.uint8()))
-_KEY_SCHEMA = pa.schema([("bucket", pa.int32()), ("kind", pa.int16()), ("key", pa.uint64()), ("t", pa.int64()),
-                         ("id", pa.string()), ("pos", pa.int64()), ("unit", pa.int32())])
+_KEY_SCHEMA = dd.key_row_schema()
+_DONE_SCHEMA = pa.schema([("unit", pa.int64()), ("key_rows", pa.int64())])
 _UNIT_SHIFT = 32  # a survivor's position: its unit << 32 | its place among the unit's survivors
 
 
@@ -174,7 +180,8 @@ def _units(pf: pq.ParquetFile, unit_rows: int) -> list[_Unit]:
 
 
 class _CleanUnits:
-    """A Ray Data actor: steps 1-5 of clean on whole units; survivors to part files, key rows out."""
+    """A Ray Data actor: steps 1-5 of clean on whole units; survivors to part files, key rows to one
+    file per key bucket (``keys-BBBB-UUUUUU.arrow``); out, one row per unit (its key-row count)."""
 
     def __init__(self, cfg: cl.CleanConfig, src: str, tmp: str, partitions: int):
         self.cfg, self.src, self.tmp, self.partitions = cfg, src, tmp, partitions
@@ -186,11 +193,11 @@ class _CleanUnits:
     def __call__(self, units: dict[str, np.ndarray]) -> pa.Table:
         if self.pf is None:
             self.pf = pq.ParquetFile(self.fs.open_input_file(self.src_path))
-        tables = [self._one(_Unit(*(int(units[k][i]) for k in ("unit", "row_group", "start", "rows"))))
-                  for i in range(len(units["unit"]))]
-        return pa.concat_tables(tables) if tables else _KEY_SCHEMA.empty_table()
+        done = [self._one(_Unit(*(int(units[k][i]) for k in ("unit", "row_group", "start", "rows"))))
+                for i in range(len(units["unit"]))]
+        return pa.table({"unit": [u for u, _ in done], "key_rows": [n for _, n in done]}, schema=_DONE_SCHEMA)
 
-    def _one(self, u: _Unit) -> pa.Table:
+    def _one(self, u: _Unit) -> tuple[int, int]:
         cfg = self.cfg
         rows = self.pf.read_row_group(u.row_group).slice(u.start, u.rows)  # type: ignore[union-attr]
         kept, keys, reasons, identified = [], [], Counter(), Counter()
@@ -206,12 +213,21 @@ class _CleanUnits:
             n_surv += n
         survivors = pa.Table.from_batches(kept, schema=_SURVIVOR_SCHEMA)
         _write_atomic(self.tmp_fs, _join(self.tmp_path, f"surv-{u.unit:06d}.parquet"), survivors)
+        key_rows = pa.concat_tables([t for t, _ in keys]) if keys else _KEY_SCHEMA.empty_table()
+        bucket = np.concatenate([b for _, b in keys]) if keys else np.zeros(0, np.int32)
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(self.partitions + 1))
+        key_rows = key_rows.take(pa.array(order))
+        for b in range(self.partitions):
+            _write_ipc(self.tmp_fs, _join(self.tmp_path, _key_file(b, u.unit)),
+                       key_rows.slice(bounds[b], bounds[b + 1] - bounds[b]))
         summary = {"n_in": u.rows, "reasons": dict(reasons), "identified": dict(identified)}
         with self.tmp_fs.open_output_stream(_join(self.tmp_path, f"summary-{u.unit:06d}.json")) as f:
             f.write(json.dumps(summary).encode())
-        return pa.concat_tables(keys) if keys else _KEY_SCHEMA.empty_table()
+        return u.unit, key_rows.num_rows
 
-    def _key_rows(self, u: _Unit, res: cl._BatchResult, offset: int) -> pa.Table:
+    def _key_rows(self, u: _Unit, res: cl._BatchResult, offset: int) -> tuple[pa.Table, np.ndarray]:
+        """The key rows of one batch's survivors and each row's key bucket."""
         n = res.kept.num_rows
         t = pc.fill_null(res.kept.column("created_at").cast(pa.int64()), _NO_TIME).to_numpy()
         ids = res.kept.column("post_id")
@@ -221,13 +237,26 @@ class _CleanUnits:
             blocks.append((0, res.exact))
         if res.bands is not None:
             blocks += [(j + 1, res.bands[:, j]) for j in range(res.bands.shape[1])]
-        parts = []
+        parts, buckets = [], []
         for kind, key in blocks:
             key = np.ascontiguousarray(key, dtype=np.uint64)
-            bucket = (dd.fmix64(key ^ np.uint64(kind)) % np.uint64(self.partitions)).astype(np.int32)
-            parts.append(pa.table([bucket, np.full(n, kind, np.int16), key, t, ids, pos, np.full(n, u.unit, np.int32)],
-                                  schema=_KEY_SCHEMA))
-        return pa.concat_tables(parts) if parts else _KEY_SCHEMA.empty_table()
+            buckets.append((dd.fmix64(key ^ np.uint64(kind)) % np.uint64(self.partitions)).astype(np.int32))
+            parts.append(pa.table([np.full(n, kind, np.int16), key, t, ids, pos], schema=_KEY_SCHEMA))
+        if not parts:
+            return _KEY_SCHEMA.empty_table(), np.zeros(0, np.int32)
+        return pa.concat_tables(parts), np.concatenate(buckets)
+
+
+def _key_file(bucket: int, unit: int) -> str:
+    return f"keys-{bucket:04d}-{unit:06d}.arrow"
+
+
+def _write_ipc(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write ``table`` as an Arrow IPC stream under a temporary name and move it to ``path``."""
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open_output_stream(tmp) as f, pa.ipc.new_stream(f, table.schema) as w:
+        w.write_table(table)
+    fs.move(tmp, path)
 
 
 # ---------------------------------------------------------------- stages 2 and 3: pairs, then components
@@ -237,12 +266,38 @@ def _candidates(keys: pa.Table) -> pa.Table:
     return rc.with_order_keys(dd.candidate_rows(keys.select([name for name, _ in dd.KEY_ROW_FIELDS])))
 
 
-def _drops(candidates, buckets: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The candidate rows joined into components on the cluster (``ray_components``): the position
-    and flag of every dropped survivor, sorted by position (so grouped by unit), and the components' counts."""
+def _bucket_candidates(tmp: str, bucket: int, units: list[int]) -> pa.Table:
+    """A Ray task: the candidate rows of one key bucket, from the files every unit wrote for it."""
+    fs, base = _resolve(tmp)
+    tables = []
+    for unit in units:
+        with fs.open_input_stream(_join(base, _key_file(bucket, unit))) as f:
+            tables.append(pa.ipc.open_stream(f).read_all())
+    return _candidates(pa.concat_tables(tables) if tables else _KEY_SCHEMA.empty_table())
+
+
+def _drops(candidates, buckets: int, driver_max: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The candidate rows joined into components: the position and flag of every dropped survivor,
+    sorted by position (so grouped by unit), and the components' counts. Up to ``driver_max`` rows by
+    the local engine's union-find on the driver (``dedup.Components``, pairs spilled to its disk), more
+    on the cluster (``ray_components``): each of its rounds is two shuffles, a few seconds each even
+    when small, while the union-find over a few million rows takes a second."""
+    candidates = candidates.materialize()
+    n = candidates.count()
+    if n <= driver_max:
+        log(f"clean (ray): {n:,} candidate rows joined on the driver (at most {driver_max:,})")
+        with tempfile.TemporaryDirectory(prefix="murmur-dedup-") as pairs_dir:  # the driver's local disk
+            components = dd.Components(Path(pairs_dir))
+            for table in candidates.iter_batches(batch_format="pyarrow", batch_size=None):
+                components.add(table)
+            pos, flag, stats = components.decide()
+        order = np.argsort(pos, kind="stable")
+        return pos[order], flag[order], stats
+
     def progress(r: int, changed: int, seconds: float) -> None:
         log(f"clean (ray): components round {r}: {changed:,} edges changed ({seconds:.1f} s)")
 
+    log(f"clean (ray): {n:,} candidate rows joined on the cluster (more than {driver_max:,})")
     pos, flag, stats, info = rc.components(candidates, buckets, progress=progress)
     log(f"clean (ray): components settled in {info['rounds']} rounds, {info['seconds']:.1f} s")
     return pos, flag, stats
@@ -331,11 +386,20 @@ def clean_ray(src: str | Path, out: str | Path, cfg: cl.CleanConfig | None = Non
     try:
         log(f"clean (ray): {total:,} posts in {len(units)} units on {workers} workers, {partitions} key buckets")
         unit_rows_ds = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units))
-        keys = unit_rows_ds.map_batches(_CleanUnits, fn_constructor_args=(cfg, str(src) if "://" in str(src) else src_path,
-                                                                         tmp_uri, partitions),
-                                        batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), num_cpus=1, batch_format="numpy")
-        candidates = keys.groupby("bucket", num_partitions=partitions).map_groups(_candidates, batch_format="pyarrow")
-        pos, flag, dedup_stats = _drops(candidates, partitions)
+        done = unit_rows_ds.map_batches(
+            _CleanUnits, fn_constructor_args=(cfg, str(src) if "://" in str(src) else src_path, tmp_uri, partitions),
+            batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=min(workers, len(units)), max_size=workers),
+            num_cpus=1, batch_format="numpy").take_all()
+        if sorted(int(r["unit"]) for r in done) != [u.unit for u in units]:
+            raise EngineError(f"clean (ray): {len(done)} of {len(units)} units cleaned")
+        log(f"clean (ray): {sum(int(r['key_rows']) for r in done):,} key rows in {partitions} buckets")
+        # the shuffle by key goes through the files (as a MapReduce shuffle does): each bucket's task reads
+        # what every unit wrote for it; Ray Data's groupby spent seconds more on these rows (1M posts:
+        # 14 s against the tasks' 3.5)
+        task = ray.remote(num_cpus=1)(_bucket_candidates)
+        candidates = ray.data.from_arrow_refs(
+            [task.remote(tmp_uri, b, [u.unit for u in units]) for b in range(partitions)])
+        pos, flag, dedup_stats = _drops(candidates, partitions, cfg.ray_driver_components)
         if not (cfg.exact_dedup or cfg.near_dedup):
             dedup_stats = {}
         log(f"clean (ray): {len(pos):,} duplicates among {dedup_stats.get('candidates', 0):,} candidates")
