@@ -487,6 +487,23 @@ def _raise_from_ray(e: BaseException, stage: str) -> None:
     raise EngineError(f"{stage} (ray) failed: {_one_line(e)}") from None
 
 
+def _in_order(ds, n: int, key: str, stage: str) -> Iterator[dict]:
+    """The ``n`` one-row outputs of ``ds`` as they are made, in input order (``key`` = 0, 1, ...): the
+    driver writes each as soon as it and those before it are done, while the workers make the next
+    (waiting for all of them first left the cores idle while the driver wrote)."""
+    ds.context.execution_options.preserve_order = True
+    rows = iter(ds.iter_rows())
+    for expected in range(n):
+        try:
+            row = next(rows, None)
+        except Exception as e:  # noqa: BLE001 - one line for whatever Ray raises
+            _raise_from_ray(e, stage)
+        if row is None or int(row[key]) != expected:
+            got = "nothing" if row is None else f"{key} {int(row[key])}"
+            raise EngineError(f"{stage} (ray): expected {key} {expected} of {n}, got {got}")
+        yield row
+
+
 # ---------------------------------------------------------------- ingest on Ray
 
 def _ingest_files(rows: dict[str, np.ndarray], batch_size: int, tmp: str) -> dict[str, np.ndarray]:
@@ -532,20 +549,15 @@ def ingest_ray(sources: list[str], out: str | Path, fmt: str = "auto", mapping: 
         connect(address, num_cpus=workers)
         n_workers = workers or cluster_cpus()
         log(f"ingest (ray): {len(tasks):,} files on {n_workers} workers")
-        try:
-            items = [{"i": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
-            done = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                _ingest_files, fn_args=(batch_size, str(tmpdir)), batch_size=1, num_cpus=1,
-                compute=ray.data.TaskPoolStrategy(size=n_workers), batch_format="numpy").take_all()
-        except Exception as e:  # noqa: BLE001 - one line for whatever Ray raises
-            _raise_from_ray(e, "ingest")
-        reports = {int(r["i"]): pickle.loads(r["report"]) for r in done}
-        if len(reports) != len(tasks):
-            raise EngineError(f"ingest (ray): {len(reports)} of {len(tasks)} files read")
-        for i, task in enumerate(tasks):
-            if isinstance(reports[i], BaseException):
-                raise reports[i]
-            yield task, src_mod._ipc_batches(str(tmpdir / f"{i:08d}.arrow")), reports[i]
+        items = [{"i": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _ingest_files, fn_args=(batch_size, str(tmpdir)), batch_size=1, num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=n_workers), batch_format="numpy")
+        for (i, task), row in zip(enumerate(tasks), _in_order(ds, len(tasks), "i", "ingest"), strict=True):
+            report = pickle.loads(row["report"])
+            if isinstance(report, BaseException):
+                raise report
+            yield task, src_mod._ipc_batches(str(tmpdir / f"{i:08d}.arrow")), report
 
     return src_mod.ingest_with(read, sources, out, fmt, mapping, batch_size, progress)
 
@@ -617,16 +629,12 @@ def tokenize_ray(src: Path, tokenizer_dir: Path, out: Path, cfg=None, workers: i
         try:
             tmp.mkdir(mode=0o700)
             log(f"tokenize (ray): {pf.metadata.num_rows:,} posts in {len(units)} units on {n_workers} workers")
-            try:
-                done = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units)).map_batches(
-                    _EncodeUnits, fn_constructor_args=(tokenizer_json, cfg.val_fraction, str(src.resolve()), str(tmp),
-                                                       cfg.batch_size),
-                    batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers), num_cpus=1, batch_format="numpy").take_all()
-            except Exception as e:  # noqa: BLE001 - one line for whatever Ray raises
-                _raise_from_ray(e, "tokenize")
-            if len({int(r["unit"]) for r in done}) != len(units):
-                raise EngineError(f"tokenize (ray): {len(done)} of {len(units)} units encoded")
-            for u in units:
+            ds = ray.data.from_items([u.__dict__ for u in units], override_num_blocks=len(units)).map_batches(
+                _EncodeUnits, fn_constructor_args=(tokenizer_json, cfg.val_fraction, str(src.resolve()), str(tmp),
+                                                   cfg.batch_size),
+                batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=min(n_workers, len(units)), max_size=n_workers),
+                num_cpus=1, batch_format="numpy")
+            for u, _ in zip(units, _in_order(ds, len(units), "unit", "tokenize"), strict=True):
                 path = tmp / f"enc-{u.unit:06d}.npz"
                 with np.load(path) as z:
                     posts, skipped = (int(v) for v in z["meta"])
