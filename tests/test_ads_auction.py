@@ -113,6 +113,13 @@ def test_the_pacer_learns_a_campaign_whose_supply_is_all_in_the_morning():
     day(fixed, np.random.default_rng(0))
     fixed.new_day()
     assert day(fixed, np.random.default_rng(1))[1][0] < 0.8
+    # the server's knob: a weight, 0-1; anything else is one line naming it
+    from murmur.ads.server import AdServer, ServerConfig
+    from murmur.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        AdServer([], None, None, None, object(), ServerConfig(pacing_learn=1.5))  # type: ignore[arg-type]
+    assert e.value.field == "pacing_learn"
 
 
 def test_an_unlimited_campaign_is_charged_in_full_past_its_budget():

@@ -134,6 +134,8 @@ class AdServer:
             raise InputError(f"policy must be murmur or random (got {self.cfg.policy!r})", field="policy")
         if self.cfg.policy == "murmur" and self.model is None:
             raise InputError("the murmur policy needs a pCTR model", field="model")
+        if not 0.0 <= self.cfg.pacing_learn <= 1.0:
+            raise InputError(f"pacing_learn must be 0-1 (got {self.cfg.pacing_learn})", field="pacing_learn")
         cs = self.campaigns
         n = len(cs)
         self.rng = np.random.default_rng(self.cfg.seed)
