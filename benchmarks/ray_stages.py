@@ -97,7 +97,8 @@ def run(stage: str, engine: str, code: Path, data: Path, logs: Path) -> dict:
         script.write_text(textwrap.dedent(RUN))
         env = {**os.environ, "PYTHONPATH": str(code)}
         p = subprocess.run(["nice", "-n", "10", sys.executable, str(script), stage, engine, str(data), out],
-                           env=env, capture_output=True, text=True, timeout=1200)
+                           env=env, capture_output=True, text=True, timeout=1200, cwd=code)  # Ray puts the
+        # driver's working directory first on its workers' path: run in the code's own tree
     side = "local" if engine == "local" else ("after" if code == ROOT else "before")
     (logs / f"{stage}-{side}.log").write_text(p.stdout + p.stderr)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -106,33 +107,20 @@ def run(stage: str, engine: str, code: Path, data: Path, logs: Path) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="a directory filled by benchmarks/data_pipeline.py")
-    ap.add_argument("--before", required=True, help="git revision of the Ray engine to compare with")
-    ap.add_argument("--stages", default="ingest,tokenize,clean")
-    ap.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "murmur-ray-stages"))
-    ap.add_argument("--keep", action="store_true", help="keep the rows of other stages from an earlier run in --logs")
-    ap.add_argument("--write", action="store_true", help="write the table to docs/benchmarks.md")
-    args = ap.parse_args()
-    data, logs = Path(args.data), Path(args.logs)
-    logs.mkdir(parents=True, exist_ok=True)
-    before = logs / "code-before"
-    subprocess.run(f"rm -rf {before} && mkdir -p {before} && git -C {ROOT} archive {args.before} murmur "
-                   f"| tar -x -C {before}", shell=True, check=True)
-    done = logs / "rows.jsonl"  # rows of an earlier run in --logs, for the stages not run again
-    rows = [json.loads(ln) for ln in done.read_text().splitlines()] if done.exists() and args.keep else []
-    rows = [r for r in rows if r["stage"] not in args.stages.split(",")]
-    for stage in args.stages.split(","):
-        row = {"stage": stage, "local": run(stage, "local", ROOT, data, logs),
-               "before": run(stage, "ray", before, data, logs), "after": run(stage, "ray", ROOT, data, logs)}
-        rows.append(row)
-        with open(done, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
-    lines = [f"`python benchmarks/ray_stages.py --before {args.before}`: each stage with the local engine "
+def table(rows: list[dict], before: str) -> list[str]:
+    """The Markdown table of the runs' rows."""
+    import platform
+    import time
+
+    import ray
+
+    from murmur.train.metrics import cpu_model_name
+
+    lines = [f"Machine: {cpu_model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}.", "",
+             f"`python benchmarks/ray_stages.py --before {before}`: each stage with the local engine "
              "(2 workers), then on a fresh local Ray instance on the same 2 cores with the Ray engine of "
-             f"{args.before} (before) and of this tree (after), one right after the other; Ray's start is "
+             f"{before} (before) and of this tree (after), one right after the other; Ray's start is "
              "not counted. posts/s: wall clock; load: the 1-minute load average after the stage.", "",
              "| stage | posts | local (posts/s) | Ray before | Ray after | before / local | after / local "
              "| Ray start (s) | load | same output |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -144,6 +132,40 @@ def main() -> None:
                      f"{rate['after'] / rate['local']:.2f} | {r['after']['ray_start_s']:.1f} | "
                      f"{r['local']['load']:.1f} / {r['before']['load']:.1f} / {r['after']['load']:.1f} | "
                      f"{'yes' if all(r[k]['same'] for k in ('local', 'before', 'after')) else 'NO'} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True, help="a directory filled by benchmarks/data_pipeline.py")
+    ap.add_argument("--before", required=True, help="git revision of the Ray engine to compare with")
+    ap.add_argument("--stages", default="ingest,tokenize,clean")
+    ap.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "murmur-ray-stages"))
+    ap.add_argument("--keep", action="store_true", help="keep the rows of other stages from an earlier run in --logs")
+    ap.add_argument("--write-only", action="store_true", help="write the table of the rows in --logs, run nothing")
+    ap.add_argument("--write", action="store_true", help="write the table to docs/benchmarks.md")
+    args = ap.parse_args()
+    data, logs = Path(args.data), Path(args.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    done = logs / "rows.jsonl"  # one row per stage run, appended as each stage ends
+    if args.write_only:
+        rows = [json.loads(ln) for ln in done.read_text().splitlines()]
+        write_section("ray_stages", "## Data pipeline on Ray: stage by stage against an earlier revision\n\n"
+                      + "\n".join(table(rows, args.before)), ROOT / "docs" / "benchmarks.md")
+        return
+    before = logs / "code-before"
+    subprocess.run(f"rm -rf {before} && mkdir -p {before} && git -C {ROOT} archive {args.before} murmur "
+                   f"| tar -x -C {before}", shell=True, check=True)
+    rows = [json.loads(ln) for ln in done.read_text().splitlines()] if done.exists() and args.keep else []
+    rows = [r for r in rows if r["stage"] not in args.stages.split(",")]
+    for stage in args.stages.split(","):
+        row = {"stage": stage, "local": run(stage, "local", ROOT, data, logs),
+               "before": run(stage, "ray", before, data, logs), "after": run(stage, "ray", ROOT, data, logs)}
+        rows.append(row)
+        with open(done, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    lines = table(rows, args.before)
     print("\n".join(lines))
     if args.write:
         write_section("ray_stages", "## Data pipeline on Ray: stage by stage against an earlier revision\n\n"
