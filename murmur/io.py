@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and transparent decompression.
+"""Small file helpers: atomic writes, transparent decompression, and opening an input Parquet file.
 
 Every output murmur writes goes to a temporary path beside the target and is renamed into place,
 so a crash never leaves a file that looks complete. Directory outputs get a ``_COMPLETE`` marker
@@ -441,3 +441,21 @@ def cleanup_on_signals() -> None:
     for s in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(s) in (signal.SIG_DFL, None):
             signal.signal(s, _raise_terminated)
+
+
+def open_parquet(src: Any, where: object | None = None) -> Any:
+    """``src`` (a path or an open file) as a ``pyarrow.parquet.ParquetFile`` read as a stream (no
+    read-ahead: pyarrow's pre-buffering holds every column chunk it reads ahead), its schema read: one
+    :class:`~murmur.errors.InputError` naming ``where`` (default: ``src``) for anything that is not a
+    readable Parquet file, whatever pyarrow raises (a bad magic number, a cut footer, a column name
+    that is not UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(src, pre_buffer=False)
+        pf.schema_arrow  # noqa: B018 - decodes the names: a name that is not UTF-8 fails here
+    except (pa.ArrowException, OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"not a readable Parquet file ({first})", where if where is not None else src) from None
+    return pf

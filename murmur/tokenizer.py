@@ -35,7 +35,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from murmur.config import knob
 from murmur.data.split import DEFAULT_VAL_FRACTION, val_mask
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_dir, check_output_dir
+from murmur.io import atomic_dir, check_output_dir, open_parquet
 from murmur.progress import Progress, console, log
 
 TOKENIZER_KIND = "tokenizer"  # what a tokenizer directory's completion marker says
@@ -195,10 +195,7 @@ def open_posts(path: Path, columns: Sequence[str]) -> pq.ParquetFile:
     path = Path(path)
     if not path.is_file():
         raise InputError("posts file not found", path)
-    try:
-        pf = pq.ParquetFile(path, pre_buffer=False)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"not a Parquet file ({e})", path) from None
+    pf = open_parquet(path)
     schema = pf.schema_arrow
     for col in columns:
         if col not in schema.names:

@@ -257,7 +257,7 @@ def test_bad_posts_and_config(tmp_path):
         build_conversations(bad, tmp_path / "c.jsonl")
     notparquet = tmp_path / "x.parquet"
     notparquet.write_text("hello")
-    with pytest.raises(InputError, match="not a Parquet file"):
+    with pytest.raises(InputError, match="not a readable Parquet file"):
         build_conversations(notparquet, tmp_path / "c.jsonl")
     with pytest.raises(ConfigError, match="max_turns"):
         build_conversations(write_posts(tmp_path / "p.parquet"), tmp_path / "c.jsonl", cfg(max_turns=1))

@@ -214,6 +214,18 @@ def test_fuzz_parquet(rows, text_kind, likes_kind, time_kind, ed):
     check("posts.parquet", mutate(buf.getvalue(), ed))
 
 
+def test_a_parquet_column_name_that_is_not_utf8(tmp_path):
+    """pyarrow decodes a Parquet file's column names as UTF-8 and raises UnicodeDecodeError on others:
+    one line naming the file, as for any other broken Parquet file (found by the fuzzer above)."""
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": ["1"], "textZ": ["hello there, friends of the garden club"]}), buf)
+    check("posts.parquet", buf.getvalue().replace(b"textZ", b"text\xff"))
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(buf.getvalue().replace(b"textZ", b"text\xff"))
+    with pytest.raises(InputError, match="bad.parquet: not a readable Parquet file"):
+        ingest([str(bad)], tmp_path / "out.parquet", progress=False)
+
+
 @FUZZ
 @given(st.lists(texts, max_size=8), st.binary(max_size=64))
 def test_fuzz_text(lines, junk):

@@ -214,7 +214,7 @@ def test_config_and_input_errors(tmp_path, corpus):
         train_tokenizer([tmp_path / "missing.parquet"], tmp_path / "t")
     not_parquet = tmp_path / "x.parquet"
     not_parquet.write_text("hello")
-    with pytest.raises(InputError, match="not a Parquet file"):
+    with pytest.raises(InputError, match="not a readable Parquet file"):
         train_tokenizer([not_parquet], tmp_path / "t")
     assert not (tmp_path / "t").exists()
 

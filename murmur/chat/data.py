@@ -51,15 +51,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from murmur.chat.drafting import draft_messages
 from murmur.chat.grounded import SEARCH_POSTS, search_answer_messages
 from murmur.chat.template import TOOL_NAME, check_messages, tools_text
 from murmur.config import knob, require_at_least
 from murmur.data.normalize import MAX_POST_CHARS, scrub_pii, tweet_length
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_open, check_not_input, open_text
+from murmur.io import atomic_open, check_not_input, open_parquet, open_text
 from murmur.progress import Progress, log
 
 Message = dict[str, str]
@@ -251,11 +249,7 @@ def read_posts(parquet: str | Path, min_chars: int = 1) -> list[_Post]:
     parquet = Path(parquet)
     if not parquet.is_file():
         raise InputError("posts file not found", parquet)
-    try:
-        pf = pq.ParquetFile(parquet, pre_buffer=False)
-    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
-        raise InputError(f"not a Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
-                         parquet) from None
+    pf = open_parquet(parquet)
     names = set(pf.schema_arrow.names)
     for col in ("post_id", "text"):
         if col not in names:

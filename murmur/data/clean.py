@@ -85,7 +85,7 @@ from murmur.data.quality import (
 )
 from murmur.data.schema import POST_SCHEMA
 from murmur.errors import ConfigError, InputError
-from murmur.io import atomic_path, check_not_input, temp_sibling, write_json
+from murmur.io import atomic_path, check_not_input, open_parquet, temp_sibling, write_json
 from murmur.progress import Progress, log
 
 RETWEET, LANGUAGE, DUPLICATE, NEAR_DUPLICATE = "retweet", "language", "duplicate", "near_duplicate"
@@ -396,10 +396,7 @@ def _open_input(src: Path) -> pq.ParquetFile:
         raise InputError("file not found", path=src)
     if src.is_dir():
         raise InputError("is a directory; give the posts Parquet file from `murmur data ingest`", path=src)
-    try:
-        pf = pq.ParquetFile(src, pre_buffer=False)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"not a readable Parquet file ({e})", path=src) from None
+    pf = open_parquet(src)
     names = pf.schema_arrow.names
     for required in ("text", "post_id"):
         if required not in names:

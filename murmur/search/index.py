@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from murmur.config import knob
 from murmur.errors import InputError, MurmurError
-from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, write_json
+from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, open_parquet, write_json
 from murmur.progress import Progress
 from murmur.search.analyze import doc_terms
 from murmur.search.dense import DenseIndex, new_ann
@@ -119,10 +119,7 @@ def _embedder_record(embedder: Embedder | None) -> dict[str, Any] | None:
 def _read_source(src: Path) -> pq.ParquetFile:
     if not src.is_file():
         raise InputError("not found (give the clean.parquet that `murmur data clean` wrote)", path=src)
-    try:
-        f = pq.ParquetFile(src, pre_buffer=False)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"not a readable Parquet file ({e})", path=src) from None
+    f = open_parquet(src)
     missing = [c for c in REQUIRED if c not in f.schema_arrow.names]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; expected the post schema", path=src)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from murmur.data.readers.common import (
     FileReport,
@@ -42,7 +41,7 @@ from murmur.data.readers.common import (
 from murmur.data.readers.x_api import api_row, looks_like_api_tweet
 from murmur.data.readers.x_archive import archive_row
 from murmur.errors import InputError
-from murmur.io import open_binary, open_text
+from murmur.io import open_binary, open_parquet, open_text
 
 # Schema field -> names of columns that hold it, in order of preference (matched case-insensitively).
 AUTO_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -401,10 +400,7 @@ def iter_parquet_rows(path: Path, label: str, mapping: dict[str, str], report: F
             src = tmp
         if path.stat().st_size == 0:
             raise InputError("empty file", where)
-        try:
-            pf = stack.enter_context(pq.ParquetFile(src, pre_buffer=False))
-        except (pa.ArrowException, OSError) as e:
-            raise InputError(f"not a readable Parquet file: {str(e).splitlines()[0]}", where) from None
+        pf = stack.enter_context(open_parquet(src, where))
         names = pf.schema_arrow.names
         cols = resolve_columns(names, mapping, where)
         used = sorted(set(cols.values()), key=names.index)
