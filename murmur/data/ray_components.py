@@ -1,7 +1,9 @@
 """Connected components of the candidate pairs on Ray Data, no machine holding them all.
 
 The Ray engine's dedup (``ray_engine.clean_ray``) turns every group of posts sharing a key into a star
-of candidate pairs: the group's earliest post with each other member. This module joins those pairs
+of candidate pairs: the group's earliest post with each other member. Beyond
+``CleanConfig.ray_driver_components`` candidate rows (below it the driver's union-find is faster: each
+step here is a shuffle with seconds of fixed cost), this module joins those pairs
 into connected components with the *alternating large-star / small-star* algorithm (Kiveris et al.,
 "Connected Components in MapReduce and Beyond", SoCC 2014), each step one Ray Data shuffle by node
 (a ``groupby`` on a hash bucket of the node, then one vectorised pass per bucket):
