@@ -299,22 +299,31 @@ def write_markdown(rows: list[dict], path: Path) -> None:
 LOCAL_STAGES = ("ingest", "clean", "tokenizer", "tokenize")
 
 
-def compare_with(rev: str, sizes: list[int], root: Path, path: Path) -> None:
-    """The local stages with the code of ``rev`` and of this tree, stage by stage in the same run."""
+def code_at(rev: str, base: Path) -> Path:
+    """murmur's code (``murmur/``, ``configs/``) at git revision ``rev``, extracted into ``base``. A tree
+    an earlier run extracted for the same commit is kept, and with it numba's cache of compiled kernels
+    (a fresh tree would compile them, ~10 s, inside the first timed stage of the "before" side); ``base``
+    is replaced only when it holds another commit's extracted tree (its ``.commit``), never otherwise."""
     import shutil
 
-    base = root / "code-before"
     commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
                             text=True).stdout.strip()
-    if not (base / ".commit").exists() or (base / ".commit").read_text() != commit:
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        archive = subprocess.run(["git", "archive", rev, "murmur", "configs"], cwd=ROOT, check=True,
-                                 capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-        (base / ".commit").write_text(commit)
-    # else: the tree of an earlier run is kept, and with it numba's cache of compiled kernels (a fresh
-    # tree would compile them, ~10 s, inside the first timed stage of the "before" side)
+    if (base / ".commit").exists() and (base / ".commit").read_text() == commit:
+        return base
+    if base.exists() and any(base.iterdir()):
+        if not (base / ".commit").exists():
+            raise SystemExit(f"{base} holds files that no earlier run extracted; give another directory")
+        shutil.rmtree(base)
+    base.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev, "murmur", "configs"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    (base / ".commit").write_text(commit)
+    return base
+
+
+def compare_with(rev: str, sizes: list[int], root: Path, path: Path) -> None:
+    """The local stages with the code of ``rev`` and of this tree, stage by stage in the same run."""
+    base = code_at(rev, root / "code-before")
     results = []
     for size in sizes:
         out = root / f"p{size}"
@@ -343,7 +352,7 @@ def compare_with(rev: str, sizes: list[int], root: Path, path: Path) -> None:
             if workers == 1:
                 row["bytes_per_token"] = {side: held_out_bytes_per_token(dirs[side]) for side in ("before", "after")}
             results.append(row)
-    write_comparison(results, commit, path)
+    write_comparison(results, (base / ".commit").read_text(), path)
 
 
 def held_out_bytes_per_token(side: Path) -> dict:

@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from data_pipeline import code_at
 from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,9 +154,7 @@ def main() -> None:
         write_section("ray_stages", "## Data pipeline on Ray: stage by stage against an earlier revision\n\n"
                       + "\n".join(table(rows, args.before)), ROOT / "docs" / "benchmarks.md")
         return
-    before = logs / "code-before"
-    subprocess.run(f"rm -rf {before} && mkdir -p {before} && git -C {ROOT} archive {args.before} murmur "
-                   f"| tar -x -C {before}", shell=True, check=True)
+    before = code_at(args.before, logs / "code-before")
     rows = [json.loads(ln) for ln in done.read_text().splitlines()] if done.exists() and args.keep else []
     rows = [r for r in rows if r["stage"] not in args.stages.split(",")]
     for stage in args.stages.split(","):

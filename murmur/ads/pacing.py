@@ -83,9 +83,20 @@ class Pacer:
 
     def __post_init__(self) -> None:
         n = len(self.budgets)
-        if not hasattr(self, "share"):  # learned across days: kept by new_day
-            self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
-            self.level = np.full(n, np.nan)  # learned: what it could spend in a day in every auction (micros)
+        if self.full is None:
+            self.full = np.zeros(n, bool)
+        if self.unlimited is None:
+            self.unlimited = np.zeros(n, bool)
+        # learned across days (kept by new_day): each campaign's supply curve, the traffic curve at first,
+        # and what it could spend in a day in every auction (micros; unknown at first)
+        self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
+        self.level = np.full(n, np.nan)
+        self._reset_day()
+
+    def _reset_day(self) -> None:
+        """The state of one day: nothing spent, participation at ``p0`` (1 for ``full`` campaigns)."""
+        n = len(self.budgets)
+        self.slot = 0
         self._partial = False
         self._closed = False
         self._offered = np.zeros((n, len(self.traffic_share)))   # auctions it could enter, per slot
@@ -98,10 +109,6 @@ class Pacer:
         self._w_spend = np.zeros(n)
         self._w_seen = np.zeros(n)
         self._slot_start_spend = np.zeros(n)
-        if self.full is None:
-            self.full = np.zeros(n, bool)
-        if self.unlimited is None:
-            self.unlimited = np.zeros(n, bool)
         self.p[self.full] = 1.0
 
     def end_day(self) -> None:
@@ -112,8 +119,7 @@ class Pacer:
 
     def new_day(self) -> None:
         self.end_day()
-        self.__post_init__()
-        self.slot = 0
+        self._reset_day()
 
     def _set_share(self, share: np.ndarray) -> None:
         """Each campaign's share of its day's supply per slot, and its cumulative curve (``cum[c, s]``: the

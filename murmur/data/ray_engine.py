@@ -37,9 +37,9 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
 
 No machine holds an index of the corpus: the workers hold one bucket of key rows (~60 bytes x
 (1 + bands) per surviving post / ``partitions``) or of edges, the driver the drops (9 bytes per
-dropped post) and, up to ``ray_driver_components``, the candidate rows' union-find. This is the multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band
-buckets, candidate pairs, connected components, the earliest post of each kept; the same kept posts
-as the local engine.
+dropped post) and, up to ``ray_driver_components``, the candidate rows' union-find. This is the
+multi-stage MinHash scheme of datatrove and NeMo Curator: signatures, band buckets, candidate pairs,
+connected components, the earliest post of each kept; the same kept posts as the local engine.
 
 **Output.** A local ``OUT`` is one Parquet file, byte-for-byte the file the local engine writes: the
 driver streams the units' kept posts into it in order (memory flat: one unit at a time) and renames it
@@ -152,11 +152,16 @@ def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
 
 
-def _write_atomic(fs: pafs.FileSystem, path: str, table: pa.Table, compression: str = "lz4") -> None:
-    """Write ``table`` under a temporary name and move it to ``path`` (a retried task rewrites the same file)."""
+def _write_atomic(fs: pafs.FileSystem, path: str, table: pa.Table, compression: str = "lz4", ipc: bool = False) -> None:
+    """Write ``table`` (Parquet, or an uncompressed Arrow IPC stream with ``ipc``) under a temporary name and
+    move it to ``path`` (a retried task rewrites the same file)."""
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     with fs.open_output_stream(tmp) as f:
-        pq.write_table(table, f, compression=compression)
+        if ipc:
+            with pa.ipc.new_stream(f, table.schema) as w:
+                w.write_table(table)
+        else:
+            pq.write_table(table, f, compression=compression)
     fs.move(tmp, path)
 
 
@@ -219,8 +224,8 @@ class _CleanUnits:
         bounds = np.searchsorted(bucket[order], np.arange(self.partitions + 1))
         key_rows = key_rows.take(pa.array(order))
         for b in range(self.partitions):
-            _write_ipc(self.tmp_fs, _join(self.tmp_path, _key_file(b, u.unit)),
-                       key_rows.slice(bounds[b], bounds[b + 1] - bounds[b]))
+            _write_atomic(self.tmp_fs, _join(self.tmp_path, _key_file(b, u.unit)),
+                          key_rows.slice(bounds[b], bounds[b + 1] - bounds[b]), ipc=True)
         summary = {"n_in": u.rows, "reasons": dict(reasons), "identified": dict(identified)}
         with self.tmp_fs.open_output_stream(_join(self.tmp_path, f"summary-{u.unit:06d}.json")) as f:
             f.write(json.dumps(summary).encode())
@@ -249,14 +254,6 @@ class _CleanUnits:
 
 def _key_file(bucket: int, unit: int) -> str:
     return f"keys-{bucket:04d}-{unit:06d}.arrow"
-
-
-def _write_ipc(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    """Write ``table`` as an Arrow IPC stream under a temporary name and move it to ``path``."""
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open_output_stream(tmp) as f, pa.ipc.new_stream(f, table.schema) as w:
-        w.write_table(table)
-    fs.move(tmp, path)
 
 
 # ---------------------------------------------------------------- stages 2 and 3: pairs, then components
