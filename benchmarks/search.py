@@ -1,4 +1,4 @@
-"""Search benchmark: murmur's index (tantivy BM25 + usearch HNSW, RRF) beside the peers a Python user
+"""Search benchmark: murmur's index (tantivy BM25 + faiss HNSW, RRF) beside the peers a Python user
 would reach for, on the same posts and the same vectors, in one run.
 
     python benchmarks/search.py --users 5000 [--posts N] [--vectors INDEX_DIR] [--write]
@@ -8,7 +8,8 @@ Measures: indexing rate (lexical only; embedding separately, per post, with the 
 ``--vectors`` index was built with, else the packaged all-MiniLM-L6-v2: every engine embeds its
 queries with that one), query latency p50/p99 per mode at 1 and 8 concurrent clients (query embedding
 included), time from add() returning to the post being found, disk and resident memory per post.
-Peers: bm25s (lexical), faiss HNSW (dense), milvus-lite (BM25 full-text + dense + RRF hybrid
+Peers: bm25s (lexical), faiss HNSW (dense; its ids alone, and with the page's posts read from an
+Arrow table, as a user who shows results must), milvus-lite (BM25 full-text + dense + RRF hybrid
 through pymilvus, the client of a Milvus cluster).
 
 Scale: ``--posts N`` tiles the world's clean posts to N rows (each copy gets new post ids; texts
@@ -147,6 +148,19 @@ def tile(src: Path, posts: int, out: Path) -> Path:
     return out
 
 
+def filtered_recall(ix: SearchIndex, qvecs: dict[str, np.ndarray], lang: str, k: int = 10) -> float:
+    """Share of the exact top-``k`` among posts in ``lang`` that murmur's filtered dense ranking returns."""
+    from murmur.search.retrieve import RetrieveConfig, ranked
+
+    hits = total = 0
+    for q, vec in qvecs.items():
+        req = make_request(q, mode="dense", k=k, lang=lang)
+        exact = {key for key, _ in ix.dense.search_exact(vec, np.flatnonzero(ix.store.mask(req.filters)), k)}
+        hits += len(exact.intersection(key for key, _ in ranked(ix, req, RetrieveConfig(query_cache=0), vec)[:k]))
+        total += len(exact)
+    return hits / max(total, 1)
+
+
 def fake_vectors(n: int, src: np.ndarray, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = src[np.arange(n) % len(src)].astype(np.float32) + rng.normal(0, 0.02, (n, src.shape[1])).astype(np.float32)
@@ -207,20 +221,20 @@ def main() -> None:
         import json
 
         from murmur.io import write_json
-        from murmur.search.dense import new_ann
-        from murmur.search.index import MANIFEST
+        from murmur.search.dense import graph_of, save_ann
+        from murmur.search.index import GRAPH, MANIFEST
 
         t0 = time.perf_counter()
         np.save(root / "idx" / "vectors.npy", vecs.astype(np.float16))
-        ann = new_ann(vecs.shape[1])
-        ann.add(np.arange(n), vecs.astype(np.float16))
-        ann.save(str(root / "idx" / "dense.usearch"))
+        ann = graph_of(vecs, vecs.shape[1], progress=False)
+        save_ann(ann, root / "idx" / GRAPH)
         del ann
         ann_s = time.perf_counter() - t0
         loads.append(os.getloadavg()[0])
         print(f"lexical {lex_s:.0f}s, HNSW {ann_s:.0f}s", flush=True)
         m = json.loads((root / "idx" / MANIFEST).read_text())
         m["embedder"] = {"name": embedder.name, "dim": embedder.dim, "dir": embedder_dir}
+        m["graph"] = GRAPH
         write_json(root / "idx" / MANIFEST, m)
         disk = du(root / "idx")
         rss0 = rss_bytes()
@@ -232,7 +246,7 @@ def main() -> None:
         tiled = f" ({world_posts:,} posts of {args.corpus.name if args.corpus else 'a new world'} tiled)"
         rows.append(("posts", f"{n:,}" + (tiled if args.posts else "")))
         rows.append(("murmur index, lexical (tantivy)", f"{n / lex_s:,.0f} posts/s"))
-        rows.append(("murmur index, HNSW add (usearch, f16)", f"{n / ann_s:,.0f} posts/s"))
+        rows.append(("murmur index, HNSW add (faiss, float16 codes)", f"{n / ann_s:,.0f} posts/s"))
         rows.append((f"embedding ({embedder.name}, CPU)", embed_note))
         rows.append(("murmur index with embedding (estimated: lexical + HNSW + embedding rates)",
                      f"{1 / (1 / (n / lex_s) + 1 / (n / ann_s) + 1 / max(rates.values())):,.0f} posts/s"))
@@ -274,6 +288,18 @@ def main() -> None:
         from murmur.search.retrieve import ranked
 
         qvecs = {q: v for q, v in zip(QUERIES, embedder.encode(QUERIES, "query"), strict=True)}
+        rows.append(("murmur dense, lang=es filter: recall@10 against exact search over the posts that pass",
+                     f"{filtered_recall(ix, qvecs, 'es'):.3f}"))
+        # one chunk, as murmur's store holds its posts: a take across the file's chunks would concatenate them
+        shown_posts = table.select(["post_id", "author_id", "created_at", "lang", "text"]).combine_chunks()
+
+        def faiss_posts(vec: np.ndarray) -> list[dict]:  # what a faiss user does to show a page of results
+            sims, ids = fidx.search(vec, 10)
+            page = shown_posts.take(ids[0][ids[0] >= 0]).to_pylist()
+            for row, score in zip(page, sims[0].tolist(), strict=False):
+                row["score"] = score
+            return page
+
         vec_given = RetrieveConfig(query_cache=len(QUERIES))
         for q in QUERIES:  # the index's query cache holds every query's vector: no forward when timed
             ix.search(make_request(q, mode="dense", k=10), vec_given)
@@ -284,12 +310,14 @@ def main() -> None:
                "bm25s lexical": lambda q: retriever.retrieve(bm25s.tokenize([q], show_progress=False), k=10,
                                                              show_progress=False),
                "faiss dense": lambda q: fidx.search(embedder.encode([q], "query"), 10),
+               "faiss dense + posts": lambda q: faiss_posts(embedder.encode([q], "query")),
                # the engines' own work, the query vector given: murmur's full results (filters, the
                # store's fields, highlights), murmur's ranking alone (ids and scores), faiss's ids
                "murmur dense, vector given": lambda q: ix.search(make_request(q, mode="dense", k=10), vec_given),
                "murmur dense ids, vector given": lambda q: ranked(ix, make_request(q, mode="dense", k=10),
                                                                   nocache, qvecs[q]),
-               "faiss dense, vector given": lambda q: fidx.search(qvecs[q][None], 10)}
+               "faiss dense, vector given": lambda q: fidx.search(qvecs[q][None], 10),
+               "faiss dense + posts, vector given": lambda q: faiss_posts(qvecs[q][None])}
         if mil is not None:
             fns.update({"milvus-lite lexical": mil.lexical, "milvus-lite dense": mil.dense,
                         "milvus-lite hybrid": mil.hybrid})
@@ -347,6 +375,8 @@ def main() -> None:
         rows.append(("bm25s lexical, 1 client", lat("bm25s lexical")))
         rows.append(("faiss HNSW add (f32)", f"{faiss_rate:,.0f} posts/s"))
         rows.append(("faiss dense, 1 client (query embedding included)", lat("faiss dense")))
+        rows.append(("faiss dense + the page's posts (Arrow take), 1 client (query embedding included)",
+                     lat("faiss dense + posts")))
         if mil is not None:
             rows.append(("milvus-lite insert + flush + load (BM25 + HNSW)", f"{mil.rate:,.0f} posts/s"))
             for mode in ("lexical", "dense", "hybrid"):
@@ -355,7 +385,9 @@ def main() -> None:
             mil = None
         rows.append(("ratio murmur/bm25s, lexical", ratio(one["murmur lexical"], one["bm25s lexical"])))
         rows.append(("ratio murmur/faiss, dense", ratio(one["murmur dense"], one["faiss dense"])))
-        for name in ("murmur dense, vector given", "murmur dense ids, vector given", "faiss dense, vector given"):
+        rows.append(("ratio murmur/(faiss + posts), dense", ratio(one["murmur dense"], one["faiss dense + posts"])))
+        for name in ("murmur dense, vector given", "murmur dense ids, vector given", "faiss dense, vector given",
+                     "faiss dense + posts, vector given"):
             rows.append((f"{name} (no query embedding), 1 client", lat(name)))
         if mil is not None:
             for mode in ("lexical", "dense", "hybrid"):

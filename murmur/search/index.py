@@ -6,7 +6,8 @@ build that dies leaves the previous index as it was)::
     manifest.json   format, version, post count, the embedder (name, dimension, directory)
     posts.parquet   the indexed posts (row = key): what results show
     lexical/        the tantivy BM25 index (:mod:`murmur.search.lexical`)
-    vectors.npy     float16 embeddings (row = key), and dense.usearch, their HNSW graph
+    vectors.npy     float16 embeddings (row = key), and dense.faiss, their HNSW graph (the manifest names it;
+                    an index built before with another engine's graph gets it rebuilt from the rows)
     wal-NNNNNN.jsonl  adds and deletes not yet compacted (:mod:`murmur.search.wal`), replayed on open
     segments.json, seg-*, dead-*, graph-*  what compaction folded in (:mod:`murmur.search.segments`)
 
@@ -41,7 +42,7 @@ from murmur.errors import InputError, MurmurError
 from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, open_parquet, write_json
 from murmur.progress import Progress
 from murmur.search.analyze import doc_terms
-from murmur.search.dense import DenseIndex, new_ann
+from murmur.search.dense import GRAPH_SUFFIX, DenseIndex, add_rows, new_ann, save_ann
 from murmur.search.embed import DEFAULT_NAME, Embedder, QueryCache, load_embedder
 from murmur.search.ingest import Cleaner, Post, validate
 from murmur.search.lexical import LexicalIndex
@@ -65,6 +66,7 @@ FORMAT = "murmur-search-index"
 KIND = "search-index"
 VERSION = 1
 MANIFEST = "manifest.json"
+GRAPH = f"dense{GRAPH_SUFFIX}"
 REQUIRED = ("post_id", "text", "created_at")
 
 
@@ -195,7 +197,7 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
                         e0 = time.perf_counter()
                         vecs = embedder.encode(cols["text"], "passage")
                         vectors[key:key + t.num_rows] = vecs
-                        ann.add(np.arange(key, key + t.num_rows), vecs.astype(np.float16))
+                        add_rows(ann, vecs)
                         embed_s += time.perf_counter() - e0
                     key += t.num_rows
                     bar.advance(t.num_rows)
@@ -209,8 +211,9 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
         if embedder is not None:
             vectors.flush()
             del vectors
-            ann.save(str(tmp / "dense.usearch"))
+            save_ann(ann, tmp / GRAPH)
         write_json(tmp / MANIFEST, {"format": FORMAT, "version": VERSION, "posts": key, "source": str(src),
+                                    "graph": GRAPH if embedder is not None else None,
                                     "embedder": _embedder_record(embedder)})
     return BuildResult(out, key, time.perf_counter() - t0, embed_s, embedder.name if embedder else None)
 
@@ -383,9 +386,7 @@ class SearchIndex:
             self.lexical.commit()
 
     def _kill(self, key: int) -> None:
-        self.store.kill(key)
-        if self.dense is not None:
-            self.dense.remove(key)
+        self.store.kill(key)  # the graph keeps the key: the store's liveness drops it from every result
 
     def _lexical_add(self, key: int, post: Post) -> None:
         self.lexical.add(key, doc_terms(post.text, post.lang, post.hashtags, post.mentions), post.lang,
@@ -501,9 +502,9 @@ class SearchIndex:
                 fsync_file(self.path / dead_file)
             graph = self.state.graph
             if self.dense is not None:
-                graph = f"graph-{tag}.usearch"
-                with self.lock.read():  # the graph may hold later adds and deletes too: replay is idempotent
-                    self.dense.ann.save(str(self.path / graph))
+                graph = f"graph-{tag}{GRAPH_SUFFIX}"
+                with self.lock.read():  # the graph may hold later adds too: replay is idempotent
+                    self.dense.save_graph(self.path / graph)
                 fsync_file(self.path / graph)
             state = DiskState(folded, n, tuple(segments), dead_file, graph)
             write_state(self.path, state)
@@ -522,7 +523,7 @@ class SearchIndex:
                     or (name.startswith("wal-") and name.endswith(".jsonl") and name[4:-6].isdigit()
                         and int(name[4:-6]) <= self.state.gen):
                 p.unlink(missing_ok=True)
-            elif name in ("vectors.npy", "dense.usearch", "posts.parquet") and name not in keep:
+            elif name in ("vectors.npy", GRAPH, "dense.usearch", "posts.parquet") and name not in keep:
                 p.unlink(missing_ok=True)
 
     def _compactor(self) -> None:

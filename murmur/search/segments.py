@@ -1,10 +1,10 @@
 """The on-disk state of a live index: which files hold its posts, and which logs are not folded in yet.
 
-A build writes one segment (``posts.parquet`` + ``vectors.npy``), the HNSW graph ``dense.usearch``
+A build writes one segment (``posts.parquet`` + ``vectors.npy``), the HNSW graph ``dense.faiss``
 and the lexical (tantivy) index. Posts added and deleted later go to numbered write-ahead logs
 (``wal-000001.jsonl``, ...). Compaction (:meth:`murmur.search.index.SearchIndex.compact`) folds
 the logs into the segments: it writes a new segment of the added posts and their vectors, the
-keys deleted so far (``dead-G.npy``) and the graph (``graph-G.usearch``), each fsynced, then
+keys deleted so far (``dead-G.npy``) and the graph (``graph-G.faiss``), each fsynced, then
 switches ``segments.json`` to them with one atomic rename, and only then removes the logs it
 folded. ``segments.json`` says: generation ``G`` (every log numbered ``G`` or less is in the
 segments; logs above ``G`` are replayed on open), the number of posts the segments hold, the
@@ -56,7 +56,7 @@ class DiskState:
     posts: int
     segments: tuple[Segment, ...]
     dead: str | None = None     # .npy of dead keys below ``posts``
-    graph: str | None = None    # the usearch graph file
+    graph: str | None = None    # the HNSW graph file
     extra: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> set[str]:
@@ -73,7 +73,7 @@ def initial_state(manifest: dict[str, Any]) -> DiskState:
     dense = manifest.get("embedder") is not None
     n = int(manifest.get("posts", 0))
     return DiskState(0, n, (Segment("posts.parquet", "vectors.npy" if dense else None, 0, n),),
-                     graph="dense.usearch" if dense else None)
+                     graph=manifest.get("graph", "dense.usearch") if dense else None)  # older builds: usearch's
 
 
 def read_state(path: Path, manifest: dict[str, Any]) -> DiskState:
