@@ -60,6 +60,19 @@ def test_analysis_english_spanish_entities():
     assert highlight_spans(text, "en", set()) == []
 
 
+def test_term_tables_start_again_when_full(monkeypatch):
+    from murmur.search import analyze
+
+    monkeypatch.setattr(analyze, "_TERMS_MAX", 3)
+    monkeypatch.setattr(analyze, "_TERMS", {})
+    words = ["running", "runners", "Canciones", "marathons", "baking", "ran"]
+    assert [analyze.word_term(w, "en") for w in words] == ["run", "runner", "cancion", "marathon", "bake", "ran"]
+    assert len(analyze._TERMS["en"]) <= 3
+    text = "Running and baking marathons, then running again"
+    spans = highlight_spans(text, "en", {"run", "bake"})
+    assert [text[a:b] for a, b in spans] == ["Running", "baking", "running"]
+
+
 def test_lexical_query_filters_and_sort(index_dir, corpus):
     posts = pq.read_table(corpus[1]).to_pylist()
     target = next(p for p in posts if p["lang"] == "es" and p["hashtags"])

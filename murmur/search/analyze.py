@@ -30,6 +30,8 @@ STEMMED = {"en": "english", "es": "spanish"}
 _PLACEHOLDER_RE = r"<(?:url|email|phone|card)>"
 _TOKEN_RE = re.compile(
     _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
+_RUN_RE = re.compile(r"\w+")  # every run of word characters: a post's words are among them
+_ENTITY_RE = re.compile(r"(?<![\w#@])([#@])(\w+)")  # every hashtag and mention _TOKEN_RE finds, and maybe more
 _CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _MENTION_PLACEHOLDER = "user"
 
@@ -73,12 +75,30 @@ def _camel_parts(tag: str) -> list[str]:
     return _CAMEL_RE.findall(plain)
 
 
-@functools.lru_cache(maxsize=400_000)
-def word_term(word: str, lang: str) -> str:
-    """The term of a plain word in a post of language ``lang``."""
+_TERMS: dict[str, dict[str, str]] = {}  # per language: word -> its term (a plain dict: read in C by map())
+_TERMS_MAX = 400_000                     # words kept per language before its table starts again
+
+
+def _terms(lang: str) -> dict[str, str]:
+    table = _TERMS.get(lang)
+    if table is None or len(table) >= _TERMS_MAX:
+        table = _TERMS[lang] = {}
+    return table
+
+
+def _term(word: str, lang: str) -> str:
     folded = fold(word)
     stem = _stemmer(lang)
     return stem.stemWord(folded) if stem is not None else folded
+
+
+def word_term(word: str, lang: str) -> str:
+    """The term of a plain word in a post of language ``lang`` (kept per language once made)."""
+    table = _TERMS.get(lang)
+    term = table.get(word) if table is not None else None
+    if term is None:
+        term = _terms(lang)[word] = _term(word, lang)
+    return term
 
 
 def _tokens(text: str) -> Iterable[tuple[int, int, str, str]]:
@@ -157,15 +177,29 @@ def query_kinds(query: str) -> dict[str, int]:
 def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:
     """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``.
 
-    A page of results is analysed on every query, so this is :func:`_tokens` inlined: one regex
-    pass, each match's groups read at once, and a text none of whose words is wanted (most results
-    of a dense query) costs one ``findall`` before any span is made."""
+    A page of results is analysed on every query, so a text none of whose words is wanted (most
+    results of a dense query) is told with no Python loop over its words: the runs of word characters
+    (its words are among them) looked up in the language's term table by ``map``, a set test, and its
+    hashtags and mentions only when it has a ``#`` or ``@``. The spans are then :func:`_tokens` inlined:
+    one regex pass, each match's groups read at once."""
     if not wanted:
         return []
     lang = (lang or "").split("-")[0].lower()
-    if not any(_hit(tag, name, word, lang, wanted) for tag, name, word in _TOKEN_RE.findall(text)):
+    table = _terms(lang)  # this one table holds every run's term below, whatever another thread starts
+    runs = _RUN_RE.findall(text)
+    for run in runs:
+        if run not in table:
+            table[run] = _term(run, lang)
+    if wanted.isdisjoint(map(table.__getitem__, runs)) and not (
+            ("#" in text or "@" in text)
+            and any(_hit(tag, name, None, lang, wanted) for tag, name in _ENTITY_RE.findall(text))):
         return []
-    return [list(m.span()) for m in _TOKEN_RE.finditer(text) if _hit(*m.groups(), lang, wanted)]
+    out = []
+    for m in _TOKEN_RE.finditer(text):
+        tag, name, word = m.groups()
+        if (table[word] in wanted) if word else (tag is not None and _hit(tag, name, None, lang, wanted)):
+            out.append(list(m.span()))
+    return out
 
 
 def _hit(tag: str | None, name: str | None, word: str | None, lang: str, wanted: set[str]) -> bool:
