@@ -278,6 +278,9 @@ def main() -> None:
         fidx.hnsw.efSearch = 96
         fidx.add(vecs)
         faiss_rate = n / (time.perf_counter() - t0)
+        live = np.flatnonzero(ix.store.alive.view)
+        faiss_recall = np.mean([len({k for k, _ in ix.dense.search_exact(q, live, 10)}
+                                    .intersection(fidx.search(q[None], 10)[1][0].tolist())) / 10 for q in rq])
         loads.append(os.getloadavg()[0])
         print(f"peers built {time.perf_counter() - started:.0f}s", flush=True)
         mil = None if args.no_milvus else Milvus(root, texts, vecs, embedder)
@@ -374,6 +377,7 @@ def main() -> None:
         rows.append(("bm25s index", f"{bm25s_rate:,.0f} posts/s"))
         rows.append(("bm25s lexical, 1 client", lat("bm25s lexical")))
         rows.append(("faiss HNSW add (f32)", f"{faiss_rate:,.0f} posts/s"))
+        rows.append((f"faiss HNSW (f32) recall@10 vs exact ({args.recall_queries} queries)", f"{faiss_recall:.3f}"))
         rows.append(("faiss dense, 1 client (query embedding included)", lat("faiss dense")))
         rows.append(("faiss dense + the page's posts (Arrow take), 1 client (query embedding included)",
                      lat("faiss dense + posts")))
