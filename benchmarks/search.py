@@ -393,7 +393,7 @@ def main() -> None:
         for name in ("murmur dense, vector given", "murmur dense ids, vector given", "faiss dense, vector given",
                      "faiss dense + posts, vector given"):
             rows.append((f"{name} (no query embedding), 1 client", lat(name)))
-        if mil is not None:
+        if "milvus-lite lexical" in one:  # milvus-lite ran (it is closed by now)
             for mode in ("lexical", "dense", "hybrid"):
                 rows.append((f"ratio murmur/milvus-lite, {mode}", ratio(one[f"murmur {mode}"],
                                                                         one[f"milvus-lite {mode}"])))
@@ -422,7 +422,27 @@ def main() -> None:
         write_section("search", body)
 
 
-EARLIER = """Where murmur's dense time goes beside faiss's, measured piece by piece at 300,000 posts (tiled, as
+EARLIER = """The graph is faiss's HNSW over float16 codes since 2026-11-29 (usearch's float16 graph before; every
+figure below this paragraph that names usearch was taken with it). On 300,000 near-copies of real
+MiniLM vectors (M 16, ef_construction 128, one query on one thread, 40 queries): recall@10 against exact
+search 0.885 / 0.897 / 0.900 at ef 96 / 128 / 192 for faiss's float16-code graph and 0.882 / 0.895 /
+0.897 for its float32 graph, at p50 0.24 / 0.31 / 0.43 ms against 0.31 / 0.40 / 0.54 ms: the same
+recall, a quarter less time (near-copies of one post cap recall near 0.9 for both; on murmur-embed's
+vectors above, 0.975 against faiss float32's 0.980). At 1,000,000 posts (MiniLM near-copies, as below,
+no milvus-lite; 2026-11-29, load 0.7-2.0; 8 minutes): dense p50 12.4 / p99 17.5 ms against faiss's ids
+11.5 / 16.9 ms (1.07x / 1.04x; it was 1.15x / 1.11x with usearch) and faiss's ids with the page's posts
+11.9 / 16.3 ms (1.03x / 1.07x), the embedding alone 11.2 ms; with the vector given, murmur's ranking
+0.6 ms against faiss's ids 0.4 ms and its full results (the store's fields, highlights) 1.3 ms against
+faiss's ids and posts 0.8 ms; hybrid 14.1 / 20.1 ms with 1 client, 62.1 / 74.5 ms with 8; the graph
+built at 6,075 posts/s (usearch 2,484, faiss float32 4,926); recall@10 0.810 (0.915 with usearch; the
+float-code test above says faiss's float32 graph recalls the same); 2,793 B of memory and 1,802 B of
+disk per post. A `lang=es` filter there took 66.7 ms at p50 with recall 1.0: MiniLM is an English
+model, so around an English query lie only English near-copies, the walk with the filter inside finds
+no Spanish post within its 327 candidates, and exact search over the 490,000 that pass answers; with
+murmur-embed (above, 300,000 posts) the walk answers: p50 7.4 ms with the query embedded (13.3 ms with
+usearch and exact search), recall@10 0.880 against exact search over the posts that pass.
+
+Where murmur's dense time goes beside faiss's, measured piece by piece at 300,000 posts (tiled, as
 above, with all-MiniLM-L6-v2; 2026-11-28, quiet machine, load under 1; 300 queries, each piece in a new
 order per query): embedding the query takes p50 9.5 ms on both sides (the same embedder object: the
 same shared-forward queue and one torch thread for a one-query forward, whichever engine asks);
@@ -438,7 +458,7 @@ benchmark's own setup (half a million objects, about 230 ms on these cores) land
 happens to trigger it; the script now freezes the setup out of the collector before timing (p99 at
 300,000 posts: murmur 16.3 -> 14.1 ms, faiss 14.0 -> 13.1 ms).
 
-At 1,000,000 posts (the demo world's 27,639 posts tiled, real MiniLM vectors with noise, no
+With usearch's graph, at 1,000,000 posts (the demo world's 27,639 posts tiled, real MiniLM vectors with noise, no
 milvus-lite; 2026-11-28, load average 1.3-5.1; `python benchmarks/search.py --corpus demo/clean.parquet
 --vectors demo/search --posts 1000000 --rounds 3 --embed-sample 128 --recall-queries 20 --no-milvus`):
 lexical p50 1.9 / p99 11.1 ms against bm25s's 210 / 321 ms (0.01x); dense 17.1 / 20.8 ms against
