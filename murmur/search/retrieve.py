@@ -40,7 +40,7 @@ from murmur.errors import InputError
 from murmur.search.analyze import highlight_spans, query_kinds, query_terms
 from murmur.search.ingest import parse_time
 from murmur.search.lexical import Filters
-from murmur.search.store import iso
+from murmur.search.store import isos
 
 MODES = ("lexical", "dense", "hybrid")
 SORTS = ("relevance", "recent")
@@ -266,8 +266,9 @@ def search(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None) ->
     hits = ranked(index, req, cfg)[:req.k]
     wanted = set().union(*query_terms(req.q))
     out = []
-    for (_, score), p in zip(hits, index.store.rows([key for key, _ in hits]), strict=True):
-        out.append({"post_id": p["post_id"], "author_id": p["author_id"], "created_at": iso(p["created_us"]),
+    posts = index.store.rows([key for key, _ in hits])
+    for (_, score), p, created in zip(hits, posts, isos([p["created_us"] for p in posts]), strict=True):
+        out.append({"post_id": p["post_id"], "author_id": p["author_id"], "created_at": created,
                     "lang": p["lang"], "text": p["text"], "score": round(score, 6),
                     "highlights": highlight_spans(p["text"], p["lang"], wanted)})
     return out
