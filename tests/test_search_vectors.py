@@ -10,7 +10,6 @@ import pytest
 
 from murmur.search.dense import DenseIndex, graph_of
 from murmur.search.embed import Batcher, QueryCache
-from murmur.search.retrieve import RetrieveConfig
 from murmur.search.segments import Stacked
 
 
@@ -102,33 +101,25 @@ def test_query_cache_keeps_recent_queries():
     assert emb.calls == 6
 
 
-def test_filtered_graph_walk_finds_what_passes():
-    """A filter the plain neighbours hardly pass (the far side of the space): the walk with the filter
-    inside finds the nearest that pass, as exact search does, and never one that fails."""
+def test_walk_with_liveness_inside_skips_deleted_neighbours():
+    """Each query's 30 nearest posts deleted: the walk with liveness inside finds the nearest live ones,
+    as exact search does, and never a deleted one; keys past the liveness array do not pass."""
     rng = np.random.default_rng(3)
     dim, n = 32, 4000
     rows = _unit(rng, n, dim)
     dense = DenseIndex(dim, rows, graph_of(rows, dim, progress=False))
-    axis = rng.normal(size=dim).astype(np.float32)
-    proj = rows.astype(np.float32) @ axis
-    allowed = proj < np.quantile(proj, 0.2)  # a fifth of the posts, all on one side
-    keys = np.flatnonzero(allowed)
-    expansion = int(RetrieveConfig().ann_filter_expansion * 10 / 0.2)  # what retrieval asks for at this share
     hits = total = 0
     for _ in range(40):
-        q = axis + 0.3 * rng.normal(size=dim).astype(np.float32)  # queries on the other side
+        q = rng.normal(size=dim).astype(np.float32)
         q /= np.linalg.norm(q)
-        plain = [k for k, _ in dense.search_ann(q, 50)]
-        assert sum(allowed[k] for k in plain) < 10  # the plain walk's neighbours hold too few that pass
-        found = dense.search_ann(q, 10, allowed=allowed, expansion=expansion)
-        assert len(found) == 10 and all(allowed[k] for k, _ in found)
+        alive = np.ones(n, bool)
+        alive[[k for k, _ in dense.search_exact(q, np.arange(n), 30)]] = False
+        found = dense.search_ann(q, 10, allowed=alive)
+        assert len(found) == 10 and all(alive[k] for k, _ in found)
         assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
-        exact = {k for k, _ in dense.search_exact(q, keys, 10)}
+        exact = {k for k, _ in dense.search_exact(q, np.flatnonzero(alive), 10)}
         hits += len(exact.intersection(k for k, _ in found))
         total += 10
     assert hits / total >= 0.9
-    short = np.zeros(n, bool)
-    short[keys[:3]] = True
-    # three posts in 4,000: the walk may find fewer than exist (retrieval then searches exactly), never others
-    assert {k for k, _ in dense.search_ann(axis, 10, allowed=short)} <= set(keys[:3].tolist())
-    assert dense.search_ann(axis, 5, allowed=np.zeros(n // 2, bool)) == []  # keys past the array do not pass
+    assert dense.search_ann(q, 5, allowed=np.zeros(n // 2, bool)) == []
+    assert {k for k, _ in dense.search_ann(q, 5, allowed=np.arange(n) < 7)} <= set(range(7))

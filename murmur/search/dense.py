@@ -2,12 +2,11 @@
 
 The graph is faiss's ``IndexHNSWSQ`` with float16 codes (inner product, M = 16, ef_construction =
 128, ef = 96): on the same vectors it searched in about half of usearch's f16 time (0.2 against 0.43
-ms at 200,000 posts) and in less than faiss's own float32 graph (0.27 ms), at equal recall, and it
-searches with a filter *inside* the graph walk (an ``IDSelectorBitmap`` of the posts that pass), so a
-filter that the nearest neighbours hardly pass (Spanish posts for an English query) needs no exact
-pass over hundreds of thousands of rows. faiss numbers the vectors in the order they are added,
-which is murmur's key order; it cannot remove one, so a deleted post stays in the graph and is
-dropped from the neighbours by the store's liveness (the graph keeps finding its way through it).
+ms at 200,000 posts) and in less than faiss's own float32 graph (0.27 ms), at equal recall. faiss
+numbers the vectors in the order they are added, which is murmur's key order; it cannot remove one,
+so a deleted post stays in the graph (the walk still passes through it) and the store's liveness
+drops it from the neighbours; where deletions crowd a query's neighbourhood the walk is run with
+liveness inside it (an ``IDSelectorBitmap``, ``allowed``).
 
 The vectors themselves are kept as float16 rows (``vectors.npy``, memory-mapped, plus the rows
 added since the build) so that exact search is always available: for filtered queries whose
