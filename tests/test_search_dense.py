@@ -184,7 +184,7 @@ def test_filtered_dense_and_shared_forwards(built, embedder):
             assert len(ann) == min(5, int(mask.sum())) and all(mask[k] for k in ann)
 
 
-def test_deleted_neighbours_and_an_index_built_with_another_graph(built, embedder, tmp_path):
+def test_deleted_neighbours_and_an_index_built_with_another_graph(built, embedder, tmp_path, capfd):
     """Deleting a query's nearest posts still leaves k results (liveness inside the walk), and an index
     whose graph is another engine's file (built before) gets its graph rebuilt from the stored rows,
     answering as the original, until compaction saves it."""
@@ -216,3 +216,9 @@ def test_deleted_neighbours_and_an_index_built_with_another_graph(built, embedde
     assert not (idx / "dense.usearch").exists() and list(idx.glob("graph-*.faiss"))
     with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:
         assert [r["post_id"] for r in ix.search(req)] == exact
+    # a damaged graph file (it is derived from the stored rows) is built again, with a line saying why
+    graph = next(idx.glob("graph-*.faiss"))
+    graph.write_bytes(graph.read_bytes()[:100])
+    with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:
+        assert [r["post_id"] for r in ix.search(req)] == exact
+    assert f"{graph}: unreadable (" in capfd.readouterr().err

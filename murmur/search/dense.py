@@ -21,6 +21,7 @@ more than a quarter of a segment, the whole segment in order (a sequential pass 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import faiss
@@ -64,6 +65,24 @@ def graph_of(rows: np.ndarray, dim: int, progress: bool = True, block: int = 655
     return ann
 
 
+def _read_graph(path: Path, base: np.ndarray, dim: int) -> faiss.Index:
+    """The graph saved at ``path``, or, with a log line saying why, one built from the stored rows (it is
+    derived from them, and saved at the next compaction): when the file is another engine's (an index built
+    before), unreadable, or not a graph over these rows."""
+    why = "a graph of another engine"
+    if path.suffix == GRAPH_SUFFIX:
+        try:
+            ann = faiss.read_index(str(path))
+        except RuntimeError as e:  # faiss's C++ errors: a missing or damaged file
+            why = f"unreadable ({re.sub(r'^Error in .*? at [^ ]+:[0-9]+: (Error: )?', '', str(e).strip())[:200]})"
+        else:
+            if ann.d == dim and ann.ntotal >= len(base):
+                return ann
+            why = f"a graph of {ann.ntotal:,} vectors of dimension {ann.d}, not of these {len(base):,} of {dim}"
+    log(f"{path}: {why}; building the HNSW graph from the {len(base):,} stored rows (saved at the next compaction)")
+    return graph_of(base, dim)
+
+
 class DenseIndex:
     """ANN + exact search over keys ``0..n-1`` (a key's vector is row ``key``)."""
 
@@ -82,13 +101,7 @@ class DenseIndex:
         parts = [np.load(p, mmap_mode="r") for p in vector_paths]
         dim = parts[0].shape[1]
         base = parts[0] if len(parts) == 1 else Stacked(parts, dim)
-        if ann_path.suffix == GRAPH_SUFFIX:
-            ann = faiss.read_index(str(ann_path))
-        else:
-            log(f"{ann_path}: a graph of another engine; building the HNSW graph from the {len(base):,} stored rows "
-                "(saved at the next compaction)")
-            ann = graph_of(base, dim)
-        return cls(dim, base, ann)
+        return cls(dim, base, _read_graph(ann_path, base, dim))
 
     def __len__(self) -> int:
         return len(self.base) + len(self.added)
