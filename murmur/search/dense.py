@@ -94,8 +94,7 @@ class DenseIndex:
 
     @classmethod
     def load(cls, vector_paths: list[Path], ann_path: Path) -> DenseIndex:
-        """The segments' vectors (memory-mapped, in key order) and the graph over them (rebuilt from the
-        rows, with a log line, when ``ann_path`` is another engine's graph: an index built before)."""
+        """The segments' vectors (memory-mapped, in key order) and the graph over them (see :func:`_read_graph`)."""
         from murmur.search.segments import Stacked
 
         parts = [np.load(p, mmap_mode="r") for p in vector_paths]
@@ -127,21 +126,20 @@ class DenseIndex:
     def save_graph(self, path: Path) -> None:
         save_ann(self.ann, path)
 
-    def search_ann(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None,
-                   expansion: int = EXPANSION_SEARCH) -> list[tuple[int, float]]:
+    def search_ann(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(key, cosine similarity) of the approximate nearest ``limit`` vectors; with ``allowed`` (a bool
-        per key; keys past it are not allowed) only among those, the filter applied inside the graph walk,
-        which keeps the ``expansion`` best candidates it has seen (raise it for a filter few pass)."""
+        per key; keys past it are not allowed) only among those, tested inside the graph walk (for
+        liveness, which most keys pass: a filter few pass finds too few this way)."""
         n = self.ann.ntotal
         if n == 0:
             return []
         q = np.ascontiguousarray(query, np.float32)[None]
         if allowed is None:
-            params = faiss.SearchParametersHNSW(efSearch=max(expansion, limit))
+            params = faiss.SearchParametersHNSW(efSearch=max(EXPANSION_SEARCH, limit))
         else:
             bits = np.packbits(allowed, bitorder="little")  # it and the selector held until the search returns
             sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(expansion, limit))
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(EXPANSION_SEARCH, limit))
         sims, keys = self.ann.search(q, min(limit, n), params=params)
         return [(int(k), float(s)) for k, s in zip(keys[0], sims[0], strict=True) if k >= 0]
 
