@@ -136,10 +136,11 @@ def doc_terms(text: str, lang: str | None, hashtags: Iterable[str] = (), mention
     return terms
 
 
-def tag_terms(tag: str, lang: str) -> list[str]:
+@functools.lru_cache(maxsize=100_000)
+def tag_terms(tag: str, lang: str) -> tuple[str, ...]:
     """``#tag`` itself plus its words (``#MachineLearning`` -> ``machin``, ``learn``)."""
     tag = tag.lstrip("#")
-    return ["#" + fold(tag)] + [word_term(p, lang) for p in _camel_parts(tag)]
+    return ("#" + fold(tag), *(word_term(p, lang) for p in _camel_parts(tag)))
 
 
 def query_terms(query: str) -> list[set[str]]:

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,21 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return m
 
 
+class _Held:
+    """A ``with`` block around two calls (one object per lock side, made once: a search takes it)."""
+
+    __slots__ = ("_enter", "_exit")
+
+    def __init__(self, enter: Callable[[], None], exit_: Callable[[], None]):
+        self._enter, self._exit = enter, exit_
+
+    def __enter__(self) -> None:
+        self._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit()
+
+
 class _RWLock:
     """Many readers or one writer; a waiting writer goes first (a reader that comes after it waits), so
     a stream of short reads (a search, a slice of trend counting) cannot hold an add back. Not
@@ -242,42 +257,44 @@ class _RWLock:
         self._readers = 0
         self._writer = False
         self._waiting = 0  # writers waiting
+        self._read = _Held(self._start_read, self._end_read)
+        self._write = _Held(self._start_write, self._end_write)
 
-    def read(self):
-        lock = self
+    def read(self) -> _Held:
+        return self._read
 
-        class _R:
-            def __enter__(self):
-                with lock._cond:
-                    while lock._writer or lock._waiting:
-                        lock._cond.wait()
-                    lock._readers += 1
+    def write(self) -> _Held:
+        return self._write
 
-            def __exit__(self, *exc):
-                with lock._cond:
-                    lock._readers -= 1
-                    lock._cond.notify_all()
-        return _R()
+    def _start_read(self) -> None:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
 
-    def write(self):
-        lock = self
+    def _end_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:  # only a writer waits for the readers to be gone
+                self._cond.notify_all()
 
-        class _W:
-            def __enter__(self):
-                with lock._cond:
-                    lock._waiting += 1
-                    try:
-                        while lock._writer or lock._readers:
-                            lock._cond.wait()
-                    finally:
-                        lock._waiting -= 1
-                    lock._writer = True
+    def _start_write(self) -> None:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            except BaseException:  # given up (an interrupt): readers held back by this writer go on
+                self._waiting -= 1
+                self._cond.notify_all()
+                raise
+            self._waiting -= 1
+            self._writer = True
 
-            def __exit__(self, *exc):
-                with lock._cond:
-                    lock._writer = False
-                    lock._cond.notify_all()
-        return _W()
+    def _end_write(self) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
 
 
 class SearchIndex:
