@@ -80,9 +80,12 @@ _TERMS_MAX = 400_000                     # words kept per language before its ta
 
 
 def _terms(lang: str) -> dict[str, str]:
-    table = _TERMS.get(lang)
+    """The term table of ``lang``; every language without a stemmer shares one (its terms are the folded
+    words), so a post's language code, whatever it is, never adds a table."""
+    key = lang if lang in STEMMED else ""
+    table = _TERMS.get(key)
     if table is None or len(table) >= _TERMS_MAX:
-        table = _TERMS[lang] = {}
+        table = _TERMS[key] = {}
     return table
 
 
@@ -94,7 +97,7 @@ def _term(word: str, lang: str) -> str:
 
 def word_term(word: str, lang: str) -> str:
     """The term of a plain word in a post of language ``lang`` (kept per language once made)."""
-    table = _TERMS.get(lang)
+    table = _TERMS.get(lang if lang in STEMMED else "")
     term = table.get(word) if table is not None else None
     if term is None:
         term = _terms(lang)[word] = _term(word, lang)

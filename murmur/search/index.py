@@ -48,6 +48,7 @@ from murmur.search.ingest import Cleaner, Post, validate
 from murmur.search.lexical import LexicalIndex
 from murmur.search.segments import (
     LEGACY_WAL,
+    OLD_GRAPH,
     STATE,
     DiskState,
     Segment,
@@ -540,7 +541,7 @@ class SearchIndex:
                     or (name.startswith("wal-") and name.endswith(".jsonl") and name[4:-6].isdigit()
                         and int(name[4:-6]) <= self.state.gen):
                 p.unlink(missing_ok=True)
-            elif name in ("vectors.npy", GRAPH, "dense.usearch", "posts.parquet") and name not in keep:
+            elif name in ("vectors.npy", GRAPH, OLD_GRAPH, "posts.parquet") and name not in keep:
                 p.unlink(missing_ok=True)
 
     def _compactor(self) -> None:

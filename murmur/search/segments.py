@@ -68,12 +68,15 @@ class DiskState:
                 "segments": [s.__dict__ for s in self.segments]}
 
 
+OLD_GRAPH = "dense.usearch"  # the graph a build wrote before the manifest named it (usearch's): rebuilt on open
+
+
 def initial_state(manifest: dict[str, Any]) -> DiskState:
     """The state of a directory as ``build_index`` wrote it."""
     dense = manifest.get("embedder") is not None
     n = int(manifest.get("posts", 0))
     return DiskState(0, n, (Segment("posts.parquet", "vectors.npy" if dense else None, 0, n),),
-                     graph=manifest.get("graph", "dense.usearch") if dense else None)  # older builds: usearch's
+                     graph=manifest.get("graph", OLD_GRAPH) if dense else None)
 
 
 def read_state(path: Path, manifest: dict[str, Any]) -> DiskState:
