@@ -185,7 +185,8 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
     results of a dense query) is told with no Python loop over its words: the runs of word characters
     (its words are among them) looked up in the language's term table by ``map``, a set test, and its
     hashtags and mentions only when it has a ``#`` or ``@``. The spans are then :func:`_tokens` inlined:
-    one regex pass, each match's groups read at once."""
+    one regex pass, each match's groups read at once; a text with no hashtag, mention, placeholder or
+    link (most posts) has its words' spans read off its runs of word characters directly."""
     if not wanted:
         return []
     lang = (lang or "").split("-")[0].lower()
@@ -194,10 +195,14 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
     for run in runs:
         if run not in table:
             table[run] = _term(run, lang)
+    # a hashtag, mention, placeholder or link may be in it (a regex search would cost as much as the findall)
+    shaped = "#" in text or "@" in text or "<" in text or "://" in text or "www." in text.lower()
     if wanted.isdisjoint(map(table.__getitem__, runs)) and not (
             ("#" in text or "@" in text)
             and any(_hit(tag, name, None, lang, wanted) for tag, name in _ENTITY_RE.findall(text))):
         return []
+    if not shaped:
+        return [list(m.span()) for m in _RUN_RE.finditer(text) if table[m.group()] in wanted]
     out = []
     for m in _TOKEN_RE.finditer(text):
         tag, name, word = m.groups()

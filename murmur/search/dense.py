@@ -77,6 +77,7 @@ def _read_graph(path: Path, base: np.ndarray, dim: int) -> faiss.Index:
             why = f"unreadable ({re.sub(r'^Error in .*? at [^ ]+:[0-9]+: (Error: )?', '', str(e).strip())[:200]})"
         else:
             if ann.d == dim and ann.ntotal >= len(base):
+                ann.hnsw.efSearch = EXPANSION_SEARCH  # the default of a search that passes no parameters
                 return ann
             why = f"a graph of {ann.ntotal:,} vectors of dimension {ann.d}, not of these {len(base):,} of {dim}"
     log(f"{path}: {why}; building the HNSW graph from the {len(base):,} stored rows (saved at the next compaction)")
@@ -134,14 +135,14 @@ class DenseIndex:
         if n == 0:
             return []
         q = np.ascontiguousarray(query, np.float32)[None]
-        if allowed is None:
-            params = faiss.SearchParametersHNSW(efSearch=max(EXPANSION_SEARCH, limit))
+        if allowed is None:  # the graph's own efSearch is EXPANSION_SEARCH: no parameter object to build
+            params = None if limit <= EXPANSION_SEARCH else faiss.SearchParametersHNSW(efSearch=limit)
         else:
             bits = np.packbits(allowed, bitorder="little")  # it and the selector held until the search returns
             sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
             params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(EXPANSION_SEARCH, limit))
         sims, keys = self.ann.search(q, min(limit, n), params=params)
-        return [(int(k), float(s)) for k, s in zip(keys[0], sims[0], strict=True) if k >= 0]
+        return [(k, s) for k, s in zip(keys[0].tolist(), sims[0].tolist(), strict=True) if k >= 0]
 
     def similarities(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Cosine similarity of ``query`` with the vector of each key (float32), exactly."""

@@ -224,8 +224,9 @@ def _identifier(langs: tuple[str, ...]) -> Any:
 
 
 def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
-           query_vec: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """(key, score) best first: the ranking without the result objects (evaluation uses it)."""
+           query_vec: np.ndarray | None = None, groups: list[set[str]] | None = None) -> list[tuple[int, float]]:
+    """(key, score) best first: the ranking without the result objects (evaluation uses it). ``groups``:
+    the query's terms (:func:`query_terms`) when the caller has them."""
     cfg = cfg or RetrieveConfig()
     mode = req.mode
     # one list in relevance order is the answer itself: read k deep, as any engine asked for k would
@@ -233,7 +234,8 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
     if mode != "lexical" and index.dense is None:
         raise InputError(f"this index has no embeddings, so mode {mode!r} is not available; use 'lexical' "
                          "or rebuild the index with an embedder", field="mode")
-    groups = query_terms(req.q)
+    if mode != "dense" and groups is None:
+        groups = query_terms(req.q)
     if mode != "lexical" and query_vec is None:  # before the lock: an add need not wait for a forward
         query_vec = index.query_vectors.get(index.embedder, req.q, cfg.query_cache)
     with index.lock.read():
@@ -255,8 +257,9 @@ def ranked(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None,
 
 def search(index: Any, req: SearchRequest, cfg: RetrieveConfig | None = None) -> list[dict[str, Any]]:
     """The best ``req.k`` posts as result objects (``post_id``, ..., ``score``, ``highlights``)."""
-    hits = ranked(index, req, cfg)[:req.k]
-    wanted = set().union(*query_terms(req.q))
+    groups = query_terms(req.q)
+    hits = ranked(index, req, cfg, groups=groups)[:req.k]
+    wanted = set().union(*groups)
     out = []
     posts = index.store.rows([key for key, _ in hits])
     for (_, score), p, created in zip(hits, posts, isos([p["created_us"] for p in posts]), strict=True):
