@@ -10,7 +10,8 @@ queries with that one), query latency p50/p99 per mode at 1 and 8 concurrent cli
 included), time from add() returning to the post being found, disk and resident memory per post.
 Peers: bm25s (lexical), faiss HNSW (dense; its ids alone, and with the page's posts read from an
 Arrow table, as a user who shows results must), milvus-lite (BM25 full-text + dense + RRF hybrid
-through pymilvus, the client of a Milvus cluster).
+through pymilvus, the client of a Milvus cluster). The peers are the ``search-peers`` extra
+(``pip install -e ".[search-peers]"``).
 
 Scale: ``--posts N`` tiles the world's clean posts to N rows (each copy gets new post ids; texts
 repeat), so a 1M-post index is built from a world of a few thousand accounts in minutes.
