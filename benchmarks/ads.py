@@ -217,7 +217,9 @@ def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
     return ["### Ads: lift and pacing",
             f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.days} day{'s' if args.days > 1 else ''} × "
             f"{args.page_views:,} page views, 2 slots, "
-            f"20 campaigns drawn per seed; {args.users:,}-account world, interest audiences on LSA vectors; mean ± 95% "
+            f"20 campaigns drawn per seed; {args.users:,}-account world, interest audiences on LSA vectors; budgets: "
+            "half of what each campaign could spend in every auction it can enter with the others paced at their "
+            "budgets, by a probe day's supply forecast (`budget_rounds` 1); mean ± 95% "
             "CI; `delivery_ok`: campaign-days within ±10% of budget and at most 1% over; `supply_limited`: under 90% "
             "and, with the day replayed with that campaign in every auction it can enter and no budget limit, its "
             "clicks drawn anew from the hidden click model, under 90% in at least half the draws; `paced_ok`: "

@@ -18,6 +18,14 @@ JSON line to the decision log. Requests are served in batches (:meth:`AdServer.s
 is computed for the whole batch at once, then the auctions run one by one in order, so budgets,
 caps and pacing see every earlier decision. ``policy="random"`` keeps everything but ranks at random
 and charges the bid: the control arm of the A/B test.
+
+Supply forecasting (``shadow``, murmur's policy): each auction is also run, for every campaign that
+could have entered it (targeted, under its frequency cap as counted in this forecast) but did not take
+part or was stopped by its budget, with that campaign added, as if it took part in every auction and
+had no budget. Where it would have won a slot, a :class:`Shadow` is appended to :attr:`AdServer.shadow`:
+what the campaign could have bought, one auction at a time, the others as they were (a single
+campaign's deviation; what it would have taken from the others is not followed further). The
+simulator sums their expected charges into each campaign's capacity, which sets its budget.
 """
 
 from __future__ import annotations
@@ -89,6 +97,18 @@ class Placement:
         return {"request_id": self.request_id, "position": self.position, "campaign_id": self.campaign_id,
                 "creative_id": self.creative_id, "text": self.text, "url": self.url, "image": self.image,
                 "bid_type": self.bid_type, "pctr": round(self.pctr, 6), "price": round(self.price, 6)}
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A slot a campaign would have won in every auction with no budget limit (see the module docstring)."""
+
+    request_id: str
+    campaign: int           # index inside the server
+    position: int
+    creative: int           # index into the server's creatives
+    pctr: float
+    price: float            # per click (CPC) or per 1000 impressions (CPM), currency units
 
 
 class DecisionLog:
@@ -178,6 +198,9 @@ class AdServer:
         self.daily: list[tuple[dt.date, np.ndarray, np.ndarray, np.ndarray]] = []
         self.auctions_today = np.zeros(n, np.int64)  # auctions it could enter (targeted, under its frequency cap)
         self.held_daily: list[tuple[np.ndarray, np.ndarray]] = []
+        # supply forecasting (module docstring): None, or a list the auctions append Shadow slots to
+        self.shadow: list[Shadow] | None = None
+        self._shadow_freq: dict[tuple[int, int], int] = defaultdict(int)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ time
@@ -189,6 +212,7 @@ class AdServer:
             self.day = day
             self.pacer.new_day()
             self.freq.clear()
+            self._shadow_freq.clear()
             self.spend_today[:] = 0
             self.imps_today[:] = 0
             self.clicks_today[:] = 0
@@ -310,7 +334,8 @@ class AdServer:
         self.held_today[uniq[ok & ~paced]] += 1
         self.auctions_today[uniq[ok]] += 1
         keep = uniq[ok & paced]
-        if len(keep) == 0:
+        shadow = self.shadow is not None and self.cfg.policy == "murmur"
+        if len(keep) == 0 and not shadow:
             self.decision_log.write({**log, "outcome": "no_ads"})
             return []
         # each campaign's best creative
@@ -324,6 +349,11 @@ class AdServer:
             ev = expected_value(self.is_cpc[keep], self.bid[keep], p)
             quality = (0.5 + 0.5 * np.clip(sim_ctx[best], 0.0, 1.0)) ** self.cfg.quality_weight
             res = gsp(ev, quality, self.is_cpc[keep], self.bid[keep], p, slots, self.cfg.reserve_cpm / 1000.0)
+            if shadow:
+                self._shadow_auctions(r, user_row, uniq, keep, camp, cr_idx, pctr, sim_ctx, best, res)
+            if len(keep) == 0:
+                self.decision_log.write({**log, "outcome": "no_ads"})
+                return []
         else:
             p = np.full(len(keep), np.nan)
             res = first_price(self.rng.permutation(len(keep)), self.bid[keep], slots)
@@ -351,6 +381,38 @@ class AdServer:
                            "bid_type": pl.bid_type} for pl in placements]
         self.decision_log.write(log)
         return placements
+
+    def _shadow_auctions(self, r: AdRequest, user_row: int, uniq: np.ndarray, keep: np.ndarray, camp: np.ndarray,
+                         cr_idx: np.ndarray, pctr: np.ndarray, sim_ctx: np.ndarray, best: np.ndarray, res) -> None:
+        """Supply forecasting (module docstring): the slot each campaign that could enter this auction would win
+        had it taken part with no budget limit, the others as they are; appended to :attr:`shadow`."""
+        assert self.shadow is not None
+        won = {int(keep[w]): (k, float(price)) for k, (w, price) in enumerate(zip(res.winners.tolist(),
+                                                                                 res.prices.tolist(), strict=True))}
+        reserve = self.cfg.reserve_cpm / 1000.0
+        for c in uniq.tolist():
+            if self._shadow_freq[(c, user_row)] >= self.cap[c]:
+                continue
+            if c in won:
+                pos, price = won[c]
+                i = best[int(np.flatnonzero(keep == c)[0])]
+            elif c in keep:
+                continue  # it took part and lost
+            else:
+                m = np.flatnonzero(camp == c)
+                i = m[np.argmax(pctr[m])]
+                both = np.append(keep, c)
+                idx = np.append(best, i)
+                p = pctr[idx]
+                out = gsp(expected_value(self.is_cpc[both], self.bid[both], p),
+                          (0.5 + 0.5 * np.clip(sim_ctx[idx], 0.0, 1.0)) ** self.cfg.quality_weight,
+                          self.is_cpc[both], self.bid[both], p, min(r.slots, len(both)), reserve)
+                at = np.flatnonzero(out.winners == len(keep))
+                if not len(at):
+                    continue
+                pos, price = int(at[0]), float(out.prices[at[0]])
+            self._shadow_freq[(c, user_row)] += 1
+            self.shadow.append(Shadow(r.request_id, c, pos, int(cr_idx[i]), float(pctr[i]), price))
 
     def _charge(self, c: int, micros: int, expected: bool = False) -> None:
         micros = self.pacer.room(c, micros)  # never past the budget

@@ -45,7 +45,10 @@ class SimConfig:
     page_views: int = knob(10000, "page views a day")
     slots: int = knob(2, "ad slots a page view")
     cpm_share: float = knob(0.2, "share of campaigns bidding CPM (the rest bid CPC)")
-    budget_fraction: float = knob(0.5, "daily budget as a share of what the campaign spends with no limit")
+    budget_fraction: float = knob(0.5, "daily budget as a share of what the campaign could spend in every auction "
+                                       "it can enter, the others paced at their budgets")
+    budget_rounds: int = knob(1, "probe days paced at the budgets so far that set the budgets (0: a share of the "
+                                 "spend with every campaign unlimited)")
     min_share: float = knob(0.1, "interest audiences: least share of a user's posts on the topic")
     campaigns: int = knob(20, "campaigns a run (advertisers drawn among those whose topic has an audience)")
     frequency_cap: int = knob(4, "impressions per user per campaign per day")
@@ -206,12 +209,18 @@ def _traffic(setup: SimSetup, cfg: SimConfig, rng: np.random.Generator) -> _Traf
 
 
 def _serve_day(server: AdServer, setup: SimSetup, cfg: SimConfig, t: _Traffic, base: dt.datetime, tag: str,
-               res: ArmResult, watch: int | None = None, exposure: list | None = None) -> None:
+               res: ArmResult, watch: int | None = None, exposure: list | None = None,
+               capacity: np.ndarray | None = None) -> None:
     """Serve a day of page views in time order, drawing clicks from the hidden click model. ``watch``: a
-    campaign whose impressions are appended to ``exposure`` as (true click probability, price, CPC)."""
+    campaign whose impressions are appended to ``exposure`` as (true click probability, price, CPC).
+    ``capacity`` (one per campaign): the server forecasts supply (:attr:`AdServer.shadow`) and each
+    campaign's expected charge (under the hidden model: a CPC slot's true click probability times its
+    price, a CPM slot's price) over the slots it would have won in every auction is added to it."""
     cm = setup.click_model
     text_to_ad = setup.text_to_ad
     batch = cfg.batch_minutes * 60
+    if capacity is not None:
+        server.shadow = []
     n, lo = len(t.users), 0
     while lo < n:
         hi = int(np.searchsorted(t.secs, (t.secs[lo] // batch + 1) * batch))
@@ -236,8 +245,29 @@ def _serve_day(server: AdServer, setup: SimSetup, cfg: SimConfig, t: _Traffic, b
                 if c:
                     res.clicks += 1
                     server.record_click(p)
+        if capacity is not None and server.shadow:
+            _add_capacity(server, setup, t, capacity, lo)
         lo = hi
     server.end_day()
+
+
+def _add_capacity(server: AdServer, setup: SimSetup, t: _Traffic, capacity: np.ndarray, lo: int) -> None:
+    """Add the expected charge of each slot the server's supply forecast holds (a batch's, from page view
+    ``lo`` on; request ids end in the page view's number) to its campaign's ``capacity``, and empty it."""
+    cm = setup.click_model
+    sh = server.shadow
+    assert sh is not None
+    v = np.array([int(x.request_id.rsplit("-", 1)[1]) for x in sh])
+    assert (v >= lo).all()
+    c = np.array([x.campaign for x in sh])
+    pos = np.array([x.position for x in sh])
+    ads = np.array([setup.text_to_ad[server.cr[x.creative].text] for x in sh])
+    logit = cm.logit(t.users[v], cm.ad_topic[ads], cm.ad_lang[ads], cm.appeal[ads], cm.ad_effect[ads], pos,
+                     t.secs[v] // 3600, setup.post_topic[t.ctx[v]])
+    prob = 1.0 / (1.0 + np.exp(-(logit + cm.cfg.noise_sd * t.z[v, pos])))
+    price = np.array([x.price for x in sh])
+    np.add.at(capacity, c, np.where(server.is_cpc[c], prob * price, price / 1000))
+    sh.clear()
 
 
 def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log_path: Path | None,
@@ -300,21 +330,43 @@ def miss_chance(exposure: list[tuple[float, float, bool]], budget: float, rng: n
     return float(np.mean(spend < 0.9 * budget))
 
 
+def budgets_for(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], seed: int, traffic: _Traffic,
+                base: dt.datetime) -> np.ndarray:
+    """Each campaign's daily budget (currency units): ``budget_fraction`` of what it could spend in a day
+    taking part in every auction it can enter while the others are paced at their budgets, so budgets
+    bind in both arms and a good pacer can reach them. Found on a probe day of its own traffic: first
+    with every campaign unlimited, then ``budget_rounds`` times with every campaign paced at the budgets
+    found so far. Prices fall as campaigns are paced (a second price is the next bidder's, and fewer
+    bid), so what a campaign can spend among paced rivals is well under what it spends when all are
+    unlimited (0.5-0.95 of it for most CPC campaigns on the demo world). A paced round's capacity per
+    campaign: its expected charge (under the hidden click model) over the slots the server's supply
+    forecast says it would have won in every auction it could enter with no budget limit, the others as
+    they were (:attr:`AdServer.shadow`)."""
+    probe = _server(setup, campaigns, "murmur", seed, None, cfg)
+    _serve_day(probe, setup, cfg, traffic, base, "probe", ArmResult())
+    budgets = cfg.budget_fraction * probe.daily[0][1] / MICROS
+    for _ in range(cfg.budget_rounds):
+        paced = [replace(c, daily_budget=max(round(float(b), 2), MIN_BUDGET))
+                 for c, b in zip(campaigns, budgets, strict=True)]
+        capacity = np.zeros(len(paced))
+        _serve_day(_server(setup, paced, "murmur", seed, None, cfg), setup, cfg, traffic, base, "probe",
+                   ArmResult(), capacity=capacity)
+        budgets = cfg.budget_fraction * capacity
+    return budgets
+
+
 def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: str | None = None,
              decisions: Path | None = None) -> dict[str, ArmResult]:
-    """One run: draw campaigns, set budgets from a day of unconstrained delivery (on other traffic),
+    """One run: draw campaigns, set their budgets from probe days (:func:`budgets_for`, on other traffic),
     then serve both arms the same days and draw clicks from the hidden model."""
     rng = np.random.default_rng([seed, 0x51])
     campaigns = make_campaigns(setup, cfg, rng)
     base0 = dt.datetime(setup.start.year, setup.start.month, setup.start.day, tzinfo=dt.UTC)
-    # what each campaign spends with no budget limit: budgets are a share of it, so they bind in both arms
-    probe = _server(setup, campaigns, "murmur", seed, None, cfg)
-    _serve_day(probe, setup, cfg, _traffic(setup, cfg, np.random.default_rng([seed, 0xB0])), base0,
-               "probe", ArmResult())
-    free = probe.daily[0][1] / MICROS
-    # a campaign that spends next to nothing even without a limit is left out of the run
-    campaigns = [replace(c, daily_budget=round(cfg.budget_fraction * float(free[i]), 2))
-                 for i, c in enumerate(campaigns) if cfg.budget_fraction * float(free[i]) >= MIN_BUDGET]
+    budgets = budgets_for(setup, cfg, campaigns, seed, _traffic(setup, cfg, np.random.default_rng([seed, 0xB0])),
+                          base0)
+    # a campaign that can spend next to nothing is left out of the run
+    campaigns = [replace(c, daily_budget=round(float(b), 2)) for c, b in zip(campaigns, budgets, strict=True)
+                 if b >= MIN_BUDGET]
     if not campaigns:
         raise InputError("no campaign could spend a budget on this traffic; raise page_views")
     store = CampaignStore(store_url or f"sqlite:///{work / f'campaigns-{seed}.db'}", audience_size=setup.catalog.size)
@@ -454,6 +506,8 @@ def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_ur
              decisions: Path | None = None, log: Callable[[str], None] = lambda s: None) -> SimReport:
     if cfg.seeds < 1 or cfg.days < 1 or cfg.page_views < 1 or not 1 <= cfg.slots <= 10:
         raise InputError("seeds, days and page_views must be >= 1 and slots 1-10")
+    if not 0 < cfg.budget_fraction <= 1 or cfg.budget_rounds < 0:
+        raise InputError("budget_fraction must be in (0, 1] and budget_rounds >= 0")
     per_seed, days = [], []
     with tempfile.TemporaryDirectory(prefix="murmur-ads-sim-") as tmp:
         for seed in range(cfg.seeds):
