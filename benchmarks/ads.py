@@ -208,11 +208,11 @@ def latency_part(args, setup: SimSetup, root: Path, rng: np.random.Generator) ->
 
 def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
     cfg = SimConfig(seeds=args.seeds, days=args.days, page_views=args.page_views, pacing_learn=args.pacing_learn)
-    sim = simulate(setup, cfg, work=root)
+    sim = simulate(setup, cfg, work=root, log=_log)
     d = sim.delivery("murmur")
     days = ""
     if args.days > 1 and args.pacing_learn > 0:  # the peer: the same days paced by the traffic curve alone
-        peer = simulate(setup, replace(cfg, pacing_learn=0.0), work=root)
+        peer = simulate(setup, replace(cfg, pacing_learn=0.0), work=root, log=_log)
         days = "\n\n" + by_days(sim, peer, args.days, args.pacing_learn)
     return ["### Ads: lift and pacing",
             f"**Lift** (`murmur ads simulate`, {args.seeds} seeds × {args.days} day{'s' if args.days > 1 else ''} × "
@@ -232,6 +232,10 @@ def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
             f"Of the {d['feasible_under']} short days not supply-limited, {d['feasible_under_noise']:.1f} would be "
             "expected to miss even in every auction (the replay with no budget limit, its clicks drawn anew from the "
             "hidden click model's probabilities: click noise on a few clicks, which no pacer removes)." + days]
+
+
+def _log(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
 def by_days(sim, peer, n_days: int, learn: float) -> str:
