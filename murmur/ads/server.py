@@ -42,7 +42,7 @@ from typing import IO
 
 import numpy as np
 
-from murmur.ads.auction import expected_value, first_price, gsp
+from murmur.ads.auction import Outcome, expected_value, first_price, gsp
 from murmur.ads.audiences import AudienceCatalog
 from murmur.ads.pacing import Pacer, slot_shares
 from murmur.ads.pctr import Featurizer
@@ -346,9 +346,7 @@ class AdServer:
         slots = min(r.slots, len(keep))
         if self.cfg.policy == "murmur":
             p = pctr[best]
-            ev = expected_value(self.is_cpc[keep], self.bid[keep], p)
-            quality = (0.5 + 0.5 * np.clip(sim_ctx[best], 0.0, 1.0)) ** self.cfg.quality_weight
-            res = gsp(ev, quality, self.is_cpc[keep], self.bid[keep], p, slots, self.cfg.reserve_cpm / 1000.0)
+            res = self._gsp(keep, best, pctr, sim_ctx, slots)
             if shadow:
                 self._shadow_auctions(r, user_row, uniq, keep, camp, cr_idx, pctr, sim_ctx, best, res)
             if len(keep) == 0:
@@ -382,14 +380,22 @@ class AdServer:
         self.decision_log.write(log)
         return placements
 
+    def _gsp(self, cands: np.ndarray, idx: np.ndarray, pctr: np.ndarray, sim_ctx: np.ndarray, slots: int) -> Outcome:
+        """murmur's auction among campaigns ``cands``, each with its creative at row ``idx`` of ``pctr`` and
+        ``sim_ctx``: ranked by expected value x quality, priced by second price over the reserve."""
+        p = pctr[idx]
+        quality = (0.5 + 0.5 * np.clip(sim_ctx[idx], 0.0, 1.0)) ** self.cfg.quality_weight
+        return gsp(expected_value(self.is_cpc[cands], self.bid[cands], p), quality, self.is_cpc[cands],
+                   self.bid[cands], p, slots, self.cfg.reserve_cpm / 1000.0)
+
     def _shadow_auctions(self, r: AdRequest, user_row: int, uniq: np.ndarray, keep: np.ndarray, camp: np.ndarray,
-                         cr_idx: np.ndarray, pctr: np.ndarray, sim_ctx: np.ndarray, best: np.ndarray, res) -> None:
+                         cr_idx: np.ndarray, pctr: np.ndarray, sim_ctx: np.ndarray, best: np.ndarray,
+                         res: Outcome) -> None:
         """Supply forecasting (module docstring): the slot each campaign that could enter this auction would win
         had it taken part with no budget limit, the others as they are; appended to :attr:`shadow`."""
         assert self.shadow is not None
         won = {int(keep[w]): (k, float(price)) for k, (w, price) in enumerate(zip(res.winners.tolist(),
                                                                                  res.prices.tolist(), strict=True))}
-        reserve = self.cfg.reserve_cpm / 1000.0
         for c in uniq.tolist():
             if self._shadow_freq[(c, user_row)] >= self.cap[c]:
                 continue
@@ -401,12 +407,7 @@ class AdServer:
             else:
                 m = np.flatnonzero(camp == c)
                 i = m[np.argmax(pctr[m])]
-                both = np.append(keep, c)
-                idx = np.append(best, i)
-                p = pctr[idx]
-                out = gsp(expected_value(self.is_cpc[both], self.bid[both], p),
-                          (0.5 + 0.5 * np.clip(sim_ctx[idx], 0.0, 1.0)) ** self.cfg.quality_weight,
-                          self.is_cpc[both], self.bid[both], p, min(r.slots, len(both)), reserve)
+                out = self._gsp(np.append(keep, c), np.append(best, i), pctr, sim_ctx, min(r.slots, len(keep) + 1))
                 at = np.flatnonzero(out.winners == len(keep))
                 if not len(at):
                     continue
