@@ -70,3 +70,12 @@ def test_copy_bad_brief_and_unknown_audience(posts, tmp_path):
             "--posts", posts, "--pctr", tmp_path / "no-pctr"]
     refused(murmur(*base, "--brief", "x" * 10_240, "--audience", tmp_path / "a.parquet"), "brief", "10,240")
     refused(murmur(*base, "--brief", "A pan", "--audience", tmp_path / "nobody.parquet"), "audience file not found")
+
+
+@pytest.mark.parametrize("knob, word", [("budget_rounds=-1", "budget_rounds"), ("budget_fraction=0", "budget_fraction"),
+                                        ("slots=11", "slots"), ("pacing_learn=1.5", "pacing_learn")])
+def test_simulate_knobs_out_of_range_are_refused_before_any_work(tmp_path, knob, word):
+    work = tmp_path / "sim"
+    refused(murmur("ads", "simulate", "--world", tmp_path / "none", "--logs", tmp_path / "none", "--posts",
+                   tmp_path / "none.parquet", "--work", work, knob), word)
+    assert not work.exists()

@@ -203,6 +203,7 @@ def ads_simulate(
     from murmur.progress import log
 
     cfg = cfgmod.load(SimConfig, config, overrides or [])
+    cfg.check()
     work.mkdir(parents=True, exist_ok=True)
     setup = SimSetup.build(world, logs, posts, work, min_share=cfg.min_share, log=log, audience_embedder=embedder,
                            cache=cache or work / "vector-cache")

@@ -56,6 +56,17 @@ class SimConfig:
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
 
+    def check(self) -> None:
+        """One line naming the first knob out of range (before any work is done)."""
+        for name, ok, want in (("seeds", self.seeds >= 1, ">= 1"), ("days", self.days >= 1, ">= 1"),
+                               ("page_views", self.page_views >= 1, ">= 1"), ("slots", 1 <= self.slots <= 10, "1-10"),
+                               ("campaigns", self.campaigns >= 1, ">= 1"),
+                               ("budget_fraction", 0 < self.budget_fraction <= 1, "in (0, 1]"),
+                               ("budget_rounds", self.budget_rounds >= 0, ">= 0"),
+                               ("pacing_learn", 0 <= self.pacing_learn <= 1, "0-1")):
+            if not ok:
+                raise InputError(f"{name} must be {want} (got {getattr(self, name)})", field=name)
+
 
 @dataclass
 class SimSetup:
@@ -504,10 +515,7 @@ class SimReport:
 
 def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_url: str | None = None,
              decisions: Path | None = None, log: Callable[[str], None] = lambda s: None) -> SimReport:
-    if cfg.seeds < 1 or cfg.days < 1 or cfg.page_views < 1 or not 1 <= cfg.slots <= 10:
-        raise InputError("seeds, days and page_views must be >= 1 and slots 1-10")
-    if not 0 < cfg.budget_fraction <= 1 or cfg.budget_rounds < 0:
-        raise InputError("budget_fraction must be in (0, 1] and budget_rounds >= 0")
+    cfg.check()
     per_seed, days = [], []
     with tempfile.TemporaryDirectory(prefix="murmur-ads-sim-") as tmp:
         for seed in range(cfg.seeds):
