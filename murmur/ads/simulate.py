@@ -249,7 +249,7 @@ def _serve_day(server: AdServer, setup: SimSetup, cfg: SimConfig, t: _Traffic, b
             clicked = cm.draw_clicks(logit, t.u[v, :k], t.z[v, :k])
             res.impressions += k
             if exposure is not None:
-                prob = 1.0 / (1.0 + np.exp(-(logit + cm.cfg.noise_sd * t.z[v, :k])))
+                prob = cm.probability(logit, t.z[v, :k])
                 exposure += [(float(q), p.price if p.bid_type == "cpc" else p.price / 1000, p.bid_type == "cpc")
                              for p, q in zip(placed, prob.tolist(), strict=True) if p.campaign == watch]
             for p, c in zip(placed, clicked.tolist(), strict=True):
@@ -275,7 +275,7 @@ def _add_capacity(server: AdServer, setup: SimSetup, t: _Traffic, capacity: np.n
     ads = np.array([setup.text_to_ad[server.cr[x.creative].text] for x in sh])
     logit = cm.logit(t.users[v], cm.ad_topic[ads], cm.ad_lang[ads], cm.appeal[ads], cm.ad_effect[ads], pos,
                      t.secs[v] // 3600, setup.post_topic[t.ctx[v]])
-    prob = 1.0 / (1.0 + np.exp(-(logit + cm.cfg.noise_sd * t.z[v, pos])))
+    prob = cm.probability(logit, t.z[v, pos])
     price = np.array([x.price for x in sh])
     np.add.at(capacity, c, np.where(server.is_cpc[c], prob * price, price / 1000))
     sh.clear()

@@ -215,9 +215,13 @@ class ClickModel:
         return _sigmoid(self.logit(users, np.full(n, ti), np.full(n, li), np.full(n, copy_appeal(text, topic)),
                                    np.zeros(n), positions, hours, context_topics))
 
+    def probability(self, logit: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """The click probability a draw is made against: noise-free logits with standard normal ``noise``."""
+        return _sigmoid(logit + self.cfg.noise_sd * noise)
+
     def draw_clicks(self, logit: np.ndarray, uniforms: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Clicks from noise-free logits, standard normal ``noise`` and uniforms (common random numbers)."""
-        return uniforms < _sigmoid(logit + self.cfg.noise_sd * noise)
+        return uniforms < self.probability(logit, noise)
 
     @classmethod
     def load(cls, ads_dir: str | Path, world_dir: str | Path | None = None) -> ClickModel:
