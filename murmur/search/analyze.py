@@ -195,11 +195,11 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
     for run in runs:
         if run not in table:
             table[run] = _term(run, lang)
-    # a hashtag, mention, placeholder or link may be in it (a regex search would cost as much as the findall)
-    shaped = "#" in text or "@" in text or "<" in text or "://" in text or "www." in text.lower()
+    # a hashtag or mention may be in it, and a placeholder or link (a regex search would cost as much as the findall)
+    tagged = "#" in text or "@" in text
+    shaped = tagged or "<" in text or "://" in text or "www." in text.lower()
     if wanted.isdisjoint(map(table.__getitem__, runs)) and not (
-            ("#" in text or "@" in text)
-            and any(_hit(tag, name, None, lang, wanted) for tag, name in _ENTITY_RE.findall(text))):
+            tagged and any(_hit(tag, name, None, lang, wanted) for tag, name in _ENTITY_RE.findall(text))):
         return []
     if not shaped:
         return [list(m.span()) for m in _RUN_RE.finditer(text) if table[m.group()] in wanted]
