@@ -76,6 +76,29 @@ def test_term_tables_start_again_when_full(monkeypatch):
     assert [text[a:b] for a, b in spans] == ["Running", "baking", "running"]
 
 
+def test_highlights_read_words_as_the_token_rules_do(corpus):
+    """The fast path (runs split off in C, wanted runs found again by ``str.find``) marks exactly the
+    tokens :data:`_TOKEN_RE` reads, token by token: tags' names, placeholders and odd ``#``/``@`` are
+    not words, repeated and accented words are, and a text with a link takes the token path."""
+    from murmur.search.analyze import _terms, _token_spans
+
+    tricky = ["run #run ##run a#run run#run @run @user x@run #<url> <url>run <URL> <run> url",
+              "RUN, run; Run! running_run _run run_ 12run run12 run—run 🏃run run🏃",
+              "Fútbol #FútbolSala sala futbol fútbol, FÚTBOL ¿fútbol? #Fútbol @Fútbol",
+              "Running with runners #RunningShoes #running @Ana www.run.example/run run",
+              "#runrun run #run@run @run#run #", "corre, correr, carrera #Carrera @carrera <email> email"]
+    texts = tricky + pq.read_table(corpus[1], columns=["text"]).column("text").to_pylist()[:300]
+    queries = ["run", "running shoes", "#running", "@run", "@ana", "fútbol sala", "url user email", "carrera 12"]
+    marked = 0
+    for lang in ("en", "es", "fr"):
+        for q in queries:
+            wanted = set().union(*query_terms(q))
+            for text in texts:
+                spans = highlight_spans(text, lang, wanted)
+                assert spans == _token_spans(text, lang, wanted, _terms(lang)), (q, text)
+                marked += bool(spans)
+    assert marked > 50
+
 def test_lexical_query_filters_and_sort(index_dir, corpus):
     posts = pq.read_table(corpus[1]).to_pylist()
     target = next(p for p in posts if p["lang"] == "es" and p["hashtags"])

@@ -27,11 +27,14 @@ import Stemmer
 STEMMED = {"en": "english", "es": "spanish"}
 """Languages with a stemmer (BCP-47 primary code -> Snowball name)."""
 
-_PLACEHOLDER_RE = r"<(?:url|email|phone|card)>"
+_PLACEHOLDERS = ("url", "email", "phone", "card")
+_PLACEHOLDER_RE = r"<(?:" + "|".join(_PLACEHOLDERS) + r")>"
 _TOKEN_RE = re.compile(
     _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
 _RUN_RE = re.compile(r"\w+")  # every run of word characters: a post's words are among them
 _ENTITY_RE = re.compile(r"(?<![\w#@])([#@])(\w+)")  # every hashtag and mention _TOKEN_RE finds, and maybe more
+# an ASCII text's bytes with every character \\w does not match made a space: split() then gives its runs
+_ASCII_RUNS = bytes(i if i < 128 and (chr(i).isalnum() or chr(i) == "_") else 32 for i in range(256))
 _CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _MENTION_PLACEHOLDER = "user"
 
@@ -181,28 +184,86 @@ def query_kinds(query: str) -> dict[str, int]:
 def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[int]]:
     """``[start, end]`` character spans of the words of ``text`` whose term is in ``wanted``.
 
-    A page of results is analysed on every query, so a text none of whose words is wanted (most
-    results of a dense query) is told with no Python loop over its words: the runs of word characters
-    (its words are among them) looked up in the language's term table by ``map``, a set test, and its
-    hashtags and mentions only when it has a ``#`` or ``@``. The spans are then :func:`_tokens` inlined:
-    one regex pass, each match's groups read at once; a text with no hashtag, mention, placeholder or
-    link (most posts) has its words' spans read off its runs of word characters directly."""
+    A page of results is analysed on every query, and most results of a dense query hold a query
+    word, so no match object is made per word: the text's runs of word characters (its words are
+    among them) are split off in C (an ASCII text: its bytes with every other character turned to a
+    space; any other: one ``findall``), looked up in the language's term table, and only the runs
+    whose term is wanted are found again, by ``str.find`` with the token rules checked at each hit (a
+    run after a ``#``/``@`` that starts a tag is the tag's name, not a word; ``<url>``-style
+    placeholders are not words). Hashtags and mentions are read only in a text with a ``#`` or ``@``.
+    A text with a link falls back to :data:`_TOKEN_RE` (a link's words are not words either)."""
     if not wanted:
         return []
     lang = (lang or "").split("-")[0].lower()
     table = _terms(lang)  # this one table holds every run's term below, whatever another thread starts
-    runs = _RUN_RE.findall(text)
-    for run in runs:
-        if run not in table:
-            table[run] = _term(run, lang)
-    # a hashtag or mention may be in it, and a placeholder or link (a regex search would cost as much as the findall)
-    tagged = "#" in text or "@" in text
-    shaped = tagged or "<" in text or "://" in text or "www." in text.lower()
-    if wanted.isdisjoint(map(table.__getitem__, runs)) and not (
-            tagged and any(_hit(tag, name, None, lang, wanted) for tag, name in _ENTITY_RE.findall(text))):
+    runs = text.encode("ascii").translate(_ASCII_RUNS).decode("ascii").split() if text.isascii() \
+        else _RUN_RE.findall(text)
+    try:
+        hits = {run for run in runs if table[run] in wanted}
+    except KeyError:
+        for run in runs:
+            if run not in table:
+                table[run] = _term(run, lang)
+        hits = {run for run in runs if table[run] in wanted}
+    tags = [(tag, name) for tag, name in _entities(text) if (not wanted.isdisjoint(tag_terms(name, lang)) if tag == "#"
+            else name.lower() != _MENTION_PLACEHOLDER and "@" + fold(name) in wanted)]
+    if not hits and not tags:
         return []
-    if not shaped:
-        return [list(m.span()) for m in _RUN_RE.finditer(text) if table[m.group()] in wanted]
+    if "://" in text or "www." in text.lower():
+        return _token_spans(text, lang, wanted, table)
+    out = []
+    n = len(text)
+    for run in hits:
+        at = text.find(run)
+        while at >= 0:
+            end = at + len(run)
+            if (at == 0 or not _is_word(text[at - 1])) and (end == n or not _is_word(text[end])) \
+                    and not _in_tag_or_placeholder(text, at, end):
+                out.append([at, end])
+            at = text.find(run, at + 1)
+    for tag, name in tags:
+        token = tag + name
+        at = text.find(token)
+        while at >= 0:
+            end = at + len(token)
+            if (at == 0 or not (_is_word(text[at - 1]) or text[at - 1] in "#@")) and (end == n or not _is_word(text[end])):
+                out.append([at, end])
+            at = text.find(token, at + 1)
+    out.sort()
+    return out
+
+
+def _entities(text: str) -> set[tuple[str, str]]:
+    """The ``(#/@, name)`` of each hashtag and mention :data:`_ENTITY_RE` finds, found from each ``#`` and
+    ``@`` (a text has few; the regex would test its lookbehind at every character)."""
+    out = set()
+    for tag in ("#", "@"):
+        at = text.find(tag)
+        while at >= 0:
+            if at == 0 or not (_is_word(text[at - 1]) or text[at - 1] in "#@"):
+                m = _RUN_RE.match(text, at + 1)
+                if m is not None:
+                    out.add((tag, m.group()))
+            at = text.find(tag, at + 1)
+    return out
+
+
+def _is_word(ch: str) -> bool:
+    """Whether ``ch`` is a word character as ``\\w`` reads it."""
+    return ch.isalnum() or ch == "_"
+
+
+def _in_tag_or_placeholder(text: str, at: int, end: int) -> bool:
+    """Whether the run ``text[at:end]`` (whole, word characters only) is a tag's or mention's name (after a
+    ``#``/``@`` that starts one: one not after a word character, ``#`` or ``@``) or a placeholder's word."""
+    before = text[at - 1] if at else ""
+    if before in ("#", "@"):
+        return at < 2 or not (_is_word(text[at - 2]) or text[at - 2] in "#@")
+    return before == "<" and end < len(text) and text[end] == ">" and text[at:end].lower() in _PLACEHOLDERS
+
+
+def _token_spans(text: str, lang: str, wanted: set[str], table: dict[str, str]) -> list[list[int]]:
+    """:func:`highlight_spans` token by token with :data:`_TOKEN_RE` (a text with a link)."""
     out = []
     for m in _TOKEN_RE.finditer(text):
         tag, name, word = m.groups()
