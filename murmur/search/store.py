@@ -32,6 +32,25 @@ _SHOWN = ["post_id", "author_id", "lang", "text", "conversation_id"]
 """The columns a result shows (besides the time, kept as numbers)."""
 
 
+class _Strings:
+    """A string column of one Arrow chunk read a value at a time straight from its buffers (offsets and
+    UTF-8 bytes, zero-copy): a page of results decodes a few dozen values, where Arrow's ``take`` and
+    ``to_pylist`` build a table and a scalar per value."""
+
+    def __init__(self, arr: pa.Array):
+        wide = pa.types.is_large_string(arr.type)
+        _, offsets, data = arr.buffers()
+        size = 8 if wide else 4
+        self.off = np.frombuffer(offsets, np.int64 if wide else np.int32, len(arr) + 1, arr.offset * size)
+        self.data = memoryview(data) if data is not None else memoryview(b"")
+        self.valid = None if arr.null_count == 0 else np.asarray(arr.is_valid())
+
+    def get(self, i: int) -> str | None:
+        if self.valid is not None and not self.valid[i]:
+            return None
+        return str(self.data[self.off[i]:self.off[i + 1]], "utf-8")
+
+
 class _Grow:
     """A numpy column with amortised appends."""
 
@@ -57,7 +76,8 @@ def _codes(values: list, vocab: dict[str, int]) -> np.ndarray:
 class Store:
     def __init__(self, table: pa.Table):
         self.base = table.combine_chunks()
-        self._shown = self.base.select(_SHOWN)
+        self._shown = [(name, _Strings(self.base.column(name).chunk(0) if self.base.num_rows else
+                                       pa.array([], pa.string()))) for name in _SHOWN]
         self.n_base = table.num_rows
         self.added: list[Post] = []
         self.langs: dict[str, int] = {}
@@ -100,26 +120,22 @@ class Store:
 
     def get(self, key: int) -> dict:
         """A post as results show it."""
-        if key >= self.n_base:
-            return _shown(self.added[key - self.n_base])
-        row = {name: self.base.column(name)[key].as_py() for name in _SHOWN}
-        row["created_us"] = int(self.created.a[key])
-        return row
+        return self.rows([key])[0]
 
     def rows(self, keys: Sequence[int]) -> list[dict]:
-        """The posts of ``keys`` as results show them, in that order: the build's rows are read with
-        one Arrow ``take`` (one call for a page of results instead of a scalar per field and row)."""
-        out: list[dict | None] = [None] * len(keys)
-        base = [(i, int(k)) for i, k in enumerate(keys) if k < self.n_base]
-        if base:
-            got = self._shown.take(pa.array([k for _, k in base], pa.int64())).to_pylist()
-            for (i, k), row in zip(base, got, strict=True):
-                row["created_us"] = int(self.created.a[k])
-                out[i] = row
-        for i, k in enumerate(keys):
+        """The posts of ``keys`` as results show them, in that order (the build's rows decoded straight
+        from their Arrow buffers: no table or scalar is built for a page of results)."""
+        out = []
+        created = self.created.a
+        for k in keys:
+            k = int(k)
             if k >= self.n_base:
-                out[i] = _shown(self.added[k - self.n_base])
-        return out  # type: ignore[return-value]
+                out.append(_shown(self.added[k - self.n_base]))
+                continue
+            row = {name: col.get(k) for name, col in self._shown}
+            row["created_us"] = int(created[k])
+            out.append(row)
+        return out
 
     def mask(self, f: Filters) -> np.ndarray:
         """Live keys that pass ``f``, as a boolean array."""
