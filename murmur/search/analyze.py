@@ -33,8 +33,8 @@ _TOKEN_RE = re.compile(
     _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
 _RUN_RE = re.compile(r"\w+")  # every run of word characters: a post's words are among them
 _ENTITY_RE = re.compile(r"(?<![\w#@])([#@])(\w+)")  # every hashtag and mention _TOKEN_RE finds, and maybe more
-# an ASCII text's bytes with every character \\w does not match made a space: split() then gives its runs
-_ASCII_RUNS = bytes(i if i < 128 and (chr(i).isalnum() or chr(i) == "_") else 32 for i in range(256))
+# an ASCII text's bytes with every character but # @ and those \\w matches made a space
+_ASCII_TOKENS = bytes(i if i < 128 and (chr(i).isalnum() or chr(i) in "_#@") else 32 for i in range(256))
 _CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _MENTION_PLACEHOLDER = "user"
 
@@ -186,8 +186,8 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
 
     A page of results is analysed on every query, and most results of a dense query hold a query
     word, so no match object is made per word: the text's runs of word characters (its words are
-    among them) are split off in C (an ASCII text: its bytes with every other character turned to a
-    space; any other: one ``findall``), looked up in the language's term table, and only the runs
+    among them) are split off in C (an ASCII text: its bytes with every character but ``#``, ``@`` and
+    the word characters turned to a space; any other: one ``findall``), looked up in the language's term table, and only the runs
     whose term is wanted are found again, by ``str.find`` with the token rules checked at each hit (a
     run after a ``#``/``@`` that starts a tag is the tag's name, not a word; ``<url>``-style
     placeholders are not words). Hashtags and mentions are read only in a text with a ``#`` or ``@``.
@@ -196,8 +196,18 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
         return []
     lang = (lang or "").split("-")[0].lower()
     table = _terms(lang)  # this one table holds every run's term below, whatever another thread starts
-    runs = text.encode("ascii").translate(_ASCII_RUNS).decode("ascii").split() if text.isascii() \
-        else _RUN_RE.findall(text)
+    if text.isascii():
+        spaced = text.encode("ascii").translate(_ASCII_TOKENS).decode("ascii")  # word characters, # and @
+        if "#" in spaced or "@" in spaced:
+            # a # or @ starts a tag only at a token's start (after a character that is none of these)
+            names = ((t[0], t[1:].replace("@", "#").split("#", 1)[0]) for t in spaced.split() if t[0] in "#@")
+            entities = {(tag, name) for tag, name in names if name}
+            runs = spaced.replace("#", " ").replace("@", " ").split()
+        else:
+            entities, runs = set(), spaced.split()
+    else:
+        runs = _RUN_RE.findall(text)
+        entities = _entities(text) if "#" in text or "@" in text else set()
     try:
         hits = {run for run in runs if table[run] in wanted}
     except KeyError:
@@ -205,7 +215,7 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
             if run not in table:
                 table[run] = _term(run, lang)
         hits = {run for run in runs if table[run] in wanted}
-    tags = [(tag, name) for tag, name in _entities(text) if (not wanted.isdisjoint(tag_terms(name, lang)) if tag == "#"
+    tags = [(tag, name) for tag, name in entities if (not wanted.isdisjoint(tag_terms(name, lang)) if tag == "#"
             else name.lower() != _MENTION_PLACEHOLDER and "@" + fold(name) in wanted)]
     if not hits and not tags:
         return []
@@ -217,8 +227,9 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
         at = text.find(run)
         while at >= 0:
             end = at + len(run)
-            if (at == 0 or not _is_word(text[at - 1])) and (end == n or not _is_word(text[end])) \
-                    and not _in_tag_or_placeholder(text, at, end):
+            before, after = text[at - 1] if at else " ", text[end] if end < n else " "
+            if not (before.isalnum() or before == "_" or after.isalnum() or after == "_") \
+                    and not ((before == "#" or before == "@" or before == "<") and _in_tag_or_placeholder(text, at, end)):
                 out.append([at, end])
             at = text.find(run, at + 1)
     for tag, name in tags:
