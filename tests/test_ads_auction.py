@@ -226,3 +226,30 @@ def test_expected_spend_and_waiting():
     pacer.p[:] = [0.5, 1.0]
     pacer.spent[:] = 9_000_000
     assert pacer.eligible(np.array([0, 1]), np.zeros(2)).tolist() == [False, True]
+
+
+def test_a_few_lucky_clicks_do_not_throttle_a_doubtful_plan():
+    """Three clicks at 1.00 in the first hour, more than the pCTR (0.01 a view) expects of the views it took
+    part in: the calibrated rate reads a supply richer than it is and throttles the campaign; with ``calib_z``
+    the plan reads the rate on the low side of what three charges can tell, and takes part in more auctions.
+    The doubt fades as charges come (CPM impressions)."""
+    shares = slot_shares(np.ones(24))
+
+    def p_after_lucky_hour(z: float) -> float:
+        pacer = Pacer(np.array([20_000_000], np.int64), shares, event_micros=np.array([1_000_000]), calib_z=z)
+        for slot in range(4):
+            pacer.advance(slot)
+            for _ in range(100):
+                if pacer.eligible(np.array([0]), np.zeros(1))[0]:
+                    pacer.expect(0, 10_000)  # pCTR 0.01 x 1.00
+        for _ in range(3):
+            pacer.charge(0, 1_000_000, expected=True)
+        pacer.advance(4)
+        return float(pacer.p[0])
+
+    plain, doubtful = p_after_lucky_hour(0.0), p_after_lucky_hour(1.5)
+    assert doubtful >= 2 * plain and doubtful > 0.5, (plain, doubtful)
+    pacer = Pacer(np.array([1, 1], np.int64), shares, calib_z=1.5)
+    pacer.events[:] = [3, 10_000]
+    assert pacer.doubt()[0] == pytest.approx(0.25) and pacer.doubt()[1] == pytest.approx(0.985, abs=1e-3)
+    assert Pacer(np.array([1], np.int64), shares).doubt().tolist() == [1.0]

@@ -73,7 +73,8 @@ def test_copy_bad_brief_and_unknown_audience(posts, tmp_path):
 
 
 @pytest.mark.parametrize("knob, word", [("budget_rounds=-1", "budget_rounds"), ("budget_fraction=0", "budget_fraction"),
-                                        ("slots=11", "slots"), ("pacing_learn=1.5", "pacing_learn")])
+                                        ("slots=11", "slots"), ("pacing_learn=1.5", "pacing_learn"),
+                                        ("pacing_doubt=-1", "pacing_doubt")])
 def test_simulate_knobs_out_of_range_are_refused_before_any_work(tmp_path, knob, word):
     work = tmp_path / "sim"
     refused(murmur("ads", "simulate", "--world", tmp_path / "none", "--logs", tmp_path / "none", "--posts",

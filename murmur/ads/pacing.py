@@ -25,6 +25,13 @@ auction's winners get). And the count of clicks still needed is itself noisy: a 
 its mean so far, the bid counted in as one charge), so few-click campaigns take part in more auctions
 than their mean rate says, and many-impression CPM campaigns pace as before.
 
+The calibration itself is read from the same few clicks: three lucky clicks in the first hour read
+as a supply twice as rich as the pCTR says, and throttle the campaign for hours; when its clicks then
+come at the pCTR's rate or below, what it sat out is lost. With ``calib_z`` the spend rate is planned
+on the low side of what its charges so far can tell, ``1 - calib_z / sqrt(charges + 1)`` times the
+calibrated rate (at least ``calib_floor`` of it): a campaign with few charges takes part in more
+auctions early, where overspend is clamped anyway.
+
 The traffic curve is the same for every campaign, but a campaign's own supply is not: its audience
 reaches its frequency caps, rivals run out of budget and prices move, so a campaign may find most of
 what it can buy in the morning. With ``learn`` the pacer keeps, across the days it serves, each
@@ -73,6 +80,8 @@ class Pacer:
     event_micros: np.ndarray | None = None  # the most one charge can be (the bid per click or impression)
     noise_z: float = 1.5            # plan for z standard deviations of the count of charges still needed
     learn: float = 0.0              # weight of the newest day in each campaign's capacity curve (0: traffic only)
+    calib_z: float = 0.0            # plan on the spend rate this many standard deviations of its charge count low
+    calib_floor: float = 0.25       # ... but never below this share of it
     spent: np.ndarray = field(init=False)
     expected: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
@@ -176,7 +185,8 @@ class Pacer:
             self._w_seen = self.decay * self._w_seen + self.p * self.share[:, s]
             self._slot_start_spend = signal.copy()
             known = self._w_seen > 0
-            rate = np.where(known, self.calibration() * self._w_spend / np.maximum(self._w_seen, 1e-12), np.nan)
+            rate = np.where(known, self.calibration() * self.doubt() * self._w_spend / np.maximum(self._w_seen, 1e-12),
+                            np.nan)
             remaining = np.maximum(self.budgets - self.spent, 0)
             left = np.maximum(1.0 - self.margin - self.cum[:, s + 1], 1e-9)
             want = remaining * self.noise_factor(remaining) / np.maximum(np.nan_to_num(rate, nan=0.0) * left, 1e-9)
@@ -198,6 +208,16 @@ class Pacer:
         size = (self.spent + self.event_micros) / (self.events + 1)
         needed = np.maximum(remaining / np.maximum(size, 1.0), 1.0)
         return 1.0 + self.noise_z / np.sqrt(needed)
+
+    def doubt(self) -> np.ndarray:
+        """How far below its calibration a campaign's spend rate is read: ``1 - calib_z / sqrt(charges + 1)``
+        (at least ``calib_floor``). A few lucky clicks early in the day read as a rich supply and throttle
+        the campaign for hours; when the clicks then come at the pCTR's rate or below, what it sat out is
+        lost. Planning on the low side of what its charges so far can tell spends the doubt early, where
+        overspend is clamped anyway."""
+        if self.calib_z <= 0:
+            return np.ones(len(self.budgets))
+        return np.maximum(1.0 - self.calib_z / np.sqrt(self.events + 1.0), self.calib_floor)
 
     def calibration(self) -> np.ndarray:
         """Realised spend over expected spend per campaign, shrunk towards all campaigns' ratio (and that towards

@@ -65,6 +65,8 @@ class ServerConfig:
     pacing_p0: float = knob(0.2, "participation rate of a campaign before its spend rate is known")
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
+    pacing_doubt: float = knob(0.0, "plan on a spend rate this many standard deviations of a campaign's charge count low "
+                                    "(0: on its calibrated rate)")
     policy: str = knob("murmur", "murmur (pCTR ranking, second price) or random (random order, pay the bid)")
     seed: int = knob(0, "seed of the pacing draws (and of the random policy)")
 
@@ -156,6 +158,8 @@ class AdServer:
             raise InputError("the murmur policy needs a pCTR model", field="model")
         if not 0.0 <= self.cfg.pacing_learn <= 1.0:
             raise InputError(f"pacing_learn must be 0-1 (got {self.cfg.pacing_learn})", field="pacing_learn")
+        if not 0.0 <= self.cfg.pacing_doubt <= 5.0:
+            raise InputError(f"pacing_doubt must be 0-5 (got {self.cfg.pacing_doubt})", field="pacing_doubt")
         cs = self.campaigns
         n = len(cs)
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -169,7 +173,7 @@ class AdServer:
         event = np.round(np.where(self.is_cpc, self.bid, self.bid / 1000) * MICROS)
         self.pacer = Pacer(budgets, slot_shares(np.array(self.hourly), self.cfg.slot_minutes),
                            p0=self.cfg.pacing_p0, margin=self.cfg.pacing_margin, event_micros=event,
-                           learn=self.cfg.pacing_learn)
+                           learn=self.cfg.pacing_learn, calib_z=self.cfg.pacing_doubt)
         # targeting: user row -> campaigns whose audience holds the user (CSR)
         pairs_u, pairs_c = [], []
         for i, c in enumerate(cs):

@@ -55,6 +55,7 @@ class SimConfig:
     batch_minutes: int = knob(5, "page views scored together (pCTR in one call), in minutes of traffic")
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
+    pacing_doubt: float = knob(0.0, "plan on a spend rate this many standard deviations of a campaign's charge count low")
 
     def check(self) -> None:
         """One line naming the first knob out of range (before any work is done)."""
@@ -63,7 +64,8 @@ class SimConfig:
                                ("campaigns", self.campaigns >= 1, ">= 1"),
                                ("budget_fraction", 0 < self.budget_fraction <= 1, "in (0, 1]"),
                                ("budget_rounds", self.budget_rounds >= 0, ">= 0"),
-                               ("pacing_learn", 0 <= self.pacing_learn <= 1, "0-1")):
+                               ("pacing_learn", 0 <= self.pacing_learn <= 1, "0-1"),
+                               ("pacing_doubt", 0 <= self.pacing_doubt <= 5, "0-5")):
             if not ok:
                 raise InputError(f"{name} must be {want} (got {getattr(self, name)})", field=name)
 
@@ -287,7 +289,8 @@ def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log
 
     server_cfg = ServerConfig(policy=arm, seed=seed)
     if cfg is not None:
-        server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin, pacing_learn=cfg.pacing_learn)
+        server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin, pacing_learn=cfg.pacing_learn,
+                             pacing_doubt=cfg.pacing_doubt)
     return AdServer(campaigns, setup.catalog, setup.vectors, Featurizer(setup.vectors, setup.history),
                     setup.model if arm == "murmur" else None, server_cfg, decision_log=DecisionLog(log_path))
 
