@@ -32,8 +32,7 @@ _PLACEHOLDER_RE = r"<(?:" + "|".join(_PLACEHOLDERS) + r")>"
 _TOKEN_RE = re.compile(
     _PLACEHOLDER_RE + r"|(?:https?://|www\.)\S+|(?<![\w#@])([#@])(\w+)|(\w+)", re.IGNORECASE)
 _RUN_RE = re.compile(r"\w+")  # every run of word characters: a post's words are among them
-_ENTITY_RE = re.compile(r"(?<![\w#@])([#@])(\w+)")  # every hashtag and mention _TOKEN_RE finds, and maybe more
-# an ASCII text's bytes with every character but # @ and those \\w matches made a space
+# an ASCII text's bytes with every character made a space but # @ and those \w matches
 _ASCII_TOKENS = bytes(i if i < 128 and (chr(i).isalnum() or chr(i) in "_#@") else 32 for i in range(256))
 _CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _MENTION_PLACEHOLDER = "user"
@@ -186,12 +185,13 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
 
     A page of results is analysed on every query, and most results of a dense query hold a query
     word, so no match object is made per word: the text's runs of word characters (its words are
-    among them) are split off in C (an ASCII text: its bytes with every character but ``#``, ``@`` and
-    the word characters turned to a space; any other: one ``findall``), looked up in the language's term table, and only the runs
-    whose term is wanted are found again, by ``str.find`` with the token rules checked at each hit (a
-    run after a ``#``/``@`` that starts a tag is the tag's name, not a word; ``<url>``-style
-    placeholders are not words). Hashtags and mentions are read only in a text with a ``#`` or ``@``.
-    A text with a link falls back to :data:`_TOKEN_RE` (a link's words are not words either)."""
+    among them) are split off in C (an ASCII text: its bytes with every character but ``#``, ``@``
+    and the word characters turned to a space; any other: one ``findall``), looked up in the
+    language's term table, and only the runs whose term is wanted are found again, by ``str.find``
+    with the token rules checked at each hit (a run after a ``#``/``@`` that starts a tag is the tag's
+    name, not a word; ``<url>``-style placeholders are not words). Hashtags and mentions are read only
+    in a text with a ``#`` or ``@``. A text with a link falls back to :data:`_TOKEN_RE` (a link's words
+    are not words either)."""
     if not wanted:
         return []
     lang = (lang or "").split("-")[0].lower()
@@ -245,8 +245,9 @@ def highlight_spans(text: str, lang: str | None, wanted: set[str]) -> list[list[
 
 
 def _entities(text: str) -> set[tuple[str, str]]:
-    """The ``(#/@, name)`` of each hashtag and mention :data:`_ENTITY_RE` finds, found from each ``#`` and
-    ``@`` (a text has few; the regex would test its lookbehind at every character)."""
+    """The ``(#/@, name)`` of each hashtag and mention as :data:`_TOKEN_RE` reads one (a ``#`` or ``@`` not
+    after a word character, ``#`` or ``@``, then word characters), found from each ``#`` and ``@`` (a text
+    has few; a regex would test its lookbehind at every character)."""
     out = set()
     for tag in ("#", "@"):
         at = text.find(tag)
