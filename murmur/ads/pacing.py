@@ -25,8 +25,8 @@ auction's winners get). And the count of clicks still needed is itself noisy: a 
 its mean so far, the bid counted in as one charge), so few-click campaigns take part in more auctions
 than their mean rate says, and many-impression CPM campaigns pace as before.
 
-The calibration itself is read from the same few clicks: three lucky clicks in the first hour read
-as a supply twice as rich as the pCTR says, and throttle the campaign for hours; when its clicks then
+The calibration itself is read from the same few clicks: four lucky clicks in the first hour can read
+as a supply nearly twice as rich as the pCTR says, and throttle the campaign for hours; when its clicks then
 come at the pCTR's rate or below, what it sat out is lost. With ``calib_z`` the spend rate is planned
 on the low side of what its charges so far can tell, ``1 - calib_z / sqrt(charges + 1)`` times the
 calibrated rate (at least ``calib_floor`` of it): a campaign with few charges takes part in more
@@ -210,11 +210,8 @@ class Pacer:
         return 1.0 + self.noise_z / np.sqrt(needed)
 
     def doubt(self) -> np.ndarray:
-        """How far below its calibration a campaign's spend rate is read: ``1 - calib_z / sqrt(charges + 1)``
-        (at least ``calib_floor``). A few lucky clicks early in the day read as a rich supply and throttle
-        the campaign for hours; when the clicks then come at the pCTR's rate or below, what it sat out is
-        lost. Planning on the low side of what its charges so far can tell spends the doubt early, where
-        overspend is clamped anyway."""
+        """How far below its calibration a campaign's spend rate is read (module docstring): ``1 - calib_z /
+        sqrt(charges + 1)``, at least ``calib_floor``; 1 without ``calib_z``."""
         if self.calib_z <= 0:
             return np.ones(len(self.budgets))
         return np.maximum(1.0 - self.calib_z / np.sqrt(self.events + 1.0), self.calib_floor)
