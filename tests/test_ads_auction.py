@@ -51,6 +51,10 @@ def test_pacer_spreads_the_budget_and_never_overspends():
     assert spent_by_hour[5, 0] <= 1.1 * (6 / 24) / 0.7 * budgets[0] + 500_000  # + the charge that crossed it
     assert spent_by_hour[11, 0] <= 1.1 * (12 / 24) / 0.7 * budgets[0] + 500_000
     assert spent_by_hour[14, 0] < budgets[0]  # the plan ends at 70% of the day (16.8 h), 10% ahead at most
+    # what it had spent when half the day's traffic had passed (noon here): as planned, 10% ahead at most
+    pacer.end_day()
+    assert spent_by_hour[10, 0] <= pacer.spent_at_half[0] <= spent_by_hour[12, 0]
+    assert 0.9 * 0.5 / 0.7 * budgets[0] <= pacer.spent_at_half[0] <= 1.1 * 0.5 / 0.7 * budgets[0] + 500_000
 
 
 def test_an_unpaced_campaign_takes_every_auction_until_its_budget_is_spent():

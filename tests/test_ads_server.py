@@ -236,7 +236,11 @@ def test_simulated_ab_test(sim_setup, tmp_path):
     assert report.delivery("murmur", range(1, 2))["campaign_days"] == d["campaign_days"] / 2
     assert d["under"] == d["under_supply_limited"] + d["under_took_part"] + d["under_paced"]
     assert d["max_over"] <= 0.01 and d["min"] <= d["p5"] <= d["median"] <= d["max"]
-    assert "within -10%..+1%" in report.table()
+    assert "within -10%..+1%" in report.table() and "spent by half the traffic" in report.table()
+    # how evenly: the share of each campaign-day's spend made by the time half the day's traffic had passed
+    early = [r["early"] for r in report.campaign_days if r["delivery"] > 0]
+    assert early and all(0.0 <= e <= 1.0 for e in early)
+    assert d["early_p10"] <= d["early_median"] <= d["early_p90"] <= 1.0
     # pacing: every campaign-day within -10%..+1% of its budget, unless its audience cannot supply it (short
     # even in every auction, more likely than not) or the pacer kept it in nearly all its auctions and its few
     # clicks fell short (a chance the replay measures; no pacer removes it). At 3,000 page views a budget is a

@@ -83,6 +83,7 @@ class Pacer:
     calib_z: float = 0.0            # plan on the spend rate this many standard deviations of its charge count low
     calib_floor: float = 0.25       # ... but never below this share of it
     spent: np.ndarray = field(init=False)
+    spent_at_half: np.ndarray = field(init=False)  # spent by the end of the slot in which half the day's traffic passed
     expected: np.ndarray = field(init=False)
     p: np.ndarray = field(init=False)
     _w_spend: np.ndarray = field(init=False)
@@ -99,6 +100,7 @@ class Pacer:
         # learned across days (kept by new_day): each campaign's supply curve, the traffic curve at first,
         # and what it could spend in a day in every auction (micros; unknown at first)
         self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
+        self._half_slot = int(np.searchsorted(np.cumsum(self.traffic_share), 0.5))  # half the traffic passed in it
         self.level = np.full(n, np.nan)
         self._reset_day()
 
@@ -112,6 +114,7 @@ class Pacer:
         self._entered = np.zeros((n, len(self.traffic_share)))   # of those, the ones it took part in
         self._slot_spend = np.zeros((n, len(self.traffic_share)))
         self.spent = np.zeros(n, np.int64)
+        self.spent_at_half = np.zeros(n, np.int64)
         self.events = np.zeros(n, np.int64)
         self.expected = np.zeros(n)
         self.p = np.full(n, self.p0)
@@ -121,9 +124,11 @@ class Pacer:
         self.p[self.full] = 1.0
 
     def end_day(self) -> None:
-        """Close the day: with ``learn``, fold it into each campaign's capacity curve (once)."""
+        """Close the day: its last slots passed, and with ``learn`` folded into each campaign's capacity curve
+        (once)."""
         if self.learn > 0 and not self._closed:
             self._learn_day()
+        self.advance(len(self.traffic_share))
         self._closed = True
 
     def new_day(self) -> None:
@@ -196,6 +201,8 @@ class Pacer:
             # catch up: a campaign more than ``behind`` short of its plan takes part in everything
             plan = self.budgets * np.minimum(1.0, self.cum[:, s + 1] / (1.0 - self.margin))
             self.p = np.where((self.spent < plan * (1.0 - self.behind)) | self.full, 1.0, p)
+            if s == self._half_slot:
+                self.spent_at_half = self.spent.copy()
             self.slot += 1
 
     def noise_factor(self, remaining: np.ndarray) -> np.ndarray:

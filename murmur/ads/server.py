@@ -202,6 +202,7 @@ class AdServer:
         self.daily: list[tuple[dt.date, np.ndarray, np.ndarray, np.ndarray]] = []
         self.auctions_today = np.zeros(n, np.int64)  # auctions it could enter (targeted, under its frequency cap)
         self.held_daily: list[tuple[np.ndarray, np.ndarray]] = []
+        self.early_daily: list[np.ndarray] = []  # per day: share of each campaign's spend made by half the traffic
         # supply forecasting (module docstring): None, or a list the auctions append Shadow slots to
         self.shadow: list[Shadow] | None = None
         self._shadow_freq: dict[tuple[int, int], int] = defaultdict(int)
@@ -256,6 +257,8 @@ class AdServer:
         self.pacer.end_day()
         self.daily.append((self.day, self.spend_today.copy(), self.imps_today.copy(), self.clicks_today.copy()))
         self.held_daily.append((self.held_today.copy(), self.auctions_today.copy()))
+        spent = self.pacer.spent
+        self.early_daily.append(np.where(spent > 0, self.pacer.spent_at_half / np.maximum(spent, 1), np.nan))
 
     # ------------------------------------------------------------------ selection
     def candidates(self, user_row: int, when: float) -> np.ndarray:

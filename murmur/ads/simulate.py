@@ -184,6 +184,7 @@ class ArmResult:
     budget: list[float] = field(default_factory=list)    # per campaign-day: its daily budget
     miss_chance: list[float] = field(default_factory=list)  # short of 90%: its chance to miss in every auction
     day: list[int] = field(default_factory=list)         # per campaign-day: the day of the run (0: the first)
+    early: list[float] = field(default_factory=list)     # share of its spend made by half the day's traffic
 
     def metrics(self) -> dict[str, float]:
         d = np.array(self.delivery) if self.delivery else np.zeros(1)
@@ -398,14 +399,15 @@ def run_seed(setup: SimSetup, cfg: SimConfig, seed: int, work: Path, store_url: 
                            results[arm])
         for arm in ARMS:
             server = servers[arm]
-            for day, ((_, spend, _, _), (held, auctions)) in enumerate(zip(server.daily, server.held_daily,
-                                                                            strict=True)):
+            for day, ((_, spend, _, _), (held, auctions), early) in enumerate(zip(server.daily, server.held_daily,
+                                                                                   server.early_daily, strict=True)):
                 delivery = spend / server.pacer.budgets
                 results[arm].spend += float(spend.sum()) / MICROS
                 results[arm].delivery.extend(delivery.tolist())
                 results[arm].cpc.extend(server.is_cpc.tolist())
                 results[arm].budget.extend((server.pacer.budgets / MICROS).tolist())
                 results[arm].held.extend((held / np.maximum(auctions, 1)).tolist())
+                results[arm].early.extend(early.tolist())
                 limited, chance = _supply_limited(setup, cfg, campaigns, arm, seed, days[day],
                                                   base0 + dt.timedelta(days=day), f"{seed}-{day}", delivery,
                                                   states[arm][day])
@@ -435,7 +437,8 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
 class SimReport:
     per_seed: list[dict[str, dict[str, float]]]
     # every campaign-day: {"seed", "arm", "delivery" (spend / budget), "supply_limited", "cpc", "budget",
-    # "held" (share of the auctions it could enter that it sat out)}
+    # "held" (share of the auctions it could enter that it sat out), "miss_chance", "day", "early" (share of its
+    # spend made by the time half the day's traffic had passed; NaN when it spent nothing)}
     campaign_days: list[dict] = field(default_factory=list)
 
     def delivery(self, arm: str = "murmur", days: range | None = None) -> dict[str, float]:
@@ -451,10 +454,14 @@ class SimReport:
         chance = np.array([r.get("miss_chance", np.nan) for r in rows], dtype=np.float64)
         ok = (d >= 0.9) & (d <= 1.01)
         q = np.quantile(d, [0.0, 0.05, 0.25, 0.5, 0.75, 1.0])
+        early = np.array([r.get("early", np.nan) for r in rows], dtype=np.float64)
+        early = early[np.isfinite(early)]
+        eq = np.quantile(early, [0.1, 0.5, 0.9]) if len(early) else np.full(3, np.nan)
         short_feasible = (d < 0.9) & ~lim
         feasible = d[~lim]
         return {"campaign_days": len(d), "min": q[0], "p5": q[1], "p25": q[2], "median": q[3], "p75": q[4],
                 "max": q[5], "ok": float(ok.mean()), "under": int((d < 0.9).sum()),
+                "early_p10": eq[0], "early_median": eq[1], "early_p90": eq[2],
                 "under_supply_limited": int(((d < 0.9) & lim).sum()),
                 # short, not supply-limited, yet the pacer held it out of under 5% of its auctions: it took part
                 # in nearly everything and its clicks fell short (see ``feasible_under_noise``)
@@ -486,7 +493,9 @@ class SimReport:
                                 ("feasible_under_noise", "  expected in every auction", "{:.1f}"),
                                 ("over", "over by more than 1%", "{:,}"),
                                 ("feasible_ok", "within, not supply-limited", "{:.1%}"),
-                                ("feasible_min", "minimum, not supply-limited", "{:.1%}")]:
+                                ("feasible_min", "minimum, not supply-limited", "{:.1%}"),
+                                ("early_p10", "spent by half the traffic, p10", "{:.1%}"),
+                                ("early_median", "  median", "{:.1%}"), ("early_p90", "  90th percentile", "{:.1%}")]:
             rows.append(f"{label:<34} " + " ".join(f"{fmt.format(ds[arm][key]):>10}" for arm in ARMS))
         return "\n".join(rows)
 
@@ -525,10 +534,10 @@ def simulate(setup: SimSetup, cfg: SimConfig, work: Path | None = None, store_ur
             res = run_seed(setup, cfg, seed, Path(work or tmp), store_url, decisions)
             per_seed.append({arm: r.metrics() for arm, r in res.items()})
             days += [{"seed": seed, "arm": arm, "delivery": d, "supply_limited": bool(lim), "cpc": bool(cpc),
-                      "budget": b, "held": h, "miss_chance": mc, "day": day}
+                      "budget": b, "held": h, "miss_chance": mc, "day": day, "early": e}
                      for arm, r in res.items()
-                     for d, lim, cpc, b, h, mc, day in zip(r.delivery, r.supply_limited, r.cpc, r.budget, r.held,
-                                                           r.miss_chance, r.day, strict=True)]
+                     for d, lim, cpc, b, h, mc, day, e in zip(r.delivery, r.supply_limited, r.cpc, r.budget, r.held,
+                                                              r.miss_chance, r.day, r.early, strict=True)]
             m, r = per_seed[-1]["murmur"], per_seed[-1]["random"]
             log(f"seed {seed}: murmur CTR {m['ctr']:.3%} clicks {m['clicks']:,} spend {m['spend']:,.2f} | "
                 f"random CTR {r['ctr']:.3%} clicks {r['clicks']:,} spend {r['spend']:,.2f}")
