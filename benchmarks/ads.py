@@ -224,7 +224,9 @@ def pacing_part(args, setup: SimSetup, root: Path) -> list[str]:
             "and, with the day replayed with that campaign in every auction it can enter and no budget limit, its "
             "clicks drawn anew from the hidden click model, under 90% in at least half the draws; `paced_ok`: "
             "`delivery_ok` among the other campaign-days), then the **pacing distribution**: spend / budget over every "
-            "campaign-day:", "", "```", sim.table(), "```", "",
+            "campaign-day, and how evenly it was spent (the share of each campaign-day's spend made by the time half "
+            "the day's traffic had passed: 50% in step with the traffic, 71% on the pacer's plan):", "", "```",
+            sim.table(), "```", "",
             f"murmur: {d['ok']:.1%} of {d['campaign_days']} campaign-days within -10%..+1% of budget; "
             f"under 90%: {d['under_supply_limited']} supply-limited (short in every auction more likely than not), "
             f"{d['under_took_part']} not supply-limited but in more than 95% of their auctions anyway, "
