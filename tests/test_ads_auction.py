@@ -257,3 +257,13 @@ def test_a_few_lucky_clicks_do_not_throttle_a_doubtful_plan():
     pacer.events[:] = [3, 10_000]
     assert pacer.doubt()[0] == pytest.approx(0.25) and pacer.doubt()[1] == pytest.approx(0.985, abs=1e-3)
     assert Pacer(np.array([1], np.int64), shares).doubt().tolist() == [1.0]
+
+
+@pytest.mark.parametrize("knob, value, say", [("pacing_learn", 1.5, "0-1"), ("pacing_doubt", -1.0, "0-5"),
+                                              ("pacing_doubt", 6.0, "0-5")])
+def test_the_server_refuses_pacing_knobs_out_of_range(knob, value, say):
+    from murmur.ads.server import AdServer, ServerConfig
+    from murmur.errors import InputError
+
+    with pytest.raises(InputError, match=f"{knob} must be {say}"):
+        AdServer([], None, None, None, object(), ServerConfig(**{knob: value}))

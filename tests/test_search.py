@@ -433,3 +433,24 @@ def test_store_rows_are_the_posts_of_the_keys_in_order(index_dir):
         assert store.rows([]) == []
         hits = ix.search(make_request("board games family", mode="lexical"))
         assert hits[0]["post_id"] == "r1" and hits[0]["highlights"]
+
+
+def test_store_rows_read_the_arrow_buffers_as_arrow_does():
+    """A page's strings are decoded from the column buffers: a table of several chunks, sliced (an offset
+    into its buffers), with null conversation ids, reads as Arrow's own ``to_pylist``."""
+    import datetime as dt
+
+    from murmur.search.store import SCHEMA, Store
+
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    rows = [dict(post_id=f"p{i}", author_id=f"a{i % 3}", created_at=when, lang="es" if i % 2 else "en",
+                 text=f"canción {i} 🎸", hashtags=[], mentions=[], likes=i, reposts=0, replies=0, reply_to=None,
+                 conversation_id=None if i % 2 else f"c{i}") for i in range(9)]
+    whole = pa.Table.from_pylist(rows, schema=SCHEMA)
+    table = pa.concat_tables([whole.slice(0, 4), whole.slice(4)]).slice(2)
+    store = Store(table)
+    want = table.select(["post_id", "author_id", "lang", "text", "conversation_id"]).to_pylist()
+    got = store.rows([4, 0, 6, 1])
+    assert [{k: r[k] for k in want[0]} for r in got] == [want[4], want[0], want[6], want[1]]
+    assert store.get(1)["conversation_id"] is None and store.get(1)["text"] == "canción 3 🎸"
+    assert Store(whole.slice(0, 0)).rows([]) == []

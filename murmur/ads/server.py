@@ -156,10 +156,9 @@ class AdServer:
             raise InputError(f"policy must be murmur or random (got {self.cfg.policy!r})", field="policy")
         if self.cfg.policy == "murmur" and self.model is None:
             raise InputError("the murmur policy needs a pCTR model", field="model")
-        if not 0.0 <= self.cfg.pacing_learn <= 1.0:
-            raise InputError(f"pacing_learn must be 0-1 (got {self.cfg.pacing_learn})", field="pacing_learn")
-        if not 0.0 <= self.cfg.pacing_doubt <= 5.0:
-            raise InputError(f"pacing_doubt must be 0-5 (got {self.cfg.pacing_doubt})", field="pacing_doubt")
+        for name, top in (("pacing_learn", 1.0), ("pacing_doubt", 5.0)):
+            if not 0.0 <= getattr(self.cfg, name) <= top:
+                raise InputError(f"{name} must be 0-{top:g} (got {getattr(self.cfg, name)})", field=name)
         cs = self.campaigns
         n = len(cs)
         self.rng = np.random.default_rng(self.cfg.seed)
