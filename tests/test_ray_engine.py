@@ -266,7 +266,15 @@ def test_components_on_ray_follow_a_long_chain_to_its_earliest_post(tmp_path, lo
     want_pos, want_flag, want_stats = local.decide()
     assert len(want_pos) == 47 + 2 and want_stats["largest_component"] == 48
 
+    from ray.data.context import ShuffleStrategy
+
+    ds = ray.data.from_arrow([rc.with_order_keys(c) for c in cands])
+    before = ds.context.shuffle_strategy
+    during = []
     got_pos, got_flag, got_stats, info = rc.components(
-        ray.data.from_arrow([rc.with_order_keys(c) for c in cands]), buckets=3)
+        ds, buckets=3, progress=lambda r, changed, s: during.append(ds.context.shuffle_strategy))
+    # every step ran on the sort-based shuffle (its small shuffles cost seconds each on the default),
+    # and the dataset's own context is left as it was
+    assert set(during) == {ShuffleStrategy.SORT_SHUFFLE_PULL_BASED} and ds.context.shuffle_strategy == before
     assert got_pos.tolist() == want_pos.tolist() and got_flag.tolist() == want_flag.tolist()
     assert got_stats == want_stats and info["rounds"] >= 3, info

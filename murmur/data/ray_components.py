@@ -3,7 +3,7 @@
 The Ray engine's dedup (``ray_engine.clean_ray``) turns every group of posts sharing a key into a star
 of candidate pairs: the group's earliest post with each other member. Beyond
 ``CleanConfig.ray_driver_components`` candidate rows (below it the driver's union-find is faster: each
-step here is a shuffle with seconds of fixed cost), this module joins those pairs
+step here is a shuffle with a fixed cost, about half a second on 2 cores), this module joins those pairs
 into connected components with the *alternating large-star / small-star* algorithm (Kiveris et al.,
 "Connected Components in MapReduce and Beyond", SoCC 2014), each step one Ray Data shuffle by node
 (a ``groupby`` on a hash bucket of the node, then one vectorised pass per bucket):
@@ -188,13 +188,14 @@ def components(candidates, buckets: int, max_rounds: int = 200,
     (``DUPLICATE`` when an earlier post has the exact hash, else ``NEAR_DUPLICATE``), the counts of
     ``dedup.Components.decide``, and ``rounds`` and ``seconds`` (from the candidates to the drops).
     ``progress(round, changed, seconds)`` after each round."""
-    from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
-    # Each step is a small shuffle; Ray Data's default (shuffle_v2, built for a few large ones) adds
-    # seconds of set-up to every one of them, the sort-based pull shuffle does not (250k posts:
-    # 86 s against 23 s for the whole of clean). Set for these steps only, restored after.
-    ctx = DataContext.get_current()
+    # Each step is a small shuffle; Ray Data's default hash shuffle (built for a few large ones) adds
+    # seconds of set-up to every one of them, the sort-based pull shuffle does not: a chain of 48
+    # posts (tests/test_ray_engine.py) takes 145 s of rounds on the default, 10 s on it. A dataset
+    # keeps the DataContext it was made under, shared by every dataset derived from it, so the
+    # strategy is set there (the process's current context would not reach it), for these steps only.
+    ctx = candidates.context
     before, ctx.shuffle_strategy = ctx.shuffle_strategy, ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     try:
         return _components(candidates, buckets, max_rounds, progress)

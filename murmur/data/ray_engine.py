@@ -26,8 +26,8 @@ only where it runs changes. Paths may be anything pyarrow's filesystems open (a 
    and small-star (``ray_components``), each step a Ray Data shuffle of the edges by node; the driver
    reads back one count per step and, when a round changes nothing, every dropped post. Either way
    all but the earliest post of each component is dropped, ``duplicate`` when an earlier post has
-   its exact hash, else ``near_duplicate``. (Each shuffle costs seconds however small: on 2 cores and
-   250k posts the rounds took 80-90 s against about a second for the union-find.)
+   its exact hash, else ``near_duplicate``. (Each shuffle has a fixed cost however small: on 2 cores and
+   250k posts the 6 rounds take about 10 s against about a second for the union-find.)
 4. *Apply.* The drops are sorted by position, which groups them by unit (9 bytes per dropped post on
    the driver). For one output file the driver reads each unit's survivors in order, drops them and
    streams the kept posts into the file, as the local engine's second pass does; for a directory of
@@ -277,7 +277,7 @@ def _drops(candidates, buckets: int, driver_max: int) -> tuple[np.ndarray, np.nd
     """The candidate rows joined into components: the position and flag of every dropped survivor,
     sorted by position (so grouped by unit), and the components' counts. Up to ``driver_max`` rows by
     the local engine's union-find on the driver (``dedup.Components``, pairs spilled to its disk), more
-    on the cluster (``ray_components``): each of its rounds is two shuffles, a few seconds each even
+    on the cluster (``ray_components``): each of its rounds is two shuffles, half a second or more each even
     when small, while the union-find over a few million rows takes a second."""
     candidates = candidates.materialize()
     n = candidates.count()
