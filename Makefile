@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # CPU wheel of PyTorch; a GPU user installs the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
+# Test processes: each takes whole files, the longest first (tests/conftest.py); 1 runs them in this one.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean venv browser postgres gpu-wheels
 
@@ -22,7 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser postgres
 	$(BIN)/ruff check murmur tests benchmarks
-	$(BIN)/python -m pytest -q -ra --durations=15 tests
+	$(BIN)/python -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Debian's chromium for the web chat's browser test (the test is skipped where it cannot be installed).
 browser:

@@ -3,6 +3,19 @@
 import pytest
 import torch
 
+# The files that take longest, run first: `make test` hands whole files to two workers
+# (pytest-xdist, --dist loadfile --no-loadscope-reorder) in collection order, and a long file
+# collected late (the demo) would run alone at the end while the other worker sits idle.
+LONGEST_FIRST = ("test_demo.py", "test_ray_engine.py", "test_ads_server.py", "test_search.py",
+                 "test_distributed_train.py", "test_pipeline_train.py", "test_clean_vectorised.py",
+                 "test_embed.py", "test_trends.py", "test_distributed_sft.py", "test_parallel.py",
+                 "test_install.py", "test_drafts.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="module")
 def one_thread():
