@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # CPU wheel of PyTorch; a GPU user installs the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
-# Test processes: each takes whole files, the longest first (tests/conftest.py); 1 runs them in this one.
+# Test worker processes: each takes whole files, the longest first (tests/conftest.py); 0 runs the
+# tests in pytest's own process.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean venv browser postgres gpu-wheels

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-# The files that take longest, run first: `make test` hands whole files to two workers
+# The files that take longest run first: `make test` hands whole files to two workers
 # (pytest-xdist, --dist loadfile --no-loadscope-reorder) in collection order, and a long file
 # collected late (the demo) would run alone at the end while the other worker sits idle.
 LONGEST_FIRST = ("test_demo.py", "test_ray_engine.py", "test_ads_server.py", "test_search.py",
