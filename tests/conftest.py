@@ -5,7 +5,8 @@ import torch
 
 # The files that take longest run first: `make test` hands whole files to two workers
 # (pytest-xdist, --dist loadfile --no-loadscope-reorder) in collection order, and a long file
-# collected late (the demo) would run alone at the end while the other worker sits idle.
+# collected late (the demo) would run alone at the end while the other worker sits idle. The list
+# only orders: a file missing from it runs in its usual place, a name no longer there does nothing.
 LONGEST_FIRST = ("test_demo.py", "test_ray_engine.py", "test_ads_server.py", "test_search.py",
                  "test_distributed_train.py", "test_pipeline_train.py", "test_clean_vectorised.py",
                  "test_embed.py", "test_trends.py", "test_distributed_sft.py", "test_parallel.py",
