@@ -47,6 +47,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -231,11 +232,19 @@ def main() -> None:
         save_ann(ann, root / "idx" / GRAPH)
         del ann
         ann_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from murmur.search.dense import GraphConfig
+        from murmur.search.index import write_lang_graphs
+
+        lang_graphs = write_lang_graphs(root / "idx", table.column("lang").to_pylist(), GraphConfig(), progress=False)
+        lang_s = time.perf_counter() - t0
+        langs_in = {lang: int(c) for lang, c in Counter(table.column("lang").to_pylist()).items() if lang in lang_graphs}
         loads.append(os.getloadavg()[0])
-        print(f"lexical {lex_s:.0f}s, HNSW {ann_s:.0f}s", flush=True)
+        print(f"lexical {lex_s:.0f}s, HNSW {ann_s:.0f}s, language graphs {lang_s:.0f}s", flush=True)
         m = json.loads((root / "idx" / MANIFEST).read_text())
         m["embedder"] = {"name": embedder.name, "dim": embedder.dim, "dir": embedder_dir}
         m["graph"] = GRAPH
+        m["lang_graphs"] = lang_graphs
         write_json(root / "idx" / MANIFEST, m)
         disk = du(root / "idx")
         rss0 = rss_bytes()
@@ -248,6 +257,10 @@ def main() -> None:
         rows.append(("posts", f"{n:,}" + (tiled if args.posts else "")))
         rows.append(("murmur index, lexical (tantivy)", f"{n / lex_s:,.0f} posts/s"))
         rows.append(("murmur index, HNSW add (faiss, float16 codes)", f"{n / ann_s:,.0f} posts/s"))
+        if langs_in:
+            rows.append(("murmur index, the languages' own graphs (" + ", ".join(f"{lang}: {c:,} posts" for lang, c
+                                                                          in sorted(langs_in.items())) + ")",
+                         f"{sum(langs_in.values()) / lang_s:,.0f} posts/s"))
         rows.append((f"embedding ({embedder.name}, CPU)", embed_note))
         rows.append(("murmur index with embedding (estimated: lexical + HNSW + embedding rates)",
                      f"{1 / (1 / (n / lex_s) + 1 / (n / ann_s) + 1 / max(rates.values())):,.0f} posts/s"))
@@ -304,12 +317,24 @@ def main() -> None:
                 row["score"] = score
             return page
 
+        def main_graph_only(fn: Callable) -> Callable:  # the filter as it ran before languages had graphs
+            def run(q: str):
+                own = ix.dense.by_lang.pop("es", None)
+                try:
+                    return fn(q)
+                finally:
+                    if own is not None:
+                        ix.dense.by_lang["es"] = own
+            return run
+
         vec_given = RetrieveConfig(query_cache=len(QUERIES))
         for q in QUERIES:  # the index's query cache holds every query's vector: no forward when timed
             ix.search(make_request(q, mode="dense", k=10), vec_given)
         fns = {"embed": lambda q: embedder.encode([q], "query"),
                "murmur lexical": murmur("lexical"), "murmur dense": murmur("dense"), "murmur hybrid": murmur("hybrid"),
                "murmur dense lang=es": murmur("dense", lang="es"),
+               "murmur hybrid lang=es": murmur("hybrid", lang="es"),
+               "murmur dense lang=es, main graph": main_graph_only(murmur("dense", lang="es")),
                "murmur dense author": murmur("dense", author=author),
                "bm25s lexical": lambda q: retriever.retrieve(bm25s.tokenize([q], show_progress=False), k=10,
                                                              show_progress=False),
@@ -339,7 +364,11 @@ def main() -> None:
         rows.append((f"query embedding alone ({embedder.name}, 1 query), 1 client", lat("embed")))
         for mode in ("lexical", "dense", "hybrid"):
             rows.append((f"murmur {mode}, 1 client", lat(f"murmur {mode}")))
-        rows.append(("murmur dense, lang=es filter, 1 client", lat("murmur dense lang=es")))
+        for mode in ("dense", "hybrid"):
+            rows.append((f"murmur {mode}, lang=es filter, 1 client", lat(f"murmur {mode} lang=es")))
+        if "es" in ix.dense.by_lang:
+            rows.append(("murmur dense, lang=es filter, the main graph only (no Spanish graph), 1 client",
+                         lat("murmur dense lang=es, main graph")))
         rows.append(("murmur dense, author filter (the most active author), 1 client", lat("murmur dense author")))
         for mode in ("lexical", "dense", "hybrid"):
             p50, p99 = latencies(murmur(mode), QUERIES, 8, args.rounds)
@@ -423,7 +452,34 @@ def main() -> None:
         write_section("search", body)
 
 
-EARLIER = """The graph is faiss's HNSW over float16 codes since 2026-11-29 (usearch's float16 graph before; every
+EARLIER = """A later run the same day, after the query's terms were analysed once a search, the plain graph walk
+lost its parameter object and highlights of plain-word posts lost a regex pass (300,000 posts tiled
+from a new 3,000-account world, all-MiniLM-L6-v2 vectors, so the query embedding alone is p50 22.9 ms;
+load 0.8-1.7; `--no-milvus`; 8 minutes): dense p50 25.0 / p99 35.6 ms against faiss with the page's
+posts 24.5 / 35.6 ms (1.02x / 1.00x) and faiss's ids 24.0 / 34.7 ms (1.04x / 1.03x); lexical 1.9 /
+2.8 ms against bm25s's 19.9 / 23.4 ms (0.09x / 0.12x); hybrid 27.8 / 36.4 ms; with the vector given,
+murmur's full results 2.1 ms against faiss's ids and posts 1.3 ms, murmur's ranking alone 0.9 ms
+against faiss's ids 0.6 ms; HNSW recall@10 0.945 for both; graph built at 3,065 posts/s (faiss
+float32 2,626); add() to searchable at most 0.9 ms. The walk itself is not the gap: on 200,000
+near-copies of the same vectors (one thread, ef 96, 200 queries) faiss's float16-code graph answers in
+438-478 µs against its float32 graph's 604-707 µs (recall@10 0.993 against 0.998). What is left is
+Python around the walk and the results faiss does not make: on this world's dense pages the
+highlights cost 30-120 µs a post, because most of a dense page's posts hold a query word.
+
+A third run that day, after highlights stopped making a match object per word (a text's runs of word
+characters split off in C, only the wanted ones found again with `str.find`) and the store began
+decoding a page's strings straight from its Arrow buffers (no `take`, no table, no scalars), same
+command and corpus (load 0.9-1.9; 5 minutes): dense p50 22.3 / p99 28.5 ms against faiss with the
+page's posts 22.4 / 31.4 ms (0.99x / 0.91x) and faiss's ids 21.5 / 24.8 ms (1.04x / 1.15x), the
+query embedding alone 20.6 ms; with the vector given, murmur's full results (the store's fields, ISO
+times, highlights) 1.3 ms against faiss's ids and posts 1.4 ms, its ranking alone 0.7 ms against
+faiss's ids 0.6 ms; lexical 1.3 / 2.1 ms against bm25s's 20.5 / 24.4 ms (0.07x / 0.09x; it was 1.9 /
+2.8 ms); hybrid 24.4 / 27.5 ms; recall@10 0.945 for both graphs. On this world's dense pages a
+result's highlights now cost 8-16 µs with hot caches (22-35 µs before), 20-30 µs right after a graph
+walk; they were checked equal to the token-by-token reading on 1.23M (post, query) pairs and 180,000
+generated texts of tags, placeholders, links and odd `#`/`@`, and the test suite holds that check.
+
+The graph is faiss's HNSW over float16 codes since 2026-11-29 (usearch's float16 graph before; every
 figure below this paragraph that names usearch was taken with it). On 300,000 near-copies of real
 MiniLM vectors (M 16, ef_construction 128, one query on one thread, 40 queries): recall@10 against exact
 search 0.885 / 0.897 / 0.900 at ef 96 / 128 / 192 for faiss's float16-code graph and 0.882 / 0.895 /

@@ -222,3 +222,75 @@ def test_deleted_neighbours_and_an_index_built_with_another_graph(built, embedde
     with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:
         assert [r["post_id"] for r in ix.search(req)] == exact
     assert f"{graph}: unreadable (" in capfd.readouterr().err
+
+
+def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, capfd):
+    """A filter on a language with a graph of its own walks that graph (not the main graph's neighbours,
+    not an exact pass over the language's rows); adds in the language join it, compaction saves it and
+    gives one to a language that has passed the threshold since, and a damaged one is built again."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from murmur.search.dense import GraphConfig, lang_graph_of
+    from murmur.search.index import CompactConfig
+    from murmur.search.retrieve import RetrieveConfig, ranked
+
+    _, clean = tiny_corpus(tmp_path, rows=160)
+    langs = pq.read_table(clean, columns=["lang"]).column("lang").to_pylist()
+    assert langs.count("en") > 100 > langs.count("es") > 30
+    idx = tmp_path / "idx"
+    done = subprocess.run([sys.executable, "-m", "murmur.cli", "search", "index", str(clean), "-o", str(idx),
+                           "--lang-graph-min-posts", "100"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert "posts/s, embedded with all-MiniLM-L6-v2; graphs of their own: en)" in done.stdout
+    assert json.loads((idx / "manifest.json").read_text())["lang_graphs"] == {"en": "dense-en.faiss"}
+    vec = embedder.encode(["running a marathon"], "query")[0]
+    ann = RetrieveConfig(exact_below=0, ann_max_fetch=10_000)
+    cfg, grow = CompactConfig(auto=False), GraphConfig(lang_min_posts=30)
+    with SearchIndex(idx, embedder=embedder, compact=cfg, graphs=grow) as ix:
+        assert set(ix.dense.by_lang) == {"en"} and ix.dense.graph_size("en") == langs.count("en")
+        assert ix.dense.graph_size() == 160
+        en = np.flatnonzero(ix.store.mask(make_request("x", lang="en").filters))
+        assert {k for k, _ in ix.dense.search_ann(vec, 200, lang="en")} == set(en.tolist())
+        # an English filter walks the English graph: one over half its posts answers with those only
+        half = en[::2]
+        ix.dense.by_lang["en"] = lang_graph_of(ix.dense.rows, half, ix.dense.dim, "en", progress=False)
+        hits = [k for k, _ in ranked(ix, make_request("running a marathon", mode="dense", lang="en", k=10), ann, vec)]
+        assert len(hits) == 10 and set(hits) <= set(half.tolist())
+        ix.dense.add_lang_graph("en", lang_graph_of(ix.dense.rows, en, ix.dense.dim, "en", progress=False))
+        hits = [k for k, _ in ranked(ix, make_request("running a marathon", mode="dense", lang="en", k=10), ann, vec)]
+        assert hits == [k for k, _ in ix.dense.search_exact(vec, en, 10)]
+        # posts added in a language join its graph; a compaction gives Spanish, now past 30 posts, its own
+        added = ix.add([{"post_id": "es1", "text": "Hoy horneamos pan de masa madre con una corteza muy crujiente"},
+                        {"post_id": "en1", "text": "Just baked sourdough bread with a crunchy crust this morning"}])
+        assert added.added == ["es1", "en1"] and ix.dense.graph_size("en") == langs.count("en") + 1
+        gone = ix.store.get(int(np.flatnonzero(ix.store.mask(make_request("x", lang="es").filters))[0]))["post_id"]
+        assert ix.delete(gone)  # a deleted post stays in a graph, as in the main one: liveness drops it
+        assert ix.compact() and set(ix.dense.by_lang) == {"en", "es"}
+        es1 = ix.store.ids["es1"]
+        assert ix.dense.search_ann(ix.dense.rows(np.array([es1]))[0], 1, lang="es")[0][0] == es1
+        ix.add([{"post_id": "es2", "text": "El partido de fútbol de anoche fue emocionante hasta el final"}])
+        assert ix.dense.graph_size("es") == langs.count("es") + 2
+        es_hits = [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)]
+        assert ix.store.ids["es2"] in es_hits and {ix.store.get(k)["lang"] for k in es_hits} == {"es"}
+    assert not (idx / "dense-en.faiss").exists() and len(list(idx.glob("graph-*-e[ns].faiss"))) == 2
+    capfd.readouterr()
+    with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:  # the log replayed on top: nothing added twice
+        assert ix.dense.graph_size("es") == langs.count("es") + 2 and ix.dense.graph_size("en") == langs.count("en") + 1
+        es = np.flatnonzero(ix.store.mask(make_request("x", lang="es").filters))
+        assert gone not in {ix.store.get(int(k))["post_id"] for k in es}
+        hits = [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)]
+        assert hits == [k for k, _ in ix.dense.search_exact(embedder.encode(["partido de fútbol"], "query")[0], es, 5)]
+    assert "building the HNSW graph" not in capfd.readouterr().err  # the saved graphs were read as they are
+    graph = next(idx.glob("graph-*-es.faiss"))
+    graph.write_bytes(graph.read_bytes()[:100])
+    with SearchIndex(idx, embedder=embedder, compact=cfg, writable=False) as ix:
+        assert ix.dense.graph_size("es") == langs.count("es") + 2
+        assert [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)] == hits
+    assert f"{graph}: unreadable (" in capfd.readouterr().err

@@ -20,13 +20,18 @@ def index_cmd(
                                                                      "all-MiniLM-L6-v2).")] = None,
     lexical_only: Annotated[bool, typer.Option("--lexical-only", help="No embeddings: BM25 only.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index in --out.")] = False,
+    lang_graph_min_posts: Annotated[int | None, typer.Option(
+        "--lang-graph-min-posts", min=0, help="A language with at least this many posts gets an HNSW graph of its "
+                                              "own, for filters on it (default 50,000; 0: none).")] = None,
 ) -> None:
     """Index every post of a clean Parquet file: BM25 terms, embeddings, an HNSW graph."""
+    from murmur.search.dense import GraphConfig
     from murmur.search.embed import load_embedder
     from murmur.search.index import build_index
 
     emb = None if lexical_only else load_embedder(embedder)
-    typer.echo(build_index(src, out, emb, overwrite=overwrite).describe())
+    graphs = GraphConfig() if lang_graph_min_posts is None else GraphConfig(lang_min_posts=lang_graph_min_posts)
+    typer.echo(build_index(src, out, emb, overwrite=overwrite, graphs=graphs).describe())
 
 
 @search_app.command("query")

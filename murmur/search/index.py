@@ -8,6 +8,8 @@ build that dies leaves the previous index as it was)::
     lexical/        the tantivy BM25 index (:mod:`murmur.search.lexical`)
     vectors.npy     float16 embeddings (row = key), and dense.faiss, their HNSW graph (the manifest names it;
                     an index built before with another engine's graph gets it rebuilt from the rows)
+    dense-LANG.faiss  the graph of one language's posts, for each language with enough of them
+                    (:class:`murmur.search.dense.GraphConfig`; the manifest's ``lang_graphs`` names them)
     wal-NNNNNN.jsonl  adds and deletes not yet compacted (:mod:`murmur.search.wal`), replayed on open
     segments.json, seg-*, dead-*, graph-*  what compaction folded in (:mod:`murmur.search.segments`)
 
@@ -42,7 +44,17 @@ from murmur.errors import InputError, MurmurError
 from murmur.io import COMPLETE_MARKER, _entries, atomic_dir, is_complete, open_parquet, write_json
 from murmur.progress import Progress
 from murmur.search.analyze import doc_terms
-from murmur.search.dense import GRAPH_SUFFIX, DenseIndex, add_rows, new_ann, save_ann
+from murmur.search.dense import (
+    GRAPH_SUFFIX,
+    DenseIndex,
+    GraphConfig,
+    add_rows,
+    graph_langs,
+    lang_graph_of,
+    lang_graphs_of,
+    new_ann,
+    save_ann,
+)
 from murmur.search.embed import DEFAULT_NAME, Embedder, QueryCache, load_embedder
 from murmur.search.ingest import Cleaner, Post, validate
 from murmur.search.lexical import LexicalIndex
@@ -94,11 +106,13 @@ class BuildResult:
     seconds: float
     embed_seconds: float
     embedder: str | None
+    lang_graphs: tuple[str, ...] = ()
 
     def describe(self) -> str:
         rate = self.posts / max(self.seconds, 1e-9)
         emb = f", embedded with {self.embedder}" if self.embedder else ", lexical only"
-        return f"indexed {self.posts:,} posts in {self.seconds:.1f}s ({rate:,.0f} posts/s{emb}) -> {self.path}"
+        own = f"; graphs of their own: {', '.join(self.lang_graphs)}" if self.lang_graphs else ""
+        return f"indexed {self.posts:,} posts in {self.seconds:.1f}s ({rate:,.0f} posts/s{emb}{own}) -> {self.path}"
 
 
 @dataclass
@@ -155,12 +169,29 @@ def _refresh_marker(out: Path) -> None:
         write_json(out / COMPLETE_MARKER, marker)
 
 
+def lang_graph_name(lang: str) -> str:
+    return f"dense-{lang}{GRAPH_SUFFIX}"
+
+
+def write_lang_graphs(out: Path, langs: list[str | None], cfg: GraphConfig, progress: bool = True) -> dict[str, str]:
+    """Build and save the languages' own graphs over ``out/vectors.npy`` (``langs``: each row's language);
+    the file of each, by language, for the manifest's ``lang_graphs``."""
+    rows = np.load(out / "vectors.npy", mmap_mode="r")
+    names = {}
+    for lang, graph in lang_graphs_of(rows, langs, cfg, progress).items():
+        names[lang] = lang_graph_name(lang)
+        save_ann(graph, out / names[lang])
+    return names
+
+
 def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, batch_size: int = 2048,
-                progress: bool = True, threads: int = 1, overwrite: bool = False) -> BuildResult:
+                progress: bool = True, threads: int = 1, overwrite: bool = False,
+                graphs: GraphConfig | None = None) -> BuildResult:
     """Index every post of ``src`` (a clean Parquet file) into ``out``, atomically.
 
     ``embedder=None`` builds a lexical-only index. An existing index is replaced only with
     ``overwrite`` (and its log of live adds goes with it: rebuild from a corpus that holds them).
+    ``graphs``: which languages get a graph of their own.
     """
     src, out = Path(src), Path(out)
     pf = _read_source(src)
@@ -178,6 +209,7 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
             ann = new_ann(embedder.dim)
         writer = pq.ParquetWriter(tmp / "posts.parquet", SCHEMA, compression="zstd")
         key = 0
+        langs: list[str | None] = []
         try:
             with Progress("search: index", total=n, unit="posts", enabled=progress) as bar:
                 for batch in pf.iter_batches(batch_size=batch_size):
@@ -194,6 +226,7 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
                                                        cols["mentions"][i] or ()),
                                     cols["lang"][i], cols["author_id"][i], cols["hashtags"][i] or (), int(created[i]),
                                     int(likes[i]))
+                    langs.extend(cols["lang"])
                     if embedder is not None:
                         e0 = time.perf_counter()
                         vecs = embedder.encode(cols["text"], "passage")
@@ -213,10 +246,13 @@ def build_index(src: str | Path, out: str | Path, embedder: Embedder | None, bat
             vectors.flush()
             del vectors
             save_ann(ann, tmp / GRAPH)
+            del ann
+        by_lang = write_lang_graphs(tmp, langs, graphs or GraphConfig(), progress) if embedder is not None else {}
         write_json(tmp / MANIFEST, {"format": FORMAT, "version": VERSION, "posts": key, "source": str(src),
-                                    "graph": GRAPH if embedder is not None else None,
+                                    "graph": GRAPH if embedder is not None else None, "lang_graphs": by_lang,
                                     "embedder": _embedder_record(embedder)})
-    return BuildResult(out, key, time.perf_counter() - t0, embed_s, embedder.name if embedder else None)
+    return BuildResult(out, key, time.perf_counter() - t0, embed_s, embedder.name if embedder else None,
+                       tuple(by_lang))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -302,11 +338,13 @@ class SearchIndex:
     """An open index: search it (:mod:`murmur.search.retrieve`), add and delete posts.
 
     ``embedder``: ``None`` loads the one the index was built with; an :class:`Embedder` must give
-    vectors of the index's dimension. ``writable=False`` opens it beside a running writer.
+    vectors of the index's dimension. ``writable=False`` opens it beside a running writer. ``graphs``:
+    the languages that get a graph of their own when compaction finds them past its threshold.
     """
 
     def __init__(self, path: str | Path, embedder: Embedder | None = None, writable: bool = True,
-                 cleaner: Cleaner | None = None, threads: int = 1, compact: CompactConfig | None = None):
+                 cleaner: Cleaner | None = None, threads: int = 1, compact: CompactConfig | None = None,
+                 graphs: GraphConfig | None = None):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         rec = self.manifest.get("embedder")
@@ -323,6 +361,7 @@ class SearchIndex:
         self._compacting = threading.Lock()
         self._cleaner = cleaner
         self.compact_cfg = compact or CompactConfig()
+        self.graph_cfg = graphs or GraphConfig()
         try:
             self.lexical = LexicalIndex(self.path / "lexical", writable=writable, threads=threads)
         except ValueError as e:
@@ -361,8 +400,9 @@ class SearchIndex:
         self.state = state
         self.store = Store(pa.concat_tables([pq.read_table(self.path / s.posts, schema=SCHEMA)
                                              for s in state.segments]))
-        self.dense = DenseIndex.load([self.path / s.vectors for s in state.segments], self.path / state.graph) \
-            if self.manifest.get("embedder") else None
+        self.dense = DenseIndex.load([self.path / s.vectors for s in state.segments], self.path / state.graph,
+                                     {lang: self.path / f for lang, f in state.lang_graphs.items()},
+                                     self._keys_in) if self.manifest.get("embedder") else None
         if state.dead:
             for key in np.load(self.path / state.dead):
                 self._kill(int(key))
@@ -388,7 +428,7 @@ class SearchIndex:
                 if old is not None:
                     self._kill(old)
                 if self.dense is not None:
-                    self.dense.add(key, decode_vector(rec["vec"]))
+                    self.dense.add(key, decode_vector(rec["vec"]), post.lang)
             elif rec["op"] == "delete":
                 key = self.store.ids.get(rec["post_id"])
                 if key is not None:
@@ -402,6 +442,10 @@ class SearchIndex:
             for key in np.flatnonzero(~self.store.alive.view[:n_base]):
                 self.lexical.delete(int(key))
             self.lexical.commit()
+
+    def _keys_in(self, lang: str) -> np.ndarray:
+        """The keys of the store's posts in ``lang``, deleted ones too (as a graph holds them)."""
+        return np.flatnonzero(self.store.lang.view == self.store.langs.get(lang, -1))
 
     def _kill(self, key: int) -> None:
         self.store.kill(key)  # the graph keeps the key: the store's liveness drops it from every result
@@ -447,7 +491,7 @@ class SearchIndex:
                     self._kill(old)
                     self.lexical.delete(old)
                 if vecs is not None:
-                    self.dense.add(key, vecs[i])
+                    self.dense.add(key, vecs[i], post.lang)
                 self._lexical_add(key, post)
             if posts:
                 self.lexical.commit()
@@ -474,7 +518,8 @@ class SearchIndex:
         """Fold the write-ahead logs into the segments (see :mod:`murmur.search.segments`).
 
         Searches go on meanwhile; adds and deletes wait only while the log is switched and while
-        the graph is saved. Every file is fsynced before ``segments.json`` names it, and a log is
+        a graph is saved (each graph on its own), and a language's new graph is built without holding
+        them up. Every file is fsynced before ``segments.json`` names it, and a log is
         removed only after that. False when there was nothing to fold.
         """
         self._check_writable()
@@ -518,19 +563,44 @@ class SearchIndex:
                 dead_file = f"dead-{tag}.npy"
                 np.save(self.path / dead_file, dead)
                 fsync_file(self.path / dead_file)
-            graph = self.state.graph
+            graph, by_lang = self.state.graph, dict(self.state.lang_graphs)
             if self.dense is not None:
+                self._grow_lang_graphs()
                 graph = f"graph-{tag}{GRAPH_SUFFIX}"
-                with self.lock.read():  # the graph may hold later adds too: replay is idempotent
+                by_lang = {lang: f"graph-{tag}-{lang}{GRAPH_SUFFIX}" for lang in self.dense.by_lang}
+                with self.lock.read():  # the graphs may hold later adds too: replay is idempotent
                     self.dense.save_graph(self.path / graph)
-                fsync_file(self.path / graph)
-            state = DiskState(folded, n, tuple(segments), dead_file, graph)
+                for lang, name in by_lang.items():  # one at a time: an add waits for one graph's save at most
+                    with self.lock.read():
+                        save_ann(self.dense.by_lang[lang], self.path / name)
+                for name in (graph, *by_lang.values()):
+                    fsync_file(self.path / name)
+            state = DiskState(folded, n, tuple(segments), dead_file, graph, by_lang)
             write_state(self.path, state)
             self.state, self.disk_posts = state, n
             self._last_compact = time.monotonic()
             self._remove_unreferenced()
             _refresh_marker(self.path)
         return True
+
+    def _grow_lang_graphs(self) -> None:
+        """Give each language that has passed ``GraphConfig.lang_min_posts`` a graph of its own, built from
+        its rows while searches and adds go on; the adds made meanwhile join it before it is used."""
+        with self.lock.read():
+            alive = self.store.alive.view
+            counts = {lang: int(np.count_nonzero((self.store.lang.view == code) & alive))
+                      for lang, code in self.store.langs.items()}
+            todo = {lang: self._keys_in(lang) for lang in graph_langs(counts, self.graph_cfg)
+                    if lang not in self.dense.by_lang}
+            n0 = len(self.store)
+        for lang, keys in todo.items():
+            graph = lang_graph_of(self.dense.rows, keys, self.dense.dim, lang)
+            with self.lock.write():
+                late = self._keys_in(lang)
+                late = late[late >= n0]
+                if len(late):
+                    graph.add_with_ids(self.dense.rows(late), late.astype(np.int64))
+                self.dense.add_lang_graph(lang, graph)
 
     def _remove_unreferenced(self) -> None:
         """Files of earlier states and logs already folded (what a compaction leaves or a crash left)."""
@@ -541,7 +611,8 @@ class SearchIndex:
                     or (name.startswith("wal-") and name.endswith(".jsonl") and name[4:-6].isdigit()
                         and int(name[4:-6]) <= self.state.gen):
                 p.unlink(missing_ok=True)
-            elif name in ("vectors.npy", GRAPH, OLD_GRAPH, "posts.parquet") and name not in keep:
+            elif name in ("vectors.npy", GRAPH, OLD_GRAPH, "posts.parquet") and name not in keep \
+                    or name.startswith("dense-") and name.endswith(GRAPH_SUFFIX) and name not in keep:
                 p.unlink(missing_ok=True)
 
     def _compactor(self) -> None:

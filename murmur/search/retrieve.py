@@ -24,6 +24,8 @@ that pass (a Spanish-only filter on an English query). A walk of the graph with 
 (faiss's selector) was measured for that last case and is not used: the posts that pass lie away
 from the query, and its recall of their exact nearest was 0.43-0.67 (400-2,048 candidates kept, 1.2-5.0
 ms) where exact search took 21 ms (English queries, Spanish posts, 300,000 posts, murmur's embedder).
+A language with a graph of its own (:class:`murmur.search.dense.GraphConfig`) is searched in that
+graph instead, with the share counted within it: a Spanish-only filter then walks the Spanish graph.
 ``sort="recent"`` orders the best ``candidates`` matches by time, newest first.
 """
 
@@ -135,9 +137,10 @@ def _dense(index: Any, req: SearchRequest, query_vec: np.ndarray, limit: int,
     if req.filters.any():
         mask = store.mask(req.filters)
         allowed = int(mask.sum())
-        fetch = math.ceil(cfg.ann_overfetch * limit * max(len(dense), 1) / max(allowed, 1))
+        graph = req.filters.lang if req.filters.lang in dense.by_lang else None  # the language's own graph
+        fetch = math.ceil(cfg.ann_overfetch * limit * max(dense.graph_size(graph), 1) / max(allowed, 1))
         if allowed > cfg.exact_below and fetch <= cfg.ann_max_fetch:
-            found = [(k, s) for k, s in dense.search_ann(query_vec, fetch) if k < len(mask) and mask[k]]
+            found = [(k, s) for k, s in dense.search_ann(query_vec, fetch, lang=graph) if k < len(mask) and mask[k]]
             if len(found) >= min(limit, allowed):
                 return found[:limit]
         return dense.search_exact(query_vec, np.flatnonzero(mask), limit)

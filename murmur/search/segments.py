@@ -4,11 +4,12 @@ A build writes one segment (``posts.parquet`` + ``vectors.npy``), the HNSW graph
 and the lexical (tantivy) index. Posts added and deleted later go to numbered write-ahead logs
 (``wal-000001.jsonl``, ...). Compaction (:meth:`murmur.search.index.SearchIndex.compact`) folds
 the logs into the segments: it writes a new segment of the added posts and their vectors, the
-keys deleted so far (``dead-G.npy``) and the graph (``graph-G.faiss``), each fsynced, then
+keys deleted so far (``dead-G.npy``) and the graphs (``graph-G.faiss``, and ``graph-G-LANG.faiss`` for
+each language with a graph of its own), each fsynced, then
 switches ``segments.json`` to them with one atomic rename, and only then removes the logs it
 folded. ``segments.json`` says: generation ``G`` (every log numbered ``G`` or less is in the
 segments; logs above ``G`` are replayed on open), the number of posts the segments hold, the
-segments in key order, the dead keys and the graph. No file ``segments.json`` means the build as
+segments in key order, the dead keys and the graphs. No file ``segments.json`` means the build as
 it was written (generation 0). A crash at any point leaves either the old state with all its logs
 or the new state: nothing acknowledged is lost.
 """
@@ -57,15 +58,15 @@ class DiskState:
     segments: tuple[Segment, ...]
     dead: str | None = None     # .npy of dead keys below ``posts``
     graph: str | None = None    # the HNSW graph file
-    extra: dict[str, Any] = field(default_factory=dict)
+    lang_graphs: dict[str, str] = field(default_factory=dict)  # language -> the file of its own graph
 
     def files(self) -> set[str]:
         out = {s.posts for s in self.segments} | {s.vectors for s in self.segments if s.vectors}
-        return out | {f for f in (self.dead, self.graph) if f}
+        return out | {f for f in (self.dead, self.graph) if f} | set(self.lang_graphs.values())
 
     def to_json(self) -> dict[str, Any]:
         return {"gen": self.gen, "posts": self.posts, "dead": self.dead, "graph": self.graph,
-                "segments": [s.__dict__ for s in self.segments]}
+                "lang_graphs": self.lang_graphs, "segments": [s.__dict__ for s in self.segments]}
 
 
 OLD_GRAPH = "dense.usearch"  # the graph a build wrote before the manifest named it (usearch's): rebuilt on open
@@ -76,7 +77,8 @@ def initial_state(manifest: dict[str, Any]) -> DiskState:
     dense = manifest.get("embedder") is not None
     n = int(manifest.get("posts", 0))
     return DiskState(0, n, (Segment("posts.parquet", "vectors.npy" if dense else None, 0, n),),
-                     graph=manifest.get("graph", OLD_GRAPH) if dense else None)
+                     graph=manifest.get("graph", OLD_GRAPH) if dense else None,
+                     lang_graphs=dict(manifest.get("lang_graphs") or {}) if dense else {})
 
 
 def read_state(path: Path, manifest: dict[str, Any]) -> DiskState:
@@ -85,7 +87,7 @@ def read_state(path: Path, manifest: dict[str, Any]) -> DiskState:
         return initial_state(manifest)
     d = json.loads(f.read_text(encoding="utf-8"))
     return DiskState(int(d["gen"]), int(d["posts"]), tuple(Segment(**s) for s in d["segments"]), d.get("dead"),
-                     d.get("graph"))
+                     d.get("graph"), {str(k): str(v) for k, v in (d.get("lang_graphs") or {}).items()})
 
 
 def fsync_dir(path: Path) -> None:
