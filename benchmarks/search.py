@@ -452,7 +452,69 @@ def main() -> None:
         write_section("search", body)
 
 
-EARLIER = """A later run the same day, after the query's terms were analysed once a search, the plain graph walk
+EARLIER = """The first run with a graph per language (see docs/search.md; the table above as written on 2026-11-29, its
+corpus the clean posts of a 3,000-account demo world indexed with all-MiniLM-L6-v2): a `lang=es` filter walks the
+Spanish graph (247,165 posts) at p50 21.4 ms against 160.2 ms for the same filter, in the same run,
+with the main graph only (7.5x; there an English query's neighbours hold few Spanish posts and the
+filter falls back to exact search over every Spanish row), at recall@10 0.950 of the exact nearest
+Spanish posts; hybrid with the filter p50 25.8 / p99 32.1 ms. The two languages' graphs were built at
+3,390 posts/s and take their posts' codes a second time: 3,648 B of memory and 2,722 B of disk per post,
+against 2,793 B and 1,802 B without them at 1,000,000 posts of the demo world (below), and compaction
+saves three graphs (7.7 s for 220 adds; 574 ms with one graph at 300,000 posts, below). The embedding
+and build rates of that run are low: other work ran beside it while it built (its latencies were taken
+with the machine otherwise quiet, load 0.3-2.8). With 8 clients every query's forward queues on the 2 cores (dense
+p50 71.1 ms, hybrid 84.1 / 95.3 ms, MiniLM's forward taking 19.9 ms alone); with the query cache on,
+hybrid is 11.9 / 23.1 ms.
+
+The run before it, at 300,000 posts with murmur-embed's vectors and milvus-lite: AMD EPYC, 2 cores, Python 3.11.7, 2026-11-29, shared with other work (load average 0.1-2.1 during the run, read at its steps: latencies are noisy); `python benchmarks/search.py --corpus demo/clean.parquet --vectors demo/search --posts 300000 --rounds 3 --embed-sample 128 --recall-queries 20`, 4 minutes. Same posts and vectors for every engine; the dense side uses real murmur-embed vectors repeated with noise (σ 0.02 per dimension, renormalised; see the script), so HNSW recall against exact search is a property of those near-copies, not of real posts (0.992 on all-MiniLM-L6-v2's real vectors of the 2,897-post eval index). Dense and hybrid latencies include embedding the query on the CPU. One-client latencies are taken interleaved (each query to every engine in turn), murmur's query cache off; ratios are murmur's time over the peer's (below 1: murmur faster).
+
+| measure | result |
+|---|---|
+| posts | 300,000 (27,619 posts of clean.parquet tiled) |
+| murmur index, lexical (tantivy) | 23,292 posts/s |
+| murmur index, HNSW add (faiss, float16 codes) | 7,999 posts/s |
+| embedding (murmur-embed, CPU) | batch 16: 381, batch 64: 290, batch 256: 223 posts/s (128 posts, 2 torch threads) |
+| murmur index with embedding (estimated: lexical + HNSW + embedding rates) | 358 posts/s |
+| HNSW recall@10 vs exact (20 queries) | 0.975 |
+| murmur disk per post | 1,289 B |
+| murmur dense, lang=es filter: recall@10 against exact search over the posts that pass | 1.000 |
+| query embedding alone (murmur-embed, 1 query), 1 client | p50 4.9 ms, p99 14.7 ms |
+| murmur lexical, 1 client | p50 1.1 ms, p99 7.1 ms |
+| murmur dense, 1 client | p50 7.4 ms, p99 20.1 ms |
+| murmur hybrid, 1 client | p50 8.2 ms, p99 21.5 ms |
+| murmur dense, lang=es filter, 1 client | p50 16.2 ms, p99 115.9 ms |
+| murmur dense, author filter (the most active author), 1 client | p50 8.4 ms, p99 31.9 ms |
+| murmur lexical, 8 clients | p50 4.2 ms, p99 10.2 ms |
+| murmur dense, 8 clients | p50 21.5 ms, p99 26.5 ms |
+| murmur hybrid, 8 clients | p50 32.0 ms, p99 41.8 ms |
+| murmur hybrid, 8 clients, forwards not shared | p50 54.2 ms, p99 63.3 ms |
+| murmur hybrid, 8 clients, query cache on (10 queries repeating) | p50 11.5 ms, p99 27.5 ms |
+| murmur add() returned -> searchable | max 0.5 ms over 20 adds |
+| murmur add() call (clean, embed, log fsync, commit) | p50 18.5 ms, max 172.2 ms |
+| murmur resident memory per post (open index, queried) | 8,844 B |
+| murmur compaction (220 logged adds; segment, dead keys, graph save, fsyncs) | 574 ms |
+| bm25s index | 42,695 posts/s |
+| bm25s lexical, 1 client | p50 57.6 ms, p99 117.0 ms |
+| faiss HNSW add (f32) | 6,119 posts/s |
+| faiss HNSW (f32) recall@10 vs exact (20 queries) | 0.980 |
+| faiss dense, 1 client (query embedding included) | p50 6.2 ms, p99 25.9 ms |
+| faiss dense + the page's posts (Arrow take), 1 client (query embedding included) | p50 7.0 ms, p99 60.6 ms |
+| milvus-lite insert + flush + load (BM25 + HNSW) | 3,826 posts/s |
+| milvus-lite lexical, 1 client | p50 285.7 ms, p99 444.2 ms |
+| milvus-lite dense, 1 client | p50 260.9 ms, p99 525.8 ms |
+| milvus-lite hybrid, 1 client | p50 526.1 ms, p99 1045.2 ms |
+| ratio murmur/bm25s, lexical | p50 0.02x, p99 0.06x |
+| ratio murmur/faiss, dense | p50 1.19x, p99 0.78x |
+| ratio murmur/(faiss + posts), dense | p50 1.06x, p99 0.33x |
+| murmur dense, vector given (no query embedding), 1 client | p50 1.1 ms, p99 4.6 ms |
+| murmur dense ids, vector given (no query embedding), 1 client | p50 0.5 ms, p99 1.8 ms |
+| faiss dense, vector given (no query embedding), 1 client | p50 0.4 ms, p99 12.0 ms |
+| faiss dense + posts, vector given (no query embedding), 1 client | p50 0.9 ms, p99 9.1 ms |
+| ratio murmur/milvus-lite, lexical | p50 0.00x, p99 0.02x |
+| ratio murmur/milvus-lite, dense | p50 0.03x, p99 0.04x |
+| ratio murmur/milvus-lite, hybrid | p50 0.02x, p99 0.02x |
+
+A later run the same day, after the query's terms were analysed once a search, the plain graph walk
 lost its parameter object and highlights of plain-word posts lost a regex pass (300,000 posts tiled
 from a new 3,000-account world, all-MiniLM-L6-v2 vectors, so the query embedding alone is p50 22.9 ms;
 load 0.8-1.7; `--no-milvus`; 8 minutes): dense p50 25.0 / p99 35.6 ms against faiss with the page's
