@@ -236,7 +236,7 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
 
     import pyarrow.parquet as pq
 
-    from murmur.search.dense import GraphConfig, lang_graph_of
+    from murmur.search.dense import GraphConfig, keyed_graph_of
     from murmur.search.index import CompactConfig
     from murmur.search.retrieve import RetrieveConfig, ranked
 
@@ -260,10 +260,10 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
         assert {k for k, _ in ix.dense.search_ann(vec, 200, lang="en")} == set(en.tolist())
         # an English filter walks the English graph: one over half its posts answers with those only
         half = en[::2]
-        ix.dense.by_lang["en"] = lang_graph_of(ix.dense.rows, half, ix.dense.dim, "en", progress=False)
+        ix.dense.set_graph("en", keyed_graph_of(ix.dense.rows, half, ix.dense.dim, "en", progress=False))
         hits = [k for k, _ in ranked(ix, make_request("running a marathon", mode="dense", lang="en", k=10), ann, vec)]
         assert len(hits) == 10 and set(hits) <= set(half.tolist())
-        ix.dense.add_lang_graph("en", lang_graph_of(ix.dense.rows, en, ix.dense.dim, "en", progress=False))
+        ix.dense.set_graph("en", keyed_graph_of(ix.dense.rows, en, ix.dense.dim, "en", progress=False))
         hits = [k for k, _ in ranked(ix, make_request("running a marathon", mode="dense", lang="en", k=10), ann, vec)]
         assert hits == [k for k, _ in ix.dense.search_exact(vec, en, 10)]
         # posts added in a language join its graph; a compaction gives Spanish, now past 30 posts, its own
@@ -271,18 +271,18 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
                         {"post_id": "en1", "text": "Just baked sourdough bread with a crunchy crust this morning"}])
         assert added.added == ["es1", "en1"] and ix.dense.graph_size("en") == langs.count("en") + 1
         gone = ix.store.get(int(np.flatnonzero(ix.store.mask(make_request("x", lang="es").filters))[0]))["post_id"]
-        assert ix.delete(gone)  # a deleted post stays in a graph, as in the main one: liveness drops it
+        assert ix.delete(gone)  # a graph built from here on holds the live posts only
         assert ix.compact() and set(ix.dense.by_lang) == {"en", "es"}
         es1 = ix.store.ids["es1"]
         assert ix.dense.search_ann(ix.dense.rows(np.array([es1]))[0], 1, lang="es")[0][0] == es1
         ix.add([{"post_id": "es2", "text": "El partido de fútbol de anoche fue emocionante hasta el final"}])
-        assert ix.dense.graph_size("es") == langs.count("es") + 2
+        assert ix.dense.graph_size("es") == langs.count("es") + 1  # es1 and es2, and not the deleted one
         es_hits = [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)]
         assert ix.store.ids["es2"] in es_hits and {ix.store.get(k)["lang"] for k in es_hits} == {"es"}
     assert not (idx / "dense-en.faiss").exists() and len(list(idx.glob("graph-*-e[ns].faiss"))) == 2
     capfd.readouterr()
     with SearchIndex(idx, embedder=embedder, compact=cfg) as ix:  # the log replayed on top: nothing added twice
-        assert ix.dense.graph_size("es") == langs.count("es") + 2 and ix.dense.graph_size("en") == langs.count("en") + 1
+        assert ix.dense.graph_size("es") == langs.count("es") + 1 and ix.dense.graph_size("en") == langs.count("en") + 1
         es = np.flatnonzero(ix.store.mask(make_request("x", lang="es").filters))
         assert gone not in {ix.store.get(int(k))["post_id"] for k in es}
         hits = [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)]
@@ -291,6 +291,47 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
     graph = next(idx.glob("graph-*-es.faiss"))
     graph.write_bytes(graph.read_bytes()[:100])
     with SearchIndex(idx, embedder=embedder, compact=cfg, writable=False) as ix:
-        assert ix.dense.graph_size("es") == langs.count("es") + 2
+        assert ix.dense.graph_size("es") == langs.count("es") + 1
         assert [k for k, _ in ranked(ix, make_request("partido de fútbol", mode="dense", lang="es", k=5), ann)] == hits
     assert f"{graph}: unreadable (" in capfd.readouterr().err
+
+
+def test_a_graph_crowded_with_deleted_posts_is_built_again_over_the_live_ones(embedder, tmp_path, capfd):
+    """faiss's HNSW cannot remove a vector: once deleted posts are more than ``rebuild_dead_share`` of a
+    graph, compaction builds it again over the live posts (keyed), adds join it, and it opens as saved."""
+    from murmur.search.dense import GraphConfig, held_keys
+    from murmur.search.index import CompactConfig
+    from murmur.search.retrieve import ranked
+
+    _, clean = tiny_corpus(tmp_path, rows=160)
+    idx = tmp_path / "idx"
+    graphs = GraphConfig(lang_min_posts=30, rebuild_dead_share=0.2)
+    build_index(clean, idx, embedder, progress=False, graphs=graphs)
+    vec = embedder.encode(["running a marathon"], "query")[0]
+    req = make_request("running a marathon", mode="dense", k=10)
+    with SearchIndex(idx, embedder=embedder, compact=CompactConfig(auto=False), graphs=graphs) as ix:
+        assert set(ix.dense.by_lang) == {"en", "es"}
+        ids = [ix.store.get(k)["post_id"] for k in range(160)]
+        for post_id in ids[:30]:  # 19% of the main graph: it stays as it is
+            assert ix.delete(post_id)
+        assert ix.compact() and ix.dense.graph_size() == 160
+        for post_id in ids[30:50]:  # 31%
+            assert ix.delete(post_id)
+        ix.add([{"post_id": "n1", "text": "Just baked sourdough bread with a crunchy crust this morning"}])
+        assert ix.compact()
+        live = np.flatnonzero(ix.store.alive.view)
+        assert len(live) == 111 and sorted(held_keys(ix.dense.graph()).tolist()) == live.tolist()
+        for lang in ("en", "es"):  # the languages' graphs, each by its own share of deleted posts
+            assert ix.dense.dead_share(lang, ix.store.alive.view) <= 0.2
+            mask = ix.store.mask(make_request("x", lang=lang).filters)
+            assert set(np.flatnonzero(mask).tolist()) <= set(held_keys(ix.dense.graph(lang)).tolist())
+        ix.add([{"post_id": "n2", "text": "Our kayak trip down the river was wild and wet and wonderful"}])
+        assert ix.dense.graph_size() == 112
+        live = np.flatnonzero(ix.store.alive.view)
+        exact = [k for k, _ in ix.dense.search_exact(vec, live, 10)]
+        assert [k for k, _ in ranked(ix, req, query_vec=vec)] == exact
+        assert ix.search(make_request("paddling on a river", mode="dense", k=1))[0]["post_id"] == "n2"
+    capfd.readouterr()
+    with SearchIndex(idx, embedder=embedder, writable=False) as ix:
+        assert ix.dense.graph_size() == 112 and [k for k, _ in ranked(ix, req, query_vec=vec)] == exact
+    assert "building the HNSW graph" not in capfd.readouterr().err  # the rebuilt graphs open as saved

@@ -6,7 +6,9 @@ ms at 200,000 posts) and in less than faiss's own float32 graph (0.27 ms), at eq
 numbers the vectors in the order they are added, which is murmur's key order; it cannot remove one,
 so a deleted post stays in the graph (the walk still passes through it) and the store's liveness
 drops it from the neighbours; where deletions crowd a query's neighbourhood the walk is run with
-liveness inside it (an ``IDSelectorBitmap``, ``allowed``).
+liveness inside it (an ``IDSelectorBitmap``, ``allowed``). Once deleted posts are more than
+``GraphConfig.rebuild_dead_share`` of a graph, compaction builds it again over the live posts only,
+keyed by murmur's keys (faiss's ``IndexIDMap``), as a language's graph is from the start.
 
 The vectors themselves are kept as float16 rows (``vectors.npy``, memory-mapped, plus the rows
 added since the build) so that exact search is always available: for filtered queries whose
@@ -57,6 +59,8 @@ class GraphConfig:
 
     lang_min_posts: int = knob(50_000, "a language with at least this many posts gets a graph of its own, so a "
                                        "filter on it walks a graph instead of reading all its rows (0: none)")
+    rebuild_dead_share: float = knob(0.2, "compaction builds a graph again over its live posts once deleted ones are "
+                                          "more than this share of it (faiss's HNSW cannot remove one; 0: never)")
 
 
 def graph_langs(counts: dict[str, int], cfg: GraphConfig) -> list[str]:
@@ -95,12 +99,12 @@ def graph_of(rows: np.ndarray, dim: int, progress: bool = True, block: int = 655
     return ann
 
 
-def lang_graph_of(read: Callable[[np.ndarray], np.ndarray], keys: np.ndarray, dim: int, lang: str,
-                  progress: bool = True, block: int = 65536) -> faiss.Index:
-    """A graph over the rows of ``keys`` only (one language's posts; ``read(keys)`` gives their rows),
-    answering with those keys."""
+def keyed_graph_of(read: Callable[[np.ndarray], np.ndarray], keys: np.ndarray, dim: int, what: str,
+                   progress: bool = True, block: int = 65536) -> faiss.Index:
+    """A graph over the rows of ``keys`` only (one language's posts, or the live ones; ``read(keys)`` gives
+    their rows), answering with those keys."""
     ann = faiss.IndexIDMap(new_ann(dim))
-    with Progress(f"search: HNSW graph of {lang!r} posts", total=len(keys), unit="posts", enabled=progress) as bar:
+    with Progress(f"search: HNSW graph of {what}", total=len(keys), unit="posts", enabled=progress) as bar:
         for i in range(0, len(keys), block):
             part = np.asarray(keys[i:i + block], np.int64)
             ann.add_with_ids(np.ascontiguousarray(read(part), np.float32), part)
@@ -113,7 +117,8 @@ def lang_graphs_of(rows: np.ndarray, langs: list[str | None], cfg: GraphConfig,
     """The graph of each language :func:`graph_langs` picks (``langs``: each row's language)."""
     codes = np.array([lang or "" for lang in langs], dtype=object)
     values, counts = np.unique(codes, return_counts=True)
-    return {lang: lang_graph_of(rows.__getitem__, np.flatnonzero(codes == lang), rows.shape[1], lang, progress)
+    return {lang: keyed_graph_of(rows.__getitem__, np.flatnonzero(codes == lang), rows.shape[1], f"{lang!r} posts",
+                                 progress)
             for lang in graph_langs(dict(zip(values.tolist(), counts.tolist(), strict=True)), cfg)}
 
 
@@ -122,12 +127,36 @@ def _hnsw(ann: faiss.Index) -> faiss.Index:
     return faiss.downcast_index(ann.index) if isinstance(ann, faiss.IndexIDMap) else ann
 
 
-def _read_graph(path: Path, dim: int, holds: int, build: Callable[[], faiss.Index], what: str = "",
-                keyed: bool = False) -> faiss.Index:
+def held_keys(ann: faiss.Index) -> np.ndarray:
+    """The keys a graph holds: its ids when keyed, else ``0..ntotal-1`` (numbered in the order added)."""
+    return faiss.vector_to_array(ann.id_map) if isinstance(ann, faiss.IndexIDMap) else np.arange(ann.ntotal)
+
+
+def last_key(ann: faiss.Index) -> int:
+    """The last key a graph holds (-1: none); keys are added in order."""
+    if isinstance(ann, faiss.IndexIDMap):
+        return int(faiss.vector_to_array(ann.id_map).max()) if ann.ntotal else -1
+    return int(ann.ntotal) - 1
+
+
+def _covers(ann: faiss.Index, needed: np.ndarray) -> bool:
+    """Whether a graph holds every key of ``needed`` (ascending)."""
+    if not len(needed):
+        return True
+    if not isinstance(ann, faiss.IndexIDMap):
+        return int(ann.ntotal) > int(needed[-1])
+    held = np.zeros(int(needed[-1]) + 1, bool)
+    ids = faiss.vector_to_array(ann.id_map)
+    held[ids[ids <= needed[-1]]] = True
+    return bool(held[needed].all())
+
+
+def _read_graph(path: Path, dim: int, needed: np.ndarray, build: Callable[[], faiss.Index], what: str = "",
+                keyed: bool | None = None) -> faiss.Index:
     """The graph saved at ``path``, or, with a log line saying why, the one ``build`` makes from the stored
     rows (a graph is derived from them, and saved at the next compaction): when the file is another
-    engine's (an index built before), unreadable, or not a graph of at least ``holds`` rows of ``dim``
-    (``keyed``: one answering with keys, a language's)."""
+    engine's (an index built before), unreadable, or not a graph of dimension ``dim`` holding the keys
+    ``needed`` (``keyed``: one answering with keys, a language's; None: either)."""
     why = "a graph of another engine"
     if path.suffix == GRAPH_SUFFIX:
         try:
@@ -135,11 +164,12 @@ def _read_graph(path: Path, dim: int, holds: int, build: Callable[[], faiss.Inde
         except RuntimeError as e:  # faiss's C++ errors: a missing or damaged file
             why = f"unreadable ({re.sub(r'^Error in .*? at [^ ]+:[0-9]+: (Error: )?', '', str(e).strip())[:200]})"
         else:
-            if ann.d == dim and ann.ntotal >= holds and isinstance(ann, faiss.IndexIDMap) == keyed:
+            if ann.d == dim and keyed in (None, isinstance(ann, faiss.IndexIDMap)) and _covers(ann, needed):
                 _hnsw(ann).hnsw.efSearch = EXPANSION_SEARCH  # the default of a search that passes no parameters
                 return ann
-            why = f"a graph of {ann.ntotal:,} vectors of dimension {ann.d}, not of these {holds:,} of {dim}"
-    log(f"{path}: {why}; building the HNSW graph{what} from the {holds:,} stored rows (saved at the next compaction)")
+            why = f"a graph of {ann.ntotal:,} vectors of dimension {ann.d}, not of these {len(needed):,} of {dim}"
+    log(f"{path}: {why}; building the HNSW graph{what} from the {len(needed):,} stored rows (saved at the next "
+        "compaction)")
     return build()
 
 
@@ -150,34 +180,49 @@ class DenseIndex:
         self.dim = dim
         self.base = base                       # (n_base, dim) float16, usually a memory map
         self.added: list[np.ndarray] = []      # one float16 row per key past the base
-        self.ann = ann
+        self.ann = ann                         # the main graph: keys in the order added, or keyed once rebuilt
         self.by_lang: dict[str, faiss.Index] = {}  # a language's own graph, answering with keys
-        self._last: dict[str, int] = {}            # the last key each of those holds
+        self._last: dict[str | None, int] = {None: last_key(ann)}  # the last key each graph holds (None: main)
         for lang, graph in (by_lang or {}).items():
-            self.add_lang_graph(lang, graph)
+            self.set_graph(lang, graph)
 
     @classmethod
     def load(cls, vector_paths: list[Path], ann_path: Path, lang_paths: dict[str, Path] | None = None,
-             keys_of: Callable[[str], np.ndarray] | None = None) -> DenseIndex:
+             keys_of: Callable[[str | None], np.ndarray] | None = None) -> DenseIndex:
         """The segments' vectors (memory-mapped, in key order), the graph over them and the languages'
-        graphs (``keys_of(lang)``: the stored keys in that language), each read as :func:`_read_graph` says."""
+        graphs (``keys_of(lang)``: the stored live keys in that language, or in all for None), each read as
+        :func:`_read_graph` says."""
         from murmur.search.segments import Stacked
 
         parts = [np.load(p, mmap_mode="r") for p in vector_paths]
         dim = parts[0].shape[1]
         base = parts[0] if len(parts) == 1 else Stacked(parts, dim)
+        keys_of = keys_of or (lambda lang: np.arange(len(base)))
         by_lang = {}
         for lang, path in (lang_paths or {}).items():
             keys = keys_of(lang)
-            rebuild = functools.partial(lang_graph_of, base.__getitem__, keys, dim, lang)
-            by_lang[lang] = _read_graph(path, dim, len(keys), rebuild, f" of {lang!r} posts", keyed=True)
-        return cls(dim, base, _read_graph(ann_path, dim, len(base), lambda: graph_of(base, dim)), by_lang)
+            rebuild = functools.partial(keyed_graph_of, base.__getitem__, keys, dim, f"{lang!r} posts")
+            by_lang[lang] = _read_graph(path, dim, keys, rebuild, f" of {lang!r} posts", keyed=True)
+        return cls(dim, base, _read_graph(ann_path, dim, keys_of(None), lambda: graph_of(base, dim)), by_lang)
 
-    def add_lang_graph(self, lang: str, graph: faiss.Index) -> None:
-        """Keep ``graph`` (from :func:`lang_graph_of`) as ``lang``'s: later adds in ``lang`` go to it too."""
-        ids = faiss.vector_to_array(graph.id_map)
-        self.by_lang[lang] = graph
-        self._last[lang] = int(ids.max()) if len(ids) else -1
+    def set_graph(self, lang: str | None, graph: faiss.Index) -> None:
+        """Keep ``graph`` as ``lang``'s (keyed: :func:`keyed_graph_of`), or as the main graph for None (built
+        again); the adds that follow go to it too."""
+        if lang is None:
+            self.ann = graph
+        else:
+            self.by_lang[lang] = graph
+        self._last[lang] = last_key(graph)
+
+    def graph(self, lang: str | None = None) -> faiss.Index:
+        """The graph :meth:`search_ann` walks for ``lang`` (the main graph for None)."""
+        return self.ann if lang is None else self.by_lang[lang]
+
+    def dead_share(self, lang: str | None, alive: np.ndarray) -> float:
+        """The share of a graph's vectors whose posts are deleted (``alive``: a bool per key)."""
+        keys = held_keys(self.graph(lang))
+        keys = keys[keys < len(alive)]
+        return float(np.count_nonzero(~alive[keys])) / max(len(keys), 1)
 
     def __len__(self) -> int:
         return len(self.base) + len(self.added)
@@ -186,13 +231,15 @@ class DenseIndex:
         assert key == len(self), "dense keys are added in order"
         row = vector.astype(np.float16)
         self.added.append(row)
-        if key == self.ann.ntotal:  # a graph saved by compaction may already hold a later add
-            add_rows(self.ann, row[None])
-        assert self.ann.ntotal > key, "the graph holds every key before this one"
-        graph = self.by_lang.get(lang) if lang is not None else None
-        if graph is not None and key > self._last[lang]:
-            graph.add_with_ids(row[None].astype(np.float32), np.array([key], np.int64))
-            self._last[lang] = key
+        for which in (None, lang) if lang in self.by_lang else (None,):
+            if key > self._last[which]:  # a graph saved by compaction may already hold a later add
+                graph = self.graph(which)
+                if isinstance(graph, faiss.IndexIDMap):
+                    graph.add_with_ids(row[None].astype(np.float32), np.array([key], np.int64))
+                else:
+                    assert key == graph.ntotal, "the graph holds every key before this one"
+                    add_rows(graph, row[None])
+                self._last[which] = key
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         n_base = len(self.base)
@@ -209,7 +256,7 @@ class DenseIndex:
 
     def graph_size(self, lang: str | None = None) -> int:
         """Vectors in the graph :meth:`search_ann` walks for ``lang`` (the main graph for None)."""
-        return int((self.ann if lang is None else self.by_lang[lang]).ntotal)
+        return int(self.graph(lang).ntotal)
 
     def search_ann(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None,
                    lang: str | None = None) -> list[tuple[int, float]]:
@@ -217,7 +264,7 @@ class DenseIndex:
         per key; keys past it are not allowed) only among those, tested inside the graph walk (for
         liveness, which most keys pass: a filter few pass finds too few this way); with ``lang`` (one of
         ``by_lang``) in that language's graph."""
-        ann = self.ann if lang is None else self.by_lang[lang]
+        ann = self.graph(lang)
         n = ann.ntotal
         if n == 0:
             return []

@@ -50,7 +50,7 @@ from murmur.search.dense import (
     GraphConfig,
     add_rows,
     graph_langs,
-    lang_graph_of,
+    keyed_graph_of,
     lang_graphs_of,
     new_ann,
     save_ann,
@@ -400,12 +400,12 @@ class SearchIndex:
         self.state = state
         self.store = Store(pa.concat_tables([pq.read_table(self.path / s.posts, schema=SCHEMA)
                                              for s in state.segments]))
+        if state.dead:  # before the graphs: one built again at compaction holds the live posts only
+            for key in np.load(self.path / state.dead):
+                self._kill(int(key))
         self.dense = DenseIndex.load([self.path / s.vectors for s in state.segments], self.path / state.graph,
                                      {lang: self.path / f for lang, f in state.lang_graphs.items()},
                                      self._keys_in) if self.manifest.get("embedder") else None
-        if state.dead:
-            for key in np.load(self.path / state.dead):
-                self._kill(int(key))
         self.disk_posts = state.posts
         logs = [h for h in wal_numbers(self.path) if h > state.gen]
         for h in logs[:-1]:
@@ -443,9 +443,17 @@ class SearchIndex:
                 self.lexical.delete(int(key))
             self.lexical.commit()
 
-    def _keys_in(self, lang: str) -> np.ndarray:
-        """The keys of the store's posts in ``lang``, deleted ones too (as a graph holds them)."""
-        return np.flatnonzero(self.store.lang.view == self.store.langs.get(lang, -1))
+    def _keys_in(self, lang: str | None, dead: np.ndarray | None = None) -> np.ndarray:
+        """The keys of the store's live posts in ``lang`` (in any for None); with ``dead``, the keys not in
+        it instead (the ones live when it was taken, and any added since)."""
+        if dead is None:
+            live = self.store.alive.view.copy()
+        else:
+            live = np.ones(len(self.store), bool)
+            live[dead] = False
+        if lang is not None:
+            live &= self.store.lang.view == self.store.langs.get(lang, -1)
+        return np.flatnonzero(live)
 
     def _kill(self, key: int) -> None:
         self.store.kill(key)  # the graph keeps the key: the store's liveness drops it from every result
@@ -565,7 +573,7 @@ class SearchIndex:
                 fsync_file(self.path / dead_file)
             graph, by_lang = self.state.graph, dict(self.state.lang_graphs)
             if self.dense is not None:
-                self._grow_lang_graphs()
+                self._refresh_graphs(dead)
                 graph = f"graph-{tag}{GRAPH_SUFFIX}"
                 by_lang = {lang: f"graph-{tag}-{lang}{GRAPH_SUFFIX}" for lang in self.dense.by_lang}
                 with self.lock.read():  # the graphs may hold later adds too: replay is idempotent
@@ -583,24 +591,33 @@ class SearchIndex:
             _refresh_marker(self.path)
         return True
 
-    def _grow_lang_graphs(self) -> None:
-        """Give each language that has passed ``GraphConfig.lang_min_posts`` a graph of its own, built from
-        its rows while searches and adds go on; the adds made meanwhile join it before it is used."""
+    def _refresh_graphs(self, dead: np.ndarray) -> None:
+        """Build the graphs that compaction renews, while searches and adds go on (the adds made meanwhile
+        join each before it is used): one for each language that has passed ``GraphConfig.lang_min_posts``,
+        and, over the live posts only, each graph whose deleted posts are more than ``rebuild_dead_share``
+        of it. ``dead``: the dead keys this compaction writes (a graph holds every key not in it)."""
+        cfg = self.graph_cfg
         with self.lock.read():
             alive = self.store.alive.view
             counts = {lang: int(np.count_nonzero((self.store.lang.view == code) & alive))
                       for lang, code in self.store.langs.items()}
-            todo = {lang: self._keys_in(lang) for lang in graph_langs(counts, self.graph_cfg)
-                    if lang not in self.dense.by_lang}
+            todo = [lang for lang in graph_langs(counts, cfg) if lang not in self.dense.by_lang]
+            if cfg.rebuild_dead_share > 0:
+                todo += [lang for lang in (None, *self.dense.by_lang)
+                         if self.dense.dead_share(lang, alive) > cfg.rebuild_dead_share]
+            keys = {lang: self._keys_in(lang, dead) for lang in todo}
             n0 = len(self.store)
-        for lang, keys in todo.items():
-            graph = lang_graph_of(self.dense.rows, keys, self.dense.dim, lang)
+        for lang in todo:
+            if not len(keys[lang]):
+                continue
+            what = f"{lang!r} posts" if lang is not None else "the live posts"
+            graph = keyed_graph_of(self.dense.rows, keys[lang], self.dense.dim, what)
             with self.lock.write():
-                late = self._keys_in(lang)
+                late = self._keys_in(lang, dead)
                 late = late[late >= n0]
                 if len(late):
                     graph.add_with_ids(self.dense.rows(late), late.astype(np.int64))
-                self.dense.add_lang_graph(lang, graph)
+                self.dense.set_graph(lang, graph)
 
     def _remove_unreferenced(self) -> None:
         """Files of earlier states and logs already folded (what a compaction leaves or a crash left)."""
