@@ -33,7 +33,14 @@ from murmur.search.index import GRAPH, MANIFEST, CompactConfig, SearchIndex, bui
 from murmur.search.retrieve import RetrieveConfig, make_request, ranked  # noqa: E402
 
 
-def measure(ix: SearchIndex, qvecs: np.ndarray, rounds: int = 3) -> tuple[float, float, float]:
+def graph_mb(ix: SearchIndex) -> str:
+    """The main graph's vectors, and its size as saved (codes, links and keys)."""
+    import faiss
+
+    return f"{ix.dense.graph_size():,} ({faiss.serialize_index(ix.dense.graph()).nbytes / 2**20:,.0f} MiB)"
+
+
+def measure(ix: SearchIndex, qvecs: np.ndarray, rounds: int) -> tuple[float, float, float]:
     """p50 and p99 (ms) of a dense top-10 with the vector given, and recall@10 against exact search."""
     req, cfg = make_request("q", mode="dense", k=10), RetrieveConfig(query_cache=0)
     live = np.flatnonzero(ix.store.alive.view)
@@ -56,6 +63,8 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=200_000)
     ap.add_argument("--delete", type=float, default=0.3, help="share of the posts deleted")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--write", action="store_true", help="write the docs/benchmarks.md section")
     args = ap.parse_args()
     embedder, embedder_dir = bench_embedder(args.vectors)
     root = Path(tempfile.mkdtemp(prefix="search-deletions-"))
@@ -74,26 +83,35 @@ def main() -> None:
         rows = []
         graphs = GraphConfig(lang_min_posts=0, rebuild_dead_share=0.2)
         with SearchIndex(root / "idx", embedder=embedder, compact=CompactConfig(auto=False), graphs=graphs) as ix:
-            rows.append(("as built", ix.dense.graph_size(), *measure(ix, qvecs)))
+            rows.append(("as built", graph_mb(ix), *measure(ix, qvecs, args.rounds)))
             rng = np.random.default_rng(0)
             near = {k for v in qvecs[: args.queries // 2] for k, _ in ix.dense.search_ann(v, 40)}
             doomed = set(rng.choice(n, int(args.delete * n), replace=False).tolist())
             doomed |= set(rng.choice(sorted(near), int(0.8 * len(near)), replace=False).tolist())
             for key in doomed:  # the store's liveness, as a delete sets it (one at a time would commit each)
                 ix._kill(int(key))
-            rows.append((f"{len(doomed) / n:.0%} deleted, in the graph", ix.dense.graph_size(), *measure(ix, qvecs)))
+            rows.append((f"{len(doomed) / n:.0%} deleted, in the graph", graph_mb(ix), *measure(ix, qvecs, args.rounds)))
             t0 = time.perf_counter()
             ix.compact()
             compact_s = time.perf_counter() - t0
-            rows.append(("after compaction (graph built again)", ix.dense.graph_size(), *measure(ix, qvecs)))
+            rows.append(("after compaction (graph built again)", graph_mb(ix), *measure(ix, qvecs, args.rounds)))
             ix.compact_cfg = CompactConfig(auto=False, on_close=False)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{machine()}; {n:,} posts, {args.queries} queries (vector given), dense top 10")
-    print("| graph | vectors in it | p50 ms | p99 ms | recall@10 |\n|---|--:|--:|--:|--:|")
-    for name, size, p50, p99, rec in rows:
-        print(f"| {name} | {size:,} | {p50:.2f} | {p99:.2f} | {rec:.3f} |")
-    print(f"compaction with the graph built again: {compact_s:.1f} s")
+    cmd = " ".join(a for a in sys.argv[1:] if a != "--write")
+    body = "### Search: deleted posts in the graph (`benchmarks/search_deletions.py`)\n\n" + \
+        f"Machine: {machine()}; `python benchmarks/search_deletions.py {cmd}`; {n:,} posts, " \
+        f"{args.queries} queries with the vector given, dense top 10, {args.rounds} rounds; the share deleted " \
+        "at random, and besides 80% of the 40 nearest posts of half the queries; recall@10 against exact " \
+        "search over the live posts.\n\n" + \
+        "| graph | vectors in it (size) | p50 ms | p99 ms | recall@10 |\n|---|--:|--:|--:|--:|\n" + \
+        "\n".join(f"| {name} | {size} | {p50:.2f} | {p99:.2f} | {rec:.3f} |" for name, size, p50, p99, rec in rows) + \
+        f"\n\nThe compaction that built the graph again took {compact_s:.1f} s (adds and searches go on meanwhile)."
+    print(body)
+    if args.write:
+        from report import write_section
+
+        write_section("search-deletions", body)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def lang_graphs_of(rows: np.ndarray, langs: list[str | None], cfg: GraphConfig,
 
 
 def _hnsw(ann: faiss.Index) -> faiss.Index:
-    """The HNSW index itself (inside an ``IndexIDMap`` for a language's graph)."""
+    """The HNSW index itself (inside an ``IndexIDMap`` for a keyed graph)."""
     return faiss.downcast_index(ann.index) if isinstance(ann, faiss.IndexIDMap) else ann
 
 
