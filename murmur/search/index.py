@@ -522,13 +522,15 @@ class SearchIndex:
         return int(self.store.alive.view.sum())
 
     # ------------------------------------------------------------------ compaction
-    def compact(self) -> bool:
+    def compact(self, build_graphs: bool = True) -> bool:
         """Fold the write-ahead logs into the segments (see :mod:`murmur.search.segments`).
 
         Searches go on meanwhile; adds and deletes wait only while the log is switched and while
-        a graph is saved (each graph on its own), and a language's new graph is built without holding
-        them up. Every file is fsynced before ``segments.json`` names it, and a log is
-        removed only after that. False when there was nothing to fold.
+        a graph is saved (each graph on its own), and a graph built anew (a language's first, or one
+        over the live posts) is built without holding them up. ``build_graphs=False`` leaves those to a
+        later compaction (a shutdown does not wait minutes for them). Every file is fsynced before
+        ``segments.json`` names it, and a log is removed only after that. False when there was nothing
+        to fold.
         """
         self._check_writable()
         with self._compacting:
@@ -573,7 +575,8 @@ class SearchIndex:
                 fsync_file(self.path / dead_file)
             graph, by_lang = self.state.graph, dict(self.state.lang_graphs)
             if self.dense is not None:
-                self._refresh_graphs(dead)
+                if build_graphs:
+                    self._refresh_graphs(dead)
                 graph = f"graph-{tag}{GRAPH_SUFFIX}"
                 by_lang = {lang: f"graph-{tag}-{lang}{GRAPH_SUFFIX}" for lang in self.dense.by_lang}
                 with self.lock.read():  # the graphs may hold later adds too: replay is idempotent
@@ -658,7 +661,7 @@ class SearchIndex:
             atexit.unregister(self._at_exit)
         if self.writable and self.lexical.writer is not None and self.compact_cfg.on_close:
             try:
-                self.compact()
+                self.compact(build_graphs=False)
             except Exception as e:
                 log.warning("search index %s: compaction on close failed (%s); the write-ahead log is kept",
                             self.path, e)
