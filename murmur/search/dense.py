@@ -187,8 +187,8 @@ class DenseIndex:
             self.set_graph(lang, graph)
 
     @classmethod
-    def load(cls, vector_paths: list[Path], ann_path: Path, lang_paths: dict[str, Path] | None = None,
-             keys_of: Callable[[str | None], np.ndarray] | None = None) -> DenseIndex:
+    def load(cls, vector_paths: list[Path], ann_path: Path, lang_paths: dict[str, Path],
+             keys_of: Callable[[str | None], np.ndarray]) -> DenseIndex:
         """The segments' vectors (memory-mapped, in key order), the graph over them and the languages'
         graphs (``keys_of(lang)``: the stored live keys in that language, or in all for None), each read as
         :func:`_read_graph` says."""
@@ -197,9 +197,8 @@ class DenseIndex:
         parts = [np.load(p, mmap_mode="r") for p in vector_paths]
         dim = parts[0].shape[1]
         base = parts[0] if len(parts) == 1 else Stacked(parts, dim)
-        keys_of = keys_of or (lambda lang: np.arange(len(base)))
         by_lang = {}
-        for lang, path in (lang_paths or {}).items():
+        for lang, path in lang_paths.items():
             keys = keys_of(lang)
             rebuild = functools.partial(keyed_graph_of, base.__getitem__, keys, dim, f"{lang!r} posts")
             by_lang[lang] = _read_graph(path, dim, keys, rebuild, f" of {lang!r} posts", keyed=True)

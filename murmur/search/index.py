@@ -169,17 +169,13 @@ def _refresh_marker(out: Path) -> None:
         write_json(out / COMPLETE_MARKER, marker)
 
 
-def lang_graph_name(lang: str) -> str:
-    return f"dense-{lang}{GRAPH_SUFFIX}"
-
-
 def write_lang_graphs(out: Path, langs: list[str | None], cfg: GraphConfig, progress: bool = True) -> dict[str, str]:
     """Build and save the languages' own graphs over ``out/vectors.npy`` (``langs``: each row's language);
     the file of each, by language, for the manifest's ``lang_graphs``."""
     rows = np.load(out / "vectors.npy", mmap_mode="r")
     names = {}
     for lang, graph in lang_graphs_of(rows, langs, cfg, progress).items():
-        names[lang] = lang_graph_name(lang)
+        names[lang] = f"dense-{lang}{GRAPH_SUFFIX}"
         save_ann(graph, out / names[lang])
     return names
 
