@@ -452,8 +452,10 @@ def main() -> None:
         write_section("search", body)
 
 
-EARLIER = """The first run with a graph per language (see docs/search.md; the table above as written on 2026-11-29, its
-corpus the clean posts of a 3,000-account demo world indexed with all-MiniLM-L6-v2): a `lang=es` filter walks the
+EARLIER = """The run before it, the first with a graph per language (see docs/search.md), at 1,000,000 posts of
+another 3,000-account demo world indexed with the packaged all-MiniLM-L6-v2 (its table is in the history of
+docs/benchmarks.md, 2026-11-29): dense p50 21.5 / p99 24.0 ms against faiss's ids 19.7 / 24.4 ms (1.09x / 0.98x),
+hybrid 24.4 / 29.5 ms with 1 client; a `lang=es` filter walks the
 Spanish graph (247,165 posts) at p50 21.4 ms against 160.2 ms for the same filter, in the same run,
 with the main graph only (7.5x; there an English query's neighbours hold few Spanish posts and the
 filter falls back to exact search over every Spanish row), at recall@10 0.950 of the exact nearest
