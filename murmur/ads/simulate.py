@@ -56,6 +56,7 @@ class SimConfig:
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
     pacing_doubt: float = knob(0.0, "plan on a spend rate this many standard deviations of a campaign's charge count low")
+    pacing_by_value: bool = knob(True, "a throttled campaign takes part in its best-scoring auctions, not a random share")
 
     def check(self) -> None:
         """One line naming the first knob out of range (before any work is done)."""
@@ -291,7 +292,7 @@ def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log
     server_cfg = ServerConfig(policy=arm, seed=seed)
     if cfg is not None:
         server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin, pacing_learn=cfg.pacing_learn,
-                             pacing_doubt=cfg.pacing_doubt)
+                             pacing_doubt=cfg.pacing_doubt, pacing_by_value=cfg.pacing_by_value)
     return AdServer(campaigns, setup.catalog, setup.vectors, Featurizer(setup.vectors, setup.history),
                     setup.model if arm == "murmur" else None, server_cfg, decision_log=DecisionLog(log_path))
 
