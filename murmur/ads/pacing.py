@@ -51,10 +51,11 @@ random share ``p`` of them but its best ``p``, ranked by the campaign's own scor
 auction's quality term, what its bid is multiplied by in the ranking) against the last ``rank_window``
 auctions it could enter. The draw ``u < p`` is taken with ``u`` the share of those recent auctions that
 scored higher (ties broken at random), so a campaign still takes part in about a share ``p`` of its
-auctions and the plan above is unchanged. What changes is which part: the auctions it would win at a lower price with more clicks (a CPC click's second price
-is the next bid's value over the campaign's own pCTR), so a budget buys more, cheaper clicks, and a day's
-spend is less at the mercy of a few dear ones (Xu et al., "Smart pacing", KDD 2015, throttle by
-predicted response in the same way). Until a campaign has ``rank_min`` scores the draw is random.
+auctions and the plan above is unchanged. What changes is which part: the auctions it wins at a lower
+price with more clicks (a CPC click's second price is the next bid's value over the campaign's own
+pCTR), so a budget buys more, cheaper clicks, and a day's spend is less at the mercy of a few dear ones
+(Xu et al., "Smart pacing", KDD 2015, throttle by predicted response in the same way). Until a campaign
+has ``rank_min`` scores the draw is random.
 
 A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
 (accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience

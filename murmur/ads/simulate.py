@@ -357,7 +357,9 @@ def budgets_for(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], seed
     unlimited (0.5-0.95 of it for most CPC campaigns on the demo world). A paced round's capacity per
     campaign: its expected charge (under the hidden click model) over the slots the server's supply
     forecast says it would have won in every auction it could enter with no budget limit, the others as
-    they were (:attr:`AdServer.shadow`)."""
+    they were (:attr:`AdServer.shadow`). The probes take part in auctions as the shipped server does
+    (``pacing_by_value``), so runs that compare the two ways share their budgets."""
+    cfg = replace(cfg, pacing_by_value=SimConfig.pacing_by_value)
     probe = _server(setup, campaigns, "murmur", seed, None, cfg)
     _serve_day(probe, setup, cfg, traffic, base, "probe", ArmResult())
     budgets = cfg.budget_fraction * probe.daily[0][1] / MICROS
