@@ -57,38 +57,6 @@ def test_pacer_spreads_the_budget_and_never_overspends():
     assert 0.9 * 0.5 / 0.7 * budgets[0] <= pacer.spent_at_half[0] <= 1.1 * 0.5 / 0.7 * budgets[0] + 500_000
 
 
-def test_a_throttled_campaign_takes_part_in_its_best_scoring_auctions():
-    """Value draws: at participation p a campaign enters about a share p of its auctions, the ones where its
-    score ranks in the top p of its recent ones; random draws until it has ``rank_min`` scores."""
-    rng = np.random.default_rng(0)
-    pacer = Pacer(np.array([10**12, 10**12], np.int64), slot_shares(np.ones(24)))
-    pacer.p[:] = 0.3
-    scores = rng.lognormal(-4.0, 1.0, (3000, 2))  # pCTR-like: skewed
-    u = rng.random((3000, 2))
-    first = pacer.value_draws(np.array([0, 1]), scores[0], u[0])
-    assert first.tolist() == u[0].tolist()  # nothing seen yet: the random draw
-    took = np.zeros((3000, 2), bool)
-    took[0] = pacer.eligible(np.array([0, 1]), first)
-    for i in range(1, 3000):
-        took[i] = pacer.eligible(np.array([0, 1]), pacer.value_draws(np.array([0, 1]), scores[i], u[i]))
-    late = slice(pacer.rank_window, None)
-    assert abs(took[late].mean() - 0.3) < 0.03  # the share the plan asked for
-    for c in (0, 1):
-        entered, skipped = scores[late, c][took[late, c]], scores[late, c][~took[late, c]]
-        assert np.median(entered) > np.quantile(scores[:, c], 0.75)  # its better auctions, not a random 30%
-        assert np.mean(entered > np.quantile(scores[:, c], 0.6)) > 0.9
-        assert np.median(skipped) < np.quantile(scores[:, c], 0.5)
-    # the lowest score yet still draws under 1: a campaign at p = 1 takes every auction
-    low = pacer.value_draws(np.array([0, 1]), np.zeros(2), np.full(2, 0.999))
-    assert (low < 1.0).all() and pacer.eligible(np.array([0, 1]), low).tolist() == [False, False]
-    pacer.p[:] = 1.0
-    assert pacer.eligible(np.array([0, 1]), pacer.value_draws(np.array([0, 1]), np.zeros(2), np.full(2, 0.999))).all()
-    # a campaign seen once only (below rank_min) still draws at random
-    one = Pacer(np.array([1], np.int64), slot_shares(np.ones(24)))
-    one.value_draws(np.array([0]), np.array([0.5]), np.array([0.5]))
-    assert one.value_draws(np.array([0]), np.array([0.9]), np.array([0.42])).tolist() == [0.42]
-
-
 def test_an_unpaced_campaign_takes_every_auction_until_its_budget_is_spent():
     shares = slot_shares(np.ones(24))
     budgets = np.array([10_000_000, 10_000_000], dtype=np.int64)

@@ -46,17 +46,6 @@ the same way, and ``p`` never falls below the share of it that the budget needs 
 capacity``): a lucky click early in the day no longer throttles a campaign below what its supply
 allows it to reach.
 
-Which auctions a throttled campaign takes part in (:meth:`Pacer.value_draws`, murmur's policy): not a
-random share ``p`` of them but its best ``p``, ranked by the campaign's own score in each (pCTR × the
-auction's quality term, what its bid is multiplied by in the ranking) against the last ``rank_window``
-auctions it could enter. The draw ``u < p`` is taken with ``u`` the share of those recent auctions that
-scored higher (ties broken at random), so a campaign still takes part in about a share ``p`` of its
-auctions and the plan above is unchanged. What changes is which part: the auctions it wins at a lower
-price with more clicks (a CPC click's second price is the next bid's value over the campaign's own
-pCTR), so a budget buys more, cheaper clicks, and a day's spend is less at the mercy of a few dear ones
-(Xu et al., "Smart pacing", KDD 2015, throttle by predicted response in the same way). Until a campaign
-has ``rank_min`` scores the draw is random.
-
 A campaign marked ``full`` is not paced: it takes part in every auction while its budget lasts
 (accelerated delivery). The simulator uses it to tell a pacing miss from a campaign whose audience
 cannot absorb its budget at all.
@@ -93,8 +82,6 @@ class Pacer:
     learn: float = 0.0              # weight of the newest day in each campaign's capacity curve (0: traffic only)
     calib_z: float = 0.0            # plan on the spend rate this many standard deviations of its charge count low
     calib_floor: float = 0.25       # ... but never below this share of it
-    rank_window: int = 256          # value draws: the recent auctions a campaign's score is ranked among
-    rank_min: int = 32              # ... random draws until it has this many
     spent: np.ndarray = field(init=False)
     spent_at_half: np.ndarray = field(init=False)  # spent by the end of the slot in which half the day's traffic passed
     expected: np.ndarray = field(init=False)
@@ -115,9 +102,6 @@ class Pacer:
         self._set_share(np.tile(np.asarray(self.traffic_share, np.float64), (n, 1)))
         self._half_slot = int(np.searchsorted(np.cumsum(self.traffic_share), 0.5))  # half the traffic passed in it
         self.level = np.full(n, np.nan)
-        # value draws: each campaign's recent scores (a ring), kept across days
-        self._scores = np.zeros((n, self.rank_window))
-        self._n_scores = np.zeros(n, np.int64)
         self._reset_day()
 
     def _reset_day(self) -> None:
@@ -263,22 +247,6 @@ class Pacer:
         self._offered[campaigns, slot] += 1
         self._entered[campaigns, slot] += ok
         return ok
-
-    def value_draws(self, campaigns: np.ndarray, scores: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Draws for :meth:`eligible` that take part in each campaign's best auctions (module docstring): per
-        campaign, the share of its last ``rank_window`` scores (and this one) above ``scores``, ties placed at
-        random by ``u`` (``u`` itself until it has ``rank_min`` scores); then each score joins its campaign's
-        ring."""
-        n = np.minimum(self._n_scores[campaigns], self.rank_window)
-        seen = self._scores[campaigns]
-        valid = np.arange(self.rank_window)[None, :] < n[:, None]
-        above = ((seen > scores[:, None]) & valid).sum(1)
-        tied = ((seen == scores[:, None]) & valid).sum(1)
-        # its place among them and itself, ties taken in random order: in [0, 1), as ``u`` is, so p = 1 takes all
-        draws = np.where(n >= self.rank_min, (above + u * (tied + 1)) / (n + 1), u)
-        self._scores[campaigns, self._n_scores[campaigns] % self.rank_window] = scores
-        self._n_scores[campaigns] += 1
-        return draws
 
     def affordable(self, campaign: int, micros: int) -> bool:
         """Whether a charge of ``micros`` (the auction's price for one event) fits in what is left."""

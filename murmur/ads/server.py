@@ -5,8 +5,7 @@ For each request (:class:`AdRequest`) the server
 1. refuses to place ads beside an unsafe context (:mod:`murmur.ads.safety`);
 2. takes the live campaigns whose audience holds the user (targeting);
 3. drops those at their frequency cap for this user today, and those the pacer holds back
-   (:mod:`murmur.ads.pacing`: budget spread through the day, never past it; a throttled campaign takes
-   part in the auctions where it scores best among its recent ones);
+   (:mod:`murmur.ads.pacing`: budget spread through the day, never past it);
 4. scores every creative of the rest by pCTR (:mod:`murmur.ads.pctr`, at position 0) and keeps each
    campaign's best;
 5. ranks campaigns by expected value × quality (quality: 0.5 + 0.5 × the creative's similarity to the
@@ -66,8 +65,6 @@ class ServerConfig:
     pacing_p0: float = knob(0.2, "participation rate of a campaign before its spend rate is known")
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
-    pacing_by_value: bool = knob(True, "a throttled campaign takes part in its best-scoring auctions, not a random share "
-                                       "(murmur's policy; see murmur.ads.pacing)")
     pacing_doubt: float = knob(0.0, "plan on a spend rate this many standard deviations of a campaign's charge count low "
                                     "(0: on its calibrated rate)")
     policy: str = knob("murmur", "murmur (pCTR ranking, second price) or random (random order, pay the bid)")
@@ -337,11 +334,6 @@ class AdServer:
         paced = np.zeros(len(uniq), bool)
         if len(uniq):
             u = self.rng.random(len(uniq))
-            if self.cfg.policy == "murmur" and self.cfg.pacing_by_value and ok.any():
-                # each campaign's score here: its best creative's pCTR x quality (what its bid is ranked by)
-                score = np.full(len(uniq), -np.inf)
-                np.maximum.at(score, np.searchsorted(uniq, camp), pctr * self._quality(sim_ctx))
-                u[ok] = self.pacer.value_draws(uniq[ok], score[ok], u[ok])
             paced[ok] = self.pacer.eligible(uniq[ok], u[ok])
         log["frequency_capped"] = int(capped.sum())
         log["paced_out"] = int((ok & ~paced).sum())
@@ -398,13 +390,9 @@ class AdServer:
         """murmur's auction among campaigns ``cands``, each with its creative at row ``idx`` of ``pctr`` and
         ``sim_ctx``: ranked by expected value x quality, priced by second price over the reserve."""
         p = pctr[idx]
-        return gsp(expected_value(self.is_cpc[cands], self.bid[cands], p), self._quality(sim_ctx[idx]),
-                   self.is_cpc[cands], self.bid[cands], p, slots, self.cfg.reserve_cpm / 1000.0)
-
-    def _quality(self, sim_ctx: np.ndarray) -> np.ndarray:
-        """The rank score's quality term: 0.5 + 0.5 x the creative's similarity to the context, to the power
-        ``quality_weight``."""
-        return (0.5 + 0.5 * np.clip(sim_ctx, 0.0, 1.0)) ** self.cfg.quality_weight
+        quality = (0.5 + 0.5 * np.clip(sim_ctx[idx], 0.0, 1.0)) ** self.cfg.quality_weight
+        return gsp(expected_value(self.is_cpc[cands], self.bid[cands], p), quality, self.is_cpc[cands],
+                   self.bid[cands], p, slots, self.cfg.reserve_cpm / 1000.0)
 
     def _shadow_auctions(self, r: AdRequest, user_row: int, uniq: np.ndarray, keep: np.ndarray, camp: np.ndarray,
                          cr_idx: np.ndarray, pctr: np.ndarray, sim_ctx: np.ndarray, best: np.ndarray,

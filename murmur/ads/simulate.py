@@ -56,7 +56,6 @@ class SimConfig:
     pacing_margin: float = knob(0.3, "pacing plans to spend each budget by the time 1 - margin of the day's traffic passed")
     pacing_learn: float = knob(0.5, "weight of the newest day in each campaign's learned supply curve (0: traffic curve only)")
     pacing_doubt: float = knob(0.0, "plan on a spend rate this many standard deviations of a campaign's charge count low")
-    pacing_by_value: bool = knob(True, "a throttled campaign takes part in its best-scoring auctions, not a random share")
 
     def check(self) -> None:
         """One line naming the first knob out of range (before any work is done)."""
@@ -292,7 +291,7 @@ def _server(setup: SimSetup, campaigns: list[Campaign], arm: str, seed: int, log
     server_cfg = ServerConfig(policy=arm, seed=seed)
     if cfg is not None:
         server_cfg = replace(server_cfg, pacing_margin=cfg.pacing_margin, pacing_learn=cfg.pacing_learn,
-                             pacing_doubt=cfg.pacing_doubt, pacing_by_value=cfg.pacing_by_value)
+                             pacing_doubt=cfg.pacing_doubt)
     return AdServer(campaigns, setup.catalog, setup.vectors, Featurizer(setup.vectors, setup.history),
                     setup.model if arm == "murmur" else None, server_cfg, decision_log=DecisionLog(log_path))
 
@@ -357,9 +356,7 @@ def budgets_for(setup: SimSetup, cfg: SimConfig, campaigns: list[Campaign], seed
     unlimited (0.5-0.95 of it for most CPC campaigns on the demo world). A paced round's capacity per
     campaign: its expected charge (under the hidden click model) over the slots the server's supply
     forecast says it would have won in every auction it could enter with no budget limit, the others as
-    they were (:attr:`AdServer.shadow`). The probes take part in auctions as the shipped server does
-    (``pacing_by_value``), so runs that compare the two ways share their budgets."""
-    cfg = replace(cfg, pacing_by_value=SimConfig.pacing_by_value)
+    they were (:attr:`AdServer.shadow`)."""
     probe = _server(setup, campaigns, "murmur", seed, None, cfg)
     _serve_day(probe, setup, cfg, traffic, base, "probe", ArmResult())
     budgets = cfg.budget_fraction * probe.daily[0][1] / MICROS
