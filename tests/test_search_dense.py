@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from search_helpers import tiny_corpus
 
-from murmur.errors import MurmurError
-from murmur.search.dense import recall_at_k
+from murmur.errors import InputError, MurmurError
+from murmur.search.dense import GraphConfig, recall_at_k
 from murmur.search.embed import default_embedder_dir, load_embedder
 from murmur.search.index import SearchIndex, build_index
 from murmur.search.retrieve import make_request
@@ -236,7 +236,7 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
 
     import pyarrow.parquet as pq
 
-    from murmur.search.dense import GraphConfig, keyed_graph_of
+    from murmur.search.dense import keyed_graph_of
     from murmur.search.index import CompactConfig
     from murmur.search.retrieve import RetrieveConfig, ranked
 
@@ -296,10 +296,22 @@ def test_a_language_with_many_posts_gets_a_graph_of_its_own(embedder, tmp_path, 
     assert f"{graph}: unreadable (" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("knobs, field", [({"rebuild_dead_share": -0.1}, "rebuild_dead_share"),
+                                           ({"rebuild_dead_share": 1.0}, "rebuild_dead_share"),
+                                           ({"rebuild_dead_share": "0.2"}, "rebuild_dead_share"),
+                                           ({"lang_min_posts": -5}, "lang_min_posts"),
+                                           ({"lang_min_posts": 2.5}, "lang_min_posts")])
+def test_graph_knobs_out_of_range_are_refused_in_one_line(knobs, field):
+    with pytest.raises(InputError) as e:
+        GraphConfig(**knobs)
+    assert e.value.field == field and field in str(e.value) and "\n" not in str(e.value)
+    assert GraphConfig(rebuild_dead_share=0.0, lang_min_posts=0).rebuild_dead_share == 0.0  # 0: never / none
+
+
 def test_a_graph_crowded_with_deleted_posts_is_built_again_over_the_live_ones(embedder, tmp_path, capfd):
     """faiss's HNSW cannot remove a vector: once deleted posts are more than ``rebuild_dead_share`` of a
     graph, compaction builds it again over the live posts (keyed), adds join it, and it opens as saved."""
-    from murmur.search.dense import GraphConfig, held_keys
+    from murmur.search.dense import held_keys
     from murmur.search.index import CompactConfig
     from murmur.search.retrieve import ranked
 

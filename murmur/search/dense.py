@@ -42,6 +42,7 @@ import numkong
 import numpy as np
 
 from murmur.config import knob
+from murmur.errors import InputError
 from murmur.progress import Progress, log
 
 CONNECTIVITY = 16
@@ -61,6 +62,15 @@ class GraphConfig:
                                        "filter on it walks a graph instead of reading all its rows (0: none)")
     rebuild_dead_share: float = knob(0.2, "compaction builds a graph again over its live posts once deleted ones are "
                                           "more than this share of it (faiss's HNSW cannot remove one; 0: never)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lang_min_posts, bool) or not isinstance(self.lang_min_posts, int) or self.lang_min_posts < 0:
+            raise InputError(f"lang_min_posts must be a whole number >= 0 (got {self.lang_min_posts!r})",
+                             field="lang_min_posts")
+        share = self.rebuild_dead_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+            raise InputError(f"rebuild_dead_share must be in [0, 1) (got {share!r}; 0: never rebuild)",
+                             field="rebuild_dead_share")
 
 
 def graph_langs(counts: dict[str, int], cfg: GraphConfig) -> list[str]:
