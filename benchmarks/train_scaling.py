@@ -144,7 +144,7 @@ def one_device_run(name: str, device: torch.device, fsdp: bool, compile_: bool, 
         run = torch.compile(model)  # one graph, as the trainer compiles a single-process model
     if fsdp:
         init_single_process_group(device)
-        mesh = init_device_mesh(device.type, (1, 1, 1), mesh_dim_names=DIM_NAMES)
+        mesh = init_device_mesh(device.type, (1,) * len(DIM_NAMES), mesh_dim_names=DIM_NAMES)
         apply_fsdp(model, mesh["dp_shard"], pcfg)
     opt = build_optimizer(model, OptimSection(), device)
     x = torch.randint(0, mcfg.vocab_size, (micro, seq + 1), device=device)
