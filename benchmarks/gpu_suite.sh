@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The GPU suite: everything murmur measures on CUDA, in one run of under 8 minutes, offline.
+# The GPU suite: everything murmur measures on CUDA, in one run of under 9 minutes, offline.
 #
 #   benchmarks/gpu_suite.sh OUT_DIR [--dry-run] [--only STAGES] [--python PY]
 #
 # Runs from a copy of the repository on a CUDA machine with no internet. Stages, each under its own
 # time limit so one slow stage cannot eat the others' time (seconds, override with the env var named):
-#   pytest  the tests marked gpu                                               (GPU_SUITE_PYTEST_S=100)
+#   pytest  the tests marked gpu                                               (GPU_SUITE_PYTEST_S=90)
 #   train   training tok/s and MFU, 124m and 1b presets, bf16, eager and
-#           compiled, murmur vs transformers in the same run                    (GPU_SUITE_TRAIN_S=170)
-#   fsdp    FSDP2 on one GPU over NCCL vs one plain process, 124m and 1b        (GPU_SUITE_FSDP_S=110)
+#           compiled, murmur vs transformers in the same run                    (GPU_SUITE_TRAIN_S=250)
+#   fsdp    FSDP2 on one GPU over NCCL vs one plain process, 124m and 1b        (GPU_SUITE_FSDP_S=60)
 #   serve   murmur's engine vs transformers generate at 1, 8 and 32 concurrent
-#           requests (124m preset, bf16)                                        (GPU_SUITE_SERVE_S=80)
+#           requests (124m preset, bf16)                                        (GPU_SUITE_SERVE_S=120)
 # Each stage prints as it goes and leaves OUT_DIR/<stage>.log; OUT_DIR/summary.txt lists every
 # stage's status, and OUT_DIR/env.txt the machine. Nothing is written outside OUT_DIR.
 #
@@ -51,10 +51,10 @@ wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
 GPU_TESTS="$(cd "$REPO" && grep -l "pytest.mark.gpu" tests/test_*.py | tr '\n' ' ')"
 declare -a NAMES LIMITS CMDS
 add() { NAMES+=("$1"); LIMITS+=("$2"); CMDS+=("$3"); }
-add pytest "${GPU_SUITE_PYTEST_S:-100}" "$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= $GPU_TESTS"
-add train "${GPU_SUITE_TRAIN_S:-170}" "$PY -u benchmarks/train_throughput.py --presets 124m,1b --dtype bf16 --compile --steps 10 --repeats 2"
-add fsdp "${GPU_SUITE_FSDP_S:-110}" "$PY -u benchmarks/train_scaling.py --one-device --no-processes --no-compile --presets 124m:16:1024,1b:4:2048 --json \$OUT/fsdp.json"
-add serve "${GPU_SUITE_SERVE_S:-80}" "$PY -u benchmarks/serve_throughput.py --device cuda --preset 124m --dtype bf16 --no-http --repeats 1 --rounds 2 --concurrency 1 8 32"
+add pytest "${GPU_SUITE_PYTEST_S:-90}" "$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= $GPU_TESTS"
+add train "${GPU_SUITE_TRAIN_S:-250}" "$PY -u benchmarks/train_throughput.py --presets 124m,1b --dtype bf16 --compile --steps 10 --repeats 2"
+add fsdp "${GPU_SUITE_FSDP_S:-60}" "$PY -u benchmarks/train_scaling.py --one-device --no-processes --no-compile --presets 124m:16:1024,1b:4:2048 --json \$OUT/fsdp.json"
+add serve "${GPU_SUITE_SERVE_S:-120}" "$PY -u benchmarks/serve_throughput.py --device cuda --preset 124m --dtype bf16 --no-http --repeats 1 --rounds 1 --concurrency 1 8 32"
 
 WHEELS="$REPO/gpu-wheels"
 if [ "$DRY" = 1 ]; then

@@ -323,7 +323,7 @@ def main() -> None:
     results: list[Result] = []
     engine = Engine(model, tok, max_batch=32, max_queue=1024).start()
     engine.generate([tok.doc_id] * 8, SamplingParams(max_tokens=4))  # warm up
-    hf.generate(input_ids=torch.zeros(1, 8, dtype=torch.long), max_new_tokens=4, do_sample=False, pad_token_id=1)
+    hf.generate(input_ids=torch.zeros(1, 8, dtype=torch.long, device=hf.device), max_new_tokens=4, do_sample=False, pad_token_id=1)
     for c in args.concurrency:
         work = client_work(tok, c, rounds)
         ours, theirs = [], []

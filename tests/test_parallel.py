@@ -162,6 +162,7 @@ def free_port() -> int:
 
 def launch(world_size: int, names: list[str], tmp: Path, gpu: bool = False) -> dict:
     """Start ``world_size`` worker processes as torchrun would and collect rank 0's results."""
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / f"results-{world_size}.json"
     port = free_port()
     procs = []
