@@ -124,7 +124,7 @@ class Attention(nn.Module):
         k = self.wk(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, k, cos, sin)
-        gqa = q.shape[1] != k.shape[1]
+        gqa = self.n_heads != self.n_kv_heads  # tensor parallelism shards both by the same factor
         if cache is None and mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         elif cache is None:

@@ -166,17 +166,23 @@ def prior(index: Any, keys: np.ndarray, cfg: RetrieveConfig) -> np.ndarray:
 
 def fuse(lists: list[list[tuple[int, float]]], index: Any, cfg: RetrieveConfig,
          weights: tuple[Any, ...] | None = None) -> list[tuple[int, float]]:
-    """Weighted RRF of ranked lists plus the prior, best first."""
-    scores: dict[int, float] = {}
+    """Weighted RRF of ranked lists plus the prior, best first. A weight is a number, or a function of
+    an array of keys giving theirs."""
+    keys_parts, score_parts = [], []
     for ranked, w in zip(lists, weights or (1.0,) * len(lists), strict=True):
-        for rank, (key, _) in enumerate(ranked, start=1):
-            scores[key] = scores.get(key, 0.0) + (w(key) if callable(w) else w) / (cfg.rrf_k + rank)
-    if not scores:
+        if not ranked:
+            continue
+        keys = np.fromiter((key for key, _ in ranked), np.int64, len(ranked))
+        weight = w(keys) if callable(w) else w
+        keys_parts.append(keys)
+        score_parts.append(weight / (cfg.rrf_k + np.arange(1, len(ranked) + 1, dtype=np.float64)))
+    if not keys_parts:
         return []
-    keys = np.fromiter(scores, np.int64, len(scores))
-    total = np.fromiter(scores.values(), np.float64, len(scores)) + prior(index, keys, cfg) / (cfg.rrf_k + 1)
+    keys, where = np.unique(np.concatenate(keys_parts), return_inverse=True)
+    total = np.bincount(where, weights=np.concatenate(score_parts), minlength=len(keys))
+    total += prior(index, keys, cfg) / (cfg.rrf_k + 1)
     order = np.lexsort((keys, -total))
-    return [(int(keys[i]), float(total[i])) for i in order]
+    return list(zip(keys[order].tolist(), total[order].tolist(), strict=True))
 
 
 def dense_weight(index: Any, cfg: RetrieveConfig) -> Any:
@@ -185,10 +191,10 @@ def dense_weight(index: Any, cfg: RetrieveConfig) -> Any:
     if not cfg.dense_langs or cfg.dense_weight_other_langs == 1.0:
         return cfg.dense_weight
     store = index.store
-    trained = {store.langs[lang] for lang in cfg.dense_langs if lang in store.langs}
+    trained = np.array([store.langs[lang] for lang in cfg.dense_langs if lang in store.langs], np.int32)
     codes = store.lang.a
     other = cfg.dense_weight * cfg.dense_weight_other_langs
-    return lambda key: cfg.dense_weight if codes[key] in trained else other
+    return lambda keys: np.where(np.isin(codes[keys], trained), cfg.dense_weight, other)
 
 
 def lexical_weight(index: Any, req: SearchRequest, cfg: RetrieveConfig) -> float:

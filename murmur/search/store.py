@@ -88,6 +88,7 @@ class Store:
         self.likes = _Grow(pc.fill_null(self.base.column("likes"), 0).to_numpy(zero_copy_only=False))
         self.reposts = _Grow(pc.fill_null(self.base.column("reposts"), 0).to_numpy(zero_copy_only=False))
         self.alive = _Grow(np.ones(self.n_base, np.bool_))
+        self._newest = int(self.created.view.max()) if self.n_base else 0  # kept by append: a query reads it
         self.ids: dict[str, int] = {pid: i for i, pid in enumerate(self.base.column("post_id").to_pylist())}
         self.tags: dict[str, list[int]] = {}
         for i, tags in enumerate(self.base.column("hashtags").to_pylist()):
@@ -107,6 +108,7 @@ class Store:
         self.lang.append(self.langs.setdefault(post.lang, len(self.langs)))
         self.author.append(self.authors.setdefault(post.author_id, len(self.authors)))
         self.created.append(post.created_us)
+        self._newest = max(self._newest, int(post.created_us)) if len(self) > 1 else int(post.created_us)
         self.likes.append(post.likes)
         self.reposts.append(post.reposts)
         self.alive.append(True)
@@ -157,8 +159,8 @@ class Store:
         return m
 
     def newest_us(self) -> int:
-        view = self.created.view
-        return int(view.max()) if len(view) else 0
+        """The newest post's time (deleted posts included), 0 when empty."""
+        return self._newest
 
 
 def _shown(p: Post) -> dict:
