@@ -677,11 +677,16 @@ class SearchIndex:
 
     def warm_up(self) -> None:
         """Load now what the first query or add would otherwise wait for (about a second on a CPU):
-        the query-language identifier and, on a writable index, the cleaner's, with its compiled
-        kernels (one sample text cleaned, nothing stored)."""
+        the query-language identifier, the embedder's forwards (murmur-embed traces them at their
+        first call) and, on a writable index, the cleaner's, with its compiled kernels (one sample
+        text cleaned, nothing stored)."""
         from murmur.search.retrieve import query_language
 
         query_language("warm up", tuple(sorted(self.store.langs)))
+        if self.embedder is not None:
+            self.embedder.encode(["warm up"], "query")
+            if self.writable:
+                self.embedder.encode(["warm up"], "passage")
         if self.writable:
             self.cleaner.text_cleaner.clean(["Warming up the garden club notes with fresh tomatoes today #garden"],
                                             [None])
