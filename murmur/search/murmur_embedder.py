@@ -7,8 +7,8 @@ The forward runs as a traced TorchScript graph of the same model and pooling (``
 checked against the eager forward when it is made). The reason is the server's other threads, not
 the forward itself: eager PyTorch takes Python's GIL back after each of a forward's ~150 operators,
 and while another thread runs Python (a request's parsing, fusion, highlights) each take waits up
-to the interpreter's switch interval. Measured on 2 cores, a 4-query forward took 10.4 ms eager and
-7.8 ms traced alone, and 1,944 ms eager against 17.7 ms traced beside one thread running Python.
+to the interpreter's switch interval. Measured on 2 cores, a 4-query forward took 7.9 ms eager and
+6.7 ms traced alone, and 1,864 ms eager against 16.9 ms traced beside one thread running Python.
 A model that cannot be traced runs eagerly, with the same vectors.
 
 Queries (``kind="query"``) go through a copy of the model whose linear layers have int8 weights
